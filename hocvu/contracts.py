@@ -1,0 +1,155 @@
+"""The published language between services: one marshmallow schema per event's `data`.
+
+Producers validate what they publish and consumers what they receive, against the same
+schema. Unknown fields are excluded on load (a tolerant reader); a field is only ever
+added, never renamed or removed, within one SCHEMA_VERSION.
+
+Who publishes what (exchange `<service>.events`, routing key = event type):
+    lessons       course_published, lessons_assigned, lesson_completed, course_completed
+    enrollment    learner_enrolled, learner_contact_registered
+    certificates  certificate_issued
+`learner_contact_registered` is the only event that carries a phone number and only the
+notifications service subscribes to it. No event ever carries a national ID.
+"""
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from hocvu.clock import isoformat
+
+SCHEMA_VERSION = 1
+
+# Who consumes each event, as (service, handler method): the queue nameko names
+# evt-<source>-<event_type>--<service>.<method>. The publisher declares these durable queues
+# before it publishes, so an event waits for a consumer that has not started yet instead of
+# being routed to only some of them. tests/unit/test_contracts.py checks this table
+# against the services' @subscribe handlers.
+SUBSCRIBERS = {
+    "course_published": [("enrollment", "remember_course")],
+    "learner_enrolled": [("lessons", "assign_lessons"), ("notifications", "confirm_enrollment")],
+    "learner_contact_registered": [("notifications", "remember_contact")],
+    "lessons_assigned": [],
+    "lesson_completed": [],
+    "course_completed": [("certificates", "issue_certificate")],
+    "certificate_issued": [("notifications", "announce_certificate")],
+}
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """ISO 8601 in UTC with milliseconds and Z, the one format of every date we write."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else isoformat(value)
+
+LEARNER_GROUPS = ("official", "student", "worker", "citizen")
+
+_id = dict(required=True, validate=validate.Length(min=1, max=64))
+_title = dict(required=True, validate=validate.Length(min=1, max=300))
+_group = dict(required=True, validate=validate.OneOf(LEARNER_GROUPS))
+_full_name = dict(required=True, validate=validate.Length(min=1, max=200))
+
+
+class _Data(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class LessonRef(_Data):
+    id = fields.String(**_id)
+    title = fields.String(**_title)
+    position = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
+class CoursePublished(_Data):
+    course_id = fields.String(**_id)
+    title = fields.String(**_title)
+    group = fields.String(**_group)
+    lessons = fields.List(fields.Nested(LessonRef), required=True,
+                          validate=validate.Length(min=1))
+
+
+class LearnerEnrolled(_Data):
+    enrollment_id = fields.String(**_id)
+    learner_id = fields.String(**_id)
+    course_id = fields.String(**_id)
+    course_title = fields.String(**_title)
+    full_name = fields.String(**_full_name)
+    group = fields.String(**_group)
+    province_code = fields.String(required=True, validate=validate.Regexp(r"^\d{2}$"))
+    commune_code = fields.String(required=True, validate=validate.Regexp(r"^\d{5}$"))
+    enrolled_at = UtcDateTime(required=True)
+
+
+class LearnerContactRegistered(_Data):
+    learner_id = fields.String(**_id)
+    enrollment_id = fields.String(**_id)
+    full_name = fields.String(**_full_name)
+    phone = fields.String(required=True, validate=validate.Regexp(r"^\+84\d{9}$"))
+
+
+class LessonsAssigned(_Data):
+    enrollment_id = fields.String(**_id)
+    learner_id = fields.String(**_id)
+    course_id = fields.String(**_id)
+    lesson_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    assigned_at = UtcDateTime(required=True)
+
+
+class LessonCompleted(_Data):
+    enrollment_id = fields.String(**_id)
+    learner_id = fields.String(**_id)
+    course_id = fields.String(**_id)
+    lesson_id = fields.String(**_id)
+    score = fields.Integer(allow_none=True, load_default=None,
+                           validate=validate.Range(min=0, max=100))
+    completed_at = UtcDateTime(required=True)
+
+
+class CourseCompleted(_Data):
+    enrollment_id = fields.String(**_id)
+    learner_id = fields.String(**_id)
+    course_id = fields.String(**_id)
+    course_title = fields.String(**_title)
+    full_name = fields.String(**_full_name)
+    group = fields.String(**_group)
+    province_code = fields.String(required=True)
+    commune_code = fields.String(required=True)
+    completed_at = UtcDateTime(required=True)
+
+
+class CertificateIssued(_Data):
+    certificate_id = fields.String(**_id)
+    serial = fields.String(**_id)
+    verification_code = fields.String(**_id)
+    enrollment_id = fields.String(**_id)
+    learner_id = fields.String(**_id)
+    course_id = fields.String(**_id)
+    course_title = fields.String(**_title)
+    full_name = fields.String(**_full_name)
+    issued_at = UtcDateTime(required=True)
+    verify_url = fields.Url(required=True, require_tld=False)
+
+
+SOURCES = {
+    "course_published": "lessons", "lessons_assigned": "lessons",
+    "lesson_completed": "lessons", "course_completed": "lessons",
+    "learner_enrolled": "enrollment", "learner_contact_registered": "enrollment",
+    "certificate_issued": "certificates",
+}
+
+_SCHEMAS = {
+    "course_published": CoursePublished(),
+    "learner_enrolled": LearnerEnrolled(),
+    "learner_contact_registered": LearnerContactRegistered(),
+    "lessons_assigned": LessonsAssigned(),
+    "lesson_completed": LessonCompleted(),
+    "course_completed": CourseCompleted(),
+    "certificate_issued": CertificateIssued(),
+}
+
+EVENT_TYPES = tuple(_SCHEMAS)
+
+
+def schema_for(event_type: str) -> Schema:
+    try:
+        return _SCHEMAS[event_type]
+    except KeyError:
+        raise ValueError(f"no contract for event type {event_type!r}") from None

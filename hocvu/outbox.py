@@ -1,0 +1,141 @@
+"""The outbox relay: publishes the events that transactions stored, and marks them sent.
+
+A transaction writes its events into the `outbox` collection (hocvu.store). The relay,
+one green thread per service process, claims pending events in batches under a lease (so
+several instances of a service never publish the same event at once, and a crashed
+instance's claim runs out), publishes each with publisher confirms and the mandatory flag
+to `<service>.events` with the event type as routing key, and marks it sent.
+
+The relay wakes at once when its own process commits events, and polls every
+OUTBOX_POLL_SECONDS for events that another instance, or a crashed process, left behind.
+Before its first publish the relay declares the queues of every known subscriber
+(hocvu.contracts.SUBSCRIBERS), so an event waits in a durable queue for a consumer that has
+not started yet. Events with subscribers are published mandatory: if the broker still cannot
+route one (someone deleted a queue), it stays pending and is retried with backoff.
+"""
+import logging
+import threading
+from datetime import timedelta
+
+from nameko.amqp.publish import Publisher, UndeliverableMessage
+from nameko.standalone.events import get_event_exchange
+from pymongo import ASCENDING
+
+from hocvu import contracts
+from hocvu.background import WakeableLoop
+from hocvu.clock import utcnow
+from hocvu.leases import NEVER, claim_batch, release
+from hocvu.topology import known_subscriber_queues
+
+log = logging.getLogger(__name__)
+
+PENDING, SENT = "pending", "sent"
+_ORDER = [("created_at", ASCENDING), ("seq", ASCENDING)]
+_seq_lock = threading.Lock()
+_seq = 0
+
+
+def _next_seq() -> int:
+    # orders events committed in the same millisecond by one process
+    global _seq
+    with _seq_lock:
+        _seq += 1
+        return _seq
+
+
+def outbox_document(envelope: dict, service_name: str) -> dict:
+    now = utcnow()
+    return {
+        "_id": envelope["event_id"],
+        "event_type": envelope["event_type"],
+        "source": service_name,
+        "payload": envelope,
+        "status": PENDING,
+        "created_at": now,
+        "seq": _next_seq(),
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_until": NEVER,
+    }
+
+
+def prepare_outbox(db) -> None:
+    outbox = db[OutboxRelay.COLLECTION]
+    outbox.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
+    outbox.create_index("lease_owner")
+    outbox.create_index("sent_at", expireAfterSeconds=7 * 24 * 3600)
+
+
+class OutboxRelay(WakeableLoop):
+    COLLECTION = "outbox"
+
+    def __init__(self, db, service_name: str, config: dict):
+        super().__init__()
+        self.name = f"{service_name}.outbox_relay"
+        self.outbox = db[self.COLLECTION]
+        self.service_name = service_name
+        self.exchange = get_event_exchange(service_name, config)
+        self.publisher = Publisher(
+            config["AMQP_URI"], use_confirms=True,
+            declare=[self.exchange, *known_subscriber_queues(service_name, config)])
+        self.batch_size = int(config.get("OUTBOX_BATCH_SIZE", 200))
+        self.poll_seconds = float(config.get("OUTBOX_POLL_SECONDS", 1.0))
+        self.lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", 15)))
+        self.max_backoff_seconds = float(config.get("OUTBOX_MAX_BACKOFF_SECONDS", 60))
+
+    def pending_count(self) -> int:
+        return self.outbox.count_documents({"status": PENDING})
+
+    def run_once(self) -> bool:
+        return self.relay_due() == self.batch_size
+
+    def relay_due(self) -> int:
+        """Publish one batch of due events; return how many were claimed."""
+        claimed = self._claim_batch()
+        if not claimed:
+            return 0
+        sent, unroutable = [], []
+        try:
+            for doc in claimed:
+                try:
+                    self._publish(doc)
+                    sent.append(doc["_id"])
+                except UndeliverableMessage:
+                    unroutable.append(doc)
+        finally:
+            self._settle(claimed, sent, unroutable)
+        return len(claimed)
+
+    def _claim_batch(self) -> list[dict]:
+        due = {"status": PENDING, "next_attempt_at": {"$lte": utcnow()}}
+        return claim_batch(self.outbox, due, _ORDER, self.batch_size, self.lease)
+
+    def _publish(self, doc: dict) -> None:
+        envelope = doc["payload"]
+        self.publisher.publish(
+            envelope,
+            exchange=self.exchange,
+            routing_key=doc["event_type"],
+            mandatory=bool(contracts.SUBSCRIBERS.get(doc["event_type"])),
+            message_id=envelope["event_id"],
+            type=doc["event_type"],
+            app_id=self.service_name,
+        )
+
+    def _settle(self, claimed, sent_ids, unroutable) -> None:
+        now = utcnow()
+        if sent_ids:
+            self.outbox.update_many(
+                {"_id": {"$in": sent_ids}},
+                {"$set": {"status": SENT, "sent_at": now}, "$unset": {"lease_owner": ""}})
+        for doc in unroutable:
+            attempts = doc["attempts"] + 1
+            delay = min(2 ** attempts, self.max_backoff_seconds)
+            log.warning("no queue is bound for %s event %s yet; retrying in %ss",
+                        doc["event_type"], doc["_id"], delay)
+            release(self.outbox, [doc["_id"]], {"$set": {
+                "attempts": attempts, "last_error": "unroutable",
+                "next_attempt_at": now + timedelta(seconds=delay)}})
+        done = set(sent_ids) | {d["_id"] for d in unroutable}
+        # the broker failed mid-batch: hand the rest back at once, still in order
+        release(self.outbox, [d["_id"] for d in claimed if d["_id"] not in done])

@@ -1,0 +1,72 @@
+"""certificates: issue one certificate per completed course, and let anyone verify it.
+
+HTTP (under /api/certificates/)
+    GET  health
+    GET  certificates?enrollment_id=...  or  ?learner_id=...
+    GET  verify/<verification_code>     public, no login
+Consumes   lessons.course_completed  -> issues the certificate
+Publishes  certificate_issued
+State      its own database: certificates, counters (serial numbers), outbox, inbox
+"""
+from nameko.dependency_providers import Config
+from pymongo import ASCENDING
+
+from hocvu import health
+from hocvu.clock import utcnow
+from hocvu.http import NotFound, ValidationFailed, http
+from hocvu.messaging import subscribe
+from hocvu.store import ServiceStore, Store
+from services.certificates import issuing
+from services.certificates.domain import normalize_code
+from services.certificates.schemas import CertificateOut, VerificationOut
+
+certificates_out = CertificateOut(many=True)
+verification_out = VerificationOut()
+
+
+def prepare(store: Store) -> None:
+    db = store.db
+    db.certificates.create_index("enrollment_id", unique=True)
+    db.certificates.create_index("verification_code", unique=True)
+    db.certificates.create_index("serial", unique=True)
+    db.certificates.create_index([("learner_id", ASCENDING), ("issued_at", ASCENDING)])
+
+
+class CertificatesService:
+    name = "certificates"
+
+    config = Config()
+    store = ServiceStore(prepare=prepare)
+
+    @http("GET", "/api/certificates/health")
+    def health(self, request):
+        return health.check(self.store, self.config["AMQP_URI"])
+
+    @http("GET", "/api/certificates/certificates")
+    def list_certificates(self, request):
+        query = {key: request.args[key] for key in ("enrollment_id", "learner_id")
+                 if request.args.get(key)}
+        if not query:
+            raise ValidationFailed("give enrollment_id or learner_id", {
+                "enrollment_id": ["give enrollment_id or learner_id"]})
+        found = self.store.db.certificates.find(query).sort("issued_at", ASCENDING)
+        return certificates_out.dump(list(found))
+
+    @http("GET", "/api/certificates/verify/<code>")
+    def verify(self, request, code):
+        canonical = normalize_code(code)
+        certificate = canonical and self.store.db.certificates.find_one(
+            {"verification_code": canonical})
+        if not certificate:
+            raise NotFound("no certificate has this verification code")
+        return verification_out.dump(certificate)
+
+    @subscribe("lessons", "course_completed")
+    def issue_certificate(self, event):
+        verify_url = self.config["PUBLIC_BASE_URL"].rstrip("/") + "/api/certificates/verify/{code}"
+
+        def work(tx):
+            tx.claim_event("issue_certificate", event)
+            issuing.issue(tx, event.data, event.correlation_id, verify_url, utcnow())
+
+        self.store.transact(work)

@@ -1,0 +1,106 @@
+"""lessons: the course catalog, lesson plans, progress and completion.
+
+HTTP (under /api/lessons/)
+    GET  health
+    GET  courses                                         the catalog
+    GET  courses/<course_id>
+    GET  enrollments/<enrollment_id>                     a learner's progress
+    POST enrollments/<enrollment_id>/lessons/<lesson_id>/complete   {"score": 0..100}
+Consumes   enrollment.learner_enrolled   -> assigns the course's lessons
+Publishes  course_published, lessons_assigned, lesson_completed, course_completed
+State      its own database: courses, plans, outbox, inbox
+"""
+from nameko.dependency_providers import Config
+
+from hocvu import health
+from hocvu.clock import utcnow
+from hocvu.http import NotFound, http, load_body
+from hocvu.messaging import subscribe
+from hocvu.store import ServiceStore
+from services.lessons import repository
+from services.lessons.domain import Learner, LessonPlan, UnknownLesson
+from services.lessons.schemas import CompleteLessonIn, CourseOut, ProgressOut
+
+courses_out = CourseOut(many=True)
+course_out = CourseOut()
+progress_out = ProgressOut()
+complete_in = CompleteLessonIn()
+
+
+class UnknownCourse(Exception):
+    """learner_enrolled named a course this catalog does not have."""
+
+
+class LessonsService:
+    name = "lessons"
+
+    config = Config()
+    store = ServiceStore(prepare=repository.prepare)
+
+    @http("GET", "/api/lessons/health")
+    def health(self, request):
+        return health.check(self.store, self.config["AMQP_URI"],
+                            courses=self.store.db.courses.count_documents({}))
+
+    @http("GET", "/api/lessons/courses")
+    def list_courses(self, request):
+        docs = self.store.db.courses.find().sort([("group", 1), ("_id", 1)])
+        return courses_out.dump([repository.course_from_doc(doc) for doc in docs])
+
+    @http("GET", "/api/lessons/courses/<course_id>")
+    def get_course(self, request, course_id):
+        doc = self.store.db.courses.find_one({"_id": course_id})
+        if doc is None:
+            raise NotFound(f"no course {course_id}")
+        return course_out.dump(repository.course_from_doc(doc))
+
+    @http("GET", "/api/lessons/enrollments/<enrollment_id>")
+    def get_progress(self, request, enrollment_id):
+        doc = self.store.db.plans.find_one({"_id": enrollment_id})
+        if doc is None:
+            raise NotFound(f"no lessons assigned to enrollment {enrollment_id} (yet)")
+        return progress_out.dump(repository.plan_from_doc(doc))
+
+    @http("POST", "/api/lessons/enrollments/<enrollment_id>/lessons/<lesson_id>/complete")
+    def complete_lesson(self, request, enrollment_id, lesson_id):
+        score = load_body(request, complete_in, allow_empty=True)["score"]
+
+        def complete(tx):
+            doc = tx["plans"].find_one({"_id": enrollment_id})
+            if doc is None:
+                raise NotFound(f"no lessons assigned to enrollment {enrollment_id}")
+            plan = repository.plan_from_doc(doc)
+            try:
+                events = plan.complete_lesson(lesson_id, score, utcnow())
+            except UnknownLesson:
+                raise NotFound(f"enrollment {enrollment_id} has no lesson {lesson_id}") from None
+            if events:
+                tx["plans"].replace_one({"_id": enrollment_id}, repository.plan_to_doc(plan))
+            for event_type, data in events:
+                tx.publish(event_type, data, plan.correlation_id)
+            return plan
+
+        return progress_out.dump(self.store.transact(complete))
+
+    @subscribe("enrollment", "learner_enrolled")
+    def assign_lessons(self, event):
+        data = event.data
+
+        def assign(tx):
+            tx.claim_event("assign_lessons", event)
+            if tx["plans"].find_one({"_id": data["enrollment_id"]}, projection={"_id": 1}):
+                return  # a replay of an enrollment that already has its plan
+            course_doc = tx["courses"].find_one({"_id": data["course_id"]})
+            if course_doc is None:
+                raise UnknownCourse(data["course_id"])
+            learner = Learner(learner_id=data["learner_id"], full_name=data["full_name"],
+                              group=data["group"], province_code=data["province_code"],
+                              commune_code=data["commune_code"])
+            plan, events = LessonPlan.assign(
+                data["enrollment_id"], repository.course_from_doc(course_doc), learner,
+                event.correlation_id, utcnow())
+            tx["plans"].insert_one(repository.plan_to_doc(plan))
+            for event_type, event_data in events:
+                tx.publish(event_type, event_data, event.correlation_id)
+
+        self.store.transact(assign)

@@ -1,0 +1,55 @@
+"""Notifications' records: the learners' contacts and the messages sent to them.
+
+A message is created once per thing worth telling (its `dedupe_key`), so a redelivered
+event never makes a second SMS. It waits in `awaiting_contact` until the learner's phone
+number is known (learner_contact_registered may arrive after the event that asks for the
+message), is `queued` for the dispatcher, `accepted` by the provider, and `delivered` when
+the provider's delivery report comes back; `failed` if the provider refused it for good.
+"""
+import uuid
+from datetime import datetime
+
+from hocvu.leases import NEVER
+from hocvu.store import Transaction
+from services.notifications import sms, templates
+
+AWAITING_CONTACT, QUEUED, ACCEPTED, DELIVERED, FAILED = (
+    "awaiting_contact", "queued", "accepted", "delivered", "failed")
+
+
+def create(tx: Transaction, template: str, dedupe_key: str, learner_id: str,
+           enrollment_id: str, values: dict, correlation_id: str, now: datetime,
+           unaccented: bool) -> dict | None:
+    """Create the message for `dedupe_key`, or return None if it exists already."""
+    if tx["messages"].find_one({"dedupe_key": dedupe_key}, projection={"_id": 1}):
+        return None
+    text = sms.prepare(templates.render(template, **values), unaccented)
+    contact = tx["contacts"].find_one({"_id": learner_id})
+    message = {
+        "_id": str(uuid.uuid4()), "dedupe_key": dedupe_key, "template": template,
+        "learner_id": learner_id, "enrollment_id": enrollment_id,
+        "to": contact["phone"] if contact else None,
+        "text": text.text, "encoding": text.encoding, "segments": text.segments,
+        "status": QUEUED if contact else AWAITING_CONTACT,
+        "created_at": now, "attempts": 0, "next_attempt_at": now, "lease_until": NEVER,
+        "correlation_id": correlation_id,
+    }
+    tx["messages"].insert_one(message)
+    return message
+
+
+def remember_contact(tx: Transaction, learner_id: str, phone: str, as_of: datetime,
+                     now: datetime) -> int:
+    """Keep the learner's newest phone number; queue the messages that waited for it."""
+    contacts = tx["contacts"]
+    known = contacts.find_one({"_id": learner_id})
+    if known is None or known["as_of"] <= as_of:
+        contacts.update_one({"_id": learner_id},
+                            {"$set": {"phone": phone, "as_of": as_of, "updated_at": now}},
+                            upsert=True)
+    else:
+        phone = known["phone"]  # an older event arrived late: the newer number stands
+    released = tx["messages"].update_many(
+        {"learner_id": learner_id, "status": AWAITING_CONTACT},
+        {"$set": {"to": phone, "status": QUEUED, "next_attempt_at": now}})
+    return released.modified_count

@@ -1,0 +1,32 @@
+"""Notifications' HTTP bodies (events are in hocvu.contracts)."""
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from hocvu.contracts import UtcDateTime
+from hocvu.privacy import mask_phone
+
+
+class MessageOut(Schema):
+    id = fields.String(attribute="_id")
+    template = fields.String()
+    learner_id = fields.String()
+    enrollment_id = fields.String()
+    to = fields.Function(lambda message: mask_phone(message.get("to") or ""))
+    text = fields.String()
+    encoding = fields.String()
+    segments = fields.Integer()
+    status = fields.String()
+    attempts = fields.Integer()
+    created_at = UtcDateTime()
+    accepted_at = UtcDateTime()
+    delivered_at = UtcDateTime()
+
+
+class DeliveryReportIn(Schema):
+    """What the gateway posts to SMS_CALLBACK_URL (docs/sms-gateway.md)."""
+    class Meta:
+        unknown = EXCLUDE
+
+    request_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    message_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    status = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    delivered_at = fields.AwareDateTime(load_default=None, allow_none=True)
