@@ -3,7 +3,8 @@ import uuid
 from datetime import datetime
 
 from hocvu.store import Transaction
-from services.certificates.domain import VALID, new_verification_code, serial_number
+from services.certificates.domain import (VALID, display_code, new_verification_code,
+                                         serial_number)
 
 
 def issue(tx: Transaction, completion: dict, correlation_id: str, verify_url: str,
@@ -31,7 +32,7 @@ def issue(tx: Transaction, completion: dict, correlation_id: str, verify_url: st
     tx["certificates"].insert_one(certificate)
     tx.publish("certificate_issued", {
         "certificate_id": certificate["_id"], "serial": certificate["serial"],
-        "verification_code": code, "verify_url": verify_url.format(code=code),
+        "verification_code": display_code(code), "verify_url": verify_url.format(code=code),
         **{key: certificate[key] for key in (
             "enrollment_id", "learner_id", "course_id", "course_title", "full_name",
             "issued_at")}}, correlation_id)

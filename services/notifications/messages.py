@@ -24,13 +24,13 @@ def create(tx: Transaction, template: str, dedupe_key: str, learner_id: str,
     if tx["messages"].find_one({"dedupe_key": dedupe_key}, projection={"_id": 1}):
         return None
     text = sms.prepare(templates.render(template, **values), unaccented)
-    contact = tx["contacts"].find_one({"_id": learner_id})
+    contact = touch_contact(tx, learner_id, now)
     message = {
         "_id": str(uuid.uuid4()), "dedupe_key": dedupe_key, "template": template,
         "learner_id": learner_id, "enrollment_id": enrollment_id,
-        "to": contact["phone"] if contact else None,
+        "to": contact.get("phone"),
         "text": text.text, "encoding": text.encoding, "segments": text.segments,
-        "status": QUEUED if contact else AWAITING_CONTACT,
+        "status": QUEUED if contact.get("phone") else AWAITING_CONTACT,
         "created_at": now, "attempts": 0, "next_attempt_at": now, "lease_until": NEVER,
         "correlation_id": correlation_id,
     }
@@ -38,15 +38,25 @@ def create(tx: Transaction, template: str, dedupe_key: str, learner_id: str,
     return message
 
 
+def touch_contact(tx: Transaction, learner_id: str, now: datetime) -> dict:
+    """Read the learner's contact, writing to it as well.
+
+    Creating a message and learning the phone number happen in concurrent transactions;
+    if each only read the other's documents, both could commit without seeing each other
+    and the message would wait for a number that already came. Writing the same contact
+    document makes them conflict, and the one that loses is retried and sees the other.
+    """
+    return tx["contacts"].find_one_and_update(
+        {"_id": learner_id}, {"$set": {"touched_at": now}}, upsert=True, return_document=True)
+
+
 def remember_contact(tx: Transaction, learner_id: str, phone: str, as_of: datetime,
                      now: datetime) -> int:
     """Keep the learner's newest phone number; queue the messages that waited for it."""
-    contacts = tx["contacts"]
-    known = contacts.find_one({"_id": learner_id})
-    if known is None or known["as_of"] <= as_of:
-        contacts.update_one({"_id": learner_id},
-                            {"$set": {"phone": phone, "as_of": as_of, "updated_at": now}},
-                            upsert=True)
+    known = touch_contact(tx, learner_id, now)
+    if known.get("as_of") is None or known["as_of"] <= as_of:
+        tx["contacts"].update_one({"_id": learner_id},
+                                  {"$set": {"phone": phone, "as_of": as_of}})
     else:
         phone = known["phone"]  # an older event arrived late: the newer number stands
     released = tx["messages"].update_many(
