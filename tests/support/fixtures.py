@@ -1,0 +1,82 @@
+"""pytest fixtures: real RabbitMQ (a virtual host per test), a real SecantusDB server per
+session (a database per test), and services running in the test process."""
+import uuid
+
+import pymongo
+import pytest
+from nameko.containers import ServiceContainer
+
+from tests.support.broker import Pika, Vhost
+from tests.support.processes import secantus
+
+HASH_KEY = "test-key-" + "0" * 32
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory):
+    base = tmp_path_factory.mktemp("secantus")
+    process, uri = secantus(base / "data", base)
+    process.start()
+    try:
+        process.wait_until(lambda: pymongo.MongoClient(
+            uri, serverSelectionTimeoutMS=500).admin.command("ping"), timeout=60)
+        yield uri
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def amqp_uri():
+    with Vhost() as vhost:
+        yield vhost.amqp_uri
+
+
+@pytest.fixture
+def pika_client(amqp_uri):
+    client = Pika(amqp_uri)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def service_config(amqp_uri, mongo_uri):
+    """Config for one service in the test process; each test gets fresh databases."""
+    run = uuid.uuid4().hex[:8]
+
+    def config(service: str, **extra) -> dict:
+        return {
+            "AMQP_URI": amqp_uri,
+            "MONGO_URI": mongo_uri,
+            "MONGO_DATABASE": f"test_{run}_{service}",
+            "WEB_SERVER_ADDRESS": "127.0.0.1:0",
+            "OUTBOX_POLL_SECONDS": 0.2,
+            "NATIONAL_ID_HASH_KEY": HASH_KEY,
+            "PUBLIC_BASE_URL": "http://verify.example.test",
+            **extra,
+        }
+
+    return config
+
+
+@pytest.fixture
+def run_service():
+    """Start a service class in this process; stopped at the end of the test."""
+    containers = []
+
+    def start(service_class, config: dict) -> ServiceContainer:
+        container = ServiceContainer(service_class, config)
+        container.start()
+        containers.append(container)
+        return container
+
+    yield start
+    for container in reversed(containers):
+        container.stop()
+
+
+def base_url(container: ServiceContainer) -> str:
+    """Where a started container's HTTP server listens (it was given port 0)."""
+    from nameko.web.server import WebServer
+    server = next(ext for ext in container.extensions if isinstance(ext, WebServer))
+    host, port = server._sock.getsockname()[:2]
+    return f"http://{host}:{port}"
