@@ -80,3 +80,31 @@ def base_url(container: ServiceContainer) -> str:
     server = next(ext for ext in container.extensions if isinstance(ext, WebServer))
     host, port = server._sock.getsockname()[:2]
     return f"http://{host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def sms_gateway(tmp_path_factory):
+    """The SMS gateway simulator as its own process; emptied before each test that uses it."""
+    from tests.support.processes import BIN, Process, free_port
+    port = free_port()
+    process = Process(f"sms-simulator-{port}", [
+        str(BIN / "python"), "-m", "sms_simulator", "--port", str(port),
+        "--delivery-delay", "0.05", "--callback-backoff", "0.2"],
+        tmp_path_factory.mktemp("sms"))
+    process.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        process.wait_http(f"{url}/health")
+        yield url
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def sms_outbox(sms_gateway):
+    """What the gateway received in this test (it is emptied first)."""
+    import requests
+    requests.delete(f"{sms_gateway}/v1/messages").raise_for_status()
+    requests.post(f"{sms_gateway}/v1/admin/faults",
+                  json={"fail_rate": 0, "rate_limit_per_minute": None}).raise_for_status()
+    return lambda: requests.get(f"{sms_gateway}/v1/messages").json()["messages"]

@@ -1,0 +1,111 @@
+"""notifications against real RabbitMQ, SecantusDB and the SMS gateway simulator."""
+import pytest
+import requests
+
+from hocvu.clock import utcnow
+from hocvu.events import new_event
+from services.notifications.service import NotificationsService
+from tests.support.processes import free_port
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+LEARNER = "lrn-5"
+
+
+def enrolled():
+    return new_event("learner_enrolled", {
+        "enrollment_id": "enr-5", "learner_id": LEARNER, "course_id": "student-digital-basics",
+        "course_title": "Kỹ năng số cho học sinh, sinh viên", "full_name": "Vũ Đức Anh",
+        "group": "student", "province_code": "38", "commune_code": "14845",
+        "enrolled_at": utcnow()}, correlation_id="corr-5")
+
+
+def contact(phone="+84987001234"):
+    return new_event("learner_contact_registered", {
+        "learner_id": LEARNER, "enrollment_id": "enr-5", "full_name": "Vũ Đức Anh",
+        "phone": phone}, correlation_id="corr-5")
+
+
+def certificate():
+    return new_event("certificate_issued", {
+        "certificate_id": "cert-5", "serial": "HV-38-2026-000005",
+        "verification_code": "K7QM-2XRT-9BH4", "enrollment_id": "enr-5", "learner_id": LEARNER,
+        "course_id": "student-digital-basics", "course_title": "Kỹ năng số cho học sinh, sinh viên",
+        "full_name": "Vũ Đức Anh", "issued_at": utcnow(),
+        "verify_url": "http://verify.example.test/K7QM2XRT9BH4"}, correlation_id="corr-5")
+
+
+@pytest.fixture
+def notifications(service_config, run_service, sms_gateway):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    run_service(NotificationsService, service_config(
+        "notifications", WEB_SERVER_ADDRESS=f"127.0.0.1:{port}", SMS_GATEWAY_URL=sms_gateway,
+        SMS_CALLBACK_URL=f"{url}/api/notifications/delivery-reports", SMS_POLL_SECONDS=0.2))
+    return url
+
+
+def messages(url):
+    return requests.get(f"{url}/api/notifications/messages", params={"learner_id": LEARNER}).json()
+
+
+@pytest.mark.parametrize("contact_first", [True, False], ids=["contact-first", "enrolled-first"])
+def test_one_confirmation_sms_whatever_the_order_and_however_often(
+        notifications, pika_client, sms_outbox, contact_first):
+    events = [("learner_contact_registered", contact()), ("learner_enrolled", enrolled())]
+    if not contact_first:
+        events.reverse()
+    for routing_key, event in events * 3:
+        pika_client.publish("enrollment.events", routing_key, event)
+
+    delivered = wait_for(lambda: [m for m in messages(notifications) if m["status"] == "delivered"],
+                         what="a delivered confirmation")
+    assert len(messages(notifications)) == 1
+    message = delivered[0]
+    assert message["template"] == "enrollment_confirmed"
+    assert message["to"] == "+84*****1234"
+    assert message["encoding"] == "GSM7" and message["segments"] == 1
+    assert "Vu Duc Anh" in message["text"] and "Ky nang so cho hoc sinh" in message["text"]
+
+    received = sms_outbox()
+    assert len(received) == 1
+    assert received[0]["to"] == "84987001234"
+    assert received[0]["request_id"] == message["id"]
+    assert received[0]["text"] == message["text"]
+
+
+def test_certificate_sms_carries_the_code_and_link(notifications, pika_client, sms_outbox):
+    pika_client.publish("enrollment.events", "learner_contact_registered", contact())
+    pika_client.publish("certificates.events", "certificate_issued", certificate())
+    wait_for(lambda: [m for m in messages(notifications) if m["status"] == "delivered"],
+             what="certificate SMS")
+    text = sms_outbox()[0]["text"]
+    assert "K7QM-2XRT-9BH4" in text and "http://verify.example.test/K7QM2XRT9BH4" in text
+    assert text.startswith("Chuc mung Vu Duc Anh")
+
+
+def test_a_gateway_outage_delays_the_sms_but_does_not_lose_it(
+        notifications, pika_client, sms_gateway, sms_outbox):
+    requests.post(f"{sms_gateway}/v1/admin/faults", json={"fail_rate": 1}).raise_for_status()
+    pika_client.publish("enrollment.events", "learner_contact_registered", contact())
+    pika_client.publish("enrollment.events", "learner_enrolled", enrolled())
+    wait_for(lambda: [m for m in messages(notifications) if m["attempts"] >= 2],
+             what="two failed attempts")
+    assert messages(notifications)[0]["status"] == "queued"
+    assert sms_outbox() == []
+
+    requests.post(f"{sms_gateway}/v1/admin/faults", json={"fail_rate": 0}).raise_for_status()
+    wait_for(lambda: [m for m in messages(notifications) if m["status"] == "delivered"],
+             timeout=30, what="delivery after the outage")
+    assert len(sms_outbox()) == 1
+
+
+def test_bad_delivery_reports_and_queries_are_refused(notifications):
+    reports = f"{notifications}/api/notifications/delivery-reports"
+    assert requests.post(reports, json={"request_id": "nope", "message_id": "x",
+                                        "status": "delivered"}).status_code == 404
+    invalid = requests.post(reports, json={"status": "delivered"})
+    assert invalid.status_code == 400
+    assert set(invalid.json()["fields"]) == {"request_id", "message_id"}
+    assert requests.get(f"{notifications}/api/notifications/messages").status_code == 400
