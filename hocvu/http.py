@@ -132,10 +132,18 @@ class JsonWebServer(WebServer):
 
 
 class JsonHttpEntrypoint(HttpRequestHandler):
+    """nameko's @http answering JSON. The route also describes itself for OpenAPI:
+    `summary`, the request `body` schema, `query` parameters {name: description} and
+    `answers` {status: response schema, or a description for an error}."""
     server = JsonWebServer()
 
-    def __init__(self, method, url, **kwargs):
+    def __init__(self, method, url, summary: str = "", body=None, query=None, answers=None,
+                 **kwargs):
         kwargs.setdefault("expected_exceptions", (ApiError,))
+        self.summary = summary
+        self.body_schema = body
+        self.query = query or {}
+        self.answers = answers or {}
         super().__init__(method, url, **kwargs)
 
     def response_from_result(self, result):

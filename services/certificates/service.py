@@ -2,6 +2,7 @@
 
 HTTP (under /api/certificates/)
     GET  health
+    GET  openapi.json
     GET  certificates?enrollment_id=...  or  ?learner_id=...
     GET  verify/<verification_code>     public, no login
 Consumes   lessons.course_completed  -> issues the certificate
@@ -11,7 +12,7 @@ State      its own database: certificates, counters (serial numbers), outbox, in
 from nameko.dependency_providers import Config
 from pymongo import ASCENDING
 
-from hocvu import health
+from hocvu import health, openapi
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, ValidationFailed, http
 from hocvu.messaging import subscribe
@@ -38,11 +39,18 @@ class CertificatesService:
     config = Config()
     store = ServiceStore(prepare=prepare)
 
-    @http("GET", "/api/certificates/health")
+    @http("GET", "/api/certificates/health", summary="broker and store reachable?",
+          answers={200: "ok", 503: "broker or store unreachable"})
     def health(self, request):
         return health.check(self.store, self.config["AMQP_URI"])
 
-    @http("GET", "/api/certificates/certificates")
+    @http("GET", "/api/certificates/openapi.json", summary="this API as an OpenAPI 3 document")
+    def openapi_document(self, request):
+        return openapi.build(CertificatesService, "hocvu certificates", __doc__)
+
+    @http("GET", "/api/certificates/certificates", summary="certificates of an enrollment or learner",
+          query={"enrollment_id": "an enrollment", "learner_id": "a learner"},
+          answers={200: CertificateOut(many=True), 400: "neither parameter given"})
     def list_certificates(self, request):
         query = {key: request.args[key] for key in ("enrollment_id", "learner_id")
                  if request.args.get(key)}
@@ -52,7 +60,8 @@ class CertificatesService:
         found = self.store.db.certificates.find(query).sort("issued_at", ASCENDING)
         return certificates_out.dump(list(found))
 
-    @http("GET", "/api/certificates/verify/<code>")
+    @http("GET", "/api/certificates/verify/<code>", summary="verify a certificate (public)",
+          answers={200: VerificationOut, 404: "no certificate has this code"})
     def verify(self, request, code):
         canonical = normalize_code(code)
         certificate = canonical and self.store.db.certificates.find_one(

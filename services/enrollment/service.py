@@ -2,6 +2,7 @@
 
 HTTP (under /api/enrollment/)
     GET  health
+    GET  openapi.json
     GET  courses                    the catalog as enrollment knows it (from lessons' events)
     POST enrollments                {"course_id", "learner": {...}} -> 201, 400, 404, 409
     GET  enrollments/<id>
@@ -19,7 +20,7 @@ from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from hocvu import health
+from hocvu import health, openapi
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, json_response, load_body
 from hocvu.messaging import subscribe
@@ -65,16 +66,24 @@ class EnrollmentService:
     store = ServiceStore(prepare=prepare)
     hash_national_id = NationalIdHasher()
 
-    @http("GET", "/api/enrollment/health")
+    @http("GET", "/api/enrollment/health", summary="broker and store reachable?",
+          answers={200: "ok", 503: "broker or store unreachable"})
     def health(self, request):
         return health.check(self.store, self.config["AMQP_URI"],
                             catalog_courses=self.store.db.catalog.count_documents({}))
 
-    @http("GET", "/api/enrollment/courses")
+    @http("GET", "/api/enrollment/openapi.json", summary="this API as an OpenAPI 3 document")
+    def openapi_document(self, request):
+        return openapi.build(EnrollmentService, "hocvu enrollment", __doc__)
+
+    @http("GET", "/api/enrollment/courses", summary="the courses enrollment accepts",
+          answers={200: CatalogCourseOut(many=True)})
     def list_courses(self, request):
         return catalog_out.dump(self.store.db.catalog.find().sort([("group", 1), ("_id", 1)]))
 
-    @http("POST", "/api/enrollment/enrollments")
+    @http("POST", "/api/enrollment/enrollments", summary="enroll a learner in a course",
+          body=EnrollmentIn, answers={201: EnrollmentCreatedOut, 400: "invalid fields",
+                                      404: "unknown course", 409: "already enrolled"})
     def create_enrollment(self, request):
         body = load_body(request, enrollment_in)
         learner = body["learner"]
@@ -97,7 +106,8 @@ class EnrollmentService:
                              {"X-Correlation-ID": correlation_id,
                               "Location": f"/api/enrollment/enrollments/{enrollment['_id']}"})
 
-    @http("GET", "/api/enrollment/enrollments/<enrollment_id>")
+    @http("GET", "/api/enrollment/enrollments/<enrollment_id>", summary="one enrollment",
+          answers={200: EnrollmentOut, 404: "no such enrollment"})
     def get_enrollment(self, request, enrollment_id):
         enrollment = self.store.db.enrollments.find_one({"_id": enrollment_id})
         if enrollment is None:

@@ -2,6 +2,7 @@
 
 HTTP (under /api/lessons/)
     GET  health
+    GET  openapi.json
     GET  courses                                         the catalog
     GET  courses/<course_id>
     GET  enrollments/<enrollment_id>                     a learner's progress
@@ -12,7 +13,7 @@ State      its own database: courses, plans, outbox, inbox
 """
 from nameko.dependency_providers import Config
 
-from hocvu import health
+from hocvu import health, openapi
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, load_body
 from hocvu.messaging import subscribe
@@ -37,31 +38,41 @@ class LessonsService:
     config = Config()
     store = ServiceStore(prepare=repository.prepare)
 
-    @http("GET", "/api/lessons/health")
+    @http("GET", "/api/lessons/health", summary="broker and store reachable?",
+          answers={200: "ok", 503: "broker or store unreachable"})
     def health(self, request):
         return health.check(self.store, self.config["AMQP_URI"],
                             courses=self.store.db.courses.count_documents({}))
 
-    @http("GET", "/api/lessons/courses")
+    @http("GET", "/api/lessons/openapi.json", summary="this API as an OpenAPI 3 document")
+    def openapi_document(self, request):
+        return openapi.build(LessonsService, "hocvu lessons", __doc__)
+
+    @http("GET", "/api/lessons/courses", summary="the course catalog",
+          answers={200: CourseOut(many=True)})
     def list_courses(self, request):
         docs = self.store.db.courses.find().sort([("group", 1), ("_id", 1)])
         return courses_out.dump([repository.course_from_doc(doc) for doc in docs])
 
-    @http("GET", "/api/lessons/courses/<course_id>")
+    @http("GET", "/api/lessons/courses/<course_id>", summary="one course",
+          answers={200: CourseOut, 404: "no such course"})
     def get_course(self, request, course_id):
         doc = self.store.db.courses.find_one({"_id": course_id})
         if doc is None:
             raise NotFound(f"no course {course_id}")
         return course_out.dump(repository.course_from_doc(doc))
 
-    @http("GET", "/api/lessons/enrollments/<enrollment_id>")
+    @http("GET", "/api/lessons/enrollments/<enrollment_id>", summary="a learner's progress",
+          answers={200: ProgressOut, 404: "no lessons assigned to this enrollment (yet)"})
     def get_progress(self, request, enrollment_id):
         doc = self.store.db.plans.find_one({"_id": enrollment_id})
         if doc is None:
             raise NotFound(f"no lessons assigned to enrollment {enrollment_id} (yet)")
         return progress_out.dump(repository.plan_from_doc(doc))
 
-    @http("POST", "/api/lessons/enrollments/<enrollment_id>/lessons/<lesson_id>/complete")
+    @http("POST", "/api/lessons/enrollments/<enrollment_id>/lessons/<lesson_id>/complete",
+          summary="complete a lesson (again: no change)", body=CompleteLessonIn,
+          answers={200: ProgressOut, 400: "invalid score", 404: "unknown enrollment or lesson"})
     def complete_lesson(self, request, enrollment_id, lesson_id):
         score = load_body(request, complete_in, allow_empty=True)["score"]
 

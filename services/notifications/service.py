@@ -2,6 +2,7 @@
 
 HTTP (under /api/notifications/)
     GET  health
+    GET  openapi.json
     GET  messages?learner_id=...  or  ?enrollment_id=...     phone numbers masked
     POST delivery-reports                                   the SMS gateway's callback
 Consumes   enrollment.learner_contact_registered  -> the learner's phone number
@@ -14,7 +15,7 @@ Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_
 from nameko.dependency_providers import Config
 from pymongo import ASCENDING
 
-from hocvu import health
+from hocvu import health, openapi
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, ValidationFailed, http, load_body
 from hocvu.messaging import subscribe
@@ -43,13 +44,20 @@ class NotificationsService:
     store = ServiceStore(prepare=prepare)
     dispatcher = SmsDispatcher()
 
-    @http("GET", "/api/notifications/health")
+    @http("GET", "/api/notifications/health", summary="broker and store reachable?",
+          answers={200: "ok", 503: "broker or store unreachable"})
     def health(self, request):
         counts = {doc["_id"]: doc["n"] for doc in self.store.db.messages.aggregate(
             [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
         return health.check(self.store, self.config["AMQP_URI"], messages=counts)
 
-    @http("GET", "/api/notifications/messages")
+    @http("GET", "/api/notifications/openapi.json", summary="this API as an OpenAPI 3 document")
+    def openapi_document(self, request):
+        return openapi.build(NotificationsService, "hocvu notifications", __doc__)
+
+    @http("GET", "/api/notifications/messages", summary="the SMS sent to a learner",
+          query={"learner_id": "a learner", "enrollment_id": "an enrollment"},
+          answers={200: MessageOut(many=True), 400: "neither parameter given"})
     def list_messages(self, request):
         query = {key: request.args[key] for key in ("learner_id", "enrollment_id")
                  if request.args.get(key)}
@@ -59,7 +67,9 @@ class NotificationsService:
         found = self.store.db.messages.find(query).sort("created_at", ASCENDING)
         return messages_out.dump(list(found))
 
-    @http("POST", "/api/notifications/delivery-reports")
+    @http("POST", "/api/notifications/delivery-reports", summary="the SMS gateway's delivery report",
+          body=DeliveryReportIn, answers={200: "recorded", 400: "invalid report",
+                                          404: "unknown request id"})
     def delivery_report(self, request):
         report = load_body(request, report_in)
         message = self.store.db.messages.find_one({"_id": report["request_id"]})

@@ -1,0 +1,47 @@
+"""The OpenAPI documents describe every route with the schemas the routes really use."""
+import json
+
+import pytest
+
+from hocvu.openapi import build, routes
+from services.certificates.service import CertificatesService
+from services.enrollment.service import EnrollmentService
+from services.lessons.service import LessonsService
+from services.notifications.service import NotificationsService
+
+SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService]
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
+def test_every_route_is_documented_under_the_service_prefix(service):
+    document = build(service, service.name)
+    json.dumps(document)  # serialisable as served
+    assert document["openapi"] == "3.0.3"
+    documented = {(path, verb) for path, operations in document["paths"].items()
+                  for verb in operations}
+    declared = {(route.url.replace("<", "{").replace(">", "}"), route.method.lower())
+                for _, route in routes(service)}
+    assert documented == declared
+    assert all(path.startswith(f"/api/{service.name}/") for path, _ in documented)
+    assert (f"/api/{service.name}/health", "get") in documented
+
+
+def test_the_enrollment_body_is_described_field_by_field():
+    document = build(EnrollmentService, "enrollment")
+    post = document["paths"]["/api/enrollment/enrollments"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/EnrollmentIn"}
+    learner = document["components"]["schemas"]["LearnerIn"]
+    assert set(learner["required"]) == {"full_name", "phone", "national_id", "birth_year",
+                                        "group", "province_code", "commune_code"}
+    assert learner["properties"]["group"]["enum"] == ["official", "student", "worker", "citizen"]
+    assert set(post["responses"]) == {"201", "400", "404", "409"}
+    assert post["responses"]["409"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorOut"}
+
+
+def test_path_parameters_are_declared():
+    document = build(LessonsService, "lessons")
+    complete = document["paths"][
+        "/api/lessons/enrollments/{enrollment_id}/lessons/{lesson_id}/complete"]["post"]
+    assert [p["name"] for p in complete["parameters"]] == ["enrollment_id", "lesson_id"]
