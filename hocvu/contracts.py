@@ -66,15 +66,22 @@ class CoursePublished(_Data):
                           validate=validate.Length(min=1))
 
 
-class LearnerEnrolled(_Data):
+class _AboutAnEnrollment(_Data):
     enrollment_id = fields.String(**_id)
     learner_id = fields.String(**_id)
     course_id = fields.String(**_id)
+
+
+class _NamedLearnerInACommune(_AboutAnEnrollment):
+    """What a certificate needs to name the learner and a report to place them."""
     course_title = fields.String(**_title)
     full_name = fields.String(**_full_name)
     group = fields.String(**_group)
     province_code = fields.String(required=True, validate=validate.Regexp(r"^\d{2}$"))
     commune_code = fields.String(required=True, validate=validate.Regexp(r"^\d{5}$"))
+
+
+class LearnerEnrolled(_NamedLearnerInACommune):
     enrolled_at = UtcDateTime(required=True)
 
 
@@ -85,43 +92,26 @@ class LearnerContactRegistered(_Data):
     phone = fields.String(required=True, validate=validate.Regexp(r"^\+84\d{9}$"))
 
 
-class LessonsAssigned(_Data):
-    enrollment_id = fields.String(**_id)
-    learner_id = fields.String(**_id)
-    course_id = fields.String(**_id)
+class LessonsAssigned(_AboutAnEnrollment):
     lesson_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
     assigned_at = UtcDateTime(required=True)
 
 
-class LessonCompleted(_Data):
-    enrollment_id = fields.String(**_id)
-    learner_id = fields.String(**_id)
-    course_id = fields.String(**_id)
+class LessonCompleted(_AboutAnEnrollment):
     lesson_id = fields.String(**_id)
     score = fields.Integer(allow_none=True, load_default=None,
                            validate=validate.Range(min=0, max=100))
     completed_at = UtcDateTime(required=True)
 
 
-class CourseCompleted(_Data):
-    enrollment_id = fields.String(**_id)
-    learner_id = fields.String(**_id)
-    course_id = fields.String(**_id)
-    course_title = fields.String(**_title)
-    full_name = fields.String(**_full_name)
-    group = fields.String(**_group)
-    province_code = fields.String(required=True)
-    commune_code = fields.String(required=True)
+class CourseCompleted(_NamedLearnerInACommune):
     completed_at = UtcDateTime(required=True)
 
 
-class CertificateIssued(_Data):
+class CertificateIssued(_AboutAnEnrollment):
     certificate_id = fields.String(**_id)
     serial = fields.String(**_id)
     verification_code = fields.String(**_id)
-    enrollment_id = fields.String(**_id)
-    learner_id = fields.String(**_id)
-    course_id = fields.String(**_id)
     course_title = fields.String(**_title)
     full_name = fields.String(**_full_name)
     issued_at = UtcDateTime(required=True)
