@@ -12,6 +12,7 @@ LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912 345 678",
 
 
 def test_enroll_learn_certify_and_hear_about_it(platform):
+    """Through the nginx edge, as a frontend calls it."""
     courses = requests.get(platform.url("lessons", "courses")).json()
     assert sorted(c["group"] for c in courses) == ["citizen", "official", "student", "worker"]
     course = next(c for c in courses if c["group"] == "citizen")
@@ -71,3 +72,16 @@ def test_enroll_learn_certify_and_hear_about_it(platform):
     received = requests.get(f"{platform.sms_gateway}/v1/messages",
                             params={"to": "84912345678"}).json()["messages"]
     assert sorted(m["request_id"] for m in received) == sorted(m["id"] for m in messages.values())
+
+
+def test_the_edge_routes_by_prefix_and_answers_errors_in_the_envelope(platform):
+    for service in ("enrollment", "lessons", "certificates", "notifications"):
+        health = requests.get(platform.url(service, "health"))
+        assert health.status_code == 200 and health.json()["service"] == service
+        assert health.headers["X-Request-ID"]
+    nowhere = requests.get(f"{platform.base_url}/nowhere")
+    assert nowhere.status_code == 404 and nowhere.json()["error"] == "NOT_FOUND"
+    unknown_route = requests.get(platform.url("lessons", "no/such/route"))
+    assert unknown_route.status_code == 404 and unknown_route.json()["error"] == "NOT_FOUND"
+    document = requests.get(platform.url("enrollment", "openapi.json")).json()
+    assert "/api/enrollment/enrollments" in document["paths"]

@@ -5,7 +5,7 @@ import requests
 from hocvu.clock import utcnow
 from hocvu.events import new_event
 from services.notifications.service import NotificationsService
-from tests.support.processes import free_port
+from hocvu.devstack.processes import free_port
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration

@@ -2,12 +2,12 @@
 session (a database per test), and services running in the test process."""
 import uuid
 
-import pymongo
 import pytest
 from nameko.containers import ServiceContainer
 
 from tests.support.broker import Pika, Vhost
-from tests.support.processes import secantus
+from hocvu.devstack.processes import BIN, Process, free_port
+from hocvu.devstack.store import start_secantus, store_uri
 
 HASH_KEY = "test-key-" + "0" * 32
 
@@ -15,12 +15,10 @@ HASH_KEY = "test-key-" + "0" * 32
 @pytest.fixture(scope="session")
 def mongo_uri(tmp_path_factory):
     base = tmp_path_factory.mktemp("secantus")
-    process, uri = secantus(base / "data", base)
-    process.start()
+    port = free_port()
+    process = start_secantus(port, base / "data", base)
     try:
-        process.wait_until(lambda: pymongo.MongoClient(
-            uri, serverSelectionTimeoutMS=500).admin.command("ping"), timeout=60)
-        yield uri
+        yield store_uri(port)
     finally:
         process.stop()
 
@@ -85,7 +83,6 @@ def base_url(container: ServiceContainer) -> str:
 @pytest.fixture(scope="session")
 def sms_gateway(tmp_path_factory):
     """The SMS gateway simulator as its own process; emptied before each test that uses it."""
-    from tests.support.processes import BIN, Process, free_port
     port = free_port()
     process = Process(f"sms-simulator-{port}", [
         str(BIN / "python"), "-m", "sms_simulator", "--port", str(port),

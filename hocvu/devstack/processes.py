@@ -1,4 +1,5 @@
-"""Starting and stopping the real processes that tests need (store, services, simulator)."""
+"""Child processes of the dev stack and of the tests: started in their own process group,
+logging to a file, waited for until ready, stopped by PID."""
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+VAR = REPO / "var"
 BIN = Path(sys.executable).parent
 
 
@@ -81,13 +83,3 @@ class Process:
         if self.alive():
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
-
-
-def secantus(storage: Path, log_dir: Path) -> tuple[Process, str]:
-    """A SecantusDB server on a free port with its data in `storage`; returns it and its URI."""
-    port = free_port()
-    process = Process(f"secantusdb-{port}", [str(BIN / "secantusd-py"), "--host", "127.0.0.1",
-                                             "--port", str(port), "--storage-path", str(storage)],
-                      log_dir)
-    uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false"
-    return process, uri

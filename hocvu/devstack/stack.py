@@ -1,0 +1,92 @@
+"""The platform as separate processes: the SMS gateway simulator, the four services (each
+`nameko run` with its own config) and the nginx edge. `make run` and the end-to-end tests
+both start it through this class; RabbitMQ and the store are given to it."""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from hocvu.devstack import proxy
+from hocvu.devstack.processes import BIN, Process
+
+SERVICES = ("enrollment", "lessons", "certificates", "notifications")
+
+
+@dataclass
+class StackSettings:
+    amqp_uri: str
+    mongo_uri: str
+    national_id_hash_key: str
+    ports: dict[str, int]            # edge, sms_simulator and one per service
+    log_dir: Path
+    run_dir: Path
+    database_prefix: str = "hocvu_"
+    with_edge: bool = True
+    service_env: dict[str, str] = field(default_factory=dict)  # e.g. OUTBOX_POLL_SECONDS
+
+
+class Stack:
+    def __init__(self, settings: StackSettings):
+        self.settings = settings
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        self.ports = settings.ports
+        self.base_url = f"http://127.0.0.1:{self.ports['edge']}"
+        self.sms_gateway = f"http://127.0.0.1:{self.ports['sms_simulator']}"
+        self.processes: dict[str, Process] = {}
+
+    def service_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def url(self, service: str, path: str = "") -> str:
+        """A service's route, through the edge when there is one."""
+        base = self.base_url if self.settings.with_edge else self.service_url(service)
+        return f"{base}/api/{service}/{path.lstrip('/')}"
+
+    def service_process(self, service: str) -> Process:
+        s = self.settings
+        env = {
+            "AMQP_URI": s.amqp_uri, "MONGO_URI": s.mongo_uri,
+            "MONGO_DATABASE": f"{s.database_prefix}{service}",
+            "HTTP_ADDRESS": f"127.0.0.1:{self.ports[service]}",
+            "NATIONAL_ID_HASH_KEY": s.national_id_hash_key,
+            "PUBLIC_BASE_URL": self.base_url,
+            "SMS_GATEWAY_URL": self.sms_gateway,
+            "SMS_CALLBACK_URL": f"{self.service_url('notifications')}"
+                                "/api/notifications/delivery-reports",
+            **s.service_env,
+        }
+        return Process(service, [str(BIN / "python"), "-m", "nameko", "run", "--config",
+                                 f"services/{service}/config.yaml", f"services.{service}.service"],
+                       s.log_dir, env)
+
+    def start(self) -> None:
+        """Start everything and wait until every part answers; stop all on failure."""
+        try:
+            simulator = self._launch("sms_simulator", Process("sms_simulator", [
+                str(BIN / "python"), "-m", "sms_simulator", "--host", "127.0.0.1",
+                "--port", str(self.ports["sms_simulator"])], self.settings.log_dir))
+            simulator.wait_http(f"{self.sms_gateway}/health")
+            for service in SERVICES:
+                self._launch(service, self.service_process(service))
+            if self.settings.with_edge:
+                self._launch("nginx", proxy.nginx(
+                    f"127.0.0.1:{self.ports['edge']}", self.ports, self.settings.run_dir,
+                    self.settings.log_dir))
+            for service in SERVICES:
+                self.processes[service].wait_http(self.url(service, "health"), timeout=90)
+            self.processes["enrollment"].wait_until(self._catalog_arrived, timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self, name: str, process: Process) -> Process:
+        self.processes[name] = process.start()
+        return process
+
+    def _catalog_arrived(self) -> bool:
+        health = requests.get(self.url("enrollment", "health"), timeout=2).json()
+        return health.get("catalog_courses", 0) > 0
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
