@@ -54,7 +54,9 @@ def run() -> None:
                                 national_id_hash_key=national_id_hash_key(), ports=ports,
                                 log_dir=log_dir, run_dir=VAR / "run"))
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # explicit handlers: a launcher started in the background inherits SIGINT as ignored
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     try:
         stack.start()
         print(f"\nhocvu is running at {stack.base_url}")
@@ -67,8 +69,6 @@ def run() -> None:
             if dead:
                 print(f"stopped unexpectedly: {', '.join(dead)}; see {log_dir}", file=sys.stderr)
                 break
-    except KeyboardInterrupt:
-        pass
     finally:
         print("stopping ...", flush=True)
         stack.stop()

@@ -69,9 +69,17 @@ class Process:
         self.wait_until(lambda: requests.get(url, timeout=2).status_code == 200, timeout)
 
     def stop(self, grace: float = 10.0) -> None:
-        if not self.alive():
+        """SIGTERM, then SIGKILL if it has not exited after `grace` seconds."""
+        self.request_stop()
+        self.wait_stopped(grace)
+
+    def request_stop(self) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+
+    def wait_stopped(self, grace: float = 10.0) -> None:
+        if self.popen is None:
             return
-        os.killpg(self.popen.pid, signal.SIGTERM)
         try:
             self.popen.wait(grace)
         except subprocess.TimeoutExpired:

@@ -88,5 +88,8 @@ class Stack:
         return health.get("catalog_courses", 0) > 0
 
     def stop(self) -> None:
-        for process in reversed(list(self.processes.values())):
-            process.stop()
+        """Stop every part at once: each finishes its own in-flight work."""
+        for process in self.processes.values():
+            process.request_stop()
+        for process in self.processes.values():
+            process.wait_stopped()
