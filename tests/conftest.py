@@ -1,5 +1,8 @@
 # The services run on eventlet; patch before anything else opens a socket or a thread.
-import eventlet
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
