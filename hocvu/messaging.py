@@ -1,42 +1,123 @@
 """Consuming events: `@subscribe(source, event_type)` on a service method.
 
-The method receives a parsed, validated `hocvu.events.Event` instead of a raw body. Queues
-are nameko's: durable `evt-<source>-<event_type>--<service>.<method>` bound to the topic
-exchange `<source>.events`, so several instances of a service share one queue.
+The method receives a parsed, validated `hocvu.events.Event`. Queues are nameko's: durable
+`evt-<source>-<event_type>--<service>.<method>` bound to the topic exchange
+`<source>.events`, so several instances of a service share one queue (hocvu.topology).
 
-A body that is not a valid event is never handed to the handler; a duplicate delivery
-(AlreadyProcessed, raised by Transaction.claim_event) is acknowledged quietly.
+Nothing is dropped silently (nameko's default acknowledges a message whose handler raised):
+- a duplicate delivery (AlreadyProcessed) is acknowledged: its effect already happened;
+- a handler that raises is retried: the message waits in a delay queue
+  (RETRY_DELAYS_SECONDS, default 1, 5, 30, 120) and comes back to this queue, so other
+  messages go on meanwhile and nothing loops hot; after the last delay it is dead-lettered;
+- a message that can never be processed (not JSON, not an envelope, data breaking its
+  contract) is dead-lettered at once.
+A dead-lettered message goes to `<queue>.dlq` with headers saying why, from where, after how
+many attempts and when; `python -m hocvu.ops` lists, shows and replays them.
+The copy is published (with confirms) before the original is acknowledged: a crash in
+between delivers the event twice, which the idempotent handlers absorb.
 """
 import logging
 
+from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
+from nameko.messaging import QueueConsumer
 
+from hocvu import topology
+from hocvu.clock import isoformat, utcnow
 from hocvu.events import MalformedEvent, parse_event
 from hocvu.store import AlreadyProcessed
 
 log = logging.getLogger(__name__)
 
+ATTEMPTS = "x-hocvu-attempts"
+REASON = "x-hocvu-reason"
+ORIGINAL_EXCHANGE = "x-hocvu-exchange"
+ORIGINAL_ROUTING_KEY = "x-hocvu-routing-key"
+ORIGINAL_QUEUE = "x-hocvu-queue"
+FAILED_AT = "x-hocvu-failed-at"
+SERVICE = "x-hocvu-service"
+
+
+class UndecodableTolerantConsumer(QueueConsumer):
+    """nameko's QueueConsumer, handing a body kombu cannot decode to its subscriber to be
+    dead-lettered (kombu would log it and acknowledge it: a silent drop)."""
+
+    def on_decode_error(self, message, exc):
+        tag = message.delivery_info.get("consumer_tag")
+        for provider, consumer in list(self._consumers.items()):
+            if tag in getattr(consumer, "_active_tags", {}).values():
+                provider.dead_letter(message, f"undecodable body: {exc}")
+                return
+        log.error("undecodable message on an unknown consumer (%s); rejecting it", tag)
+        message.reject(requeue=False)
+
 
 class EventSubscriber(EventHandler):
+    queue_consumer = UndecodableTolerantConsumer()
+
     def __init__(self, source_service: str, event_type: str, **kwargs):
         kwargs.setdefault("expected_exceptions", (AlreadyProcessed,))
         super().__init__(source_service, event_type, **kwargs)
+
+    def setup(self):
+        super().setup()
+        config = self.container.config
+        # declared like a publisher declares it (topology.known_subscriber_queues)
+        self.queue = topology.subscriber_queue(self.source_service, self.event_type,
+                                               self.container.service_name, self.method_name,
+                                               config)
+        self.delays = topology.retry_delays(config)
+        self.dead_letters = topology.dead_letter_queue(self.queue.name, config)
+        self.failures = Publisher(config["AMQP_URI"], use_confirms=True, declare=[
+            self.dead_letters, *(topology.retry_queue(d, config) for d in self.delays)])
 
     def handle_message(self, body, message):
         try:
             event = parse_event(body, self.event_type)
         except MalformedEvent as exc:
-            log.error("dropping malformed %s event from %s: %s %s",
-                      self.event_type, self.source_service, exc.reason, exc.fields)
-            self.queue_consumer.ack_message(message)
+            self.dead_letter(message, f"{exc.reason}: {exc.fields}" if exc.fields else exc.reason)
             return
         super().handle_message(event, message)
 
     def handle_message_processed(self, message, result=None, exc_info=None):
-        if exc_info is not None and not isinstance(exc_info[1], AlreadyProcessed):
-            log.error("%s handler for %s failed: %r",
-                      self.method_name, self.event_type, exc_info[1])
-        super().handle_message_processed(message, result, exc_info)
+        if exc_info is None or isinstance(exc_info[1], AlreadyProcessed):
+            self.queue_consumer.ack_message(message)
+            return
+        attempts = int((message.headers or {}).get(ATTEMPTS, 0)) + 1
+        reason = f"{type(exc_info[1]).__name__}: {exc_info[1]}"[:500]
+        if attempts > len(self.delays):
+            self.dead_letter(message, f"failed {attempts} times; last: {reason}", attempts)
+            return
+        delay = self.delays[attempts - 1]
+        log.warning("%s failed on %s (attempt %s), retrying in %ss: %s",
+                    self.method_name, self.event_type, attempts, delay, reason)
+        self._republish(message, topology.retry_exchange(delay), self.queue.name,
+                        {ATTEMPTS: attempts, REASON: reason})
+
+    def dead_letter(self, message, reason: str, attempts: int | None = None) -> None:
+        if attempts is None:
+            attempts = int((message.headers or {}).get(ATTEMPTS, 0)) + 1
+        log.error("dead-lettering a %s message from %s after %s attempt(s): %s",
+                  self.event_type, self.source_service, attempts, reason)
+        self._republish(message, "", self.dead_letters.name, {
+            ATTEMPTS: attempts, REASON: reason[:1000], FAILED_AT: isoformat(utcnow()),
+            ORIGINAL_QUEUE: self.queue.name, SERVICE: self.container.service_name})
+
+    def _republish(self, message, exchange, routing_key: str, headers: dict) -> None:
+        """Publish a copy of `message` with `headers`, then acknowledge the original."""
+        info = message.delivery_info or {}
+        previous = dict(message.headers or {})
+        # a message back from a delay queue arrives through the default exchange: keep
+        # where it first came from
+        previous.setdefault(ORIGINAL_EXCHANGE, info.get("exchange", ""))
+        previous.setdefault(ORIGINAL_ROUTING_KEY, info.get("routing_key", ""))
+        previous.pop("x-death", None)
+        self.failures.publish(
+            message.body, exchange=exchange, routing_key=routing_key,
+            headers={**previous, **headers}, serializer=None,
+            content_type=message.content_type or "application/json",
+            content_encoding=message.content_encoding or "utf-8")
+        self.queue_consumer.ack_message(message)
 
 
 subscribe = EventSubscriber.decorator

@@ -1,13 +1,34 @@
 """The broker topology: exchanges and queues, named as nameko names them.
 
-Exchanges: `<service>.events` (topic, durable). Queues: one durable queue per subscribing
-handler, `evt-<source>-<event_type>--<service>.<method>`, shared by every instance of
-that service.
+- Exchanges `<service>.events` (topic, durable): events, routing key = event type.
+- One durable queue per subscribing handler, `evt-<source>-<event_type>--<service>.<method>`,
+  shared by every instance of that service.
+- Its dead-letter queue `<queue>.dlq`: what failed for good, with the reason in headers.
+- Delay queues `hocvu.retry.<N>s` (each behind a fanout exchange of the same name): a
+  message to retry waits there N seconds (queue TTL), then RabbitMQ dead-letters it through
+  the default exchange with its routing key, the name of the queue it came from. One queue
+  per delay, not one per-message TTL, so a long wait never holds up a short one.
+
+QUEUE_TYPE=quorum (config) declares every queue as a quorum queue, for a RabbitMQ cluster.
 """
-from kombu import Queue
+from kombu import Exchange, Queue
 from nameko.standalone.events import get_event_exchange
 
 from hocvu import contracts
+
+DEFAULT_RETRY_DELAYS = (1, 5, 30, 120)
+
+
+def queue_arguments(config: dict) -> dict:
+    return {"x-queue-type": "quorum"} if config.get("QUEUE_TYPE") == "quorum" else {}
+
+
+def retry_delays(config: dict) -> tuple[int, ...]:
+    """Seconds to wait before each retry; a message fails for good after len + 1 attempts."""
+    raw = config.get("RETRY_DELAYS_SECONDS")
+    if raw is None or raw == "":
+        return DEFAULT_RETRY_DELAYS
+    return tuple(int(part) for part in str(raw).split(",") if part.strip())
 
 
 def subscriber_queue(source: str, event_type: str, service: str, method: str,
@@ -16,7 +37,8 @@ def subscriber_queue(source: str, event_type: str, service: str, method: str,
     same way so that a publisher can declare it before the consumer ever started."""
     return Queue(f"evt-{source}-{event_type}--{service}.{method}",
                  exchange=get_event_exchange(source, config), routing_key=event_type,
-                 durable=True, auto_delete=False, exclusive=False)
+                 durable=True, auto_delete=False, exclusive=False,
+                 queue_arguments=queue_arguments(config))
 
 
 def known_subscriber_queues(source: str, config: dict) -> list[Queue]:
@@ -25,3 +47,31 @@ def known_subscriber_queues(source: str, config: dict) -> list[Queue]:
             for event_type, subscribers in contracts.SUBSCRIBERS.items()
             if contracts.SOURCES[event_type] == source
             for service, method in subscribers]
+
+
+def all_subscriber_queue_names() -> list[str]:
+    return [f"evt-{contracts.SOURCES[event_type]}-{event_type}--{service}.{method}"
+            for event_type, subscribers in contracts.SUBSCRIBERS.items()
+            for service, method in subscribers]
+
+
+def dead_letter_queue_name(queue_name: str) -> str:
+    return f"{queue_name}.dlq"
+
+
+def dead_letter_queue(queue_name: str, config: dict) -> Queue:
+    name = dead_letter_queue_name(queue_name)
+    return Queue(name, routing_key=name, durable=True, auto_delete=False,
+                 queue_arguments=queue_arguments(config))
+
+
+def retry_exchange(delay_seconds: int) -> Exchange:
+    return Exchange(f"hocvu.retry.{delay_seconds}s", type="fanout", durable=True)
+
+
+def retry_queue(delay_seconds: int, config: dict) -> Queue:
+    return Queue(f"hocvu.retry.{delay_seconds}s", exchange=retry_exchange(delay_seconds),
+                 durable=True, auto_delete=False, queue_arguments={
+                     **queue_arguments(config),
+                     "x-message-ttl": delay_seconds * 1000,
+                     "x-dead-letter-exchange": ""})

@@ -70,6 +70,17 @@ class Pika:
                 return bodies
             bodies.append(json.loads(body))
 
+    def drain_with_headers(self, queue: str) -> list[tuple[dict, bytes]]:
+        """Like drain, keeping each message's headers and raw body."""
+        if not self.depth(queue):
+            return []
+        messages = []
+        while True:
+            method, properties, body = self.channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return messages
+            messages.append((properties.headers or {}, body))
+
     def depth(self, queue: str) -> int:
         """Messages ready in `queue`; 0 if it does not exist (yet)."""
         channel = self.connection.channel()  # a failed passive declare closes its channel
