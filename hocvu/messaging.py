@@ -7,8 +7,9 @@ The method receives a parsed, validated `hocvu.events.Event`. Queues are nameko'
 Nothing is dropped silently (nameko's default acknowledges a message whose handler raised):
 - a duplicate delivery (AlreadyProcessed) is acknowledged: its effect already happened;
 - a handler that raises is retried: the message waits in a delay queue
-  (RETRY_DELAYS_SECONDS, default 1, 5, 30, 120) and comes back to this queue, so other
-  messages go on meanwhile and nothing loops hot; after the last delay it is dead-lettered;
+  (RETRY_DELAYS_SECONDS, default 1, 2, 5, 15, 60, 300) and comes back to this queue, so
+  other messages go on meanwhile and nothing loops hot; after the last delay (about 6.4
+  minutes of trying in all) it is dead-lettered;
 - a message that can never be processed (not JSON, not an envelope, data breaking its
   contract) is dead-lettered at once.
 A dead-lettered message goes to `<queue>.dlq` with headers saying why, from where, after how

@@ -16,7 +16,7 @@ from nameko.standalone.events import get_event_exchange
 
 from hocvu import contracts
 
-DEFAULT_RETRY_DELAYS = (1, 5, 30, 120)
+DEFAULT_RETRY_DELAYS = (1, 2, 5, 15, 60, 300)
 
 
 def queue_arguments(config: dict) -> dict:

@@ -79,6 +79,11 @@ class Stack:
             self.stop()
             raise
 
+    def restart_service(self, service: str) -> None:
+        """Start a service again (after it stopped or was killed) and wait until it answers."""
+        self._launch(service, self.service_process(service))
+        self.processes[service].wait_http(self.url(service, "health"), timeout=90)
+
     def _launch(self, name: str, process: Process) -> Process:
         self.processes[name] = process.start()
         return process
