@@ -43,11 +43,18 @@ def _next_seq() -> int:
         return _seq
 
 
+def aggregate_of(envelope: dict) -> str:
+    """What the event is about, for ordering: its enrollment, else its course."""
+    data = envelope["data"]
+    return str(data.get("enrollment_id") or data.get("course_id") or envelope["event_id"])
+
+
 def outbox_document(envelope: dict, service_name: str) -> dict:
     now = utcnow()
     return {
         "_id": envelope["event_id"],
         "event_type": envelope["event_type"],
+        "aggregate_id": aggregate_of(envelope),
         "source": service_name,
         "payload": envelope,
         "status": PENDING,
@@ -63,6 +70,7 @@ def prepare_outbox(db) -> None:
     outbox = db[OutboxRelay.COLLECTION]
     outbox.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
     outbox.create_index("lease_owner")
+    outbox.create_index([("aggregate_id", ASCENDING), ("status", ASCENDING)])
     outbox.create_index("sent_at", expireAfterSeconds=7 * 24 * 3600)
 
 
@@ -94,21 +102,42 @@ class OutboxRelay(WakeableLoop):
         claimed = self._claim_batch()
         if not claimed:
             return 0
+        blocked = self._aggregates_with_older_pending_events(claimed)
         sent, unroutable = [], []
         try:
             for doc in claimed:
+                if doc["aggregate_id"] in blocked:
+                    continue  # handed back below, to follow its aggregate's older event
                 try:
                     self._publish(doc)
                     sent.append(doc["_id"])
                 except UndeliverableMessage:
                     unroutable.append(doc)
+                    blocked.add(doc["aggregate_id"])
         finally:
-            self._settle(claimed, sent, unroutable)
+            self._settle(claimed, sent, unroutable, blocked)
         return len(claimed)
+
+    def _aggregates_with_older_pending_events(self, claimed: list[dict]) -> set[str]:
+        """Aggregates of this batch that have an older event still pending outside it (in
+        another instance's batch, or waiting to be retried): their events must wait, so that
+        each aggregate's events are published in the order they were committed."""
+        first = {}
+        for doc in claimed:
+            first.setdefault(doc["aggregate_id"], (doc["created_at"], doc["seq"]))
+        others = self.outbox.find(
+            {"aggregate_id": {"$in": list(first)}, "status": PENDING,
+             "_id": {"$nin": [doc["_id"] for doc in claimed]}},
+            projection={"aggregate_id": 1, "created_at": 1, "seq": 1})
+        return {doc["aggregate_id"] for doc in others
+                if (doc["created_at"], doc["seq"]) < first[doc["aggregate_id"]]}
 
     def _claim_batch(self) -> list[dict]:
         due = {"status": PENDING, "next_attempt_at": {"$lte": utcnow()}}
-        return claim_batch(self.outbox, due, _ORDER, self.batch_size, self.lease)
+        claimed = claim_batch(self.outbox, due, _ORDER, self.batch_size, self.lease)
+        for doc in claimed:
+            doc.setdefault("aggregate_id", doc["_id"])  # stored before aggregates were kept
+        return claimed
 
     def _publish(self, doc: dict) -> None:
         envelope = doc["payload"]
@@ -122,7 +151,7 @@ class OutboxRelay(WakeableLoop):
             app_id=self.service_name,
         )
 
-    def _settle(self, claimed, sent_ids, unroutable) -> None:
+    def _settle(self, claimed, sent_ids, unroutable, blocked) -> None:
         now = utcnow()
         if sent_ids:
             self.outbox.update_many(
@@ -136,6 +165,12 @@ class OutboxRelay(WakeableLoop):
             release(self.outbox, [doc["_id"]], {"$set": {
                 "attempts": attempts, "last_error": "unroutable",
                 "next_attempt_at": now + timedelta(seconds=delay)}})
-        done = set(sent_ids) | {d["_id"] for d in unroutable}
+        waiting = [d["_id"] for d in claimed
+                   if d["aggregate_id"] in blocked and d["_id"] not in sent_ids
+                   and d not in unroutable]
+        # look again shortly: the older event is usually being published by another relay
+        release(self.outbox, waiting, {"$set": {
+            "next_attempt_at": now + timedelta(seconds=min(self.poll_seconds, 0.5))}})
+        done = set(sent_ids) | {d["_id"] for d in unroutable} | set(waiting)
         # the broker failed mid-batch: hand the rest back at once, still in order
         release(self.outbox, [d["_id"] for d in claimed if d["_id"] not in done])
