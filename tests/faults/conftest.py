@@ -25,15 +25,21 @@ class FaultPlatform:
     store_dir: Path
     log_dir: Path
     stack: Stack
+    store_outage_seconds: float = 0.0
 
     @property
     def store_uri(self) -> str:
         return store_uri(self.store_port)
 
-    def stop_store_for(self, seconds: float) -> None:
+    def stop_store_for(self, seconds: float) -> float:
+        """Stop the store, keep it stopped for `seconds`, start it on the same data; return
+        how long it was unreachable in all (the wait plus its shutdown and start-up)."""
+        stopping = time.monotonic()
         self.store.stop()
         time.sleep(seconds)
         self.store = start_secantus(self.store_port, self.store_dir, self.log_dir)
+        self.store_outage_seconds = time.monotonic() - stopping
+        return self.store_outage_seconds
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ class Journey:
 class DriveReport:
     journeys: list[Journey]
     seconds: float
-    retried_requests: int = 0
+    retried_requests: int = 0   # answered 5xx or not at all, and sent again
     errors: list[str] = field(default_factory=list)
 
 
@@ -97,8 +97,10 @@ class JourneyDriver:
         deadline = time.monotonic() + self.deadline_seconds
         pause = 0.1
         while True:
+            answer_was_404 = False
             try:
                 answer = session.request(method, url, json=body, timeout=15)
+                answer_was_404 = answer.status_code == 404
                 if answer.status_code in accept:
                     return answer
                 passing = answer.status_code >= 500 or (wait_for_404 and answer.status_code == 404)
@@ -108,7 +110,7 @@ class JourneyDriver:
                 session = self._local.session = requests.Session()
             if time.monotonic() > deadline:
                 raise AssertionError(f"{method} {url} still failing after {self.deadline_seconds}s")
-            if not wait_for_404:
+            if not (wait_for_404 and answer_was_404):
                 with self._lock:
                     self.retried += 1
             time.sleep(pause)

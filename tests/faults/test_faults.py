@@ -81,6 +81,9 @@ def test_restart_rabbitmq(fault_platform):
 def test_stop_the_store_for_10_seconds(fault_platform):
     drive_and_check(fault_platform, "store stopped for 10 s",
                     lambda: fault_platform.stop_store_for(10))
+    assert fault_platform.store_outage_seconds >= 10
+    REPORT.append(f"  ... the store was unreachable for {fault_platform.store_outage_seconds:.1f} s "
+                  "(shutdown, 10 s stopped, start-up)")
 
 
 def test_duplicates_of_real_events(fault_platform):
