@@ -74,6 +74,16 @@ def test_kill_9_each_service_in_turn(fault_platform):
     drive_and_check(fault_platform, "kill -9 each service in turn", kill_each)
 
 
+def test_sigterm_each_service_in_turn(fault_platform):
+    """A graceful stop finishes or returns in-flight work: nothing may be lost either."""
+    def restart_each():
+        for service in SERVICES:
+            fault_platform.stack.processes[service].stop()
+            fault_platform.stack.restart_service(service)
+
+    drive_and_check(fault_platform, "SIGTERM and restart each service in turn", restart_each)
+
+
 def test_restart_rabbitmq(fault_platform):
     drive_and_check(fault_platform, "RabbitMQ restarted", fault_platform.broker.restart)
 
