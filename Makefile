@@ -1,9 +1,15 @@
 # The two commands of the README: `make run` and `make test`. Everything else is a helper.
+# They must work on a fresh Debian machine with nobody at the keyboard (CI): every apt-get is
+# non-interactive, and nothing reads standard input except `make clean-data`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+VAR := $(or $(HOCVU_VAR_DIR),var)
 PYTEST_ARGS ?=
+# root needs no sudo; -n: fail rather than wait for a password nobody types
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: run test venv lock clean-data
 
@@ -12,33 +18,47 @@ run: venv
 
 test: venv
 	$(VENV)/bin/python -m hocvu.devstack ensure-broker
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
 
-# Rebuilt whenever a lock file changes. Debian ships venv support as a separate package.
-$(STAMP): requirements/runtime.lock requirements/dev.lock pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hocvu needs Python 3.11 or newer; set PYTHON=python3.11")'
-	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
-		echo "installing python3-venv from Debian's packages"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv; \
-	fi
+# Python 3.11 or newer with venv support (Debian ships that as python3-venv).
+define need_python
+	@command -v $(PYTHON) >/dev/null || { echo "installing python3 from Debian's packages"; \
+		$(APT_GET) update -qq </dev/null && $(APT_GET) install -y -qq python3 python3-venv </dev/null; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+		"hocvu needs Python 3.11 or newer, $(PYTHON) is " + sys.version.split()[0] + \
+		"; name another with PYTHON=python3.11")'
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "installing python3-venv from Debian's packages"; \
+		$(APT_GET) update -qq </dev/null && $(APT_GET) install -y -qq python3-venv </dev/null; }
+endef
+
+# Rebuilt when .venv is missing or a lock file is newer than the stamp.
+$(STAMP): requirements/runtime.lock requirements/dev.lock
+	$(need_python)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-# Regenerate the lock files from requirements/*.in in throwaway environments.
+# Regenerate the lock files from requirements/*.in in a throwaway environment; dev.in is
+# constrained by the new runtime.lock, and both replace the old ones only if all went well.
 lock:
-	rm -rf /tmp/hocvu-lock && $(PYTHON) -m venv /tmp/hocvu-lock
-	/tmp/hocvu-lock/bin/pip install --quiet -r requirements/runtime.in
-	/tmp/hocvu-lock/bin/pip freeze --all --exclude pip > requirements/runtime.lock
-	/tmp/hocvu-lock/bin/pip install --quiet -r requirements/dev.in
-	/tmp/hocvu-lock/bin/pip freeze --all --exclude pip --exclude hocvu > requirements/dev.lock
-	rm -rf /tmp/hocvu-lock
+	$(need_python)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp requirements/*.in "$$tmp"/; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install --quiet --disable-pip-version-check -r "$$tmp/runtime.in"; \
+	"$$tmp/venv/bin/pip" freeze --all --exclude pip > "$$tmp/runtime.lock"; \
+	"$$tmp/venv/bin/pip" install --quiet --disable-pip-version-check -r "$$tmp/dev.in"; \
+	"$$tmp/venv/bin/pip" freeze --all --exclude pip > "$$tmp/dev.lock"; \
+	mv "$$tmp/runtime.lock" "$$tmp/dev.lock" requirements/; \
+	echo "requirements/runtime.lock and requirements/dev.lock regenerated"
 
+# Every learner, certificate and message of `make run` is in $(VAR)/store.
 clean-data:
-	@read -r -p "Delete every learner, certificate and message in var/store? [y/N] " answer; \
-	[ "$$answer" = y ] && rm -rf var/store && echo deleted || echo kept
+	@if [ -e $(VAR)/run/devstack.json ]; then \
+		echo "make run seems to be going ($(VAR)/run/devstack.json exists): stop it first" \
+			"(if it was killed, the next make run cleans up after it)"; exit 1; fi
+	@read -r -p "Delete every learner, certificate and message in $(VAR)/store? [y/N] " answer; \
+	if [ "$$answer" = y ]; then rm -rf $(VAR)/store && echo deleted; else echo kept; fi

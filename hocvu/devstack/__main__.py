@@ -1,89 +1,212 @@
-"""`python -m hocvu.devstack run` (make run) and `python -m hocvu.devstack ensure-broker`."""
+"""`python -m hocvu.devstack run` (make run) and `python -m hocvu.devstack ensure-broker`
+(make test). See README, "The two commands"."""
 import argparse
+import json
 import os
-import secrets
 import signal
 import sys
-import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from hocvu.devstack import rabbitmq
-from hocvu.devstack.processes import VAR
+import psutil
+
+from hocvu.devstack import config
+from hocvu.devstack.processes import VAR, Process, StartError, port_holder, wait_gone
+from hocvu.devstack.rabbitmq import DEFAULT_URI, ensure_rabbitmq, reachable
 from hocvu.devstack.stack import SERVICES, Stack, StackSettings
 from hocvu.devstack.store import start_secantus, store_uri
 
-DEFAULT_PORTS = {"edge": 8000, "enrollment": 8001, "lessons": 8002, "certificates": 8003,
-                 "notifications": 8004, "sms_simulator": 8025, "store": 27017}
-SECRETS = VAR / "secrets.env"
+STATE_FILE = VAR / "run" / "devstack.json"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def configured_ports() -> dict[str, int]:
-    """HOCVU_HTTP_PORT for the edge, HOCVU_<PART>_PORT for the others."""
-    names = {"edge": "HOCVU_HTTP_PORT"}
-    return {part: int(os.environ.get(names.get(part, f"HOCVU_{part.upper()}_PORT"), default))
-            for part, default in DEFAULT_PORTS.items()}
-
-
-def national_id_hash_key() -> str:
-    """The environment's key, else the one generated on the first run (it must never change,
-    or returning learners are no longer recognised)."""
-    if os.environ.get("NATIONAL_ID_HASH_KEY"):
-        return os.environ["NATIONAL_ID_HASH_KEY"]
-    if not SECRETS.exists():
-        SECRETS.parent.mkdir(parents=True, exist_ok=True)
-        SECRETS.write_text(f"NATIONAL_ID_HASH_KEY={secrets.token_hex(32)}\n")
-        SECRETS.chmod(0o600)
-    for line in SECRETS.read_text().splitlines():
-        if line.startswith("NATIONAL_ID_HASH_KEY="):
-            return line.split("=", 1)[1]
-    raise SystemExit(f"{SECRETS} has no NATIONAL_ID_HASH_KEY")
-
-
-def run() -> None:
-    ports = configured_ports()
-    log_dir = VAR / "log"
+def run(environ=os.environ) -> int:
+    started = time.monotonic()
+    ports = config.ports(environ)
+    amqp_uri = config.external_uri(environ, "AMQP_URI")
+    mongo_uri = config.external_uri(environ, "MONGO_URI")
+    log_dir, run_dir = VAR / "log", VAR / "run"
+    stop_leftovers(STATE_FILE)
+    check_ports_free({part: port for part, port in ports.items()
+                      if not (part == "store" and mongo_uri)})
+    hash_key = config.national_id_hash_key(environ, VAR / "secrets.env")
     log_dir.mkdir(parents=True, exist_ok=True)
-    amqp_uri = os.environ.get("AMQP_URI") or rabbitmq.ensure()
-    store = None
-    mongo_uri = os.environ.get("MONGO_URI")
-    if not mongo_uri:
-        print(f"store: SecantusDB on 127.0.0.1:{ports['store']}, data in {VAR / 'store'}",
-              flush=True)
-        store = start_secantus(ports["store"], VAR / "store", log_dir)
-        mongo_uri = store_uri(ports["store"])
-    stack = Stack(StackSettings(amqp_uri=amqp_uri, mongo_uri=mongo_uri,
-                                national_id_hash_key=national_id_hash_key(), ports=ports,
-                                log_dir=log_dir, run_dir=VAR / "run"))
-    stopping = threading.Event()
-    # explicit handlers: a launcher started in the background inherits SIGINT as ignored
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    record_state(STATE_FILE, [])
+
+    store: Process | None = None
+    stack: Stack | None = None
+    stop_on_signals()
     try:
+        amqp_uri = amqp_uri or ensure_rabbitmq()
+        if not mongo_uri:
+            print(f"store: starting SecantusDB on 127.0.0.1:{ports['store']}, data in "
+                  f"{VAR / 'store'}", flush=True)
+            began = time.monotonic()
+            store = start_secantus(ports["store"], VAR / "store", log_dir)
+            mongo_uri = store_uri(ports["store"])
+            print(f"store: ready after {time.monotonic() - began:.1f} s", flush=True)
+            record_state(STATE_FILE, [store])
+        print("starting the SMS gateway simulator, the four services and nginx ...", flush=True)
+        stack = Stack(StackSettings(amqp_uri=amqp_uri, mongo_uri=mongo_uri,
+                                    national_id_hash_key=hash_key, ports=ports,
+                                    log_dir=log_dir, run_dir=run_dir))
         stack.start()
-        print(f"\nhocvu is running at {stack.base_url}")
-        for service in SERVICES:
-            print(f"  {stack.url(service, 'health'):<50} log: {log_dir / (service + '.log')}")
-        print(f"  SMS gateway simulator: {stack.sms_gateway}/v1/messages")
-        print("Ctrl-C stops everything started here (RabbitMQ keeps running).", flush=True)
-        while not stopping.wait(1):
-            dead = [name for name, p in stack.processes.items() if not p.alive()]
-            if dead:
-                print(f"stopped unexpectedly: {', '.join(dead)}; see {log_dir}", file=sys.stderr)
-                break
+        record_state(STATE_FILE, [store, *stack.processes.values()])
+        print_summary(stack, store, amqp_uri, mongo_uri, log_dir, time.monotonic() - started)
+        return watch([*stack.processes.values(), *([store] if store else [])])
+    except KeyboardInterrupt:
+        return 0
+    except StartError as error:
+        print(f"\nmake run failed: {error}\nThe logs of every part are in {log_dir}/.",
+              file=sys.stderr)
+        return 1
     finally:
-        print("stopping ...", flush=True)
-        stack.stop()
-        if store:
+        ignore_signals()  # a second Ctrl-C must not cut the stopping short
+        print("stopping what was started here ...", flush=True)
+        if stack:
+            stack.stop()
+        if store:  # last: the services may write while they finish their work
             store.stop()
+        STATE_FILE.unlink(missing_ok=True)
+        print("stopped.", flush=True)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C, SIGTERM and a closed terminal (SIGHUP) stop the launcher wherever it is, also
+    while it waits for a part to start. Set explicitly: a launcher started in the background
+    inherits SIGINT as ignored."""
+    def interrupt(signum, frame):
+        ignore_signals()
+        raise KeyboardInterrupt
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, interrupt)
+
+
+def ignore_signals() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def watch(processes: list[Process]) -> int:
+    """Wait until a signal (0) or until a part exits on its own (1)."""
+    while True:
+        for process in processes:
+            if not process.alive():
+                print(f"\n{process.name} exited with code {process.popen.returncode}; the end "
+                      f"of {process.log_path}:\n{process.log_tail()}", file=sys.stderr)
+                return 1
+        time.sleep(1)
+
+
+def check_ports_free(ports: dict[str, int]) -> None:
+    taken = [f"  {port} ({part}, {config.PORT_VARIABLES[part]}): taken by {holder}"
+             for part, port in ports.items() if (holder := port_holder(port))]
+    if taken:
+        raise SystemExit("make run: ports in use; stop what holds them, or choose other ports "
+                         "with the variables named:\n" + "\n".join(taken))
+
+
+def record_state(state_file: Path, processes: list[Process | None]) -> None:
+    """Note this launcher and its children, so that a later run can tell whether it is still
+    running, or stop what it left behind if it was killed."""
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state = {"launcher": _identity(os.getpid()),
+             "children": [{"name": p.name, **_identity(p.pid)} for p in processes if p]}
+    state_file.write_text(json.dumps(state, indent=1))
+
+
+def stop_leftovers(state_file: Path) -> None:
+    if not state_file.exists():
+        return
+    state = json.loads(state_file.read_text())
+    launcher = _running(state["launcher"])
+    if launcher:
+        raise SystemExit(f"make run: hocvu is already running (launcher pid {launcher.pid}); "
+                         f"stop it with Ctrl-C in its terminal, or `kill {launcher.pid}`")
+    leftovers = {child["name"]: process for child in state["children"]
+                 if (process := _running(child))}
+    if leftovers:
+        print(f"stopping what a killed `make run` left running: {', '.join(leftovers)}",
+              flush=True)
+        for process in leftovers.values():
+            process.terminate()
+        for process in wait_gone(leftovers.values(), 10):
+            process.kill()
+    state_file.unlink()
+
+
+def _identity(pid: int) -> dict:
+    # with the start time: a PID alone may have been reused by now
+    return {"pid": pid, "started": psutil.Process(pid).create_time()}
+
+
+def _running(identity: dict) -> psutil.Process | None:
+    try:
+        process = psutil.Process(identity["pid"])
+        return process if process.create_time() == identity["started"] else None
+    except psutil.NoSuchProcess:
+        return None
+
+
+def print_summary(stack: Stack, store: Process | None, amqp_uri: str, mongo_uri: str,
+                  log_dir: Path, seconds: float) -> None:
+    rows = [(service, stack.url(service), f"127.0.0.1:{stack.ports[service]}",
+             log_dir / f"{service}.log") for service in SERVICES]
+    rows.append(("SMS gateway", f"{stack.sms_gateway}/v1/messages", "simulator",
+                 log_dir / "sms_simulator.log"))
+    rows.append(("edge (nginx)", stack.base_url, "", log_dir / "nginx-access.log"))
+    rows.append(("store", mask_uri(mongo_uri), "SecantusDB" if store else "external",
+                 log_dir / "store.log" if store else "-"))
+    rows.append(("RabbitMQ", mask_uri(amqp_uri), "left running", "-"))
+    print(f"\nhocvu is running at {stack.base_url} (started in {seconds:.1f} s)\n")
+    for name, url, note, log in rows:
+        print(f"  {name:<14} {url:<46} {note:<16} log: {_relative(log)}")
+    print("\nCtrl-C stops everything started here (RabbitMQ keeps running).", flush=True)
+
+
+def mask_uri(uri: str) -> str:
+    """The URI without its password, for printing."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _relative(path) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def ensure_broker(environ=os.environ) -> int:
+    given = config.external_uri(environ, "AMQP_URI")
+    if given:  # someone else's broker: check it, never start one
+        if reachable(given):
+            return 0
+        print(f"no RabbitMQ accepts a login at AMQP_URI={mask_uri(given)}", file=sys.stderr)
+        return 1
+    try:
+        ensure_rabbitmq(DEFAULT_URI)
+    except StartError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m hocvu.devstack")
-    parser.add_argument("command", choices=["run", "ensure-broker"])
+    parser.add_argument("command", choices=["run", "ensure-broker"],
+                        help="run: the whole platform (make run); ensure-broker: make sure "
+                             "RabbitMQ answers on 127.0.0.1:5672 (make test)")
     command = parser.parse_args().command
-    if command == "run":
-        run()
-    else:
-        rabbitmq.ensure(os.environ.get("AMQP_URI") or rabbitmq.DEFAULT_URI)
+    try:
+        sys.exit(run() if command == "run" else ensure_broker())
+    except config.ConfigError as error:
+        sys.exit(f"python -m hocvu.devstack {command}: {error}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Child processes of the dev stack and of the tests: started in their own process group,
-logging to a file, waited for until ready, stopped by PID."""
+"""Child processes of the dev stack and of the tests: each in its own process group, logging
+to a file, waited for until ready, stopped by PID."""
+import errno
 import os
 import signal
 import socket
@@ -8,11 +9,16 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
-VAR = REPO / "var"
+VAR = Path(os.environ.get("HOCVU_VAR_DIR") or REPO / "var")
 BIN = Path(sys.executable).parent
+
+
+class StartError(RuntimeError):
+    """A part of the stack exited or never became ready; the message ends with its log."""
 
 
 def free_port() -> int:
@@ -21,21 +27,74 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_holder(port: int, host: str = "127.0.0.1") -> str | None:
+    """None if a server could listen on `port`, else who holds it, for an error message."""
+    with socket.socket() as sock:
+        # as the servers do: a port whose old connections are in TIME_WAIT is still free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            return None
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+    try:
+        for connection in psutil.net_connections(kind="tcp"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port \
+                    and connection.pid:
+                return f"pid {connection.pid} ({' '.join(psutil.Process(connection.pid).cmdline())})"
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        pass
+    return "another process"
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def wait_gone(processes, timeout: float) -> list[psutil.Process]:
+    """Wait until `processes` have exited; return those still running after `timeout`.
+    (psutil.wait_procs would do, but it needs select.poll, which eventlet's monkey-patching,
+    as in the test process, removes.)"""
+    deadline = time.monotonic() + timeout
+    running = list(processes)
+    while True:
+        running = [process for process in running if _running(process)]
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.05)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 class Process:
-    """A child process in its own process group, logging to a file, stopped by PID."""
+    """A child process in its own process group (so a Ctrl-C in the launcher's terminal does
+    not reach it before the launcher decides the order), logging to `<log_dir>/<name>.log`."""
 
     def __init__(self, name: str, command: list[str], log_dir: Path, env: dict | None = None):
         self.name = name
-        self.command = command
+        self.command = [str(part) for part in command]
         self.log_path = Path(log_dir) / f"{name}.log"
         self.env = {**os.environ, **(env or {})}
         self.popen: subprocess.Popen | None = None
+        self._family: list[psutil.Process] = []
+        self._started_at = 0.0
 
     def start(self) -> "Process":
-        log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(self.command, cwd=REPO, env=self.env, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._started_at = time.time()
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(self.command, cwd=REPO, env=self.env,
+                                          stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     @property
@@ -46,27 +105,28 @@ class Process:
         return self.popen is not None and self.popen.poll() is None
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        return tail(self.log_path, lines)
 
-    def wait_until(self, ready, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_until(self, ready, timeout: float = 60.0, what: str = "ready") -> float:
+        """Poll `ready()` until it is true; return the seconds since the start of the wait.
+        Fails at once if the process exits, else after `timeout`, showing the log's tail."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
             if not self.alive():
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n"
-                                   f"{self.log_tail()}")
+                raise StartError(f"{self.name} exited with code {self.popen.returncode} before "
+                                 f"it was {what}; the end of {self.log_path}:\n{self.log_tail()}")
             try:
                 if ready():
-                    return
+                    return time.monotonic() - started
             except Exception:
-                pass
+                pass  # not listening yet, or answering with an error while it starts
             time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+        raise StartError(f"{self.name} not {what} after {timeout:.0f} s; the end of "
+                         f"{self.log_path}:\n{self.log_tail()}")
 
-    def wait_http(self, url: str, timeout: float = 60.0) -> None:
-        self.wait_until(lambda: requests.get(url, timeout=2).status_code == 200, timeout)
+    def wait_http(self, url: str, timeout: float = 60.0) -> float:
+        return self.wait_until(lambda: requests.get(url, timeout=2).status_code == 200, timeout,
+                               what=f"answering 200 at {url}")
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it has not exited after `grace` seconds."""
@@ -74,20 +134,51 @@ class Process:
         self.wait_stopped(grace)
 
     def request_stop(self) -> None:
-        if self.alive():
-            os.killpg(self.popen.pid, signal.SIGTERM)
+        """SIGTERM to the process itself: nginx, rabbitmq-server's script and nameko each stop
+        their own children in their own way."""
+        if not self.alive():
+            return
+        try:
+            # remembered now: once the leader has exited, its orphans are no longer its children
+            self._family = psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            self._family = []
+        os.kill(self.pid, signal.SIGTERM)
 
     def wait_stopped(self, grace: float = 10.0) -> None:
         if self.popen is None:
             return
+        deadline = time.monotonic() + grace
         try:
             self.popen.wait(grace)
         except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)  # the leader is unreaped: the group is ours
             self.popen.wait()
+        # whatever outlived the leader, in its group or not, gets the rest of the grace period
+        leftovers = {p.pid: p for p in [*self._family, *self._group()]}
+        survivors = wait_gone(leftovers.values(), deadline - time.monotonic())
+        for survivor in survivors:
+            try:
+                survivor.kill()
+            except psutil.NoSuchProcess:
+                pass
+        wait_gone(survivors, 5)  # SIGKILL is not instantaneous either
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would."""
+        """SIGKILL to the whole process group, as a crash would."""
         if self.alive():
-            os.killpg(self.popen.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)
             self.popen.wait()
+
+    def _group(self) -> list[psutil.Process]:
+        """Processes still in the group after its leader was reaped. Matched by start time
+        too: a reaped leader's number could in principle have been reused since."""
+        members = []
+        for process in psutil.process_iter(["create_time"]):
+            try:
+                if os.getpgid(process.pid) == self.pid \
+                        and process.info["create_time"] >= self._started_at - 1:
+                    members.append(process)
+            except (ProcessLookupError, psutil.Error):
+                pass
+        return members
