@@ -15,7 +15,7 @@ from typing import Callable, TypeVar
 from nameko.extensions import DependencyProvider
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
 from hocvu import events
 from hocvu.clock import utcnow
@@ -108,6 +108,22 @@ class Store:
     def ping(self) -> None:
         self.db.command("ping")
 
+    def ensure_collections(self, *names: str) -> None:
+        """Create the collections that transactions write to, before any transaction runs.
+
+        A transaction that writes to a missing collection creates it inside the transaction:
+        MongoDB before 4.4 refuses that, and SecantusDB can deadlock when another client
+        creates a collection or an index at the same moment (seen when four services start
+        together on an empty store).
+        """
+        existing = set(self.db.list_collection_names())
+        for name in names:
+            if name not in existing:
+                try:
+                    self.db.create_collection(name)
+                except CollectionInvalid:
+                    pass  # another instance created it first
+
     def ensure_inbox(self) -> None:
         # the inbox's unique key is its _id; this only makes old entries expire
         self.db[INBOX].create_index("processed_at", expireAfterSeconds=30 * 24 * 3600)
@@ -139,6 +155,7 @@ class ServiceStore(DependencyProvider):
         self.store = Store(client, database, service_name, relay)
 
     def start(self):
+        self.store.ensure_collections(OutboxRelay.COLLECTION, INBOX)
         prepare_outbox(self.store.db)
         self.store.ensure_inbox()
         if self.prepare:
@@ -155,6 +172,3 @@ class ServiceStore(DependencyProvider):
     def get_dependency(self, worker_ctx) -> Store:
         return self.store
 
-
-def is_store_error(exc: BaseException) -> bool:
-    return isinstance(exc, PyMongoError)

@@ -27,6 +27,7 @@ verification_out = VerificationOut()
 
 def prepare(store: Store) -> None:
     db = store.db
+    store.ensure_collections("certificates", "counters")
     db.certificates.create_index("enrollment_id", unique=True)
     db.certificates.create_index("verification_code", unique=True)
     db.certificates.create_index("serial", unique=True)

@@ -39,6 +39,7 @@ _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 def prepare(store: Store) -> None:
     db = store.db
+    store.ensure_collections("learners", "enrollments", "catalog")
     db.learners.create_index("national_id_hash", unique=True)
     db.enrollments.create_index([("learner_id", ASCENDING), ("course_id", ASCENDING)],
                                 unique=True)

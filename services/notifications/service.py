@@ -30,6 +30,7 @@ report_in = DeliveryReportIn()
 
 def prepare(store: Store) -> None:
     db = store.db
+    store.ensure_collections("messages", "contacts")
     db.messages.create_index("dedupe_key", unique=True)
     db.messages.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
     db.messages.create_index([("learner_id", ASCENDING), ("created_at", ASCENDING)])
