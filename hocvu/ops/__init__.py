@@ -1,0 +1,1 @@
+"""Operations tools: `python -m hocvu.ops` (docs/operations.md)."""
