@@ -39,9 +39,26 @@ FAILED_AT = "x-hocvu-failed-at"
 SERVICE = "x-hocvu-service"
 
 
-class UndecodableTolerantConsumer(QueueConsumer):
-    """nameko's QueueConsumer, handing a body kombu cannot decode to its subscriber to be
-    dead-lettered (kombu would log it and acknowledge it: a silent drop)."""
+class ResilientQueueConsumer(QueueConsumer):
+    """nameko's QueueConsumer, with two holes closed:
+    - a body kombu cannot decode goes to its subscriber to be dead-lettered (kombu would log
+      it and acknowledge it: a silent drop);
+    - acknowledging on a connection that just died raises a socket error that nameko does
+      not catch, and it kills the whole service. The broker redelivers an unacknowledged
+      message once the consumer reconnects, and the idempotent handler absorbs it.
+    """
+
+    def ack_message(self, message):
+        try:
+            super().ack_message(message)
+        except OSError as exc:
+            log.warning("could not acknowledge a message (%r); the broker will redeliver it", exc)
+
+    def requeue_message(self, message):
+        try:
+            super().requeue_message(message)
+        except OSError as exc:
+            log.warning("could not requeue a message (%r); the broker will redeliver it", exc)
 
     def on_decode_error(self, message, exc):
         tag = message.delivery_info.get("consumer_tag")
@@ -54,7 +71,7 @@ class UndecodableTolerantConsumer(QueueConsumer):
 
 
 class EventSubscriber(EventHandler):
-    queue_consumer = UndecodableTolerantConsumer()
+    queue_consumer = ResilientQueueConsumer()
 
     def __init__(self, source_service: str, event_type: str, **kwargs):
         kwargs.setdefault("expected_exceptions", (AlreadyProcessed,))
@@ -105,7 +122,18 @@ class EventSubscriber(EventHandler):
             ORIGINAL_QUEUE: self.queue.name, SERVICE: self.container.service_name})
 
     def _republish(self, message, exchange, routing_key: str, headers: dict) -> None:
-        """Publish a copy of `message` with `headers`, then acknowledge the original."""
+        """Publish a copy of `message` with `headers`, then acknowledge the original; if the
+        copy cannot be published (the broker is away), leave the original to be redelivered."""
+        try:
+            self._publish_copy(message, exchange, routing_key, headers)
+        except Exception as exc:
+            log.error("could not set a %s message aside (%r); it goes back to its queue",
+                      self.event_type, exc)
+            self.queue_consumer.requeue_message(message)
+            return
+        self.queue_consumer.ack_message(message)
+
+    def _publish_copy(self, message, exchange, routing_key: str, headers: dict) -> None:
         info = message.delivery_info or {}
         previous = dict(message.headers or {})
         # a message back from a delay queue arrives through the default exchange: keep
@@ -118,7 +146,6 @@ class EventSubscriber(EventHandler):
             headers={**previous, **headers}, serializer=None,
             content_type=message.content_type or "application/json",
             content_encoding=message.content_encoding or "utf-8")
-        self.queue_consumer.ack_message(message)
 
 
 subscribe = EventSubscriber.decorator
