@@ -10,6 +10,7 @@ from hocvu.devstack import proxy
 from hocvu.devstack.processes import BIN, Process
 
 SERVICES = ("enrollment", "lessons", "certificates", "notifications")
+STARTUP_ORDER = ("enrollment", "certificates", "notifications", "lessons")
 
 
 @dataclass
@@ -36,6 +37,10 @@ class Stack:
 
     def service_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    def url_direct(self, service: str, path: str = "") -> str:
+        """A service's route on its own port, not through the edge."""
+        return f"{self.service_url(service)}/api/{service}/{path.lstrip('/')}"
 
     def url(self, service: str, path: str = "") -> str:
         """A service's route, through the edge when there is one."""
@@ -66,8 +71,14 @@ class Stack:
                 str(BIN / "python"), "-m", "sms_simulator", "--host", "127.0.0.1",
                 "--port", str(self.ports["sms_simulator"])], self.settings.log_dir))
             simulator.wait_http(f"{self.sms_gateway}/health")
-            for service in SERVICES:
+            # one at a time, each answering before the next starts: on an empty store, one
+            # service creating collections and indexes while another runs a transaction can
+            # deadlock SecantusDB; lessons last, as its seeding sets enrollment's
+            # transactions off
+            for service in STARTUP_ORDER:
                 self._launch(service, self.service_process(service))
+                self.processes[service].wait_http(self.url_direct(service, "health"),
+                                                  timeout=90)
             if self.settings.with_edge:
                 self._launch("nginx", proxy.nginx(
                     f"127.0.0.1:{self.ports['edge']}", self.ports, self.settings.run_dir,
