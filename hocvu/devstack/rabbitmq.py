@@ -5,12 +5,16 @@ reused when a guest login works, else installed from Debian's packages if missin
 started with `rabbitmq-server -detached`. It is a system service and is left running.
 
 `PrivateRabbitMQ` is a node of a test's own, which the test may stop and restart.
+`Vhost` is a throwaway virtual host on a broker (created with rabbitmqctl, so as root or
+with password-less sudo), for tests and benchmarks that must not see anyone else's queues.
 """
 import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pika
 
@@ -173,3 +177,22 @@ class PrivateRabbitMQ:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Vhost:
+    def __init__(self, prefix: str, host: str = "127.0.0.1", port: int = 5672):
+        self.name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.amqp_uri = f"amqp://guest:guest@{host}:{port}/{quote(self.name, safe='')}"
+
+    def __enter__(self) -> "Vhost":
+        _rabbitmqctl("add_vhost", self.name)
+        _rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _rabbitmqctl("delete_vhost", self.name)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    command = system.as_root([system.find("rabbitmqctl") or "rabbitmqctl", *args])
+    subprocess.run(command, check=True, capture_output=True, timeout=60)

@@ -7,7 +7,7 @@ from pathlib import Path
 import requests
 
 from hocvu.devstack import proxy
-from hocvu.devstack.processes import BIN, Process
+from hocvu.devstack.processes import BIN, Process, free_port
 
 SERVICES = ("enrollment", "lessons", "certificates", "notifications")
 STARTUP_ORDER = ("enrollment", "certificates", "notifications", "lessons")
@@ -24,6 +24,10 @@ class StackSettings:
     database_prefix: str = "hocvu_"
     with_edge: bool = True
     service_env: dict[str, str] = field(default_factory=dict)  # e.g. OUTBOX_POLL_SECONDS
+    # more than one process of a service: the extra ones ("lessons-2"...) share its queues
+    # and database, each on an HTTP port of its own (the edge routes to the first)
+    instances: dict[str, int] = field(default_factory=dict)
+    simulator_args: list[str] = field(default_factory=list)  # e.g. --record FILE
 
 
 class Stack:
@@ -47,12 +51,17 @@ class Stack:
         base = self.base_url if self.settings.with_edge else self.service_url(service)
         return f"{base}/api/{service}/{path.lstrip('/')}"
 
-    def service_process(self, service: str) -> Process:
+    def instance_names(self, service: str) -> list[str]:
+        count = self.settings.instances.get(service, 1)
+        return [service] + [f"{service}-{k}" for k in range(2, count + 1)]
+
+    def service_process(self, service: str, instance: str | None = None,
+                        port: int | None = None) -> Process:
         s = self.settings
         env = {
             "AMQP_URI": s.amqp_uri, "MONGO_URI": s.mongo_uri,
             "MONGO_DATABASE": f"{s.database_prefix}{service}",
-            "HTTP_ADDRESS": f"127.0.0.1:{self.ports[service]}",
+            "HTTP_ADDRESS": f"127.0.0.1:{port or self.ports[service]}",
             "NATIONAL_ID_HASH_KEY": s.national_id_hash_key,
             "PUBLIC_BASE_URL": self.base_url,
             "SMS_GATEWAY_URL": self.sms_gateway,
@@ -60,7 +69,7 @@ class Stack:
                                 "/api/notifications/delivery-reports",
             **s.service_env,
         }
-        return Process(service, [str(BIN / "python"), "-m", "nameko", "run", "--config",
+        return Process(instance or service, [str(BIN / "python"), "-m", "nameko", "run", "--config",
                                  f"services/{service}/config.yaml", f"services.{service}.service"],
                        s.log_dir, env)
 
@@ -69,16 +78,19 @@ class Stack:
         try:
             simulator = self._launch("sms_simulator", Process("sms_simulator", [
                 str(BIN / "python"), "-m", "sms_simulator", "--host", "127.0.0.1",
-                "--port", str(self.ports["sms_simulator"])], self.settings.log_dir))
+                "--port", str(self.ports["sms_simulator"]), *self.settings.simulator_args],
+                self.settings.log_dir))
             simulator.wait_http(f"{self.sms_gateway}/health")
             # one at a time, each answering before the next starts: on an empty store, one
             # service creating collections and indexes while another runs a transaction can
             # deadlock SecantusDB; lessons last, as its seeding sets enrollment's
             # transactions off
             for service in STARTUP_ORDER:
-                self._launch(service, self.service_process(service))
-                self.processes[service].wait_http(self.url_direct(service, "health"),
-                                                  timeout=90)
+                for instance in self.instance_names(service):
+                    port = self.ports[service] if instance == service else free_port()
+                    self._launch(instance, self.service_process(service, instance, port))
+                    self.processes[instance].wait_http(
+                        f"http://127.0.0.1:{port}/api/{service}/health", timeout=90)
             if self.settings.with_edge:
                 self._launch("nginx", proxy.nginx(
                     f"127.0.0.1:{self.ports['edge']}", self.ports, self.settings.run_dir,

@@ -5,34 +5,20 @@ our exchanges, queues and messages.
 """
 import json
 import os
-import subprocess
-import uuid
-from urllib.parse import quote
 
 import pika
+
+from hocvu.devstack import rabbitmq
 
 BROKER_HOST = os.environ.get("HOCVU_TEST_BROKER_HOST", "127.0.0.1")
 BROKER_PORT = int(os.environ.get("HOCVU_TEST_BROKER_PORT", "5672"))
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
-class Vhost:
+class Vhost(rabbitmq.Vhost):
     """A virtual host of our own, so tests never see each other's queues."""
 
     def __init__(self):
-        self.name = f"hocvu-test-{uuid.uuid4().hex[:12]}"
-        self.amqp_uri = f"amqp://guest:guest@{BROKER_HOST}:{BROKER_PORT}/{quote(self.name, safe='')}"
-
-    def __enter__(self) -> "Vhost":
-        _rabbitmqctl("add_vhost", self.name)
-        _rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        _rabbitmqctl("delete_vhost", self.name)
+        super().__init__("hocvu-test", BROKER_HOST, BROKER_PORT)
 
 
 class Pika:
