@@ -1,0 +1,128 @@
+"""The platform under test, as `make run` starts it but all of its own: RabbitMQ reused (or
+installed and started) with a throwaway virtual host, a SecantusDB on a free port with its
+data in the run's folder, the SMS simulator recording every message it accepts, the four
+services (some in several instances) and the nginx edge, each a separate process."""
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+import psutil
+import pymongo
+import requests
+
+from hocvu.devstack.processes import Process, free_port
+from hocvu.devstack.rabbitmq import Vhost, ensure_rabbitmq
+from hocvu.devstack.stack import SERVICES, Stack, StackSettings
+from hocvu.devstack.store import start_secantus, store_uri
+from hocvu.topology import all_subscriber_queue_names, dead_letter_queue_name
+
+
+@dataclass
+class Deployment:
+    """How many processes of each service; one each unless named."""
+    instances: dict[str, int] = field(default_factory=dict)
+
+    def label(self) -> str:
+        return ", ".join(f"{s} x{n}" for s, n in sorted(self.instances.items())) or "one each"
+
+
+class BenchPlatform:
+    def __init__(self, folder: Path, deployment: Deployment = Deployment(),
+                 service_env: dict | None = None):
+        self.folder = folder
+        self.deployment = deployment
+        self.service_env = service_env or {}
+        self.sms_record = folder / "sms-accepted.jsonl"
+        self.store: Process | None = None
+        self.stack: Stack | None = None
+        self.vhost: Vhost | None = None
+
+    def start(self) -> "BenchPlatform":
+        logs = self.folder / "logs"
+        try:
+            ensure_rabbitmq()
+            self.vhost = Vhost("hocvu-bench").__enter__()
+            store_port = free_port()
+            self.store = start_secantus(store_port, self.folder / "store", logs)
+            self.mongo_uri = store_uri(store_port)
+            ports = {part: free_port() for part in ("edge", "sms_simulator", *SERVICES)}
+            self.stack = Stack(StackSettings(
+                amqp_uri=self.vhost.amqp_uri, mongo_uri=self.mongo_uri,
+                national_id_hash_key=secrets.token_hex(32), ports=ports, log_dir=logs,
+                run_dir=self.folder / "run", instances=self.deployment.instances,
+                service_env=self.service_env,
+                simulator_args=["--record", str(self.sms_record)]))
+            self.stack.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.mongo = pymongo.MongoClient(self.mongo_uri)
+        return self
+
+    @property
+    def amqp_uri(self) -> str:
+        return self.vhost.amqp_uri
+
+    def db(self, service: str):
+        return self.mongo[f"hocvu_{service}"]
+
+    def courses(self) -> dict[str, dict]:
+        """The catalog's course per learner group, with its lesson ids."""
+        answer = requests.get(self.stack.url("lessons", "courses"), timeout=10).json()
+        return {course["group"]: requests.get(self.stack.url("lessons", f"courses/{course['id']}"),
+                                              timeout=10).json() for course in answer}
+
+    def service_processes(self) -> dict[str, Process]:
+        return {name: process for name, process in self.stack.processes.items()
+                if name.split("-")[0] in SERVICES}
+
+    def resident_memory_mib(self) -> dict[str, float]:
+        """Resident memory of each service process (nameko runs in one process each)."""
+        memory = {}
+        for name, process in self.service_processes().items():
+            try:
+                memory[name] = psutil.Process(process.pid).memory_info().rss / 2**20
+            except psutil.NoSuchProcess:
+                memory[name] = float("nan")
+        return memory
+
+    def sms_stats(self) -> dict:
+        return requests.get(f"{self.stack.sms_gateway}/v1/stats", timeout=10).json()
+
+    def dead_letters(self) -> dict[str, int]:
+        """Messages in every dead-letter queue of the platform (each should hold none)."""
+        connection = pika.BlockingConnection(pika.URLParameters(self.amqp_uri))
+        try:
+            counts = {}
+            for queue in all_subscriber_queue_names():
+                name = dead_letter_queue_name(queue)
+                channel = connection.channel()
+                try:
+                    counts[name] = channel.queue_declare(name, passive=True).method.message_count
+                    channel.close()
+                except pika.exceptions.ChannelClosedByBroker:
+                    counts[name] = 0  # never declared: nothing was ever dead-lettered there
+            return counts
+        finally:
+            connection.close()
+
+    def wait_quiet(self, done, timeout: float, poll: float = 1.0) -> float | None:
+        """Poll `done()` until true; return the seconds it took, or None on timeout."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if done():
+                return time.monotonic() - started
+            time.sleep(poll)
+        return None
+
+    def stop(self) -> None:
+        if getattr(self, "mongo", None):
+            self.mongo.close()
+        if self.stack:
+            self.stack.stop()
+        if self.store:
+            self.store.stop()
+        if self.vhost:
+            self.vhost.__exit__(None, None, None)

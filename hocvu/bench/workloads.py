@@ -1,0 +1,239 @@
+"""The workloads: sustained enrollment, sustained learning, the launch burst. Each drives the
+platform over HTTP through the edge with the load generator (its own process), waits until
+every accepted request has had all its consequences, then reads the timeline and returns
+plain figures (a JSON-ready dict)."""
+import json
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from hocvu.bench.platform import BenchPlatform
+from hocvu.bench.timeline import Timeline, percentiles
+from hocvu.devstack.population import learner
+from hocvu.devstack.processes import BIN
+
+ENROLL_PATH = "/api/enrollment/enrollments"
+
+
+class DrainTimeout(RuntimeError):
+    pass
+
+
+class Driver:
+    """Hands out learners nobody enrolled yet, and keeps the totals the platform should reach."""
+
+    def __init__(self, platform: BenchPlatform, folder: Path, seed: int = 7):
+        self.platform = platform
+        self.folder = folder
+        self.seed = seed
+        self.courses = platform.courses()
+        self.next_learner = 0
+        self.group_of: dict[str, str] = {}  # correlation id -> learner group
+        self.expected_plans = 0
+        self.expected_sms = 0
+
+    def enroll_requests(self, count: int, label: str) -> list[dict]:
+        requests = []
+        for n in range(self.next_learner, self.next_learner + count):
+            person = learner(n, self.seed)
+            correlation_id = f"bench-{label}-{n}"
+            self.group_of[correlation_id] = person.group
+            requests.append({
+                "method": "POST", "path": ENROLL_PATH, "tag": correlation_id,
+                "headers": {"X-Correlation-ID": correlation_id},
+                "body": {"course_id": self.courses[person.group]["id"],
+                         "learner": person.as_json()}})
+        self.next_learner += count
+        return requests
+
+    def load(self, name: str, requests: list[dict], rate: float | None = None,
+             concurrency: int | None = None) -> list[dict]:
+        """Send `requests` with the load generator and return its record of each."""
+        requests_file = self.folder / f"{name}.requests.jsonl"
+        results_file = self.folder / f"{name}.results.jsonl"
+        with open(requests_file, "w", encoding="utf-8") as out:
+            out.writelines(json.dumps(request, ensure_ascii=False) + "\n" for request in requests)
+        mode = ["--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
+        subprocess.run([str(BIN / "python"), "-m", "hocvu.bench.loadgen", str(requests_file),
+                        str(results_file), "--base-url", self.platform.stack.base_url, *mode],
+                       check=True)
+        with open(results_file, encoding="utf-8") as lines:
+            return [json.loads(line) for line in lines]
+
+    def enrolled(self, results: list[dict]) -> list[dict]:
+        accepted = [r for r in results if r["status"] == 201]
+        self.expected_plans += len(accepted)
+        self.expected_sms += len(accepted)
+        return accepted
+
+    def drain(self, timeout: float) -> float:
+        """Wait until every plan and SMS owed so far exists; return the seconds waited."""
+        plans = self.platform.db("lessons").plans
+
+        def caught_up():
+            return (plans.estimated_document_count() >= self.expected_plans
+                    and self.platform.sms_stats()["accepted"] >= self.expected_sms)
+
+        waited = self.platform.wait_quiet(caught_up, timeout, poll=0.5)
+        if waited is None:
+            raise DrainTimeout(f"after {timeout:.0f} s the platform still owed plans or SMS "
+                               f"(expected {self.expected_plans} plans, "
+                               f"{self.expected_sms} SMS; stats {self.platform.sms_stats()})")
+        return waited
+
+    def store_operations(self) -> Counter:
+        status = self.platform.mongo.admin.command("serverStatus")
+        return Counter(status["opcounters"])
+
+
+def enrollment_stage(driver: Driver, rate: float, duration: float) -> dict:
+    """Open-loop enrollments at `rate` per second for `duration` seconds."""
+    requests = driver.enroll_requests(max(1, round(rate * duration)), f"e{rate:g}")
+    operations_before = driver.store_operations()
+    results = driver.load(f"enroll-{rate:g}", requests, rate=rate)
+    accepted = driver.enrolled(results)
+    drain_seconds = driver.drain(timeout=max(120.0, duration * 5))
+    operations = driver.store_operations() - operations_before
+    timeline = Timeline(driver.platform)
+    figures = _request_figures(results, accepted, offered_rate=rate)
+    figures.update(_enrollment_hops(accepted, timeline))
+    figures["drain_after_load_s"] = round(drain_seconds, 2)
+    figures["store_operations_per_enrollment"] = {
+        kind: round(count / max(1, len(accepted)), 1) for kind, count in operations.items()}
+    return figures
+
+
+def learning_stage(driver: Driver, rate: float, duration: float,
+                   enroll_concurrency: int = 16) -> dict:
+    """Enrolled learners completing their lessons, open loop at `rate` completions per second.
+
+    A cohort big enough for `duration` seconds is enrolled first (not measured); its lessons
+    are then sent lesson by lesson across the cohort, so each learner's lessons arrive in
+    order, about duration / lessons apart, and the last lessons come at the end."""
+    lessons_per_course = sum(len(c["lessons"]) for c in driver.courses.values()) / len(
+        driver.courses)
+    cohort = max(4, round(rate * duration / lessons_per_course))
+    enrolled = driver.enrolled(driver.load(
+        f"learn-{rate:g}-enroll", driver.enroll_requests(cohort, f"l{rate:g}"),
+        concurrency=enroll_concurrency))
+    driver.drain(timeout=max(120.0, cohort / 5))
+    learners = [(r["tag"], r["id"], [lesson["id"] for lesson in
+                                     driver.courses[driver.group_of[r["tag"]]]["lessons"]])
+                for r in enrolled]
+    requests = []
+    for position in range(max(len(lessons) for _, _, lessons in learners)):
+        for correlation_id, enrollment_id, lessons in learners:
+            if position < len(lessons):
+                requests.append({
+                    "method": "POST", "body": {"score": 90},
+                    "path": f"/api/lessons/enrollments/{enrollment_id}/lessons/"
+                            f"{lessons[position]}/complete",
+                    "tag": {"c": correlation_id, "last": position == len(lessons) - 1}})
+    results = driver.load(f"learn-{rate:g}", requests, rate=rate)
+    completed = [r for r in results if r["status"] == 200]
+    finished_courses = sum(1 for r in completed if r["tag"]["last"])
+    driver.expected_sms += finished_courses
+    drain_seconds = driver.drain(timeout=max(120.0, duration * 5))
+    timeline = Timeline(driver.platform)
+    figures = _request_figures(results, completed, offered_rate=rate)
+    last = {r["tag"]["c"]: r["due"] for r in completed if r["tag"]["last"]}
+    figures.update({
+        "learners": len(learners),
+        "courses_finished": finished_courses,
+        "last_lesson_to_course_completed_ms": _since(last, timeline.completed, "occurred"),
+        "last_lesson_to_certificate_ms": _since(last, timeline.issued, "occurred"),
+        "last_lesson_to_certificate_sms_ms": _since(last, timeline.certificate_sms, "received"),
+        "certificates_missing": len(set(last) - set(timeline.issued)),
+        "certificate_sms_missing": len(set(last) - set(timeline.certificate_sms)),
+        "drain_after_load_s": round(drain_seconds, 2),
+    })
+    return figures
+
+
+def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -> dict:
+    """`count` enrollments as fast as the platform takes them from `concurrency` clients;
+    the time until every one has its lesson plan and its confirmation SMS, and the counts."""
+    requests = driver.enroll_requests(count, "burst")
+    started = time.time()
+    results = driver.load("burst", requests, concurrency=concurrency)
+    submitted = time.time() - started
+    accepted = driver.enrolled(results)
+    driver.drain(timeout=timeout)
+    timeline = Timeline(driver.platform)
+    ours = {r["tag"] for r in accepted}
+    assigned = [timeline.assigned[c]["occurred"] for c in ours if c in timeline.assigned]
+    sms = [timeline.confirmation_sms[c] for c in ours if c in timeline.confirmation_sms]
+    last_consequence = max(assigned + [s["received"] for s in sms], default=started)
+    first_sent = min(r["sent"] for r in results)
+    figures = _request_figures(results, accepted, offered_rate=None)
+    figures.update({
+        "learners": count,
+        "concurrency": concurrency,
+        "submitted_in_s": round(submitted, 1),
+        "drained_in_s": round(last_consequence - first_sent, 1),
+        "enrollments": sum(1 for c in ours if c in timeline.enrolled),
+        "lesson_plans": len(assigned),
+        "confirmation_sms": len(sms),
+        "confirmation_sms_duplicated": sum(1 for s in sms if s["copies"] > 1),
+        "dead_letters": sum(driver.platform.dead_letters().values()),
+        "enroll_to_sms_ms": _since({r["tag"]: r["due"] for r in accepted},
+                                   timeline.confirmation_sms, "received"),
+    })
+    return figures
+
+
+def _request_figures(results: list[dict], succeeded: list[dict],
+                     offered_rate: float | None) -> dict:
+    span = max(r["done"] for r in results) - min(r["due"] for r in results)
+    ok = {r["i"] for r in succeeded}
+    failures = Counter(f"{r['status']} {r['error'] or ''}".strip()
+                       for r in results if r["i"] not in ok)
+    return {
+        "offered_per_s": offered_rate,
+        "requests": len(results),
+        "succeeded": len(succeeded),
+        "succeeded_per_s": round(len(succeeded) / span, 1) if span > 0 else None,
+        "errors": dict(failures),
+        "http_latency_ms": percentiles([r["done"] - r["due"] for r in results]),
+    }
+
+
+def _enrollment_hops(accepted: list[dict], timeline: Timeline) -> dict:
+    due = {r["tag"]: r["due"] for r in accepted}
+    enrolled, sms = timeline.enrolled, timeline.confirmation_sms
+
+    def hop(start_of, end_of):
+        return percentiles([end_of(c) - start_of(c) for c in due
+                            if _known(start_of, c) and _known(end_of, c)])
+
+    return {
+        "enroll_to_assigned_ms": _since(due, timeline.assigned, "occurred"),
+        "enroll_to_sms_ms": _since(due, sms, "received"),
+        "hops_ms": {
+            "request_to_committed": hop(due.get, lambda c: enrolled[c]["occurred"]),
+            "committed_to_published": hop(lambda c: enrolled[c]["occurred"],
+                                          lambda c: enrolled[c]["sent"]),
+            "published_to_assigned": hop(lambda c: enrolled[c]["sent"],
+                                         lambda c: timeline.assigned[c]["occurred"]),
+            "published_to_sms_queued": hop(lambda c: enrolled[c]["sent"],
+                                           lambda c: sms[c]["queued"]),
+            "sms_queued_to_received": hop(lambda c: sms[c]["queued"],
+                                          lambda c: sms[c]["received"]),
+        },
+        "plans_missing": len(set(due) - set(timeline.assigned)),
+        "sms_missing": len(set(due) - set(sms)),
+        "sms_duplicated": sum(1 for c in due if sms.get(c, {}).get("copies", 0) > 1),
+    }
+
+
+def _known(time_of, correlation_id) -> bool:
+    try:
+        return time_of(correlation_id) is not None
+    except KeyError:
+        return False
+
+
+def _since(start: dict[str, float], later: dict[str, dict], field: str) -> dict:
+    return percentiles([later[c][field] - t for c, t in start.items()
+                        if c in later and later[c][field] is not None])
