@@ -88,6 +88,28 @@ class BenchPlatform:
                 memory[name] = float("nan")
         return memory
 
+    def processes(self) -> dict[str, int]:
+        """Every process of the platform by name, RabbitMQ's node included: where CPU goes."""
+        pids = {name: process.pid for name, process in self.stack.processes.items()}
+        pids["store"] = self.store.pid
+        broker = next((p for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"),
+                      None)
+        if broker:
+            pids["rabbitmq"] = broker.pid
+        return pids
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each process has used so far, children included."""
+        used = {}
+        for name, pid in self.processes().items():
+            try:
+                process = psutil.Process(pid)
+                family = [process, *process.children(recursive=True)]
+                used[name] = sum(sum(p.cpu_times()[:2]) for p in family)
+            except psutil.NoSuchProcess:
+                continue
+        return used
+
     def sms_stats(self) -> dict:
         return requests.get(f"{self.stack.sms_gateway}/v1/stats", timeout=10).json()
 

@@ -91,16 +91,22 @@ def enrollment_stage(driver: Driver, rate: float, duration: float) -> dict:
     """Open-loop enrollments at `rate` per second for `duration` seconds."""
     requests = driver.enroll_requests(max(1, round(rate * duration)), f"e{rate:g}")
     operations_before = driver.store_operations()
+    cpu_before = driver.platform.cpu_seconds()
     results = driver.load(f"enroll-{rate:g}", requests, rate=rate)
     accepted = driver.enrolled(results)
     drain_seconds = driver.drain(timeout=max(120.0, duration * 5))
     operations = driver.store_operations() - operations_before
+    cpu = driver.platform.cpu_seconds()
     timeline = Timeline(driver.platform)
     figures = _request_figures(results, accepted, offered_rate=rate)
     figures.update(_enrollment_hops(accepted, timeline))
     figures["drain_after_load_s"] = round(drain_seconds, 2)
     figures["store_operations_per_enrollment"] = {
         kind: round(count / max(1, len(accepted)), 1) for kind, count in operations.items()}
+    # the load generator is left out: it is the frontend's and the learners' work
+    figures["cpu_ms_per_enrollment"] = {
+        name: round((cpu[name] - cpu_before.get(name, 0)) * 1000 / max(1, len(accepted)), 2)
+        for name in sorted(cpu)}
     return figures
 
 

@@ -1,0 +1,273 @@
+"""make bench: the platform measured against its own ceilings, in one run.
+
+    python -m hocvu.bench [--preset full|smoke] [--scale 0.1] [--stage-seconds 30]
+                          [--workloads enrollment,burst] [--profile] [--out var/bench]
+
+Starts everything it needs as separate processes (see hocvu.bench.platform), prints a
+results table, and writes results.json and report.md to a new folder under --out, with
+every request's timestamps and the processes' logs. Exits 1 if a count does not add up
+(anything lost, duplicated, dead-lettered or missing): the smoke preset in `make test`
+relies on that, never on a time.
+"""
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hocvu.bench import ceilings, machine, report
+from hocvu.bench.platform import BenchPlatform, Deployment
+from hocvu.bench.presets import PRESETS, Preset
+from hocvu.bench.profiling import Profiler
+from hocvu.bench.workloads import Driver, enrollment_stage, launch_burst, learning_stage
+from hocvu.contracts import SUBSCRIBERS
+from hocvu.devstack.processes import VAR
+
+P99_SMS_BOUND_MS = 2000       # the issue's "p99 enroll -> SMS under 2 s"
+BURST_DRAIN_TARGET_S = 600
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    preset = configure(args)
+    run_dir = args.out / datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results = {"preset": preset.name, "started_at": datetime.now(timezone.utc).isoformat(
+        timespec="seconds"), "settings": preset.__dict__, "memory": {}}
+    began = time.monotonic()
+    try:
+        measure(preset, args, run_dir, results)
+    finally:
+        results["seconds"] = round(time.monotonic() - began, 1)
+        (run_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        if "machine" in results:
+            (run_dir / "report.md").write_text(report.markdown(results))
+    print("\n" + report.markdown(results))
+    print(f"\nraw figures: {run_dir / 'results.json'}\nreport: {run_dir / 'report.md'}")
+    problems = check_counts(results)
+    for problem in problems:
+        print(f"COUNT PROBLEM: {problem}", file=sys.stderr)
+    if not args.keep_data:
+        for store in run_dir.glob("*/store"):
+            shutil.rmtree(store, ignore_errors=True)
+    return 1 if problems else 0
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m hocvu.bench",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="the launch burst's size as a fraction of the preset's")
+    parser.add_argument("--stage-seconds", type=float, help="length of each sustained stage")
+    parser.add_argument("--enrollment-rates", help="e.g. 10,20,40 (per second)")
+    parser.add_argument("--workloads", help="comma-separated subset of: ceilings, "
+                                            "enrollment, learning, burst, scaling")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample every process with py-spy during the burst")
+    parser.add_argument("--keep-data", action="store_true", help="keep the stores' data")
+    parser.add_argument("--out", type=Path, default=VAR / "bench")
+    return parser.parse_args(argv)
+
+
+def configure(args) -> Preset:
+    preset = PRESETS[args.preset].scaled(args.scale)
+    if args.stage_seconds:
+        preset = replace(preset, stage_seconds=args.stage_seconds,
+                         scaling_seconds=args.stage_seconds)
+    if args.enrollment_rates:
+        preset = replace(preset, enrollment_rates=tuple(
+            float(r) for r in args.enrollment_rates.split(",")))
+    if args.workloads:
+        preset = replace(preset, workloads=tuple(args.workloads.split(",")))
+    return preset
+
+
+def measure(preset: Preset, args, run_dir: Path, results: dict) -> None:
+    platform = BenchPlatform(run_dir / "main").start()
+    try:
+        results["machine"] = machine.describe(platform.mongo_uri, platform.amqp_uri)
+        print(f"machine: {results['machine']}", flush=True)
+        results["memory"]["idle"] = platform.resident_memory_mib()
+        if "ceilings" in preset.workloads:
+            results["ceilings"] = measure_ceilings(preset, platform, run_dir)
+        driver = Driver(platform, run_dir / "main")
+        if "enrollment" in preset.workloads:
+            results["enrollment"] = [
+                announce(enrollment_stage(driver, rate, preset.stage_seconds), "enrollment")
+                for rate in preset.enrollment_rates]
+            half = sustainable_rate(results["enrollment"]) / 2
+            if half and half not in preset.enrollment_rates:
+                results["enrollment"].append(announce(
+                    enrollment_stage(driver, half, preset.stage_seconds), "enrollment"))
+        if "learning" in preset.workloads:
+            results["learning"] = [
+                announce(learning_stage(driver, rate, preset.stage_seconds), "learning")
+                for rate in preset.learning_rates]
+        if "burst" in preset.workloads:
+            profiler = None
+            if args.profile:
+                profiler = Profiler(run_dir / "profile")
+                profiler.start({name: pid for name, pid in platform.processes().items()
+                                if name != "rabbitmq" and name != "nginx"}, seconds=60)
+            results["burst"] = announce(launch_burst(
+                driver, preset.burst_learners, preset.burst_concurrency,
+                timeout=max(300.0, preset.burst_learners / 5)), "burst")
+            results["memory"]["end of burst"] = platform.resident_memory_mib()
+            if profiler:
+                results["profile"] = profiler.finish()
+    finally:
+        platform.stop()
+    if "scaling" in preset.workloads:
+        results["scaling"] = scale_out(preset, run_dir)
+    results["derived"] = derive(results)
+    results["targets"] = targets(results)
+
+
+def measure_ceilings(preset: Preset, platform: BenchPlatform, run_dir: Path) -> dict:
+    print("ceilings: broker, store, framework ...", flush=True)
+    found = {
+        "broker": ceilings.broker_ceiling(platform.amqp_uri, messages=preset.broker_messages),
+        "store": ceilings.store_ceiling(platform.mongo_uri, operations=preset.store_operations),
+        "framework": ceilings.framework_ceiling(platform.amqp_uri,
+                                                events=preset.framework_events,
+                                                log_dir=run_dir / "main" / "logs"),
+    }
+    print(f"ceilings: {found}", flush=True)
+    return found
+
+
+def scale_out(preset: Preset, run_dir: Path) -> list[dict]:
+    rows = []
+    for count in preset.scaling_instances:
+        deployment = Deployment({"lessons": count, "notifications": count})
+        platform = BenchPlatform(run_dir / f"scaling-{count}", deployment).start()
+        try:
+            driver = Driver(platform, run_dir / f"scaling-{count}")
+            for rate in preset.scaling_rates:
+                stage = enrollment_stage(driver, rate, preset.scaling_seconds)
+                rows.append(announce({"instances": count, **stage}, "scaling"))
+        finally:
+            platform.stop()
+    return rows
+
+
+def announce(figures: dict, workload: str) -> dict:
+    shown = {k: figures.get(k) for k in ("instances", "offered_per_s", "succeeded_per_s",
+                                         "errors", "enroll_to_sms_ms", "drained_in_s")
+             if figures.get(k) is not None}
+    print(f"{workload}: {shown}", flush=True)
+    return figures
+
+
+def sustainable_rate(stages: list[dict]) -> float:
+    """The highest offered rate fully accepted with p99 enroll -> SMS under 2 s."""
+    held = [s["offered_per_s"] for s in stages
+            if not s["errors"] and s["succeeded_per_s"] >= 0.95 * s["offered_per_s"]
+            and s["enroll_to_sms_ms"]["p99"] is not None
+            and s["enroll_to_sms_ms"]["p99"] < P99_SMS_BOUND_MS]
+    return max(held, default=0)
+
+
+def derive(results: dict) -> dict:
+    """The pipeline's ceiling from the parts' ceilings and what one enrollment costs each."""
+    stages = results.get("enrollment") or []
+    c = results.get("ceilings")
+    derived = {"sustainable_enrollments_per_s": sustainable_rate(stages) if stages else None}
+    if not (c and stages):
+        return derived
+    operations = [s["store_operations_per_enrollment"] for s in stages]
+    writes = sum(o.get("insert", 0) + o.get("update", 0) + o.get("delete", 0)
+                 for o in operations) / len(operations)
+    # every enrollment's events, and every queue each one is routed to
+    published = ("learner_enrolled", "learner_contact_registered", "lessons_assigned")
+    consumed = sum(len(SUBSCRIBERS.get(event, ())) for event in published)
+    store_writes_per_s = (c["store"]["insert_one_per_second"] + c["store"]["upsert_per_second"]) / 2
+    bounds = {
+        "broker": c["broker"]["publish_per_second"] / (len(published) + consumed),
+        "store": store_writes_per_s / writes,
+        "framework": c["framework"]["events_per_second"] / consumed,
+    }
+    bound_by = min(bounds, key=bounds.get)
+    derived.update({
+        "store_writes_per_enrollment": round(writes, 1),
+        "broker_messages_per_enrollment": len(published) + consumed,
+        "consumed_events_per_enrollment": consumed,
+        "broker_bound": round(bounds["broker"], 1),
+        "store_bound": round(bounds["store"], 1),
+        "framework_bound": round(bounds["framework"], 1),
+        "pipeline_ceiling": round(bounds[bound_by], 1),
+        "bound_by": bound_by,
+    })
+    for stage in stages:
+        stage["ratio_to_ceiling"] = round(stage["succeeded_per_s"] / bounds[bound_by], 2)
+    if derived["sustainable_enrollments_per_s"]:
+        derived["sustainable_ratio_to_store_ceiling"] = round(
+            derived["sustainable_enrollments_per_s"] / bounds["store"], 2)
+    return derived
+
+
+def targets(results: dict) -> dict:
+    found = {}
+    derived, burst = results.get("derived", {}), results.get("burst")
+    if burst:
+        drained = burst["drained_in_s"]
+        found["burst"] = {
+            "target": f"{burst['learners']:,}-learner burst drains with zero loss and zero "
+                      f"duplicates in under {BURST_DRAIN_TARGET_S} s",
+            "measured": f"{drained:,} s, {burst['enrollments']:,} enrollments, "
+                        f"{burst['lesson_plans']:,} plans, {burst['confirmation_sms']:,} SMS",
+            "met": drained < BURST_DRAIN_TARGET_S and not check_burst(burst)}
+    if derived.get("store_bound"):
+        sustainable = derived["sustainable_enrollments_per_s"] or 0
+        found["sustainable"] = {
+            "target": "sustainable enrollments/s at least half the store-bound ceiling "
+                      f"({derived['store_bound']}/s)",
+            "measured": f"{sustainable}/s "
+                        f"({derived.get('sustainable_ratio_to_store_ceiling', 0)} of it)",
+            "met": sustainable >= derived["store_bound"] / 2}
+    stages = results.get("enrollment") or []
+    half = (derived.get("sustainable_enrollments_per_s") or 0) / 2
+    at_half = [s for s in stages if half and s["offered_per_s"] == half]
+    if at_half:
+        p99 = at_half[0]["enroll_to_sms_ms"]["p99"]
+        found["p99_at_half"] = {
+            "target": f"p99 enroll→SMS under {P99_SMS_BOUND_MS} ms at half the sustainable "
+                      f"rate ({half:g}/s)",
+            "measured": f"{p99:,.0f} ms", "met": p99 < P99_SMS_BOUND_MS}
+    return found
+
+
+def check_burst(burst: dict) -> list[str]:
+    problems = []
+    for name in ("enrollments", "lesson_plans", "confirmation_sms"):
+        if burst[name] != burst["learners"]:
+            problems.append(f"burst: {burst[name]} {name} for {burst['learners']} learners")
+    for name in ("confirmation_sms_duplicated", "dead_letters"):
+        if burst[name]:
+            problems.append(f"burst: {burst[name]} {name}")
+    if burst["errors"]:
+        problems.append(f"burst: request errors {burst['errors']}")
+    return problems
+
+
+def check_counts(results: dict) -> list[str]:
+    """What must hold whatever the speed: nothing lost, duplicated or missing."""
+    problems = check_burst(results["burst"]) if results.get("burst") else []
+    for stage in results.get("enrollment", []) + results.get("scaling", []):
+        for name in ("plans_missing", "sms_missing", "sms_duplicated"):
+            if stage[name]:
+                problems.append(f"enrollment at {stage['offered_per_s']}/s: "
+                                f"{stage[name]} {name}")
+    for stage in results.get("learning", []):
+        for name in ("certificates_missing", "certificate_sms_missing"):
+            if stage[name]:
+                problems.append(f"learning at {stage['offered_per_s']}/s: {stage[name]} {name}")
+    return problems
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The run's figures as markdown tables: printed at the end of a run and saved beside the
+raw JSON. Latencies are milliseconds; "p99 x of y" reads "x ms at the 99th percentile"."""
+
+
+def _ms(p: dict | None, key: str = "p99") -> str:
+    if not p or p.get(key) is None:
+        return "-"
+    return f"{p[key]:,.0f}"
+
+
+def _pcts(p: dict | None) -> str:
+    return " / ".join(_ms(p, k) for k in ("p50", "p95", "p99"))
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _errors(stage: dict) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in stage["errors"].items()) or "0"
+
+
+def markdown(results: dict) -> str:
+    out = [f"# hocvu benchmark, preset {results['preset']}, {results['started_at']}", ""]
+    machine = results["machine"]
+    out += [f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, "
+            f"{machine['os']}, Python {machine['python']}, {machine['rabbitmq']}, "
+            f"{machine['store']}. Load average at start: {machine['load_average_at_start']}.",
+            ""]
+    out += _ceilings(results)
+    out += _enrollment(results.get("enrollment", []))
+    out += _learning(results.get("learning", []))
+    out += _burst(results.get("burst"))
+    out += _scaling(results.get("scaling", []))
+    out += _memory(results.get("memory", {}))
+    out += _targets(results.get("targets", {}))
+    out += _profile(results.get("profile", {}))
+    return "\n".join(out)
+
+
+def _ceilings(results: dict) -> list[str]:
+    c, d = results.get("ceilings"), results.get("derived", {})
+    if not c:
+        return []
+    out = ["## Ceilings (each part alone, same machine, same run)", ""]
+    out += _table(["part", "measured", "per enrollment", "enrollments/s it allows"], [
+        ["broker (pika, persistent, confirms in batches of "
+         f"{c['broker']['confirm_batch']})",
+         f"publish {c['broker']['publish_per_second']:,.0f}/s, "
+         f"consume {c['broker']['consume_per_second']:,.0f}/s",
+         f"{d.get('broker_messages_per_enrollment', '-')} messages",
+         f"{d.get('broker_bound', '-')}"],
+        [f"store (pymongo, {c['store']['concurrency']} threads, {c['store']['write_concern']})",
+         f"insert_one {c['store']['insert_one_per_second']:,.0f}/s, upsert "
+         f"{c['store']['upsert_per_second']:,.0f}/s, 2-document transaction "
+         f"{c['store']['transaction_2docs_per_second']:,.0f}/s",
+         f"{d.get('store_writes_per_enrollment', '-')} writes",
+         f"{d.get('store_bound', '-')}"],
+        [f"framework (nameko, no-op handler, {c['framework']['max_workers']} workers)",
+         f"{c['framework']['events_per_second']:,.0f} events/s",
+         f"{d.get('consumed_events_per_enrollment', '-')} events consumed",
+         f"{d.get('framework_bound', '-')}"],
+    ])
+    out += [f"Pipeline ceiling: **{d.get('pipeline_ceiling', '-')} enrollments/s**, "
+            f"set by the {d.get('bound_by', '-')}.", ""]
+    return out
+
+
+def _enrollment(stages: list[dict]) -> list[str]:
+    if not stages:
+        return []
+    out = ["## Enrollment, sustained (open loop, through the edge)", ""]
+    out += _table(
+        ["offered/s", "accepted/s", "errors", "HTTP p50/p95/p99",
+         "enroll→lessons assigned p50/p95/p99", "enroll→SMS received p50/p95/p99",
+         "vs ceiling"],
+        [[s["offered_per_s"], s["succeeded_per_s"], _errors(s), _pcts(s["http_latency_ms"]),
+          _pcts(s["enroll_to_assigned_ms"]), _pcts(s["enroll_to_sms_ms"]),
+          s.get("ratio_to_ceiling", "-")] for s in stages])
+    out += ["Where the time goes (p50 / p99 of each hop):", ""]
+    hops = list(stages[0]["hops_ms"])
+    out += _table(["offered/s", *hops], [
+        [s["offered_per_s"], *(f"{_ms(s['hops_ms'][h], 'p50')} / {_ms(s['hops_ms'][h])}"
+                               for h in hops)] for s in stages])
+    names = sorted({n for s in stages for n in s["cpu_ms_per_enrollment"]})
+    out += ["CPU milliseconds per enrollment, by process:", ""]
+    out += _table(["offered/s", *names], [
+        [s["offered_per_s"], *(s["cpu_ms_per_enrollment"].get(n, "-") for n in names)]
+        for s in stages])
+    kinds = sorted({k for s in stages for k in s["store_operations_per_enrollment"]})
+    out += ["Store operations per enrollment (the store's own counters):", ""]
+    out += _table(["offered/s", *kinds], [
+        [s["offered_per_s"], *(s["store_operations_per_enrollment"].get(k, 0) for k in kinds)]
+        for s in stages])
+    return out
+
+
+def _learning(stages: list[dict]) -> list[str]:
+    if not stages:
+        return []
+    out = ["## Learning, sustained (lesson completions, open loop)", ""]
+    out += _table(
+        ["offered/s", "completed/s", "errors", "learners", "HTTP p50/p95/p99",
+         "last lesson→certificate p50/p95/p99", "last lesson→certificate SMS p50/p95/p99"],
+        [[s["offered_per_s"], s["succeeded_per_s"], _errors(s), s["learners"],
+          _pcts(s["http_latency_ms"]), _pcts(s["last_lesson_to_certificate_ms"]),
+          _pcts(s["last_lesson_to_certificate_sms_ms"])] for s in stages])
+    return out
+
+
+def _burst(b: dict | None) -> list[str]:
+    if not b:
+        return []
+    out = [f"## Launch burst: {b['learners']:,} learners, {b['concurrency']} concurrent clients",
+           ""]
+    out += _table(["figure", "value"], [
+        ["all submitted in", f"{b['submitted_in_s']:,} s ({b['succeeded_per_s']}/s accepted)"],
+        ["drained (every plan and confirmation SMS) in", f"{b['drained_in_s']:,} s"],
+        ["HTTP latency p50/p95/p99", _pcts(b["http_latency_ms"])],
+        ["enroll→SMS received p50/p95/p99", _pcts(b["enroll_to_sms_ms"])],
+        ["enrollments / lesson plans / confirmation SMS",
+         f"{b['enrollments']:,} / {b['lesson_plans']:,} / {b['confirmation_sms']:,}"],
+        ["duplicated SMS / dead letters / request errors",
+         f"{b['confirmation_sms_duplicated']} / {b['dead_letters']} / {_errors(b)}"],
+    ])
+    return out
+
+
+def _scaling(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    out = ["## Scaling out: instances of lessons and of notifications", ""]
+    out += _table(["instances", "offered/s", "accepted/s", "errors",
+                   "enroll→assigned p50/p99", "enroll→SMS p50/p99", "store CPU ms/enrollment"],
+                  [[r["instances"], r["offered_per_s"], r["succeeded_per_s"], _errors(r),
+                    f"{_ms(r['enroll_to_assigned_ms'], 'p50')} / {_ms(r['enroll_to_assigned_ms'])}",
+                    f"{_ms(r['enroll_to_sms_ms'], 'p50')} / {_ms(r['enroll_to_sms_ms'])}",
+                    r["cpu_ms_per_enrollment"].get("store", "-")] for r in rows])
+    return out
+
+
+def _memory(memory: dict) -> list[str]:
+    if not memory:
+        return []
+    names = sorted(memory.get("idle", {}))
+    out = ["## Resident memory (MiB)", ""]
+    out += _table(["when", *names], [
+        [when, *(f"{memory[when].get(n, float('nan')):.0f}" for n in names)]
+        for when in memory])
+    return out
+
+
+def _targets(targets: dict) -> list[str]:
+    if not targets:
+        return []
+    out = ["## Targets", ""]
+    out += _table(["target", "measured", "met"],
+                  [[t["target"], t["measured"], "yes" if t["met"] else "**no**"]
+                   for t in targets.values()])
+    return out
+
+
+def _profile(profile: dict) -> list[str]:
+    if not profile:
+        return []
+    out = ["## Profile of the burst (py-spy, share of samples, self time)", ""]
+    for name, summary in profile.items():
+        out += [f"**{name}** ({summary['samples']} samples): " + "; ".join(
+            f"{share}% {frame}" for share, frame in summary["self"][:8]), ""]
+    return out
