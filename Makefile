@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test venv lock clean-data
+.PHONY: run test bench bench-smoke venv lock clean-data
 
 run: venv
 	$(VENV)/bin/python -m hocvu.devstack run
@@ -19,6 +19,14 @@ run: venv
 test: venv
 	$(VENV)/bin/python -m hocvu.devstack ensure-broker
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The benchmark (docs/performance.md): BENCH_ARGS="--scale 0.1 --stage-seconds 30" and so on.
+BENCH_ARGS ?=
+bench: venv
+	$(VENV)/bin/python -m hocvu.bench $(BENCH_ARGS)
+
+bench-smoke: venv
+	$(VENV)/bin/python -m hocvu.bench --preset smoke $(BENCH_ARGS)
 
 venv: $(STAMP)
 
