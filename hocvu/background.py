@@ -5,6 +5,7 @@ work wakes them at once; polling picks up what another process or a crash left b
 """
 import logging
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -12,6 +13,9 @@ log = logging.getLogger(__name__)
 class WakeableLoop:
     name = "background loop"
     poll_seconds = 1.0
+    # once woken, wait this long for more work to arrive, and take it all in one round:
+    # under load, a round per commit would cost the store a claim for one or two documents
+    linger_seconds = 0.0
 
     def __init__(self):
         self._wake = threading.Event()
@@ -38,7 +42,9 @@ class WakeableLoop:
 
     def _run(self) -> None:
         while not self._stopping:
-            self._wake.wait(self.poll_seconds)
+            woken = self._wake.wait(self.poll_seconds)
+            if woken and self.linger_seconds and not self._stopping:
+                time.sleep(self.linger_seconds)
             self._wake.clear()
             try:
                 while self.run_once() and not self._stopping:

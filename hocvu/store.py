@@ -69,11 +69,11 @@ class Transaction:
     def claim_event(self, consumer: str, event: events.Event) -> None:
         """Record that `consumer` handles `event`; raise AlreadyProcessed if it did before."""
         key = f"{consumer}:{event.event_id}"
-        inbox = self[INBOX]
-        if inbox.find_one({"_id": key}, projection={"_id": 1}):
-            raise AlreadyProcessed(key)
         try:
-            inbox.insert_one({"_id": key, "event_type": event.event_type, "processed_at": utcnow()})
+            # no look first: the unique _id answers in the same round trip (a duplicate key
+            # aborts the transaction, which is what AlreadyProcessed does anyway)
+            self[INBOX].insert_one({"_id": key, "event_type": event.event_type,
+                                    "processed_at": utcnow()})
         except DuplicateKeyError:
             raise AlreadyProcessed(key) from None
 

@@ -24,9 +24,15 @@ class ReportFailed(Exception):
 def http_report_sender(timeout: float) -> Callable[[str, dict], None]:
     """A sender that POSTs the report as JSON and treats anything but 2xx as failure."""
 
+    # one keep-alive connection per callback worker thread: a real gateway reuses its
+    # connections, and a new one per report costs both sides CPU (docs/performance.md)
+    local = threading.local()
+
     def send(url: str, report: dict) -> None:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
         try:
-            response = requests.post(url, json=report, timeout=timeout)
+            response = local.session.post(url, json=report, timeout=timeout)
         except requests.RequestException as exc:
             raise ReportFailed(type(exc).__name__) from exc
         if not 200 <= response.status_code < 300:

@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     run_dir = args.out / datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     results = {"preset": preset.name, "started_at": datetime.now(timezone.utc).isoformat(
-        timespec="seconds"), "settings": preset.__dict__, "memory": {}}
+        timespec="seconds"), "settings": preset.__dict__, "service_env": args.service_env,
+        "memory": {}}
     began = time.monotonic()
     try:
         measure(preset, args, run_dir, results)
@@ -68,12 +69,16 @@ def parse(argv):
                                             "enrollment, learning, burst, scaling")
     parser.add_argument("--profile", action="store_true",
                         help="sample every process with py-spy during the burst")
+    parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for every service process (docs/configuration.md), "
+                             "e.g. MAX_WORKERS=4; may be repeated")
     parser.add_argument("--keep-data", action="store_true", help="keep the stores' data")
     parser.add_argument("--out", type=Path, default=VAR / "bench")
     return parser.parse_args(argv)
 
 
 def configure(args) -> Preset:
+    args.service_env = dict(setting.split("=", 1) for setting in args.service_env)
     preset = PRESETS[args.preset].scaled(args.scale)
     if args.stage_seconds:
         preset = replace(preset, stage_seconds=args.stage_seconds,
@@ -87,7 +92,7 @@ def configure(args) -> Preset:
 
 
 def measure(preset: Preset, args, run_dir: Path, results: dict) -> None:
-    platform = BenchPlatform(run_dir / "main").start()
+    platform = BenchPlatform(run_dir / "main", service_env=args.service_env).start()
     try:
         results["machine"] = machine.describe(platform.mongo_uri, platform.amqp_uri)
         print(f"machine: {results['machine']}", flush=True)
@@ -122,7 +127,7 @@ def measure(preset: Preset, args, run_dir: Path, results: dict) -> None:
     finally:
         platform.stop()
     if "scaling" in preset.workloads:
-        results["scaling"] = scale_out(preset, run_dir)
+        results["scaling"] = scale_out(preset, args, run_dir)
     results["derived"] = derive(results)
     results["targets"] = targets(results)
 
@@ -140,11 +145,12 @@ def measure_ceilings(preset: Preset, platform: BenchPlatform, run_dir: Path) -> 
     return found
 
 
-def scale_out(preset: Preset, run_dir: Path) -> list[dict]:
+def scale_out(preset: Preset, args, run_dir: Path) -> list[dict]:
     rows = []
     for count in preset.scaling_instances:
         deployment = Deployment({"lessons": count, "notifications": count})
-        platform = BenchPlatform(run_dir / f"scaling-{count}", deployment).start()
+        platform = BenchPlatform(run_dir / f"scaling-{count}", deployment,
+                                 args.service_env).start()
         try:
             driver = Driver(platform, run_dir / f"scaling-{count}")
             for rate in preset.scaling_rates:

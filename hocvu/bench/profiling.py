@@ -13,6 +13,11 @@ _EVERYWHERE = ("_bootstrap", "_bootstrap_inner", "run (threading.py", "<module>"
                "fire_timers", "run (eventlet")
 
 
+# top frames of a thread that waits rather than works
+_WAITING = ("do_poll", "select (selectors", "_recv_exactly", "readinto", "Condition.wait",
+            "_send_loop", "_recv_loop", "wait (threading", "acquire", "sleep")
+
+
 class Profiler:
     def __init__(self, folder: Path):
         self.folder = folder
@@ -40,21 +45,38 @@ class Profiler:
 
 
 def hottest(folded: str, top: int) -> dict:
-    """Functions by their share of the samples: on the stack at all (inclusive), and at its
-    top (self)."""
-    inclusive, own, total = Counter(), Counter(), 0
+    """Where a process's busy samples went: functions on the stack at all (inclusive), at
+    its top (self) and, for the store, the command being served. A sample whose top frame
+    waits (for the event loop, a socket or a lock) is counted as waiting, not as work."""
+    inclusive, own, commands = Counter(), Counter(), Counter()
+    samples = busy = 0
     for line in folded.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        total += int(count)
-        frames = stack.split(";")
-        own[frames[-1]] += int(count)
+        frames, n = stack.split(";"), int(count)
+        samples += n
+        if any(marker in frames[-1] for marker in _WAITING):
+            continue
+        busy += n
+        own[frames[-1]] += n
         for frame in set(frames):
             if not any(marker in frame for marker in _EVERYWHERE):
-                inclusive[frame] += int(count)
+                inclusive[frame] += n
+        commands[_store_command(frames)] += n
 
     def rows(counter):
-        return [[round(100 * n / total, 1), frame] for frame, n in counter.most_common(top)]
+        return [[round(100 * n / max(1, busy), 1), name]
+                for name, n in counter.most_common(top) if name]
 
-    return {"samples": total, "inclusive": rows(inclusive), "self": rows(own)}
+    return {"samples": samples, "busy_share": round(100 * busy / max(1, samples), 1),
+            "inclusive": rows(inclusive), "self": rows(own), "store_commands": rows(commands)}
+
+
+def _store_command(frames: list[str]) -> str:
+    """The store's handler below its command dispatcher (SecantusDB), e.g. `_update`."""
+    for position, frame in enumerate(frames[:-1]):
+        if frame.startswith("dispatch (secantus/commands.py"):
+            following = [f.split(" (")[0] for f in frames[position + 1:position + 3]]
+            return " > ".join(following)
+    return ""

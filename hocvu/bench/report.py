@@ -165,8 +165,12 @@ def _targets(targets: dict) -> list[str]:
 def _profile(profile: dict) -> list[str]:
     if not profile:
         return []
-    out = ["## Profile of the burst (py-spy, share of samples, self time)", ""]
+    out = ["## Profile of the burst (py-spy; shares of each process's busy samples)", ""]
     for name, summary in profile.items():
-        out += [f"**{name}** ({summary['samples']} samples): " + "; ".join(
-            f"{share}% {frame}" for share, frame in summary["self"][:8]), ""]
+        out += [f"**{name}**: busy in {summary['busy_share']}% of {summary['samples']} "
+                "samples. Self time: " + "; ".join(
+                    f"{share}% {frame}" for share, frame in summary["self"][:6]), ""]
+        if summary.get("store_commands"):
+            out += ["Store time by command: " + "; ".join(
+                f"{share}% {command}" for share, command in summary["store_commands"][:8]), ""]
     return out

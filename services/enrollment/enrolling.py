@@ -6,6 +6,7 @@ profile and the two events that announce them commit together.
 """
 import uuid
 from datetime import datetime
+from typing import Callable
 
 from hocvu.http import Conflict, NotFound, ValidationFailed
 from hocvu.store import Transaction
@@ -17,8 +18,8 @@ class AlreadyEnrolled(Conflict):
     code = "ALREADY_ENROLLED"
 
 
-def course_for(tx: Transaction, course_id: str, group: str) -> dict:
-    course = tx["catalog"].find_one({"_id": course_id})
+def course_for(find_course: Callable[[str], dict | None], course_id: str, group: str) -> dict:
+    course = find_course(course_id)
     if course is None:
         raise NotFound(f"no course {course_id}", {"course_id": ["unknown course"]})
     if course["group"] != group:
@@ -29,11 +30,13 @@ def course_for(tx: Transaction, course_id: str, group: str) -> dict:
     return course
 
 
-def enroll(tx: Transaction, course_id: str, learner_in: dict, national_id_hash: str,
+def enroll(tx: Transaction, course: dict, learner_in: dict, national_id_hash: str,
            correlation_id: str, now: datetime) -> dict:
-    course = course_for(tx, course_id, learner_in["group"])
+    """Enroll in `course` (from course_for); raise AlreadyEnrolled for a repeat."""
+    course_id = course["_id"]
     learner = save_learner(tx, learner_in, national_id_hash, now)
-    existing = tx["enrollments"].find_one(
+    # a learner created just now has no enrollments to look for
+    existing = not learner["new"] and tx["enrollments"].find_one(
         {"learner_id": learner["_id"], "course_id": course_id}, projection={"_id": 1})
     if existing:
         raise AlreadyEnrolled("this person is already enrolled in this course",
@@ -68,11 +71,11 @@ def save_learner(tx: Transaction, learner_in: dict, national_id_hash: str,
     existing = learners.find_one({"national_id_hash": national_id_hash}, projection={"_id": 1})
     if existing:
         learners.update_one({"_id": existing["_id"]}, {"$set": profile})
-        return {"_id": existing["_id"], **profile}
+        return {"_id": existing["_id"], "new": False, **profile}
     learner = {"_id": str(uuid.uuid4()), "national_id_hash": national_id_hash,
                "created_at": now, **profile}
     learners.insert_one(learner)
-    return learner
+    return {**learner, "new": True}
 
 
 def remember_course(tx: Transaction, data: dict, published_at: datetime) -> None:

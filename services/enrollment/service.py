@@ -21,6 +21,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from hocvu import health, openapi
+from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, json_response, load_body
 from hocvu.messaging import subscribe
@@ -35,6 +36,8 @@ enrollment_out = EnrollmentOut()
 catalog_out = CatalogCourseOut(many=True)
 
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# courses change rarely; another instance's copy may lag by this many seconds
+_catalog = TtlCache(seconds=30)
 
 
 def prepare(store: Store) -> None:
@@ -93,9 +96,11 @@ class EnrollmentService:
         if not _CORRELATION_ID.match(correlation_id):
             correlation_id = str(uuid.uuid4())
 
+        course = enrolling.course_for(self._find_course, body["course_id"], learner["group"])
+
         def work(tx):
-            return enrolling.enroll(tx, body["course_id"], learner, national_id_hash,
-                                    correlation_id, utcnow())
+            return enrolling.enroll(tx, course, learner, national_id_hash, correlation_id,
+                                    utcnow())
 
         try:
             enrollment = self.store.transact(work)
@@ -106,6 +111,9 @@ class EnrollmentService:
         return json_response(created_out.dump(enrollment), 201,
                              {"X-Correlation-ID": correlation_id,
                               "Location": f"/api/enrollment/enrollments/{enrollment['_id']}"})
+
+    def _find_course(self, course_id: str) -> dict | None:
+        return _catalog.get(course_id, lambda: self.store.db.catalog.find_one({"_id": course_id}))
 
     @http("GET", "/api/enrollment/enrollments/<enrollment_id>", summary="one enrollment",
           answers={200: EnrollmentOut, 404: "no such enrollment"})
@@ -123,3 +131,4 @@ class EnrollmentService:
             enrolling.remember_course(tx, event.data, event.occurred_at)
 
         self.store.transact(work)
+        _catalog.forget(event.data["course_id"])

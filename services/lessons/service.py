@@ -14,6 +14,7 @@ State      its own database: courses, plans, outbox, inbox
 from nameko.dependency_providers import Config
 
 from hocvu import health, openapi
+from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, load_body
 from hocvu.messaging import subscribe
@@ -26,6 +27,8 @@ courses_out = CourseOut(many=True)
 course_out = CourseOut()
 progress_out = ProgressOut()
 complete_in = CompleteLessonIn()
+# a published course's lessons never change (catalog_seed.yaml); one read per minute will do
+_courses = TtlCache(seconds=60)
 
 
 class UnknownCourse(Exception):
@@ -101,7 +104,8 @@ class LessonsService:
             tx.claim_event("assign_lessons", event)
             if tx["plans"].find_one({"_id": data["enrollment_id"]}, projection={"_id": 1}):
                 return  # a replay of an enrollment that already has its plan
-            course_doc = tx["courses"].find_one({"_id": data["course_id"]})
+            course_doc = _courses.get(data["course_id"],
+                                      lambda: tx["courses"].find_one({"_id": data["course_id"]}))
             if course_doc is None:
                 raise UnknownCourse(data["course_id"])
             learner = Learner(learner_id=data["learner_id"], full_name=data["full_name"],

@@ -14,7 +14,7 @@ from pymongo import ASCENDING
 
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
-from hocvu.leases import claim_batch, release
+from hocvu.leases import NEVER, claim_batch, release
 from hocvu.privacy import mask_phone
 from hocvu.store import ServiceStore
 from services.notifications import providers
@@ -38,6 +38,7 @@ class DispatchLoop(WakeableLoop):
         self.max_attempts = int(config.get("SMS_MAX_ATTEMPTS", 8))
         self.max_backoff = float(config.get("SMS_MAX_BACKOFF_SECONDS", 300))
         self.poll_seconds = float(config.get("SMS_POLL_SECONDS", 1.0))
+        self.linger_seconds = float(config.get("SMS_LINGER_SECONDS", 0.02))
         self.lease = timedelta(seconds=float(config.get("SMS_LEASE_SECONDS", 30)))
         self.pool = GreenPool(self.concurrency)
 
@@ -57,15 +58,17 @@ class DispatchLoop(WakeableLoop):
         now = utcnow()
         attempts = message["attempts"] + 1
         if result.outcome == providers.ACCEPTED:
+            # recorded and released in one write: each write of a message costs the store
             accepted = {"provider": self.provider.name, "attempts": attempts,
-                        "provider_message_id": result.provider_message_id, "accepted_at": now}
+                        "provider_message_id": result.provider_message_id, "accepted_at": now,
+                        "lease_until": NEVER}
             changed = self.messages.update_one(
                 {"_id": message["_id"], "status": QUEUED},
-                {"$set": {**accepted, "status": ACCEPTED}})
+                {"$set": {**accepted, "status": ACCEPTED}, "$unset": {"lease_owner": ""}})
             if not changed.matched_count:
                 # the delivery report was quicker than us and already marked it delivered
-                self.messages.update_one({"_id": message["_id"]}, {"$set": accepted})
-            release(self.messages, [message["_id"]])
+                self.messages.update_one({"_id": message["_id"]},
+                                         {"$set": accepted, "$unset": {"lease_owner": ""}})
         elif result.outcome == providers.RETRY and attempts < self.max_attempts:
             delay = result.retry_after or min(2 ** attempts, self.max_backoff)
             log.warning("SMS %s to %s not accepted (%s); attempt %s, retrying in %ss",

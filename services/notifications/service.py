@@ -19,6 +19,7 @@ from hocvu import health, openapi
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, ValidationFailed, http, load_body
 from hocvu.messaging import subscribe
+from hocvu.outbox import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
 from services.notifications import messages, templates
 from services.notifications.dispatcher import SmsDispatcher
@@ -35,7 +36,8 @@ def prepare(store: Store) -> None:
     db.messages.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
     db.messages.create_index([("learner_id", ASCENDING), ("created_at", ASCENDING)])
     db.messages.create_index("enrollment_id")
-    db.messages.create_index("lease_owner")
+    # rewritten on every write of a message (three or four per SMS); leases need no index
+    drop_indexes_if_present(db.messages, "lease_owner_1")
 
 
 class NotificationsService:
@@ -73,19 +75,21 @@ class NotificationsService:
                                           404: "unknown request id"})
     def delivery_report(self, request):
         report = load_body(request, report_in)
-        message = self.store.db.messages.find_one({"_id": report["request_id"]})
-        if message is None:
-            raise NotFound(f"no message {report['request_id']}")
+        message_id = report["request_id"]
         if report["status"] == messages.DELIVERED:
-            self.store.db.messages.update_one(
-                {"_id": message["_id"], "status": {"$ne": messages.DELIVERED}},
+            changed = self.store.db.messages.update_one(
+                {"_id": message_id, "status": {"$ne": messages.DELIVERED}},
                 {"$set": {"status": messages.DELIVERED,
                           "delivered_at": report["delivered_at"] or utcnow(),
                           "provider_message_id": report["message_id"]}})
         else:
-            self.store.db.messages.update_one(
-                {"_id": message["_id"], "status": messages.ACCEPTED},
+            changed = self.store.db.messages.update_one(
+                {"_id": message_id, "status": messages.ACCEPTED},
                 {"$set": {"status": "undelivered", "last_error": report["status"]}})
+        # one write in the usual case; a look only when it changed nothing
+        if not changed.matched_count and not self.store.db.messages.find_one(
+                {"_id": message_id}, projection={"_id": 1}):
+            raise NotFound(f"no message {message_id}")
         return {"status": "recorded"}
 
     @subscribe("enrollment", "learner_contact_registered")
