@@ -107,6 +107,17 @@ def _learning(stages: list[dict]) -> list[str]:
         [[s["offered_per_s"], s["succeeded_per_s"], _errors(s), s["learners"],
           _pcts(s["http_latency_ms"]), _pcts(s["last_lesson_to_certificate_ms"]),
           _pcts(s["last_lesson_to_certificate_sms_ms"])] for s in stages])
+    names = sorted({n for s in stages for n in s["cpu_ms_per_completion"]})
+    out += ["CPU milliseconds per lesson completion, by process (certificates and their SMS "
+            "included):", ""]
+    out += _table(["offered/s", *names], [
+        [s["offered_per_s"], *(s["cpu_ms_per_completion"].get(n, "-") for n in names)]
+        for s in stages])
+    kinds = sorted({k for s in stages for k in s["store_operations_per_completion"]})
+    out += ["Store operations per lesson completion:", ""]
+    out += _table(["offered/s", *kinds], [
+        [s["offered_per_s"], *(s["store_operations_per_completion"].get(k, 0) for k in kinds)]
+        for s in stages])
     return out
 
 

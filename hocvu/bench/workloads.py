@@ -95,19 +95,27 @@ def enrollment_stage(driver: Driver, rate: float, duration: float) -> dict:
     results = driver.load(f"enroll-{rate:g}", requests, rate=rate)
     accepted = driver.enrolled(results)
     drain_seconds = driver.drain(timeout=max(120.0, duration * 5))
+    figures = _request_figures(results, accepted, offered_rate=rate)
+    figures.update(_costs(driver, operations_before, cpu_before, len(accepted), "enrollment"))
+    figures.update(_enrollment_hops(accepted, Timeline(driver.platform)))
+    figures["drain_after_load_s"] = round(drain_seconds, 2)
+    return figures
+
+
+def _costs(driver: Driver, operations_before: Counter, cpu_before: dict, done: int,
+           unit: str) -> dict:
+    """What each unit of work cost the store (its own operation counters) and each process
+    (CPU time), from before the load until its consequences had all happened."""
     operations = driver.store_operations() - operations_before
     cpu = driver.platform.cpu_seconds()
-    timeline = Timeline(driver.platform)
-    figures = _request_figures(results, accepted, offered_rate=rate)
-    figures.update(_enrollment_hops(accepted, timeline))
-    figures["drain_after_load_s"] = round(drain_seconds, 2)
-    figures["store_operations_per_enrollment"] = {
-        kind: round(count / max(1, len(accepted)), 1) for kind, count in operations.items()}
-    # the load generator is left out: it is the frontend's and the learners' work
-    figures["cpu_ms_per_enrollment"] = {
-        name: round((cpu[name] - cpu_before.get(name, 0)) * 1000 / max(1, len(accepted)), 2)
-        for name in sorted(cpu)}
-    return figures
+    return {
+        f"store_operations_per_{unit}": {
+            kind: round(count / max(1, done), 1) for kind, count in operations.items()},
+        # the load generator is left out: it is the frontend's and the learners' work
+        f"cpu_ms_per_{unit}": {
+            name: round((cpu[name] - cpu_before.get(name, 0)) * 1000 / max(1, done), 2)
+            for name in sorted(cpu)},
+    }
 
 
 def learning_stage(driver: Driver, rate: float, duration: float,
@@ -136,13 +144,16 @@ def learning_stage(driver: Driver, rate: float, duration: float,
                     "path": f"/api/lessons/enrollments/{enrollment_id}/lessons/"
                             f"{lessons[position]}/complete",
                     "tag": {"c": correlation_id, "last": position == len(lessons) - 1}})
+    operations_before = driver.store_operations()
+    cpu_before = driver.platform.cpu_seconds()
     results = driver.load(f"learn-{rate:g}", requests, rate=rate)
     completed = [r for r in results if r["status"] == 200]
     finished_courses = sum(1 for r in completed if r["tag"]["last"])
     driver.expected_sms += finished_courses
     drain_seconds = driver.drain(timeout=max(120.0, duration * 5))
-    timeline = Timeline(driver.platform)
     figures = _request_figures(results, completed, offered_rate=rate)
+    figures.update(_costs(driver, operations_before, cpu_before, len(completed), "completion"))
+    timeline = Timeline(driver.platform)
     last = {r["tag"]["c"]: r["due"] for r in completed if r["tag"]["last"]}
     figures.update({
         "learners": len(learners),
