@@ -12,6 +12,7 @@ relies on that, never on a time.
 import argparse
 import json
 import shutil
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -31,6 +32,8 @@ BURST_DRAIN_TARGET_S = 600
 
 
 def main(argv=None) -> int:
+    # stopped from outside (kill, CI's timeout): unwind, so every process started is stopped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     args = parse(argv)
     preset = configure(args)
     run_dir = args.out / datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -27,7 +27,7 @@ class Preset:
 
 FULL = Preset(
     name="full",
-    enrollment_rates=(10, 20, 30, 40), learning_rates=(10, 20, 40), stage_seconds=60,
+    enrollment_rates=(10, 20, 25, 30, 35, 40), learning_rates=(10, 20, 40), stage_seconds=60,
     burst_learners=52_000, burst_concurrency=32,
     scaling_instances=(1, 2, 4), scaling_rates=(20, 30, 40), scaling_seconds=30,
     broker_messages=50_000, store_operations=4_000, framework_events=10_000)
