@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     # stopped from outside (kill, CI's timeout): unwind, so every process started is stopped
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     args = parse(argv)
+    if args.report:
+        return rereport(args.report)
     preset = configure(args)
     run_dir = args.out / datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +79,20 @@ def parse(argv):
                              "e.g. MAX_WORKERS=4; may be repeated")
     parser.add_argument("--keep-data", action="store_true", help="keep the stores' data")
     parser.add_argument("--out", type=Path, default=VAR / "bench")
+    parser.add_argument("--report", type=Path, metavar="RESULTS_JSON",
+                        help="measure nothing: derive the ceilings, ratios and targets of an "
+                             "earlier run again and rewrite its report.md")
     return parser.parse_args(argv)
+
+
+def rereport(results_file: Path) -> int:
+    results = json.loads(results_file.read_text())
+    results["derived"] = derive(results)
+    results["targets"] = targets(results)
+    results_file.write_text(json.dumps(results, indent=1, default=str))
+    (results_file.parent / "report.md").write_text(report.markdown(results))
+    print(report.markdown(results))
+    return 0
 
 
 def configure(args) -> Preset:
@@ -211,8 +226,25 @@ def derive(results: dict) -> dict:
         "pipeline_ceiling": round(bounds[bound_by], 1),
         "bound_by": bound_by,
     })
-    for stage in stages:
+    for stage in stages + results.get("scaling", []):
         stage["ratio_to_ceiling"] = round(stage["succeeded_per_s"] / bounds[bound_by], 2)
+    burst = results.get("burst")
+    if burst:
+        burst["ratio_to_ceiling"] = round(burst["succeeded_per_s"] / bounds[bound_by], 2)
+        burst["drained_per_s"] = round(burst["learners"] / burst["drained_in_s"], 1)
+        burst["drained_ratio_to_ceiling"] = round(burst["drained_per_s"] / bounds[bound_by], 2)
+    learning = [s for s in results.get("learning") or []
+                if "store_operations_per_completion" in s]  # runs before it was measured
+    if learning:
+        # the same reasoning for a lesson completion: store writes/s over writes per completion
+        completion_writes = sum(
+            s["store_operations_per_completion"].get(k, 0) for s in learning
+            for k in ("insert", "update", "delete")) / len(learning)
+        derived["store_writes_per_completion"] = round(completion_writes, 1)
+        derived["completion_store_bound"] = round(store_writes_per_s / completion_writes, 1)
+        for stage in learning:
+            stage["ratio_to_ceiling"] = round(
+                stage["succeeded_per_s"] / derived["completion_store_bound"], 2)
     if derived["sustainable_enrollments_per_s"]:
         derived["sustainable_ratio_to_store_ceiling"] = round(
             derived["sustainable_enrollments_per_s"] / bounds["store"], 2)

@@ -65,6 +65,9 @@ def _ceilings(results: dict) -> list[str]:
     ])
     out += [f"Pipeline ceiling: **{d.get('pipeline_ceiling', '-')} enrollments/s**, "
             f"set by the {d.get('bound_by', '-')}.", ""]
+    if d.get("completion_store_bound"):
+        out += [f"Lesson completions: {d['store_writes_per_completion']} store writes each, "
+                f"so the store allows {d['completion_store_bound']} completions/s.", ""]
     return out
 
 
@@ -103,10 +106,15 @@ def _learning(stages: list[dict]) -> list[str]:
     out = ["## Learning, sustained (lesson completions, open loop)", ""]
     out += _table(
         ["offered/s", "completed/s", "errors", "learners", "HTTP p50/p95/p99",
-         "last lesson→certificate p50/p95/p99", "last lesson→certificate SMS p50/p95/p99"],
+         "last lesson→certificate p50/p95/p99", "last lesson→certificate SMS p50/p95/p99",
+         "vs store-bound ceiling"],
         [[s["offered_per_s"], s["succeeded_per_s"], _errors(s), s["learners"],
           _pcts(s["http_latency_ms"]), _pcts(s["last_lesson_to_certificate_ms"]),
-          _pcts(s["last_lesson_to_certificate_sms_ms"])] for s in stages])
+          _pcts(s["last_lesson_to_certificate_sms_ms"]), s.get("ratio_to_ceiling", "-")]
+         for s in stages])
+    stages = [s for s in stages if "cpu_ms_per_completion" in s]
+    if not stages:
+        return out
     names = sorted({n for s in stages for n in s["cpu_ms_per_completion"]})
     out += ["CPU milliseconds per lesson completion, by process (certificates and their SMS "
             "included):", ""]
@@ -127,8 +135,11 @@ def _burst(b: dict | None) -> list[str]:
     out = [f"## Launch burst: {b['learners']:,} learners, {b['concurrency']} concurrent clients",
            ""]
     out += _table(["figure", "value"], [
-        ["all submitted in", f"{b['submitted_in_s']:,} s ({b['succeeded_per_s']}/s accepted)"],
-        ["drained (every plan and confirmation SMS) in", f"{b['drained_in_s']:,} s"],
+        ["all submitted in", f"{b['submitted_in_s']:,} s ({b['succeeded_per_s']}/s accepted, "
+                             f"{b.get('ratio_to_ceiling', '-')} of the pipeline's ceiling)"],
+        ["drained (every plan and confirmation SMS) in",
+         f"{b['drained_in_s']:,} s ({b.get('drained_per_s', '-')} learners/s, "
+         f"{b.get('drained_ratio_to_ceiling', '-')} of the ceiling)"],
         ["HTTP latency p50/p95/p99", _pcts(b["http_latency_ms"])],
         ["enroll→SMS received p50/p95/p99", _pcts(b["enroll_to_sms_ms"])],
         ["enrollments / lesson plans / confirmation SMS",
@@ -144,11 +155,13 @@ def _scaling(rows: list[dict]) -> list[str]:
         return []
     out = ["## Scaling out: instances of lessons and of notifications", ""]
     out += _table(["instances", "offered/s", "accepted/s", "errors",
-                   "enroll→assigned p50/p99", "enroll→SMS p50/p99", "store CPU ms/enrollment"],
+                   "enroll→assigned p50/p99", "enroll→SMS p50/p99", "store CPU ms/enrollment",
+                   "vs ceiling"],
                   [[r["instances"], r["offered_per_s"], r["succeeded_per_s"], _errors(r),
                     f"{_ms(r['enroll_to_assigned_ms'], 'p50')} / {_ms(r['enroll_to_assigned_ms'])}",
                     f"{_ms(r['enroll_to_sms_ms'], 'p50')} / {_ms(r['enroll_to_sms_ms'])}",
-                    r["cpu_ms_per_enrollment"].get("store", "-")] for r in rows])
+                    r["cpu_ms_per_enrollment"].get("store", "-"), r.get("ratio_to_ceiling", "-")]
+                   for r in rows])
     return out
 
 

@@ -1,0 +1,60 @@
+"""The benchmark's arithmetic: percentiles, the sustainable rate, the count checks and the
+profile summary. Pure functions; the harness itself runs in tests/bench."""
+from hocvu.bench.__main__ import check_burst, sustainable_rate
+from hocvu.bench.profiling import hottest
+from hocvu.bench.timeline import percentiles
+
+
+def stage(rate, accepted, p99, errors=None):
+    return {"offered_per_s": rate, "succeeded_per_s": accepted, "errors": errors or {},
+            "enroll_to_sms_ms": {"p99": p99}}
+
+
+def test_percentiles_are_nearest_rank_in_milliseconds():
+    figures = percentiles([i / 1000 for i in range(1, 101)])  # 1..100 ms
+    assert figures == {"n": 100, "p50": 50.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
+    assert percentiles([])["p99"] is None
+    assert percentiles([0.25])["p50"] == 250.0
+
+
+def test_the_sustainable_rate_is_the_highest_held_with_p99_under_two_seconds():
+    stages = [stage(10, 10, 120), stage(20, 20, 1900), stage(30, 29.9, 4600), stage(40, 34, 900)]
+    assert sustainable_rate(stages) == 20  # 40/s was fast only because it was not all taken
+
+
+def test_a_stage_with_errors_is_not_held():
+    assert sustainable_rate([stage(10, 10, 100, errors={"502": 1})]) == 0
+    assert sustainable_rate([stage(10, 10, None)]) == 0
+
+
+def burst(**changes):
+    figures = {"learners": 300, "enrollments": 300, "lesson_plans": 300,
+               "confirmation_sms": 300, "confirmation_sms_duplicated": 0, "dead_letters": 0,
+               "errors": {}}
+    return {**figures, **changes}
+
+
+def test_the_burst_check_finds_anything_lost_duplicated_or_dead_lettered():
+    assert check_burst(burst()) == []
+    assert check_burst(burst(lesson_plans=299)) == ["burst: 299 lesson_plans for 300 learners"]
+    assert check_burst(burst(confirmation_sms_duplicated=2, dead_letters=1)) == [
+        "burst: 2 confirmation_sms_duplicated", "burst: 1 dead_letters"]
+    assert check_burst(burst(errors={"0 TimeoutError": 3}))
+
+
+FOLDED = "\n".join([
+    "Thread.run (threading.py:982);Hub.do_poll (eventlet/hubs/epolls.py:31) 60",
+    "Thread.run (threading.py:982);dispatch (secantus/commands.py:10966);_update (secantus/"
+    "commands.py:3455);Storage.update_matching (secantus/storage.py:5996) 30",
+    "Thread.run (threading.py:982);dispatch (secantus/commands.py:10966);_find (secantus/"
+    "commands.py:2934);Storage.find_matching (secantus/storage.py:5063) 10",
+])
+
+
+def test_the_profile_counts_waiting_apart_and_groups_the_store_by_command():
+    summary = hottest(FOLDED, top=5)
+    assert summary["samples"] == 100
+    assert summary["busy_share"] == 40.0
+    assert summary["store_commands"] == [[75.0, "_update > Storage.update_matching"],
+                                         [25.0, "_find > Storage.find_matching"]]
+    assert summary["self"][0] == [75.0, "Storage.update_matching (secantus/storage.py:5996)"]
