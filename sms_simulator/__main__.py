@@ -14,9 +14,6 @@ log = logging.getLogger("sms_simulator")
 
 
 class _QuietHandler(WSGIRequestHandler):
-    # keep-alive, as a real gateway offers: a connection per message costs both sides CPU
-    protocol_version = "HTTP/1.1"
-
     # werkzeug's access log prints the full URL, query string and all, which can hold a
     # phone number; the application writes its own masked line instead.
     def log_request(self, code="-", size="-"):
