@@ -25,6 +25,7 @@ from hocvu import contracts
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch, release
+from hocvu.retention import HourlyPurge, RetentionRule
 from hocvu.topology import known_subscriber_queues
 
 log = logging.getLogger(__name__)
@@ -99,27 +100,21 @@ class OutboxRelay(WakeableLoop):
         self.linger_seconds = float(config.get("OUTBOX_LINGER_SECONDS", 0.02))
         self.lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", 15)))
         self.max_backoff_seconds = float(config.get("OUTBOX_MAX_BACKOFF_SECONDS", 60))
-        self.retention = timedelta(days=float(config.get("OUTBOX_RETENTION_DAYS", 7)))
-        self.next_purge = utcnow()
+        # sent events are kept a while so operations can see what went out (and the benchmark
+        # can time each hop); an event's next_attempt_at is never after its sending, so the
+        # claim index finds the old ones
+        self.housekeeping = HourlyPurge()
+        self.housekeeping.add(RetentionRule(
+            self.outbox,
+            expired=lambda cutoff: {"status": SENT, "next_attempt_at": {"$lt": cutoff}},
+            keep=timedelta(days=float(config.get("OUTBOX_RETENTION_DAYS", 7)))))
 
     def pending_count(self) -> int:
         return self.outbox.count_documents({"status": PENDING})
 
     def run_once(self) -> bool:
-        self.purge_when_due()
+        self.housekeeping.run_when_due()
         return self.relay_due() == self.batch_size
-
-    def purge_when_due(self) -> None:
-        """Forget sent events older than OUTBOX_RETENTION_DAYS, once an hour.
-
-        Sent events are kept a while so operations can see what went out (and the benchmark
-        can time each hop); an event's next_attempt_at is never after its sending, so the
-        claim index finds the old ones."""
-        now = utcnow()
-        if now < self.next_purge:
-            return
-        self.next_purge = now + timedelta(hours=1)
-        self.outbox.delete_many({"status": SENT, "next_attempt_at": {"$lt": now - self.retention}})
 
     def relay_due(self) -> int:
         """Publish one batch of due events; return how many were claimed."""

@@ -10,6 +10,7 @@ write conflict, a primary stepping down), so `work` must only touch the store th
 `tx` and keep its side effects (HTTP calls, sending SMS) outside.
 """
 import logging
+from datetime import timedelta
 from typing import Callable, TypeVar
 
 from nameko.extensions import DependencyProvider
@@ -20,6 +21,7 @@ from pymongo.errors import CollectionInvalid, DuplicateKeyError
 from hocvu import events
 from hocvu.clock import utcnow
 from hocvu.outbox import OutboxRelay, outbox_document, prepare_outbox
+from hocvu.retention import RetentionRule
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +126,18 @@ class Store:
                 except CollectionInvalid:
                     pass  # another instance created it first
 
-    def ensure_inbox(self) -> None:
-        # the inbox's unique key is its _id; this only makes old entries expire
-        self.db[INBOX].create_index("processed_at", expireAfterSeconds=30 * 24 * 3600)
+    def ensure_inbox(self, retention: timedelta) -> None:
+        """Index the inbox for its hourly purge (its unique key is its _id).
+
+        A TTL index did this before; SecantusDB's sweeper scans the whole collection for it
+        every minute (hocvu/retention.py), so it is replaced by a plain one."""
+        inbox = self.db[INBOX]
+        if inbox.index_information().get("processed_at_1", {}).get("expireAfterSeconds"):
+            inbox.drop_index("processed_at_1")
+        inbox.create_index("processed_at")
+        if self.relay:
+            self.relay.housekeeping.add(RetentionRule(
+                inbox, expired=lambda cutoff: {"processed_at": {"$lt": cutoff}}, keep=retention))
 
 
 class ServiceStore(DependencyProvider):
@@ -157,7 +168,8 @@ class ServiceStore(DependencyProvider):
     def start(self):
         self.store.ensure_collections(OutboxRelay.COLLECTION, INBOX)
         prepare_outbox(self.store.db)
-        self.store.ensure_inbox()
+        self.store.ensure_inbox(retention=timedelta(
+            days=float(self.container.config.get("INBOX_RETENTION_DAYS", 30))))
         if self.prepare:
             self.prepare(self.store)
         self.store.relay.start(self.container.spawn_managed_thread)
