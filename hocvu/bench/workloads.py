@@ -32,6 +32,7 @@ class Driver:
         self.group_of: dict[str, str] = {}  # correlation id -> learner group
         self.expected_plans = 0
         self.expected_sms = 0
+        self.owed: set[str] = set()  # correlation ids of accepted enrollments
 
     def enroll_requests(self, count: int, label: str) -> list[dict]:
         requests = []
@@ -65,6 +66,7 @@ class Driver:
         accepted = [r for r in results if r["status"] == 201]
         self.expected_plans += len(accepted)
         self.expected_sms += len(accepted)
+        self.owed.update(r["tag"] for r in accepted)
         return accepted
 
     def drain(self, timeout: float) -> float:
@@ -72,8 +74,14 @@ class Driver:
         plans = self.platform.db("lessons").plans
 
         def caught_up():
-            return (plans.estimated_document_count() >= self.expected_plans
-                    and self.platform.sms_stats()["accepted"] >= self.expected_sms)
+            if (plans.estimated_document_count() < self.expected_plans
+                    or self.platform.sms_stats()["accepted"] < self.expected_sms):
+                return False
+            # the counts are only a cheap first sign: a request the load generator gave up on
+            # may still have enrolled someone, whose plan and SMS count too
+            timeline = Timeline(self.platform)
+            return (self.owed <= timeline.assigned.keys()
+                    and self.owed <= timeline.confirmation_sms.keys())
 
         waited = self.platform.wait_quiet(caught_up, timeout, poll=0.5)
         if waited is None:
