@@ -201,9 +201,12 @@ def derive(results: dict) -> dict:
     stages = results.get("enrollment") or []
     c = results.get("ceilings")
     derived = {"sustainable_enrollments_per_s": sustainable_rate(stages) if stages else None}
-    if not (c and stages):
+    # what one enrollment costs: from the sustained stages or, in a run that measured only
+    # scaling (the same workload), from its one-instance stages
+    costed = stages or [s for s in results.get("scaling") or [] if s.get("instances") == 1]
+    if not (c and costed):
         return derived
-    operations = [s["store_operations_per_enrollment"] for s in stages]
+    operations = [s["store_operations_per_enrollment"] for s in costed]
     writes = sum(o.get("insert", 0) + o.get("update", 0) + o.get("delete", 0)
                  for o in operations) / len(operations)
     # every enrollment's events, and every queue each one is routed to
@@ -262,7 +265,7 @@ def targets(results: dict) -> dict:
             "measured": f"{drained:,} s, {burst['enrollments']:,} enrollments, "
                         f"{burst['lesson_plans']:,} plans, {burst['confirmation_sms']:,} SMS",
             "met": drained < BURST_DRAIN_TARGET_S and not check_burst(burst)}
-    if derived.get("store_bound"):
+    if derived.get("store_bound") and results.get("enrollment"):
         sustainable = derived["sustainable_enrollments_per_s"] or 0
         found["sustainable"] = {
             "target": "sustainable enrollments/s at least half the store-bound ceiling "

@@ -1,6 +1,6 @@
 """The benchmark's arithmetic: percentiles, the sustainable rate, the count checks and the
 profile summary. Pure functions; the harness itself runs in tests/bench."""
-from hocvu.bench.__main__ import check_burst, sustainable_rate
+from hocvu.bench.__main__ import check_burst, derive, sustainable_rate, targets
 from hocvu.bench.profiling import hottest
 from hocvu.bench.timeline import percentiles
 
@@ -58,3 +58,23 @@ def test_the_profile_counts_waiting_apart_and_groups_the_store_by_command():
     assert summary["store_commands"] == [[75.0, "_update > Storage.update_matching"],
                                          [25.0, "_find > Storage.find_matching"]]
     assert summary["self"][0] == [75.0, "Storage.update_matching (secantus/storage.py:5996)"]
+
+
+CEILINGS = {"broker": {"publish_per_second": 12000},
+            "store": {"insert_one_per_second": 1200, "upsert_per_second": 800},
+            "framework": {"events_per_second": 6000}}
+
+
+def test_a_scaling_only_run_costs_an_enrollment_from_its_one_instance_stages():
+    def scaled(instances, accepted, writes):
+        return {"instances": instances, "succeeded_per_s": accepted,
+                "store_operations_per_enrollment": {"insert": writes / 2, "update": writes / 2}}
+
+    results = {"ceilings": CEILINGS,
+               "scaling": [scaled(1, 20, 20), scaled(2, 15, 40), scaled(4, 10, 80)]}
+    derived = derive(results)
+    assert derived["store_writes_per_enrollment"] == 20
+    assert derived["store_bound"] == 50  # 1,000 writes/s over 20 per enrollment
+    assert derived["sustainable_enrollments_per_s"] is None  # no sustained stages: not claimed
+    assert [s["ratio_to_ceiling"] for s in results["scaling"]] == [0.4, 0.3, 0.2]
+    assert targets({**results, "derived": derived}) == {}  # nothing measured to judge
