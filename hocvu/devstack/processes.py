@@ -2,6 +2,7 @@
 to a file, waited for until ready, stopped by PID."""
 import errno
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,9 +23,29 @@ class StartError(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, outside the kernel's range for outgoing connections.
+
+    A server starts seconds after its port is chosen; a port from the ephemeral range can be
+    taken meanwhile by any process's outgoing connection (seen in CI: a test's RabbitMQ node
+    failing with eaddrinuse)."""
+    low, high = ephemeral_port_range()
+    candidates = [port for port in range(10_000, 65_536) if not low <= port <= high]
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise StartError("no free port outside the ephemeral range")
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
 
 
 def port_holder(port: int, host: str = "127.0.0.1") -> str | None:

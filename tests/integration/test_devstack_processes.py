@@ -7,7 +7,8 @@ import time
 import psutil
 import pytest
 
-from hocvu.devstack.processes import Process, StartError, free_port, port_holder
+from hocvu.devstack.processes import (Process, StartError, ephemeral_port_range, free_port,
+                                      port_holder)
 
 
 def python(code: str) -> list[str]:
@@ -72,3 +73,11 @@ def test_port_holder_names_the_listening_process():
         sock.listen()
         assert "pytest" in port_holder(port) or "python" in port_holder(port)
     assert port_holder(port) is None
+
+
+def test_a_free_port_is_outside_the_range_outgoing_connections_take():
+    low, high = ephemeral_port_range()
+    for _ in range(20):
+        port = free_port()
+        assert not low <= port <= high
+        assert port_holder(port) is None

@@ -6,7 +6,6 @@ It runs in a thread, which also works when the test process is eventlet-patched.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,15 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from hocvu.devstack.processes import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PHONE = "84912345678"
 SECRET_TEXT = "Ma OTP cua ban la 771205"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition, timeout=10.0, interval=0.05):
