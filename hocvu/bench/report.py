@@ -87,17 +87,19 @@ def _enrollment(stages: list[dict]) -> list[str]:
     out += _table(["offered/s", *hops], [
         [s["offered_per_s"], *(f"{_ms(s['hops_ms'][h], 'p50')} / {_ms(s['hops_ms'][h])}"
                                for h in hops)] for s in stages])
-    names = sorted({n for s in stages for n in s["cpu_ms_per_enrollment"]})
-    out += ["CPU milliseconds per enrollment, by process:", ""]
-    out += _table(["offered/s", *names], [
-        [s["offered_per_s"], *(s["cpu_ms_per_enrollment"].get(n, "-") for n in names)]
-        for s in stages])
-    kinds = sorted({k for s in stages for k in s["store_operations_per_enrollment"]})
-    out += ["Store operations per enrollment (the store's own counters):", ""]
-    out += _table(["offered/s", *kinds], [
-        [s["offered_per_s"], *(s["store_operations_per_enrollment"].get(k, 0) for k in kinds)]
-        for s in stages])
+    out += _per_unit(stages, "cpu_ms_per_enrollment", "-",
+                     "CPU milliseconds per enrollment, by process:")
+    out += _per_unit(stages, "store_operations_per_enrollment", 0,
+                     "Store operations per enrollment (the store's own counters):")
     return out
+
+
+def _per_unit(stages: list[dict], field: str, absent, title: str) -> list[str]:
+    """A table of what each stage cost per unit of work: one column per process or kind."""
+    columns = sorted({column for s in stages for column in s[field]})
+    return [title, "", *_table(["offered/s", *columns], [
+        [s["offered_per_s"], *(s[field].get(column, absent) for column in columns)]
+        for s in stages])]
 
 
 def _learning(stages: list[dict]) -> list[str]:
@@ -115,17 +117,11 @@ def _learning(stages: list[dict]) -> list[str]:
     stages = [s for s in stages if "cpu_ms_per_completion" in s]
     if not stages:
         return out
-    names = sorted({n for s in stages for n in s["cpu_ms_per_completion"]})
-    out += ["CPU milliseconds per lesson completion, by process (certificates and their SMS "
-            "included):", ""]
-    out += _table(["offered/s", *names], [
-        [s["offered_per_s"], *(s["cpu_ms_per_completion"].get(n, "-") for n in names)]
-        for s in stages])
-    kinds = sorted({k for s in stages for k in s["store_operations_per_completion"]})
-    out += ["Store operations per lesson completion:", ""]
-    out += _table(["offered/s", *kinds], [
-        [s["offered_per_s"], *(s["store_operations_per_completion"].get(k, 0) for k in kinds)]
-        for s in stages])
+    out += _per_unit(stages, "cpu_ms_per_completion", "-",
+                     "CPU milliseconds per lesson completion, by process (certificates and "
+                     "their SMS included):")
+    out += _per_unit(stages, "store_operations_per_completion", 0,
+                     "Store operations per lesson completion:")
     return out
 
 

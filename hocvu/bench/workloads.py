@@ -9,9 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 from hocvu.bench.platform import BenchPlatform
-from hocvu.bench.timeline import Timeline, percentiles
+from hocvu.bench.timeline import Timeline, event_times, percentiles, sms_times
 from hocvu.devstack.population import learner
 from hocvu.devstack.processes import BIN
+from services.notifications.templates import ENROLLMENT_CONFIRMED
 
 ENROLL_PATH = "/api/enrollment/enrollments"
 
@@ -30,9 +31,8 @@ class Driver:
         self.courses = platform.courses()
         self.next_learner = 0
         self.group_of: dict[str, str] = {}  # correlation id -> learner group
-        self.expected_plans = 0
-        self.expected_sms = 0
-        self.owed: set[str] = set()  # correlation ids of accepted enrollments
+        self.owed: set[str] = set()  # correlation ids of accepted enrollments: a plan each
+        self.expected_sms = 0  # theirs, and those of the certificates issued
 
     def enroll_requests(self, count: int, label: str) -> list[dict]:
         requests = []
@@ -64,7 +64,6 @@ class Driver:
 
     def enrolled(self, results: list[dict]) -> list[dict]:
         accepted = [r for r in results if r["status"] == 201]
-        self.expected_plans += len(accepted)
         self.expected_sms += len(accepted)
         self.owed.update(r["tag"] for r in accepted)
         return accepted
@@ -74,19 +73,20 @@ class Driver:
         plans = self.platform.db("lessons").plans
 
         def caught_up():
-            if (plans.estimated_document_count() < self.expected_plans
+            if (plans.estimated_document_count() < len(self.owed)
                     or self.platform.sms_stats()["accepted"] < self.expected_sms):
                 return False
             # the counts are only a cheap first sign: a request the load generator gave up on
             # may still have enrolled someone, whose plan and SMS count too
-            timeline = Timeline(self.platform)
-            return (self.owed <= timeline.assigned.keys()
-                    and self.owed <= timeline.confirmation_sms.keys())
+            assigned = event_times(self.platform.db("lessons"), "lessons_assigned")
+            confirmed = sms_times(self.platform.db("notifications"), self.platform.sms_record,
+                                  ENROLLMENT_CONFIRMED)
+            return self.owed <= assigned.keys() and self.owed <= confirmed.keys()
 
         waited = self.platform.wait_quiet(caught_up, timeout, poll=0.5)
         if waited is None:
             raise DrainTimeout(f"after {timeout:.0f} s the platform still owed plans or SMS "
-                               f"(expected {self.expected_plans} plans, "
+                               f"(expected {len(self.owed)} plans, "
                                f"{self.expected_sms} SMS; stats {self.platform.sms_stats()})")
         return waited
 
