@@ -214,6 +214,7 @@ class JsonHttpEntrypoint(HttpRequestHandler):
         self.rule = access_rule(self.container.service_cls, self.method_name)
 
     def handle_request(self, request):
+        request.shallow = False  # as nameko does before reading a body: a signature covers it
         try:
             request.principal = self.authenticator.caller(self.rule, request)
         except ApiError as exc:

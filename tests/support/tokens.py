@@ -20,6 +20,8 @@ LEARNER_SUBJECT_KEY = b"test-learner-subject-key-" + b"0" * 16
 
 
 class TestIssuer:
+    __test__ = False  # a helper, not a test class
+
     def __init__(self, issuer: str = "https://issuer.test/hocvu"):
         self.issuer = issuer
         self.kid = uuid.uuid4().hex[:16]
