@@ -90,13 +90,14 @@ class Stack:
                     port = self.ports[service] if instance == service else free_port()
                     self._launch(instance, self.service_process(service, instance, port))
                     self.processes[instance].wait_http(
-                        f"http://127.0.0.1:{port}/api/{service}/health", timeout=90)
+                        f"http://127.0.0.1:{port}/api/{service}/health/ready", timeout=90)
             if self.settings.with_edge:
                 self._launch("nginx", proxy.nginx(
                     f"127.0.0.1:{self.ports['edge']}", self.ports, self.settings.run_dir,
                     self.settings.log_dir))
+            # the edge does not route health: a route every caller may read shows the way works
             for service in SERVICES:
-                self.processes[service].wait_http(self.url(service, "health"), timeout=90)
+                self.processes[service].wait_http(self.url(service, "openapi.json"), timeout=90)
             self.processes["enrollment"].wait_until(self._catalog_arrived, timeout=60)
         except BaseException:
             self.stop()
@@ -105,15 +106,18 @@ class Stack:
     def restart_service(self, service: str) -> None:
         """Start a service again (after it stopped or was killed) and wait until it answers."""
         self._launch(service, self.service_process(service))
-        self.processes[service].wait_http(self.url(service, "health"), timeout=90)
+        self.processes[service].wait_http(self.url_direct(service, "health/ready"), timeout=90)
 
     def _launch(self, name: str, process: Process) -> Process:
         self.processes[name] = process.start()
         return process
 
     def _catalog_arrived(self) -> bool:
-        health = requests.get(self.url("enrollment", "health"), timeout=2).json()
-        return health.get("catalog_courses", 0) > 0
+        courses = requests.get(self.url_direct("enrollment", "courses"), timeout=2)
+        if courses.status_code != 200:
+            return False
+        body = courses.json()  # a list, or a page {"items": [...]}
+        return len(body["items"] if isinstance(body, dict) else body) > 0
 
     def stop(self) -> None:
         """Stop every part at once: each finishes its own in-flight work."""

@@ -1,7 +1,8 @@
 """certificates: issue one certificate per completed course, and let anyone verify it.
 
 HTTP (under /api/certificates/)
-    GET  health
+    GET  health/live                    operations only (service port)
+    GET  health/ready                   broker and store reachable? operations only
     GET  openapi.json
     GET  certificates?enrollment_id=...  or  ?learner_id=...
     GET  verify/<verification_code>     public, no login
@@ -40,10 +41,15 @@ class CertificatesService:
     config = Config()
     store = ServiceStore(prepare=prepare)
 
-    @http("GET", "/api/certificates/health", summary="broker and store reachable?",
+    @http("GET", "/api/certificates/health/live", summary="the process answers (no I/O)",
+          answers={200: "ok"})
+    def health_live(self, request):
+        return health.live(self.name)
+
+    @http("GET", "/api/certificates/health/ready", summary="broker and store reachable?",
           answers={200: "ok", 503: "broker or store unreachable"})
-    def health(self, request):
-        return health.check(self.store, self.config["AMQP_URI"])
+    def health_ready(self, request):
+        return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/certificates/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
