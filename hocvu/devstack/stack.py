@@ -1,6 +1,7 @@
 """The platform as separate processes: the SMS gateway simulator, the four services (each
 `nameko run` with its own config) and the nginx edge. `make run` and the end-to-end tests
 both start it through this class; RabbitMQ and the store are given to it."""
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,9 @@ class StackSettings:
     # and database, each on an HTTP port of its own (the edge routes to the first)
     instances: dict[str, int] = field(default_factory=dict)
     simulator_args: list[str] = field(default_factory=list)  # e.g. --record FILE
+    # the simulator signs delivery reports with it and notifications checks them; new for
+    # each platform (both sides start together), passed in the environment, not in argv
+    sms_callback_secret: str = field(default_factory=lambda: secrets.token_hex(32))
 
 
 class Stack:
@@ -67,6 +71,7 @@ class Stack:
             "SMS_GATEWAY_URL": self.sms_gateway,
             "SMS_CALLBACK_URL": f"{self.service_url('notifications')}"
                                 "/api/notifications/delivery-reports",
+            "SMS_CALLBACK_SECRET": s.sms_callback_secret,
             **s.service_env,
         }
         return Process(instance or service, [str(BIN / "python"), "-m", "nameko", "run", "--config",
@@ -79,7 +84,7 @@ class Stack:
             simulator = self._launch("sms_simulator", Process("sms_simulator", [
                 str(BIN / "python"), "-m", "sms_simulator", "--host", "127.0.0.1",
                 "--port", str(self.ports["sms_simulator"]), *self.settings.simulator_args],
-                self.settings.log_dir))
+                self.settings.log_dir, {"SMS_CALLBACK_SECRET": self.settings.sms_callback_secret}))
             simulator.wait_http(f"{self.sms_gateway}/health")
             # one at a time, each answering before the next starts: on an empty store, one
             # service creating collections and indexes while another runs a transaction can

@@ -5,7 +5,8 @@ HTTP (under /api/notifications/)
     GET  health/ready                   broker and store reachable? operations only
     GET  openapi.json
     GET  messages?learner_id=...  or  ?enrollment_id=...     phone numbers masked
-    POST delivery-reports                                   the SMS gateway's callback
+    POST delivery-reports                                   the SMS gateway's callback, signed
+                                                            (hocvu.signatures); 401 otherwise
 Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            enrollment.learner_enrolled            -> SMS enrollment_confirmed
            certificates.certificate_issued        -> SMS certificate_issued
@@ -16,7 +17,7 @@ Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_
 from nameko.dependency_providers import Config
 from pymongo import ASCENDING
 
-from hocvu import health, openapi
+from hocvu import health, openapi, signatures
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, ValidationFailed, http, load_body
 from hocvu.messaging import subscribe
@@ -76,8 +77,10 @@ class NotificationsService:
 
     @http("POST", "/api/notifications/delivery-reports", summary="the SMS gateway's delivery report",
           body=DeliveryReportIn, answers={200: "recorded", 400: "invalid report",
+                                          401: "missing, bad or stale signature",
                                           404: "unknown request id"})
     def delivery_report(self, request):
+        signatures.require_signed(request, self.config.get("SMS_CALLBACK_SECRET") or "")
         report = load_body(request, report_in)
         message_id = report["request_id"]
         if report["status"] == messages.DELIVERED:

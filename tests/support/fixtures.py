@@ -10,6 +10,8 @@ from hocvu.devstack.processes import BIN, Process, free_port
 from hocvu.devstack.store import start_secantus, store_uri
 
 HASH_KEY = "test-key-" + "0" * 32
+# the session's simulator signs delivery reports with it; notifications checks them
+CALLBACK_SECRET = "test-callback-secret-" + "1" * 32
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +52,7 @@ def service_config(amqp_uri, mongo_uri):
             "OUTBOX_POLL_SECONDS": 0.2,
             "NATIONAL_ID_HASH_KEY": HASH_KEY,
             "PUBLIC_BASE_URL": "http://verify.example.test",
+            "SMS_CALLBACK_SECRET": CALLBACK_SECRET,
             **extra,
         }
 
@@ -87,7 +90,7 @@ def sms_gateway(tmp_path_factory):
     process = Process(f"sms-simulator-{port}", [
         str(BIN / "python"), "-m", "sms_simulator", "--port", str(port),
         "--delivery-delay", "0.05", "--callback-backoff", "0.2"],
-        tmp_path_factory.mktemp("sms"))
+        tmp_path_factory.mktemp("sms"), {"SMS_CALLBACK_SECRET": CALLBACK_SECRET})
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
