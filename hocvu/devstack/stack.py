@@ -32,6 +32,7 @@ class StackSettings:
     # the simulator signs delivery reports with it and notifications checks them; new for
     # each platform (both sides start together), passed in the environment, not in argv
     sms_callback_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    edge: proxy.EdgeSettings = field(default_factory=proxy.EdgeSettings)  # limits, CORS
 
 
 class Stack:
@@ -99,7 +100,7 @@ class Stack:
             if self.settings.with_edge:
                 self._launch("nginx", proxy.nginx(
                     f"127.0.0.1:{self.ports['edge']}", self.ports, self.settings.run_dir,
-                    self.settings.log_dir))
+                    self.settings.log_dir, self.settings.edge))
             # the edge does not route health: a route every caller may read shows the way works
             for service in SERVICES:
                 self.processes[service].wait_http(self.url(service, "openapi.json"), timeout=90)
