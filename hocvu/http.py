@@ -8,12 +8,16 @@ Unknown routes and wrong methods get the same envelope (404 / 405).
 import json
 import logging
 import uuid
+from functools import partial
 
+from eventlet.event import Event
 from marshmallow import Schema, ValidationError
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
+
+from hocvu import logcontext
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +149,26 @@ class JsonHttpEntrypoint(HttpRequestHandler):
         self.query = query or {}
         self.answers = answers or {}
         super().__init__(method, url, **kwargs)
+
+    def handle_request(self, request):
+        # the caller's correlation id, else the one the edge gave the request
+        with logcontext.bound(correlation_id=request.headers.get("X-Correlation-ID")
+                              or request.headers.get("X-Request-ID")):
+            return self._handle_request(request)
+
+    def _handle_request(self, request):
+        """nameko's handle_request, its worker started in this request's log context."""
+        request.shallow = False
+        try:
+            context_data = self.server.context_data_from_headers(request)
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            event = Event()
+            logcontext.spawn_worker(self, args, kwargs, context_data=context_data,
+                                    handle_result=partial(self.handle_result, event))
+            return self.response_from_result(event.wait())
+        except Exception as exc:
+            return self.response_from_exception(exc)
 
     def response_from_result(self, result):
         if isinstance(result, Response):

@@ -11,6 +11,9 @@ from hocvu.devstack import proxy
 from hocvu.devstack.processes import BIN, Process, free_port
 
 SERVICES = ("enrollment", "lessons", "certificates", "notifications")
+# eventlet's multi-line deprecation notice, printed when nameko's command line imports it,
+# would break the one-JSON-object-per-line logs (docs/architecture.md)
+QUIET_EVENTLET_NOTICE = "ignore::Warning:nameko.cli.commands"
 STARTUP_ORDER = ("enrollment", "certificates", "notifications", "lessons")
 
 
@@ -73,6 +76,7 @@ class Stack:
             "SMS_CALLBACK_URL": f"{self.service_url('notifications')}"
                                 "/api/notifications/delivery-reports",
             "SMS_CALLBACK_SECRET": s.sms_callback_secret,
+            "PYTHONWARNINGS": QUIET_EVENTLET_NOTICE,
             **s.service_env,
         }
         return Process(instance or service, [str(BIN / "python"), "-m", "nameko", "run", "--config",

@@ -90,3 +90,13 @@ def test_the_edge_routes_by_prefix_and_answers_errors_in_the_envelope(platform):
     assert unknown_route.status_code == 404 and unknown_route.json()["error"] == "NOT_FOUND"
     document = requests.get(platform.url("enrollment", "openapi.json")).json()
     assert "/api/enrollment/enrollments" in document["paths"]
+
+
+def test_every_line_each_service_logged_is_one_json_object(platform):
+    import json
+    for service in ("enrollment", "lessons", "certificates", "notifications"):
+        text = platform.processes[service].log_path.read_text()
+        assert text.strip(), service
+        for line in text.splitlines():
+            record = json.loads(line)  # a line that is not JSON fails here, with its text
+            assert record["service"] == service and record["level"] and record["timestamp"]
