@@ -36,6 +36,8 @@ class StackSettings:
     # each platform (both sides start together), passed in the environment, not in argv
     sms_callback_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     edge: proxy.EdgeSettings = field(default_factory=proxy.EdgeSettings)  # limits, CORS
+    # a service's own broker login (hocvu.devstack.rabbitmq.service_users), else amqp_uri
+    amqp_uris: dict[str, str] = field(default_factory=dict)
 
 
 class Stack:
@@ -67,7 +69,7 @@ class Stack:
                         port: int | None = None) -> Process:
         s = self.settings
         env = {
-            "AMQP_URI": s.amqp_uri, "MONGO_URI": s.mongo_uri,
+            "AMQP_URI": s.amqp_uris.get(service, s.amqp_uri), "MONGO_URI": s.mongo_uri,
             "MONGO_DATABASE": f"{s.database_prefix}{service}",
             "HTTP_ADDRESS": f"127.0.0.1:{port or self.ports[service]}",
             "NATIONAL_ID_HASH_KEY": s.national_id_hash_key,
