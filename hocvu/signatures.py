@@ -5,16 +5,11 @@ The gateway and notifications share a secret (SMS_CALLBACK_SECRET). Every callba
     X-Hocvu-Signature: v1=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + body)>
 The timestamp is inside the MAC, so a captured callback cannot be replayed later than
 `tolerance` seconds after it was signed, nor its timestamp moved; the raw body is inside it,
-so no byte of the report can change.
+so no byte of the report can change. A route whose rule is `auth.GATEWAY` is checked with
+`verify` before its handler runs (hocvu.http).
 """
 import hashlib
 import hmac
-import logging
-import time
-
-from hocvu.http import MAX_BODY_BYTES, ApiError
-
-log = logging.getLogger(__name__)
 
 TIMESTAMP_HEADER = "X-Hocvu-Timestamp"
 SIGNATURE_HEADER = "X-Hocvu-Signature"
@@ -75,25 +70,3 @@ def verify(secret: bytes, timestamp_header: str | None, signature_header: str | 
     if not matched:
         raise BadSignature("signature does not match")
 
-
-class UnsignedCallback(ApiError):
-    status = 401
-    code = "UNAUTHENTICATED"
-
-
-def require_signed(request, secret: str | bytes, now: float | None = None,
-                   tolerance: int = DEFAULT_TOLERANCE_SECONDS) -> None:
-    """Refuse with 401 a callback not signed with `secret` (raw body, both headers) within
-    `tolerance` seconds. The body is kept for the handler to parse afterwards."""
-    if request.content_length and request.content_length > MAX_BODY_BYTES:
-        raise UnsignedCallback("the callback body is too large to verify")
-    body = request.get_data(cache=True)
-    key = secret.encode() if isinstance(secret, str) else secret
-    try:
-        verify(key, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER),
-               body, time.time() if now is None else now, tolerance)
-    except BadSignature as exc:
-        log.warning("refused a callback to %s: %s", request.path, exc.reason)
-        raise UnsignedCallback(
-            "the callback must be signed (X-Hocvu-Timestamp, X-Hocvu-Signature) with the "
-            "shared secret within the last few minutes") from None
