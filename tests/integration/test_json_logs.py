@@ -8,7 +8,6 @@ import socket
 import time
 
 import pytest
-import requests
 import yaml
 from nameko.cli.main import setup_yaml_parser
 
