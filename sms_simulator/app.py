@@ -33,6 +33,7 @@ class Settings:
     rate_limit_per_minute: int | None = None
     record_path: str | None = None
     seed: int | None = None
+    callback_secret: bytes | None = None  # signs every delivery report when set
 
 
 class _Request(Request):
@@ -208,7 +209,8 @@ def create_app(settings: Settings = Settings(),
     recorder = Recorder(settings.record_path) if settings.record_path else None
     store = MessageStore(recorder)
     faults = Faults(settings.fail_rate, settings.rate_limit_per_minute, seed=settings.seed)
-    sender = send_report or http_report_sender(settings.callback_timeout)
+    sender = send_report or http_report_sender(settings.callback_timeout,
+                                               settings.callback_secret)
     reporter = DeliveryReporter(store, sender, attempts=settings.callback_attempts,
                                 backoff=settings.callback_backoff,
                                 workers=settings.callback_workers)

@@ -1,7 +1,8 @@
 """notifications: the SMS a learner receives at each step, and their delivery.
 
 HTTP (under /api/notifications/; who may call each route: ACCESS below)
-    GET  health
+    GET  health/live                              operations only (service port)
+    GET  health/ready                             broker and store? operations only
     GET  openapi.json
     GET  messages[?learner_id=|enrollment_id=]   the caller's own or their communes'; paged;
                                                  phone numbers masked
@@ -82,7 +83,8 @@ class NotificationsService:
     name = "notifications"
 
     ACCESS = {
-        "health": auth.OPERATIONS,
+        "health_live": auth.OPERATIONS,
+        "health_ready": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_messages": auth.roles(*EVERYONE_SIGNED_IN),
         "delivery_report": auth.GATEWAY,
@@ -93,12 +95,15 @@ class NotificationsService:
     dispatcher = SmsDispatcher()
     sealed = SealedValues()
 
-    @http("GET", "/api/notifications/health", summary="broker and store reachable?",
+    @http("GET", "/api/notifications/health/live", summary="the process answers (no I/O)",
+          answers={200: "ok"})
+    def health_live(self, request):
+        return health.live(self.name)
+
+    @http("GET", "/api/notifications/health/ready", summary="broker and store reachable?",
           answers={200: "ok", 503: "broker or store unreachable"})
-    def health(self, request):
-        counts = {doc["_id"]: doc["n"] for doc in self.store.db.messages.aggregate(
-            [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
-        return health.check(self.store, self.config["AMQP_URI"], messages=counts)
+    def health_ready(self, request):
+        return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/notifications/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
