@@ -9,12 +9,14 @@ from typing import Callable
 
 import requests
 
+from .modes import EsmsMode, SpeedSmsMode
 from .store import MessageStore
 from .timestamps import utc_now_iso
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 30.0
+REPORT_FORMATS = {EsmsMode.name: EsmsMode.report, SpeedSmsMode.name: SpeedSmsMode.report}
 
 
 class ReportFailed(Exception):
@@ -28,11 +30,14 @@ def http_report_sender(timeout: float) -> Callable[[str, dict], None]:
     # connections, and a new one per report costs both sides CPU (docs/performance.md)
     local = threading.local()
 
-    def send(url: str, report: dict) -> None:
+    def send(url: str, report: dict, method: str = "POST") -> None:
         if not hasattr(local, "session"):
             local.session = requests.Session()
         try:
-            response = local.session.post(url, json=report, timeout=timeout)
+            if method == "GET":  # eSMS reports in the query string of a GET
+                response = local.session.get(url, params=report, timeout=timeout)
+            else:
+                response = local.session.post(url, json=report, timeout=timeout)
         except requests.RequestException as exc:
             raise ReportFailed(type(exc).__name__) from exc
         if not 200 <= response.status_code < 300:
@@ -121,15 +126,20 @@ class DeliveryReporter:
             self._store.update(message.message_id, counts_as="delivered",
                                status="delivered", delivered_at=delivered_at)
             return
-        report = {
+        method, report = "POST", {
             "message_id": message.message_id,
             "request_id": message.request_id,
             "to": message.to,
             "status": "delivered",
             "delivered_at": delivered_at,
         }
+        if message.report_format in REPORT_FORMATS:
+            method, report = REPORT_FORMATS[message.report_format](message, delivered_at)
         try:
-            self._send(message.callback_url, report)
+            if method == "POST":
+                self._send(message.callback_url, report)
+            else:
+                self._send(message.callback_url, report, method)
         except ReportFailed as exc:
             self._failed(job, delivered_at, str(exc))
             return

@@ -32,12 +32,12 @@ def normalise(text: str) -> str:
 
 
 def action_for(text: str, table: dict[str, str]) -> str | None:
-    """The action a reply asks for: the whole reply, or its first word, is a keyword."""
+    """The action a reply asks for: it is a keyword, or starts with one and then a space."""
     words = normalise(text)
-    if words in table:
-        return table[words]
-    first = words.split(" ", 1)[0] if words else ""
-    return table.get(first)
+    for keyword in sorted(table, key=len, reverse=True):
+        if words == keyword or words.startswith(keyword + " "):
+            return table[keyword]
+    return None
 
 
 def set_opt_out(optouts, phone: str, opted_out: bool, via: str, now: datetime) -> None:
