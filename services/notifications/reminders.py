@@ -104,8 +104,8 @@ def on_lesson_completed(tx: Transaction, data: dict, days: ReminderDays, now: da
     progress = data["completed_at"] if last is None else max(last, data["completed_at"])
     if state.get("full_name") is None:
         # enrolled not seen yet: learner_enrolled will set the starting point
-        tx["reminders"].update_one({"_id": state["_id"]},
-                                   {"$set": {"completed_lesson_ids": done}})
+        tx["reminders"].update_one({"_id": state["_id"]}, {"$set": {
+            "completed_lesson_ids": done, "last_progress_at": progress}})
         return
     _reschedule(tx, state, days(data["course_id"]),
                 {"completed_lesson_ids": done, "last_progress_at": progress})

@@ -281,3 +281,18 @@ def test_no_reminder_once_every_lesson_is_done(notifications_store, enrolled):
     clock = Clock(start + reminders.timedelta(days=10))
     planner(notifications_store, days, clock).run_once()
     assert reminder_texts(notifications_store) == []
+
+
+def test_progress_that_arrives_before_the_enrollment_still_counts(notifications_store):
+    start = local(2026, 11, 2, 10, 0)
+    days = reminders.ReminderDays({"REMINDER_DAYS": 3})
+    progress_at = start + reminders.timedelta(days=1)
+    notifications_store.transact(lambda tx: reminders.on_lesson_completed(
+        tx, about(lesson_id="l1", score=None, completed_at=progress_at), days, progress_at))
+    assert notifications_store.db.reminders.find_one({"_id": ENROLLMENT})["next_reminder_at"] \
+        is None  # nothing to remind of before the enrollment is known
+    notifications_store.transact(lambda tx: reminders.on_enrolled(
+        tx, enrolled_data(start), days, progress_at))
+    state = notifications_store.db.reminders.find_one({"_id": ENROLLMENT})
+    assert state["next_reminder_at"] == progress_at + reminders.timedelta(days=3)
+    assert state["completed_lesson_ids"] == ["l1"]
