@@ -43,8 +43,8 @@ class EsmsProvider:
 
     def __init__(self, config: dict, clock=None):
         self.base_url = config.get("SMS_ESMS_URL", "https://rest.esms.vn").rstrip("/")
-        self.api_key = config.get("SMS_ESMS_API_KEY", "")
-        self.secret_key = config.get("SMS_ESMS_SECRET_KEY", "")
+        self.api_key = config.get("SMS_ESMS_API_KEY") or ""
+        self.secret_key = config.get("SMS_ESMS_SECRET_KEY") or ""
         self.sms_type = str(config.get("SMS_ESMS_SMS_TYPE", "2"))
         self.sandbox = str(config.get("SMS_ESMS_SANDBOX", "0"))
         self.callback_url = config.get("SMS_ESMS_CALLBACK_URL") or None

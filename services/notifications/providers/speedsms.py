@@ -36,7 +36,7 @@ class SpeedSmsProvider:
 
     def __init__(self, config: dict, clock=None):
         self.base_url = config.get("SMS_SPEEDSMS_URL", "https://api.speedsms.vn").rstrip("/")
-        self.auth = (config.get("SMS_SPEEDSMS_ACCESS_TOKEN", ""), "x")
+        self.auth = (config.get("SMS_SPEEDSMS_ACCESS_TOKEN") or "", "x")
         self.sms_type = int(config.get("SMS_SPEEDSMS_SMS_TYPE", 3))
         self.timeout = float(config.get("SMS_GATEWAY_TIMEOUT_SECONDS", 5))
         self.session = http_session(int(config.get("SMS_SEND_CONCURRENCY", 10)))
