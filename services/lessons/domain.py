@@ -55,6 +55,7 @@ class Learner:
     group: str
     province_code: str
     commune_code: str
+    subject: str | None = None   # their sign-in subject (hocvu.auth), so they can see their plan
 
 
 @dataclass
@@ -81,6 +82,11 @@ class LessonPlan:
                         for l in course.lessons],
             "assigned_at": now})]
 
+    def visible_to(self, caller) -> bool:
+        """Is this plan the caller's (a hocvu.auth.Principal) to see and to complete?"""
+        return caller.may_see(self.learner.province_code, self.learner.commune_code,
+                              self.learner.subject)
+
     @property
     def completed(self) -> bool:
         return self.completed_at is not None
@@ -105,5 +111,6 @@ class LessonPlan:
                 "course_id": self.course_id, "course_title": self.course_title,
                 "full_name": self.learner.full_name, "group": self.learner.group,
                 "province_code": self.learner.province_code,
-                "commune_code": self.learner.commune_code, "completed_at": now}))
+                "commune_code": self.learner.commune_code,
+                "learner_subject": self.learner.subject, "completed_at": now}))
         return events

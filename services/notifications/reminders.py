@@ -84,7 +84,7 @@ def on_enrolled(tx: Transaction, data: dict, days: ReminderDays, now: datetime) 
     _reschedule(tx, state, days(data["course_id"]), {
         "full_name": data["full_name"], "course_title": data["course_title"],
         "province_code": data["province_code"], "commune_code": data["commune_code"],
-        "last_progress_at": progress})
+        "learner_subject": data.get("learner_subject"), "last_progress_at": progress})
 
 
 def on_lessons_assigned(tx: Transaction, data: dict, now: datetime) -> None:
@@ -176,7 +176,8 @@ class ReminderPlanner(WakeableLoop):
             template, values["lesson_title"] = templates.LESSON_REMINDER, lesson["title"]
         message = messages.create(
             tx, template, f"reminder:{state['_id']}:{sequence}", state["learner_id"],
-            state["_id"], values, f"reminder-{state['_id']}-{sequence}", now, self.unaccented)
+            state["_id"], values, f"reminder-{state['_id']}-{sequence}", now, self.unaccented,
+            {key: state.get(key) for key in messages.SCOPE_FIELDS})
         reminders.update_one({"_id": state["_id"]}, {
             "$set": {**free, "reminders_sent": sequence, "last_reminded_at": now,
                      "next_reminder_at": now + timedelta(days=days)},

@@ -1,16 +1,17 @@
 """notifications: the SMS a learner receives at each step, and their delivery.
 
-HTTP (under /api/notifications/)
+HTTP (under /api/notifications/; who may call each route: ACCESS below)
     GET  health
     GET  openapi.json
-    GET  messages?learner_id=...  or  ?enrollment_id=...     phone numbers masked
-    POST delivery-reports                                   the SMS gateway's callback
-    GET  delivery-reports/esms                              eSMS's delivery report (a GET)
-    POST delivery-reports/speedsms                          SpeedSMS's webhook: reports, replies
-    POST inbound-sms                                        a learner's reply (simulator format)
-    GET  learners/<learner_id>/sms-preferences              reminders opted in or out
-    PUT  learners/<learner_id>/sms-preferences              opt out of / back into reminders
-    GET  metrics                                            SMS per status, stuck (Prometheus text)
+    GET  messages[?learner_id=|enrollment_id=]   the caller's own or their communes'; paged;
+                                                 phone numbers masked
+    POST delivery-reports                        the SMS gateway's callback, signed
+    GET  delivery-reports/esms?token=            eSMS's delivery report (a GET)
+    POST delivery-reports/speedsms?token=        SpeedSMS's webhook: reports and replies
+    POST inbound-sms                             a learner's reply (simulator format), signed
+    GET  learners/<learner_id>/sms-preferences   reminders opted in or out
+    PUT  learners/<learner_id>/sms-preferences   opt out of / back into reminders
+    GET  metrics                                 SMS per status, stuck (Prometheus text)
 Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            enrollment.learner_enrolled            -> SMS enrollment_confirmed; reminders start
            certificates.certificate_issued        -> SMS certificate_issued
@@ -24,28 +25,63 @@ Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_
            under the send policy (policy.py); the reminder planner (reminders.py); the
            reconciler (reconcile.py) settles messages that wait too long
 """
+import hmac
+import re
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
+from nameko.exceptions import ConfigurationError
+from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from werkzeug.wrappers import Response
 
-from hocvu import health, openapi
+from hocvu import auth, health, openapi, pagination
+from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, ValidationFailed, http, load_body, read_json
+from hocvu.http import NotFound, Unauthorized, ValidationFailed, http, load_body, read_json
+from hocvu.events import MalformedEvent
 from hocvu.messaging import subscribe
+from hocvu.sealing import CannotOpen, Opener
 from hocvu.outbox import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
 from services.notifications import messages, optout, providers, reconcile, reminders, templates
 from services.notifications.dispatcher import SmsDispatcher
 from services.notifications.schemas import (
-    DeliveryReportIn, InboundSmsIn, MessageOut, SmsPreferencesIn, SmsPreferencesOut)
+    DeliveryReportIn, InboundSmsIn, MessagePageOut, SmsPreferencesIn, SmsPreferencesOut)
 
-messages_out = MessageOut(many=True)
+page_out = MessagePageOut()
 report_in = DeliveryReportIn()
 preferences_in = SmsPreferencesIn()
 preferences_out = SmsPreferencesOut()
 inbound_in = InboundSmsIn()
+
+
+class SealedValues(DependencyProvider):
+    """Opens what other services sealed for notifications alone (hocvu.sealing)."""
+
+    def setup(self):
+        try:
+            self.opener = Opener(str(self.container.config.get(
+                "NOTIFICATIONS_SEALING_PRIVATE_KEY") or ""))
+        except ValueError as exc:
+            raise ConfigurationError(f"NOTIFICATIONS_SEALING_PRIVATE_KEY: {exc}") from None
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def phone(self, contact: dict) -> str:
+        """The number of a learner_contact_registered event; one that cannot be opened is a
+        malformed event (dead-lettered at once, never retried)."""
+        if contact.get("sealed_phone"):
+            try:
+                phone = self.opener.open(contact["sealed_phone"])
+            except CannotOpen as exc:
+                raise MalformedEvent(f"sealed_phone: {exc}") from None
+        else:
+            phone = contact["phone"]  # sent in clear by the first release
+        if not re.fullmatch(r"\+84\d{9}", phone):
+            raise MalformedEvent("sealed_phone does not hold an E.164 Vietnamese number")
+        return phone
 
 
 def prepare(store: Store) -> None:
@@ -60,6 +96,8 @@ def prepare(store: Store) -> None:
     db.messages.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
     db.messages.create_index([("learner_id", ASCENDING), ("created_at", ASCENDING)])
     db.messages.create_index("enrollment_id")
+    db.messages.create_index([("commune_code", ASCENDING), ("created_at", ASCENDING)])
+    db.messages.create_index([("learner_subject", ASCENDING), ("created_at", ASCENDING)])
     # rewritten on every write of a message (three or four per SMS); leases need no index
     drop_indexes_if_present(db.messages, "lease_owner_1")
 
@@ -67,9 +105,26 @@ def prepare(store: Store) -> None:
 class NotificationsService:
     name = "notifications"
 
+    ACCESS = {
+        "health": auth.OPERATIONS,
+        "openapi_document": auth.PUBLIC,
+        "list_messages": auth.roles(*EVERYONE_SIGNED_IN),
+        "delivery_report": auth.GATEWAY,
+        # eSMS and SpeedSMS cannot sign with our HMAC: their callback URLs carry a secret
+        # token instead (SMS_ESMS_CALLBACK_TOKEN, SMS_SPEEDSMS_WEBHOOK_TOKEN), checked below
+        "esms_delivery_report": auth.PUBLIC,
+        "speedsms_webhook": auth.PUBLIC,
+        "inbound_sms": auth.GATEWAY,
+        # the learner, or staff whose communes cover the learner (checked in the handler)
+        "get_sms_preferences": auth.roles(*EVERYONE_SIGNED_IN),
+        "set_sms_preferences": auth.roles(*EVERYONE_SIGNED_IN),
+        "metrics": auth.OPERATIONS,
+    }
+
     config = Config()
     store = ServiceStore(prepare=prepare)
     dispatcher = SmsDispatcher()
+    sealed = SealedValues()
 
     @http("GET", "/api/notifications/health", summary="broker and store reachable?",
           answers={200: "ok", 503: "broker or store unreachable"})
@@ -82,20 +137,24 @@ class NotificationsService:
     def openapi_document(self, request):
         return openapi.build(NotificationsService, "hocvu notifications", __doc__)
 
-    @http("GET", "/api/notifications/messages", summary="the SMS sent to a learner",
-          query={"learner_id": "a learner", "enrollment_id": "an enrollment"},
-          answers={200: MessageOut(many=True), 400: "neither parameter given"})
+    @http("GET", "/api/notifications/messages",
+          summary="SMS the caller may see: their own, or their communes' learners'",
+          query={"learner_id": "only this learner's", "enrollment_id": "only this enrollment's",
+                 **pagination.QUERY},
+          answers={200: MessagePageOut, 400: "invalid page"})
     def list_messages(self, request):
-        query = {key: request.args[key] for key in ("learner_id", "enrollment_id")
-                 if request.args.get(key)}
-        if not query:
-            raise ValidationFailed("give learner_id or enrollment_id", {
-                "learner_id": ["give learner_id or enrollment_id"]})
-        found = self.store.db.messages.find(query).sort("created_at", ASCENDING)
-        return messages_out.dump(list(found))
+        limit, after = pagination.page_request(request.args)
+        query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
+        filters = {key: request.args[key][:64] for key in ("learner_id", "enrollment_id")
+                   if request.args.get(key)}
+        if filters:
+            query = {"$and": [query, filters]}
+        page = pagination.fetch_page(self.store.db.messages, query, "created_at", limit, after)
+        return page_out.dump(page)
 
     @http("POST", "/api/notifications/delivery-reports", summary="the SMS gateway's delivery report",
           body=DeliveryReportIn, answers={200: "recorded", 400: "invalid report",
+                                          401: "unsigned or badly signed",
                                           404: "unknown request id"})
     def delivery_report(self, request):
         report = load_body(request, report_in)
@@ -120,13 +179,17 @@ class NotificationsService:
           summary="eSMS's delivery report, sent as a GET with the report in the query string",
           answers={200: "recorded", 400: "not an eSMS report", 404: "unknown message"})
     def esms_delivery_report(self, request):
-        return self._provider_report("esms", request.args.to_dict())
+        self._check_callback_token(request, "SMS_ESMS_CALLBACK_TOKEN")
+        report = request.args.to_dict()
+        report.pop("token", None)
+        return self._provider_report("esms", report)
 
     @http("POST", "/api/notifications/delivery-reports/speedsms",
           summary="SpeedSMS's webhook: a delivery report or a learner's reply",
           answers={200: "recorded", 400: "not a SpeedSMS report or reply",
                    404: "unknown message"})
     def speedsms_webhook(self, request):
+        self._check_callback_token(request, "SMS_SPEEDSMS_WEBHOOK_TOKEN")
         body = read_json(request)
         if isinstance(body, dict) and body.get("type") == "incoming":
             try:
@@ -147,7 +210,7 @@ class NotificationsService:
           summary="whether a learner receives reminder-like SMS",
           answers={200: SmsPreferencesOut(), 404: "no phone number known for this learner"})
     def get_sms_preferences(self, request, learner_id):
-        phone = self._phone_of(learner_id)
+        phone = self._phone_of(request, learner_id)
         found = self.store.db.sms_optouts.find_one({"_id": phone}) or {}
         return preferences_out.dump({"learner_id": learner_id,
                                      "reminders": not found.get("opted_out", False),
@@ -159,7 +222,7 @@ class NotificationsService:
                                           404: "no phone number known for this learner"})
     def set_sms_preferences(self, request, learner_id):
         wanted = load_body(request, preferences_in)
-        phone = self._phone_of(learner_id)
+        phone = self._phone_of(request, learner_id)
         now = utcnow()
         optout.set_opt_out(self.store.db.sms_optouts, phone, not wanted["reminders"], "api", now)
         return preferences_out.dump({"learner_id": learner_id, "reminders": wanted["reminders"],
@@ -198,17 +261,35 @@ class NotificationsService:
                                "sms", utcnow())
         return {"action": action}
 
-    def _phone_of(self, learner_id):
+    def _phone_of(self, request, learner_id):
+        """The learner's number, if the caller may act for that learner: the learner, or
+        staff whose communes cover them (known from the learner's messages). Anyone else is
+        told what they would be told of a learner who does not exist."""
+        missing = NotFound(f"no phone number known for learner {learner_id}")
+        scope = self.store.db.messages.find_one(
+            {"learner_id": learner_id}, projection=dict.fromkeys(messages.SCOPE_FIELDS, 1))
+        if scope is None or not request.principal.may_see(
+                scope.get("province_code"), scope.get("commune_code"),
+                scope.get("learner_subject")):
+            raise missing
         contact = self.store.db.contacts.find_one({"_id": learner_id}, projection={"phone": 1})
         if not contact or not contact.get("phone"):
-            raise NotFound(f"no phone number known for learner {learner_id}")
+            raise missing
         return contact["phone"]
+
+    def _check_callback_token(self, request, setting):
+        expected = str(self.config.get(setting) or "")
+        given = request.args.get("token", "")
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized("callback token missing or wrong")
 
     @subscribe("enrollment", "learner_contact_registered")
     def remember_contact(self, event):
+        phone = self.sealed.phone(event.data)
+
         def work(tx):
             tx.claim_event("remember_contact", event)
-            return messages.remember_contact(tx, event.data["learner_id"], event.data["phone"],
+            return messages.remember_contact(tx, event.data["learner_id"], phone,
                                              event.occurred_at, utcnow())
 
         if self.store.transact(work):
@@ -267,7 +348,8 @@ class NotificationsService:
                 also(tx)
             return messages.create(tx, template, dedupe_key, event.data["learner_id"],
                                    event.data["enrollment_id"], values, event.correlation_id,
-                                   utcnow(), unaccented)
+                                   utcnow(), unaccented,
+                                   {key: event.data.get(key) for key in messages.SCOPE_FIELDS})
 
         message = self.store.transact(work)
         if message and message["status"] == messages.QUEUED:
