@@ -38,7 +38,7 @@ from werkzeug.wrappers import Response
 from hocvu import auth, health, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, Unauthorized, ValidationFailed, http, load_body, read_json
+from hocvu.http import NotFound, ValidationFailed, http, load_body, read_json
 from hocvu.events import MalformedEvent
 from hocvu.messaging import subscribe
 from hocvu.sealing import CannotOpen, Opener
@@ -112,7 +112,7 @@ class NotificationsService:
         "delivery_report": auth.GATEWAY,
         # eSMS and SpeedSMS cannot sign with our HMAC: their callback URLs carry a secret
         # token instead (SMS_ESMS_CALLBACK_TOKEN, SMS_SPEEDSMS_WEBHOOK_TOKEN), checked below
-        "esms_delivery_report": auth.PUBLIC,
+        "esms_delivery_report": auth.PUBLIC,  # + token
         "speedsms_webhook": auth.PUBLIC,
         "inbound_sms": auth.GATEWAY,
         # the learner, or staff whose communes cover the learner (checked in the handler)
@@ -278,10 +278,12 @@ class NotificationsService:
         return contact["phone"]
 
     def _check_callback_token(self, request, setting):
+        """The secret token in a provider's callback URL (eSMS and SpeedSMS cannot sign with
+        our HMAC). Without it the route answers as if it did not exist."""
         expected = str(self.config.get(setting) or "")
         given = request.args.get("token", "")
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise Unauthorized("callback token missing or wrong")
+            raise NotFound("no such callback")
 
     @subscribe("enrollment", "learner_contact_registered")
     def remember_contact(self, event):
