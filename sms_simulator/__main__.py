@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="speedsms mode: the access token accepted (Basic-auth user name)")
     add("--webhook-url", default=None,
         help="speedsms mode: where delivery reports go (the account's webhook)")
+    add("--callback-secret", default=None, metavar="SECRET",
+        help="sign POSTed delivery reports with this HMAC secret (the platform's "
+             "SMS_CALLBACK_SECRET; default: unsigned)")
     add("--record", metavar="FILE", help="append every accepted message to FILE as a JSON line")
     add("--seed", type=int, default=None, help="seed for --fail-rate, for repeatable runs")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -98,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         secret_key=args.secret_key,
         access_token=args.access_token,
         webhook_url=args.webhook_url,
+        callback_secret=args.callback_secret,
     )
     app = create_app(settings)
     try:

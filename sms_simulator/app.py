@@ -41,6 +41,7 @@ class Settings:
     secret_key: str = "test-secret-key"      # esms: SecretKey
     access_token: str = "test-access-token"  # speedsms: the Basic-auth user name
     webhook_url: str | None = None           # speedsms: the account's webhook for reports
+    callback_secret: str | None = None       # signs POSTed reports (X-Hocvu-Signature)
 
 
 class _Request(Request):
@@ -251,7 +252,8 @@ def create_app(settings: Settings = Settings(),
     store = MessageStore(recorder)
     faults = Faults(settings.fail_rate, settings.rate_limit_per_minute, seed=settings.seed,
                     retry_after_format=settings.retry_after_format)
-    sender = send_report or http_report_sender(settings.callback_timeout)
+    sender = send_report or http_report_sender(settings.callback_timeout,
+                                               settings.callback_secret)
     reporter = DeliveryReporter(store, sender, attempts=settings.callback_attempts,
                                 backoff=settings.callback_backoff,
                                 workers=settings.callback_workers)

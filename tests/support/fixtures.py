@@ -102,7 +102,8 @@ def sms_gateway(tmp_path_factory):
     port = free_port()
     process = Process(f"sms-simulator-{port}", [
         str(BIN / "python"), "-m", "sms_simulator", "--port", str(port),
-        "--delivery-delay", "0.05", "--callback-backoff", "0.2"],
+        "--delivery-delay", "0.05", "--callback-backoff", "0.2",
+        "--callback-secret", CALLBACK_SECRET],
         tmp_path_factory.mktemp("sms"))
     process.start()
     url = f"http://127.0.0.1:{port}"

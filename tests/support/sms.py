@@ -8,6 +8,7 @@ from pymongo import MongoClient
 
 from hocvu.devstack.processes import BIN, Process, free_port
 from hocvu.store import Store
+from tests.support.fixtures import CALLBACK_SECRET
 
 VN = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh: no DST since 1975
 
@@ -53,7 +54,8 @@ def start_gateway(tmp_path):
         port = free_port()
         process = Process(f"sms-gateway-{port}", [
             str(BIN / "python"), "-m", "sms_simulator", "--port", str(port),
-            "--delivery-delay", "0.05", "--callback-backoff", "0.2", *options], tmp_path)
+            "--delivery-delay", "0.05", "--callback-backoff", "0.2",
+            "--callback-secret", CALLBACK_SECRET, *options], tmp_path)
         process.start()
         processes.append(process)
         url = f"http://127.0.0.1:{port}"

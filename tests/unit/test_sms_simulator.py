@@ -530,3 +530,16 @@ def test_log_masks_phone_and_omits_text(client, caplog):
 ])
 def test_mask_phone(value, masked):
     assert mask_phone(value) == masked
+
+
+def test_reports_are_signed_as_the_platform_verifies_them():
+    from hocvu import signatures
+    from sms_simulator.delivery import signature_headers
+
+    body = b'{"message_id": "m", "status": "delivered"}'
+    headers = signature_headers("s3cret", body, now=1_764_000_000)
+    signatures.verify(b"s3cret", headers["X-Hocvu-Timestamp"], headers["X-Hocvu-Signature"],
+                      body, now=1_764_000_010)
+    with pytest.raises(signatures.BadSignature):
+        signatures.verify(b"other", headers["X-Hocvu-Timestamp"], headers["X-Hocvu-Signature"],
+                          body, now=1_764_000_010)
