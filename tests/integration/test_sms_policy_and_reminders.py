@@ -296,3 +296,25 @@ def test_progress_that_arrives_before_the_enrollment_still_counts(notifications_
     state = notifications_store.db.reminders.find_one({"_id": ENROLLMENT})
     assert state["next_reminder_at"] == progress_at + reminders.timedelta(days=3)
     assert state["completed_lesson_ids"] == ["l1"]
+
+
+def test_our_token_bucket_puts_messages_back_without_counting_an_attempt(
+        notifications_store, sms_gateway, sms_outbox):
+    from services.notifications import providers
+    db = notifications_store.db
+    clock = Clock(local(2026, 11, 25, 10, 0))
+    config = {"SMS_GATEWAY_URL": sms_gateway, "SMS_SIMULATOR_RATE_PER_SECOND": 0.01,
+              "SMS_SIMULATOR_BURST": 1}
+    loop = DispatchLoop(db.messages, providers.adapter("simulator", config), config,
+                        policy.SendPolicy(db, config, clock), clock)
+    queued = [_queue(notifications_store, n, templates.ENROLLMENT_CONFIRMED, now=clock())
+              for n in range(3)]
+
+    loop.run_once()
+    stored = [db.messages.find_one({"_id": m["_id"]}) for m in queued]
+    assert sorted(m["status"] for m in stored) == [messages.ACCEPTED] + [messages.QUEUED] * 2
+    for waiting in (m for m in stored if m["status"] == messages.QUEUED):
+        assert waiting["attempts"] == 0
+        assert waiting["held_reason"] == "simulator rate limit (ours)"
+        assert waiting["next_attempt_at"] > clock()
+    assert len(sms_outbox()) == 1
