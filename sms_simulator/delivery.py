@@ -1,4 +1,8 @@
-"""Delivery reports: after a delay, tell the caller's callback URL the message arrived."""
+"""Delivery reports: after a delay, tell the caller's callback URL the message arrived.
+
+With a callback secret, each POSTed report is signed (signing.py, the scheme the platform
+verifies in hocvu/signatures.py).
+"""
 import heapq
 import itertools
 import json
@@ -11,12 +15,14 @@ from typing import Callable
 import requests
 
 from .signing import signature_headers
+from .modes import EsmsMode, SpeedSmsMode
 from .store import MessageStore
 from .timestamps import utc_now_iso
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 30.0
+REPORT_FORMATS = {EsmsMode.name: EsmsMode.report, SpeedSmsMode.name: SpeedSmsMode.report}
 
 
 class ReportFailed(Exception):
@@ -32,7 +38,7 @@ def http_report_sender(timeout: float, secret: bytes | None = None,
     # connections, and a new one per report costs both sides CPU (docs/performance.md)
     local = threading.local()
 
-    def send(url: str, report: dict) -> None:
+    def send(url: str, report: dict, method: str = "POST") -> None:
         if not hasattr(local, "session"):
             local.session = requests.Session()
         body = json.dumps(report).encode()
@@ -40,7 +46,10 @@ def http_report_sender(timeout: float, secret: bytes | None = None,
         if secret:
             headers.update(signature_headers(secret, int(clock()), body))
         try:
-            response = local.session.post(url, data=body, headers=headers, timeout=timeout)
+            if method == "GET":  # eSMS reports in the query string of a GET
+                response = local.session.get(url, params=report, timeout=timeout)
+            else:
+                response = local.session.post(url, data=body, headers=headers, timeout=timeout)
         except requests.RequestException as exc:
             raise ReportFailed(type(exc).__name__) from exc
         if not 200 <= response.status_code < 300:
@@ -129,15 +138,20 @@ class DeliveryReporter:
             self._store.update(message.message_id, counts_as="delivered",
                                status="delivered", delivered_at=delivered_at)
             return
-        report = {
+        method, report = "POST", {
             "message_id": message.message_id,
             "request_id": message.request_id,
             "to": message.to,
             "status": "delivered",
             "delivered_at": delivered_at,
         }
+        if message.report_format in REPORT_FORMATS:
+            method, report = REPORT_FORMATS[message.report_format](message, delivered_at)
         try:
-            self._send(message.callback_url, report)
+            if method == "POST":
+                self._send(message.callback_url, report)
+            else:
+                self._send(message.callback_url, report, method)
         except ReportFailed as exc:
             self._failed(job, delivered_at, str(exc))
             return
