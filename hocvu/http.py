@@ -186,6 +186,8 @@ class Authenticator(SharedExtension):
         secret = str(self.container.config.get("SMS_CALLBACK_SECRET") or "")
         if not secret:
             raise ServiceUnavailable("SMS_CALLBACK_SECRET is not configured")
+        if request.content_length and request.content_length > MAX_BODY_BYTES:
+            raise ValidationFailed("request body is too large", {"_body": ["at most 1 MiB"]})
         try:
             signatures.verify(secret.encode(), request.headers.get(signatures.TIMESTAMP_HEADER),
                               request.headers.get(signatures.SIGNATURE_HEADER),
