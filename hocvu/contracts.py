@@ -8,8 +8,11 @@ Who publishes what (exchange `<service>.events`, routing key = event type):
     lessons       course_published, lessons_assigned, lesson_completed, course_completed
     enrollment    learner_enrolled, learner_contact_registered
     certificates  certificate_issued
-`learner_contact_registered` is the only event that carries a phone number and only the
-notifications service subscribes to it. No event ever carries a national ID.
+    identity      sign_in_code_requested
+`learner_contact_registered` is the only event that carries a phone number in clear and only
+the notifications service subscribes to it. `sign_in_code_requested` carries a phone number
+and a one-time code sealed for notifications (hocvu.sealing): nobody else can read them.
+No event ever carries a national ID.
 """
 from marshmallow import EXCLUDE, Schema, fields, validate
 
@@ -30,6 +33,7 @@ SUBSCRIBERS = {
     "lesson_completed": [],
     "course_completed": [("certificates", "issue_certificate")],
     "certificate_issued": [("notifications", "announce_certificate")],
+    "sign_in_code_requested": [("notifications", "send_sign_in_code")],
 }
 
 
@@ -118,11 +122,25 @@ class CertificateIssued(_AboutAnEnrollment):
     verify_url = fields.Url(required=True, require_tld=False)
 
 
+# a hocvu.sealing value: base64 of a sealed box (48 bytes of overhead) around a short text
+_sealed = dict(required=True, validate=[validate.Length(min=64, max=512), validate.Regexp(
+    r"^[A-Za-z0-9+/]+={0,2}$", error="must be a sealed value (base64)")])
+
+
+class SignInCodeRequested(_Data):
+    """A learner asked for a sign-in code: notifications texts it to them."""
+    request_id = fields.String(**_id)
+    phone = fields.String(**_sealed)   # E.164, sealed for notifications
+    code = fields.String(**_sealed)    # 6 digits, sealed for notifications
+    expires_at = UtcDateTime(required=True)
+
+
 SOURCES = {
     "course_published": "lessons", "lessons_assigned": "lessons",
     "lesson_completed": "lessons", "course_completed": "lessons",
     "learner_enrolled": "enrollment", "learner_contact_registered": "enrollment",
     "certificate_issued": "certificates",
+    "sign_in_code_requested": "identity",
 }
 
 _SCHEMAS = {
@@ -133,6 +151,7 @@ _SCHEMAS = {
     "lesson_completed": LessonCompleted(),
     "course_completed": CourseCompleted(),
     "certificate_issued": CertificateIssued(),
+    "sign_in_code_requested": SignInCodeRequested(),
 }
 
 EVENT_TYPES = tuple(_SCHEMAS)

@@ -2,7 +2,7 @@
 
 Errors answer `{"error": CODE, "message": ..., "fields": {...}}`:
     ValidationFailed (and marshmallow's ValidationError) -> 400 VALIDATION_ERROR
-    NotFound -> 404, Conflict -> 409, anything unexpected -> 500 INTERNAL_ERROR
+    NotFound -> 404, Conflict -> 409, TooManyRequests -> 429 (+ Retry-After), anything unexpected -> 500 INTERNAL_ERROR
 Unknown routes and wrong methods get the same envelope (404 / 405).
 """
 import json
@@ -25,10 +25,12 @@ class ApiError(Exception):
     status = 500
     code = "INTERNAL_ERROR"
 
-    def __init__(self, message: str, fields: dict | None = None, **extra):
+    def __init__(self, message: str, fields: dict | None = None,
+                 headers: dict | None = None, **extra):
         super().__init__(message)
         self.message = message
         self.fields = fields or {}
+        self.headers = headers or {}
         self.extra = extra
 
     def body(self) -> dict:
@@ -50,6 +52,16 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status = 409
     code = "CONFLICT"
+
+
+class TooManyRequests(ApiError):
+    """429, with the wait in the Retry-After header and as `retry_after` in the body."""
+    status = 429
+    code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, headers={"Retry-After": str(retry_after)},
+                         retry_after=retry_after)
 
 
 class ServiceUnavailable(ApiError):
@@ -156,7 +168,7 @@ class JsonHttpEntrypoint(HttpRequestHandler):
 
     def response_from_exception(self, exc):
         if isinstance(exc, ApiError):
-            return json_response(exc.body(), exc.status)
+            return json_response(exc.body(), exc.status, exc.headers)
         incident = uuid.uuid4().hex[:12]
         log.error("unexpected error answering an HTTP request (incident %s): %r", incident, exc)
         return json_response({"error": "INTERNAL_ERROR", "fields": {},

@@ -17,7 +17,7 @@ from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch, release
 from hocvu.privacy import mask_phone
 from hocvu.store import ServiceStore
-from services.notifications import providers
+from services.notifications import providers, sign_in_codes
 from services.notifications.messages import ACCEPTED, FAILED, QUEUED
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ class DispatchLoop(WakeableLoop):
         self.linger_seconds = float(config.get("SMS_LINGER_SECONDS", 0.02))
         self.lease = timedelta(seconds=float(config.get("SMS_LEASE_SECONDS", 30)))
         self.pool = GreenPool(self.concurrency)
+        self.sealing_key = sign_in_codes.opener_from_config(config) \
+            if config.get("NOTIFICATIONS_SEALING_PRIVATE_KEY") else None
 
     def run_once(self) -> bool:
         due = {"status": QUEUED, "next_attempt_at": {"$lte": utcnow()}}
@@ -51,7 +53,8 @@ class DispatchLoop(WakeableLoop):
 
     def _send(self, message: dict) -> providers.SendResult:
         return self.provider.send(providers.SmsRequest(
-            request_id=message["_id"], to=message["to"], text=message["text"],
+            request_id=message["_id"], to=message["to"],
+            text=sign_in_codes.text_to_send(message, self.sealing_key),
             encoding=message["encoding"], brandname=self.brandname))
 
     def _record(self, message: dict, result: providers.SendResult) -> None:

@@ -8,6 +8,8 @@ HTTP (under /api/notifications/)
 Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            enrollment.learner_enrolled            -> SMS enrollment_confirmed
            certificates.certificate_issued        -> SMS certificate_issued
+           identity.sign_in_code_requested        -> SMS sign_in_code (transactional; the
+                                                     code is stored redacted, sent unsealed)
 Publishes  nothing yet
 State      its own database: contacts, messages, outbox, inbox
 Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_PROVIDER
@@ -21,7 +23,7 @@ from hocvu.http import NotFound, ValidationFailed, http, load_body
 from hocvu.messaging import subscribe
 from hocvu.outbox import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
-from services.notifications import messages, templates
+from services.notifications import messages, sign_in_codes, templates
 from services.notifications.dispatcher import SmsDispatcher
 from services.notifications.schemas import DeliveryReportIn, MessageOut
 
@@ -118,6 +120,19 @@ class NotificationsService:
                              {"full_name": data["full_name"], "course_title": data["course_title"],
                               "verification_code": data["verification_code"],
                               "verify_url": data["verify_url"]})
+
+    @subscribe("identity", "sign_in_code_requested")
+    def send_sign_in_code(self, event):
+        key = sign_in_codes.opener_from_config(self.config)
+        unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
+
+        def work(tx):
+            tx.claim_event("send_sign_in_code", event)
+            return sign_in_codes.create(tx, key, event.data, event.correlation_id, utcnow(),
+                                        unaccented)
+
+        if self.store.transact(work):
+            self.dispatcher.wake()
 
     def _create_message(self, event, consumer, template, dedupe_key, values):
         unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"

@@ -1,0 +1,50 @@
+"""The sign-in code SMS: transactional, and its code never rests in the store.
+
+identity seals the phone and the code of `sign_in_code_requested` for us. The message is
+stored with the code replaced by REDACTED and keeps the code still sealed; the dispatcher
+puts the real code into the text only in the request to the provider (`text_to_send`).
+The placeholder has the code's length, so the encoding and segments stored are the ones
+sent. The phone is kept like every message's `to`: the SMS must reach it.
+"""
+import uuid
+from datetime import datetime
+
+from hocvu import sealing
+from hocvu.leases import NEVER
+from hocvu.store import Transaction
+from services.notifications import sms, templates
+from services.notifications.messages import QUEUED
+
+REDACTED = "******"
+TRANSACTIONAL = "transactional"
+
+
+def opener_from_config(config: dict):
+    """The private key that opens what identity sealed for notifications."""
+    return sealing.private_key(str(config.get("NOTIFICATIONS_SEALING_PRIVATE_KEY") or ""))
+
+
+def create(tx: Transaction, key, data: dict, correlation_id: str, now: datetime,
+           unaccented: bool) -> dict | None:
+    """Queue the SMS of one code request; None if it exists already (a redelivery)."""
+    dedupe_key = f"sign_in_code:{data['request_id']}"
+    if tx["messages"].find_one({"dedupe_key": dedupe_key}, projection={"_id": 1}):
+        return None
+    text = sms.prepare(templates.render(templates.SIGN_IN_CODE, code=REDACTED), unaccented)
+    message = {
+        "_id": str(uuid.uuid4()), "dedupe_key": dedupe_key, "template": templates.SIGN_IN_CODE,
+        "kind": TRANSACTIONAL, "learner_id": None, "enrollment_id": None,
+        "to": sealing.open_sealed(key, data["phone"]), "sealed_code": data["code"],
+        "text": text.text, "encoding": text.encoding, "segments": text.segments,
+        "status": QUEUED, "created_at": now, "expires_at": data["expires_at"], "attempts": 0,
+        "next_attempt_at": now, "lease_until": NEVER, "correlation_id": correlation_id,
+    }
+    tx["messages"].insert_one(message)
+    return message
+
+
+def text_to_send(message: dict, key) -> str:
+    """The text for the provider: a code message gets its real code back, others as stored."""
+    if not message.get("sealed_code"):
+        return message["text"]
+    return message["text"].replace(REDACTED, sealing.open_sealed(key, message["sealed_code"]), 1)
