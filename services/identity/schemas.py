@@ -1,6 +1,7 @@
 """Identity's HTTP bodies. Personal data: a learner's phone number (never stored in clear:
 only its keyed hash), staff display names and usernames."""
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates
+from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, validate,
+                         validates, validates_schema)
 
 from hocvu.contracts import UtcDateTime
 from hocvu.phones import InvalidPhone, normalize_phone
@@ -36,16 +37,25 @@ class StaffIn(_In):
         if problems:
             raise ValidationError(problems)
 
+    @validates_schema(skip_on_field_errors=False)
+    def _scope_and_password(self, data, **_):
+        # every field at fault in one answer, even when another field failed already
+        errors = {}
+        if {"role", "province", "communes"} <= set(data):
+            errors.update(domain.scope_problems(data["role"], data["province"],
+                                                data["communes"]))
+        if "password" in data:
+            problems = domain.password_problems(
+                data["password"], domain.normalize_username(data.get("username", "")))
+            if problems:
+                errors["password"] = problems
+        if errors:
+            raise ValidationError(errors)
+
     @post_load
     def _normalise(self, data, **_):
         data["username"] = domain.normalize_username(data["username"])
         data["display_name"] = " ".join(data["display_name"].split())
-        errors = domain.scope_problems(data["role"], data["province"], data["communes"])
-        problems = domain.password_problems(data["password"], data["username"])
-        if problems:
-            errors["password"] = problems
-        if errors:
-            raise ValidationError(errors)
         return data
 
 
