@@ -9,12 +9,12 @@ Who publishes what (exchange `<service>.events`, routing key = event type):
     enrollment    learner_enrolled, learner_contact_registered
     certificates  certificate_issued
     identity      sign_in_code_requested
-`learner_contact_registered` is the only event that carries a phone number in clear and only
-the notifications service subscribes to it. `sign_in_code_requested` carries a phone number
-and a one-time code sealed for notifications (hocvu.sealing): nobody else can read them.
-No event ever carries a national ID.
+`learner_contact_registered` and `sign_in_code_requested` are the only events that carry a
+phone number (the latter also a one-time code), sealed so that only notifications (their only
+subscriber) can read it (hocvu.sealing). No event ever carries a national ID.
+`learner_subject` is the learner's pseudonymous sign-in subject (a keyed hash of their phone, hocvu.auth.learner_subject): services keep it to let a learner see their own records.
 """
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from hocvu.clock import isoformat
 
@@ -49,6 +49,10 @@ _id = dict(required=True, validate=validate.Length(min=1, max=64))
 _title = dict(required=True, validate=validate.Length(min=1, max=300))
 _group = dict(required=True, validate=validate.OneOf(LEARNER_GROUPS))
 _full_name = dict(required=True, validate=validate.Length(min=1, max=200))
+# added after the first release: absent in events stored before it (tolerant reader)
+_subject = dict(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200))
+_province = dict(validate=validate.Regexp(r"^\d{2}$"))
+_commune = dict(validate=validate.Regexp(r"^\d{5}$"))
 
 
 class _Data(Schema):
@@ -81,8 +85,9 @@ class _NamedLearnerInACommune(_AboutAnEnrollment):
     course_title = fields.String(**_title)
     full_name = fields.String(**_full_name)
     group = fields.String(**_group)
-    province_code = fields.String(required=True, validate=validate.Regexp(r"^\d{2}$"))
-    commune_code = fields.String(required=True, validate=validate.Regexp(r"^\d{5}$"))
+    province_code = fields.String(required=True, **_province)
+    commune_code = fields.String(required=True, **_commune)
+    learner_subject = fields.String(**_subject)
 
 
 class LearnerEnrolled(_NamedLearnerInACommune):
@@ -93,7 +98,14 @@ class LearnerContactRegistered(_Data):
     learner_id = fields.String(**_id)
     enrollment_id = fields.String(**_id)
     full_name = fields.String(**_full_name)
-    phone = fields.String(required=True, validate=validate.Regexp(r"^\+84\d{9}$"))
+    # the E.164 number sealed for notifications; `phone` in clear is what the first release sent
+    sealed_phone = fields.String(load_default=None, validate=validate.Length(min=1, max=500))
+    phone = fields.String(load_default=None, validate=validate.Regexp(r"^\+84\d{9}$"))
+
+    @validates_schema
+    def _a_number(self, data, **_):
+        if not data.get("sealed_phone") and not data.get("phone"):
+            raise ValidationError("sealed_phone is required", field_name="sealed_phone")
 
 
 class LessonsAssigned(_AboutAnEnrollment):
@@ -120,6 +132,9 @@ class CertificateIssued(_AboutAnEnrollment):
     full_name = fields.String(**_full_name)
     issued_at = UtcDateTime(required=True)
     verify_url = fields.Url(required=True, require_tld=False)
+    province_code = fields.String(load_default=None, **_province)
+    commune_code = fields.String(load_default=None, **_commune)
+    learner_subject = fields.String(**_subject)
 
 
 # a hocvu.sealing value: base64 of a sealed box (48 bytes of overhead) around a short text

@@ -2,18 +2,28 @@
 
 Errors answer `{"error": CODE, "message": ..., "fields": {...}}`:
     ValidationFailed (and marshmallow's ValidationError) -> 400 VALIDATION_ERROR
-    NotFound -> 404, Conflict -> 409, TooManyRequests -> 429 (+ Retry-After), anything unexpected -> 500 INTERNAL_ERROR
+    no or untrusted token -> 401 UNAUTHENTICATED, role or scope refused -> 403 FORBIDDEN
+    NotFound -> 404, Conflict -> 409, TooManyRequests -> 429 (+ Retry-After),
+    anything unexpected -> 500 INTERNAL_ERROR
 Unknown routes and wrong methods get the same envelope (404 / 405).
+
+Every route is checked against its rule in the service's ACCESS table (hocvu.auth) before
+its handler runs; the handler finds the caller on `request.principal`.
 """
 import json
 import logging
+import time
 import uuid
 
 from marshmallow import Schema, ValidationError
+from nameko.exceptions import ConfigurationError
+from nameko.extensions import SharedExtension
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
+
+from hocvu import auth, signatures
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +35,10 @@ class ApiError(Exception):
     status = 500
     code = "INTERNAL_ERROR"
 
-    def __init__(self, message: str, fields: dict | None = None,
-                 headers: dict | None = None, **extra):
+    def __init__(self, message: str, fields: dict | None = None, **extra):
         super().__init__(message)
         self.message = message
         self.fields = fields or {}
-        self.headers = headers or {}
         self.extra = extra
 
     def body(self) -> dict:
@@ -60,13 +68,29 @@ class TooManyRequests(ApiError):
     code = "TOO_MANY_REQUESTS"
 
     def __init__(self, message: str, retry_after: int):
-        super().__init__(message, headers={"Retry-After": str(retry_after)},
-                         retry_after=retry_after)
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailable(ApiError):
     status = 503
     code = "UNAVAILABLE"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "UNAUTHENTICATED"
+
+    def headers(self) -> dict:
+        return {"WWW-Authenticate": 'Bearer realm="hocvu"'}
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "FORBIDDEN"
 
 
 def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
@@ -143,11 +167,52 @@ class JsonWebServer(WebServer):
         return JsonWsgiApp(self)
 
 
+class Authenticator(SharedExtension):
+    """One per service process: verifies tokens (hocvu.auth.TokenVerifier, built at start so
+    that missing AUTH_* settings stop the service at once) and the gateway's signatures."""
+
+    def setup(self):
+        self.verifier = auth.TokenVerifier(self.container.config)
+
+    def caller(self, rule: auth.Rule, request) -> auth.Principal | None:
+        """The verified caller of a route with `rule`, or raise an ApiError."""
+        if rule.kind == "gateway":
+            self._check_gateway_signature(request)
+            return None
+        if rule.kind != "roles":
+            return None
+        try:
+            principal = self.verifier.principal(request.headers.get("Authorization"))
+            auth.authorize(rule, principal)
+        except auth.Unauthenticated as exc:
+            raise Unauthorized(str(exc)) from None
+        except auth.Forbidden as exc:
+            raise Forbidden(str(exc)) from None
+        except auth.KeysUnavailable:
+            log.error("the token issuer's keys cannot be fetched from %s",
+                      self.container.config.get("AUTH_JWKS_URL"))
+            raise ServiceUnavailable("sign-in cannot be checked right now; try again") from None
+        return principal
+
+    def _check_gateway_signature(self, request) -> None:
+        secret = str(self.container.config.get("SMS_CALLBACK_SECRET") or "")
+        if not secret:
+            raise ServiceUnavailable("SMS_CALLBACK_SECRET is not configured")
+        try:
+            signatures.verify(secret.encode(), request.headers.get(signatures.TIMESTAMP_HEADER),
+                              request.headers.get(signatures.SIGNATURE_HEADER),
+                              request.get_data(cache=True), now=time.time())
+        except signatures.BadSignature as exc:
+            raise Unauthorized(f"gateway callback refused: {exc}") from None
+
+
 class JsonHttpEntrypoint(HttpRequestHandler):
     """nameko's @http answering JSON. The route also describes itself for OpenAPI:
     `summary`, the request `body` schema, `query` parameters {name: description} and
-    `answers` {status: response schema, or a description for an error}."""
+    `answers` {status: response schema, or a description for an error}. Who may call it is
+    the service's ACCESS table's business."""
     server = JsonWebServer()
+    authenticator = Authenticator()
 
     def __init__(self, method, url, summary: str = "", body=None, query=None, answers=None,
                  **kwargs):
@@ -157,6 +222,18 @@ class JsonHttpEntrypoint(HttpRequestHandler):
         self.query = query or {}
         self.answers = answers or {}
         super().__init__(method, url, **kwargs)
+
+    def setup(self):
+        super().setup()
+        self.rule = access_rule(self.container.service_cls, self.method_name)
+
+    def handle_request(self, request):
+        request.shallow = False  # as nameko does before reading a body: a signature covers it
+        try:
+            request.principal = self.authenticator.caller(self.rule, request)
+        except ApiError as exc:
+            return self.response_from_exception(exc)
+        return super().handle_request(request)
 
     def response_from_result(self, result):
         if isinstance(result, Response):
@@ -168,11 +245,22 @@ class JsonHttpEntrypoint(HttpRequestHandler):
 
     def response_from_exception(self, exc):
         if isinstance(exc, ApiError):
-            return json_response(exc.body(), exc.status, exc.headers)
+            headers = exc.headers() if hasattr(exc, "headers") else None
+            return json_response(exc.body(), exc.status, headers)
         incident = uuid.uuid4().hex[:12]
         log.error("unexpected error answering an HTTP request (incident %s): %r", incident, exc)
         return json_response({"error": "INTERNAL_ERROR", "fields": {},
                               "message": f"unexpected error, incident {incident}"}, 500)
+
+
+def access_rule(service_cls, method_name: str) -> auth.Rule:
+    """The rule a service's ACCESS table gives a route; a route it forgets does not start."""
+    table = getattr(service_cls, "ACCESS", None) or {}
+    rule = table.get(method_name)
+    if not isinstance(rule, auth.Rule):
+        raise ConfigurationError(
+            f"{service_cls.__name__}.{method_name} has no rule in {service_cls.__name__}.ACCESS")
+    return rule
 
 
 http = JsonHttpEntrypoint.decorator

@@ -74,7 +74,7 @@ class EventSubscriber(EventHandler):
     queue_consumer = ResilientQueueConsumer()
 
     def __init__(self, source_service: str, event_type: str, **kwargs):
-        kwargs.setdefault("expected_exceptions", (AlreadyProcessed,))
+        kwargs.setdefault("expected_exceptions", (AlreadyProcessed, MalformedEvent))
         super().__init__(source_service, event_type, **kwargs)
 
     def setup(self):
@@ -103,6 +103,11 @@ class EventSubscriber(EventHandler):
             return
         attempts = int((message.headers or {}).get(ATTEMPTS, 0)) + 1
         reason = f"{type(exc_info[1]).__name__}: {exc_info[1]}"[:500]
+        if isinstance(exc_info[1], MalformedEvent):
+            # the handler found the event unusable (a sealed value it cannot open): no retry
+            # will change that
+            self.dead_letter(message, reason, attempts)
+            return
         if attempts > len(self.delays):
             self.dead_letter(message, f"failed {attempts} times; last: {reason}", attempts)
             return

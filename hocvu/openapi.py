@@ -13,15 +13,39 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 
-from hocvu.http import JsonHttpEntrypoint
+from hocvu import auth
+from hocvu.http import JsonHttpEntrypoint, access_rule
 
 _PATH_PARAMETER = re.compile(r"<(?:[a-z_]+:)?([a-z_]+)>")
 
+SECURITY_SCHEMES = {
+    "bearerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                    "description": "a token from the configured issuer (docs/identity.md)"},
+    "gatewaySignature": {"type": "apiKey", "in": "header", "name": "X-Hocvu-Signature",
+                         "description": "HMAC-SHA256 with X-Hocvu-Timestamp "
+                                        "(docs/sms-gateway.md)"},
+}
+
 
 class ErrorOut(Schema):
-    error = fields.String(metadata={"example": "VALIDATION_ERROR"})
-    message = fields.String()
-    fields = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    error = fields.String(required=True, metadata={"example": "VALIDATION_ERROR"})
+    message = fields.String(required=True)
+    enrollment_id = fields.String(metadata={
+        "description": "409 ALREADY_ENROLLED: the existing enrollment, if the caller may see it"})
+    # last: the attribute hides marshmallow's `fields` module inside the class body
+    fields = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                         required=True)
+
+
+# answers every route of a kind can give, whatever its handler does
+_ANSWERS_BY_RULE = {
+    "roles": {401: "no token, or one that is expired or from an unknown issuer",
+              403: "the caller's role may not do this",
+              503: "the token issuer's keys cannot be fetched"},
+    "gateway": {401: "unsigned, badly signed or replayed callback"},
+}
+_ANSWERS_OF_EVERY_ROUTE = {429: "too many requests from this address (the edge's limit)",
+                           500: "unexpected error (an incident id is logged)"}
 
 
 def routes(service_class) -> list[tuple[str, JsonHttpEntrypoint]]:
@@ -33,8 +57,12 @@ def routes(service_class) -> list[tuple[str, JsonHttpEntrypoint]]:
     return sorted(found, key=lambda item: (item[1].url, item[1].method))
 
 
-def _operation(name: str, route: JsonHttpEntrypoint, path_parameters: list[str]) -> dict:
+def _operation(name: str, route: JsonHttpEntrypoint, path_parameters: list[str],
+               rule: auth.Rule) -> dict:
     operation = {"operationId": name, "summary": route.summary or name.replace("_", " "),
+                 "description": f"Who may call it: {rule.describe()}.",
+                 "security": {"roles": [{"bearerToken": []}],
+                              "gateway": [{"gatewaySignature": []}]}.get(rule.kind, []),
                  "parameters": [{"in": "path", "name": p, "required": True,
                                  "schema": {"type": "string"}} for p in path_parameters]
                  + [{"in": "query", "name": q, "required": False, "description": text,
@@ -43,7 +71,8 @@ def _operation(name: str, route: JsonHttpEntrypoint, path_parameters: list[str])
     if route.body_schema is not None:
         operation["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": route.body_schema}}}
-    for status, answer in route.answers.items():
+    answers = {**_ANSWERS_OF_EVERY_ROUTE, **_ANSWERS_BY_RULE.get(rule.kind, {}), **route.answers}
+    for status, answer in sorted(answers.items()):
         if isinstance(answer, str) and status < 400:
             operation["responses"][str(status)] = {"description": answer}
         elif isinstance(answer, str):
@@ -52,7 +81,7 @@ def _operation(name: str, route: JsonHttpEntrypoint, path_parameters: list[str])
         else:
             operation["responses"][str(status)] = {"description": "OK", "content": {
                 "application/json": {"schema": answer}}}
-    if not operation["responses"]:
+    if not any(status.startswith("2") for status in operation["responses"]):
         operation["responses"]["200"] = {"description": "OK"}
     return operation
 
@@ -61,9 +90,13 @@ def _operation(name: str, route: JsonHttpEntrypoint, path_parameters: list[str])
 def build(service_class, title: str, description: str = "") -> dict:
     spec = APISpec(title=title, version="1", openapi_version="3.0.3",
                    info={"description": description}, plugins=[MarshmallowPlugin()])
+    for scheme, definition in SECURITY_SCHEMES.items():
+        spec.components.security_scheme(scheme, definition)
     for name, route in routes(service_class):
         path = _PATH_PARAMETER.sub(r"{\1}", route.url)
-        operations = {verb.lower(): _operation(name, route, _PATH_PARAMETER.findall(route.url))
+        rule = access_rule(service_class, name)
+        operations = {verb.lower(): _operation(name, route, _PATH_PARAMETER.findall(route.url),
+                                               rule)
                       for verb in route.method.split(",")}
         spec.path(path=path, operations=operations)
     return spec.to_dict()

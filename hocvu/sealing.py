@@ -1,11 +1,9 @@
-"""Values only one service may read, carried through events that others can see.
+"""Values sealed for one service: a phone number or a sign-in code that must cross the broker
+(and rest in an outbox, a retry queue, a dead letter) without anyone but notifications reading it.
 
-A value is sealed with the reader's public key (libsodium's sealed box: an ephemeral
-X25519 key, XSalsa20-Poly1305) and opened only with its private key, so the publisher, the
-broker, a dead-letter queue and an operator replaying it see base64 and nothing more.
-Keys and sealed values are standard base64 text, fit for configuration and JSON.
-
-`python -m hocvu.sealing keypair` prints a new key pair as two configuration lines.
+libsodium's sealed boxes (PyNaCl): whoever holds notifications' public key can seal; only the
+private key, which notifications alone is given, opens. Keys are base64 of the 32 raw bytes
+(`python -m hocvu.sealing new` prints a pair).
 """
 import base64
 import binascii
@@ -15,58 +13,48 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 
-class SealingError(ValueError):
-    """A key or a sealed value that cannot be used (wrong key, altered, not base64)."""
+class CannotOpen(ValueError):
+    """Not sealed for this key, or damaged."""
 
 
-def _decode(text: str, what: str) -> bytes:
+def _key_bytes(encoded: str, name: str) -> bytes:
     try:
-        return base64.b64decode(text or "", validate=True)
-    except (binascii.Error, ValueError):
-        raise SealingError(f"{what} is not base64") from None
+        raw = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, AttributeError):
+        raise ValueError(f"{name} is not base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"{name} must be 32 bytes, base64-encoded")
+    return raw
 
 
-def public_key(text: str) -> PublicKey:
-    raw = _decode(text, "public key")
-    if len(raw) != PublicKey.SIZE:
-        raise SealingError(f"public key must be {PublicKey.SIZE} bytes")
-    return PublicKey(raw)
+class Sealer:
+    def __init__(self, public_key_b64: str):
+        self._box = SealedBox(PublicKey(_key_bytes(public_key_b64, "sealing public key")))
+
+    def seal(self, text: str) -> str:
+        return base64.b64encode(self._box.encrypt(text.encode("utf-8"))).decode("ascii")
 
 
-def private_key(text: str) -> PrivateKey:
-    raw = _decode(text, "private key")
-    if len(raw) != PrivateKey.SIZE:
-        raise SealingError(f"private key must be {PrivateKey.SIZE} bytes")
-    return PrivateKey(raw)
+class Opener:
+    def __init__(self, private_key_b64: str):
+        self._box = SealedBox(PrivateKey(_key_bytes(private_key_b64, "sealing private key")))
+
+    def open(self, sealed: str) -> str:
+        try:
+            return self._box.decrypt(base64.b64decode(sealed, validate=True)).decode("utf-8")
+        except (CryptoError, binascii.Error, ValueError, TypeError):
+            raise CannotOpen("this value was not sealed for this service's key") from None
 
 
-def seal(key: PublicKey, value: str) -> str:
-    return base64.b64encode(SealedBox(key).encrypt(value.encode("utf-8"))).decode("ascii")
-
-
-def open_sealed(key: PrivateKey, sealed: str) -> str:
-    try:
-        return SealedBox(key).decrypt(_decode(sealed, "sealed value")).decode("utf-8")
-    except (CryptoError, UnicodeDecodeError):
-        raise SealingError("sealed value cannot be opened with this key") from None
-
-
-def new_keypair() -> tuple[str, str]:
+def new_key_pair() -> tuple[str, str]:
     """(private, public), base64."""
-    secret = PrivateKey.generate()
-    encode = lambda raw: base64.b64encode(bytes(raw)).decode("ascii")  # noqa: E731
-    return encode(secret), encode(secret.public_key)
-
-
-def main(argv: list[str]) -> int:
-    if argv != ["keypair"]:
-        print("usage: python -m hocvu.sealing keypair", file=sys.stderr)
-        return 2
-    private, public = new_keypair()
-    print(f"NOTIFICATIONS_SEALING_PRIVATE_KEY={private}")
-    print(f"NOTIFICATIONS_SEALING_PUBLIC_KEY={public}")
-    return 0
+    private = PrivateKey.generate()
+    return (base64.b64encode(bytes(private)).decode(),
+            base64.b64encode(bytes(private.public_key)).decode())
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    if sys.argv[1:] != ["new"]:
+        sys.exit("usage: python -m hocvu.sealing new")
+    private_b64, public_b64 = new_key_pair()
+    print(f"NOTIFICATIONS_SEALING_PRIVATE_KEY={private_b64}\nNOTIFICATIONS_SEALING_PUBLIC_KEY={public_b64}")

@@ -28,6 +28,7 @@ def issue(tx: Transaction, completion: dict, correlation_id: str, verify_url: st
         **{key: completion[key] for key in (
             "enrollment_id", "learner_id", "course_id", "course_title", "full_name",
             "group", "province_code", "commune_code")},
+        "learner_subject": completion.get("learner_subject"),
     }
     tx["certificates"].insert_one(certificate)
     tx.publish("certificate_issued", {
@@ -35,5 +36,5 @@ def issue(tx: Transaction, completion: dict, correlation_id: str, verify_url: st
         "verification_code": display_code(code), "verify_url": verify_url.format(code=code),
         **{key: certificate[key] for key in (
             "enrollment_id", "learner_id", "course_id", "course_title", "full_name",
-            "issued_at")}}, correlation_id)
+            "issued_at", "province_code", "commune_code", "learner_subject")}}, correlation_id)
     return certificate

@@ -15,7 +15,14 @@ class CertificateOut(Schema):
     course_id = fields.String()
     full_name = fields.String()
     course_title = fields.String()
+    province_code = fields.String()
+    commune_code = fields.String()
     issued_at = UtcDateTime()
+
+
+class CertificatePageOut(Schema):
+    items = fields.List(fields.Nested(CertificateOut))
+    next_cursor = fields.String(allow_none=True)
 
 
 class VerificationOut(Schema):

@@ -1,9 +1,9 @@
 """certificates: issue one certificate per completed course, and let anyone verify it.
 
-HTTP (under /api/certificates/)
+HTTP (under /api/certificates/; who may call each route: ACCESS below)
     GET  health
     GET  openapi.json
-    GET  certificates?enrollment_id=...  or  ?learner_id=...
+    GET  certificates[?enrollment_id=|learner_id=]  the caller's own or their communes'; paged
     GET  verify/<verification_code>     public, no login
 Consumes   lessons.course_completed  -> issues the certificate
 Publishes  certificate_issued
@@ -12,16 +12,17 @@ State      its own database: certificates, counters (serial numbers), outbox, in
 from nameko.dependency_providers import Config
 from pymongo import ASCENDING
 
-from hocvu import health, openapi
+from hocvu import auth, health, openapi, pagination
+from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, ValidationFailed, http
+from hocvu.http import NotFound, http
 from hocvu.messaging import subscribe
 from hocvu.store import ServiceStore, Store
 from services.certificates import issuing
 from services.certificates.domain import normalize_code
-from services.certificates.schemas import CertificateOut, VerificationOut
+from services.certificates.schemas import CertificatePageOut, VerificationOut
 
-certificates_out = CertificateOut(many=True)
+page_out = CertificatePageOut()
 verification_out = VerificationOut()
 
 
@@ -32,10 +33,19 @@ def prepare(store: Store) -> None:
     db.certificates.create_index("verification_code", unique=True)
     db.certificates.create_index("serial", unique=True)
     db.certificates.create_index([("learner_id", ASCENDING), ("issued_at", ASCENDING)])
+    db.certificates.create_index([("commune_code", ASCENDING), ("issued_at", ASCENDING)])
+    db.certificates.create_index([("learner_subject", ASCENDING), ("issued_at", ASCENDING)])
 
 
 class CertificatesService:
     name = "certificates"
+
+    ACCESS = {
+        "health": auth.OPERATIONS,
+        "openapi_document": auth.PUBLIC,
+        "list_certificates": auth.roles(*EVERYONE_SIGNED_IN),
+        "verify": auth.PUBLIC,
+    }
 
     config = Config()
     store = ServiceStore(prepare=prepare)
@@ -49,17 +59,20 @@ class CertificatesService:
     def openapi_document(self, request):
         return openapi.build(CertificatesService, "hocvu certificates", __doc__)
 
-    @http("GET", "/api/certificates/certificates", summary="certificates of an enrollment or learner",
-          query={"enrollment_id": "an enrollment", "learner_id": "a learner"},
-          answers={200: CertificateOut(many=True), 400: "neither parameter given"})
+    @http("GET", "/api/certificates/certificates",
+          summary="certificates the caller may see: their own, or their communes'",
+          query={"enrollment_id": "only this enrollment's", "learner_id": "only this learner's",
+                 **pagination.QUERY},
+          answers={200: CertificatePageOut, 400: "invalid page"})
     def list_certificates(self, request):
-        query = {key: request.args[key] for key in ("enrollment_id", "learner_id")
-                 if request.args.get(key)}
-        if not query:
-            raise ValidationFailed("give enrollment_id or learner_id", {
-                "enrollment_id": ["give enrollment_id or learner_id"]})
-        found = self.store.db.certificates.find(query).sort("issued_at", ASCENDING)
-        return certificates_out.dump(list(found))
+        limit, after = pagination.page_request(request.args)
+        query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
+        filters = {key: request.args[key][:64] for key in ("enrollment_id", "learner_id")
+                   if request.args.get(key)}
+        if filters:
+            query = {"$and": [query, filters]}
+        page = pagination.fetch_page(self.store.db.certificates, query, "issued_at", limit, after)
+        return page_out.dump(page)
 
     @http("GET", "/api/certificates/verify/<code>", summary="verify a certificate (public)",
           answers={200: VerificationOut, 404: "no certificate has this code"})

@@ -5,7 +5,6 @@ from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, va
                          validates, validates_schema)
 
 from hocvu.contracts import LEARNER_GROUPS, UtcDateTime
-from hocvu.privacy import mask_phone
 from services.enrollment import identity
 
 
@@ -79,10 +78,11 @@ class EnrollmentCreatedOut(Schema):
 
 
 class LearnerOut(Schema):
-    """A learner as staff may see them: the national ID and phone only masked."""
+    """A learner as they and staff of their commune see them: the national ID and phone only
+    masked (enrollment keeps nothing more of either)."""
     id = fields.String(attribute="_id")
     full_name = fields.String()
-    phone = fields.Function(lambda learner: mask_phone(learner["phone"]))
+    phone = fields.String(attribute="phone_masked", metadata={"example": "+84*****5678"})
     national_id_last4 = fields.String()
     birth_year = fields.Integer()
     group = fields.String()
@@ -92,7 +92,21 @@ class LearnerOut(Schema):
 
 class EnrollmentOut(EnrollmentCreatedOut):
     course_title = fields.String()
+    province_code = fields.String()
+    commune_code = fields.String()
     learner = fields.Nested(LearnerOut)
+
+
+class EnrollmentSummaryOut(EnrollmentCreatedOut):
+    course_title = fields.String()
+    province_code = fields.String()
+    commune_code = fields.String()
+    group = fields.String()
+
+
+class EnrollmentPageOut(Schema):
+    items = fields.List(fields.Nested(EnrollmentSummaryOut))
+    next_cursor = fields.String(allow_none=True)
 
 
 class CatalogCourseOut(Schema):

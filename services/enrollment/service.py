@@ -1,15 +1,16 @@
 """enrollment: learners, their enrollments, and enrollment's copy of the catalog.
 
-HTTP (under /api/enrollment/)
+HTTP (under /api/enrollment/; who may call each route: ACCESS below)
     GET  health
     GET  openapi.json
     GET  courses                    the catalog as enrollment knows it (from lessons' events)
-    POST enrollments                {"course_id", "learner": {...}} -> 201, 400, 404, 409
+    POST enrollments                {"course_id", "learner": {...}} -> 201, 400, 403, 404, 409
+    GET  enrollments                the caller's own, or those of the communes they cover; paged
     GET  enrollments/<id>
 Consumes   lessons.course_published  -> catalog copy
 Publishes  learner_enrolled (to lessons, notifications),
-           learner_contact_registered (the phone number: to notifications only)
-State      its own database: learners, enrollments, catalog, outbox, inbox
+           learner_contact_registered (the phone number, sealed: to notifications only)
+State      its own database: learners (no phone in clear), enrollments, catalog, outbox, inbox
 """
 import re
 import uuid
@@ -20,19 +21,22 @@ from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from hocvu import health, openapi
+from hocvu import auth, health, openapi, pagination
+from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, http, json_response, load_body
+from hocvu.http import NotFound, ValidationFailed, http, json_response, load_body
 from hocvu.messaging import subscribe
+from hocvu.sealing import Sealer
 from hocvu.store import ServiceStore, Store
-from services.enrollment import enrolling, identity
+from services.enrollment import enrolling, identity, migrations
 from services.enrollment.schemas import (CatalogCourseOut, EnrollmentCreatedOut, EnrollmentIn,
-                                         EnrollmentOut)
+                                         EnrollmentOut, EnrollmentPageOut)
 
 enrollment_in = EnrollmentIn()
 created_out = EnrollmentCreatedOut()
 enrollment_out = EnrollmentOut()
+page_out = EnrollmentPageOut()
 catalog_out = CatalogCourseOut(many=True)
 
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -46,29 +50,63 @@ def prepare(store: Store) -> None:
     db.learners.create_index("national_id_hash", unique=True)
     db.enrollments.create_index([("learner_id", ASCENDING), ("course_id", ASCENDING)],
                                 unique=True)
-    db.enrollments.create_index([("commune_code", ASCENDING), ("group", ASCENDING)])
+    db.enrollments.create_index([("commune_code", ASCENDING), ("enrolled_at", ASCENDING)])
+    db.enrollments.create_index([("learner_subject", ASCENDING), ("enrolled_at", ASCENDING)])
+    migrations.drop_index_if_present(db.enrollments, "commune_code_1_group_1")
 
 
-class NationalIdHasher(DependencyProvider):
-    """The keyed hash of national IDs; refuses to start without a proper key."""
+def _key_setting(config: dict, name: str, minimum: int = 32) -> bytes:
+    key = str(config.get(name) or "")
+    if len(key) < minimum:
+        raise ConfigurationError(f"{name} must be set to a secret of at least {minimum} characters")
+    return key.encode()
+
+
+class PersonalDataKeys(DependencyProvider):
+    """What enrollment does with a person's identifiers instead of keeping them: the keyed
+    hash of the national ID, the learner's sign-in subject (keyed hash of the phone number,
+    shared with identity) and the phone sealed for notifications. Refuses to start without
+    proper keys."""
 
     def setup(self):
-        key = str(self.container.config.get("NATIONAL_ID_HASH_KEY") or "")
-        if len(key) < 32:
-            raise ConfigurationError(
-                "NATIONAL_ID_HASH_KEY must be set to a secret of at least 32 characters")
-        self.key = key.encode()
+        config = self.container.config
+        self.national_id_key = _key_setting(config, "NATIONAL_ID_HASH_KEY")
+        self.subject_key = _key_setting(config, "LEARNER_SUBJECT_KEY")
+        try:
+            self.sealer = Sealer(str(config.get("NOTIFICATIONS_SEALING_PUBLIC_KEY") or ""))
+        except ValueError as exc:
+            raise ConfigurationError(f"NOTIFICATIONS_SEALING_PUBLIC_KEY: {exc}") from None
+
+    def start(self):
+        store = next(dep.store for dep in self.container.dependencies
+                     if isinstance(dep, ServiceStore))
+        migrations.forget_clear_phones(store.db, self.subject_key)
 
     def get_dependency(self, worker_ctx):
-        return lambda national_id: identity.national_id_digest(national_id, self.key)
+        return self
+
+    def national_id_hash(self, national_id: str) -> str:
+        return identity.national_id_digest(national_id, self.national_id_key)
+
+    def learner_subject(self, phone: str) -> str:
+        return auth.learner_subject(phone, self.subject_key)
 
 
 class EnrollmentService:
     name = "enrollment"
 
+    ACCESS = {
+        "health": auth.OPERATIONS,
+        "openapi_document": auth.PUBLIC,
+        "list_courses": auth.PUBLIC,
+        "create_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
+        "list_enrollments": auth.roles(*EVERYONE_SIGNED_IN),
+        "get_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
+    }
+
     config = Config()
     store = ServiceStore(prepare=prepare)
-    hash_national_id = NationalIdHasher()
+    keys = PersonalDataKeys()
 
     @http("GET", "/api/enrollment/health", summary="broker and store reachable?",
           answers={200: "ok", 503: "broker or store unreachable"})
@@ -87,11 +125,17 @@ class EnrollmentService:
 
     @http("POST", "/api/enrollment/enrollments", summary="enroll a learner in a course",
           body=EnrollmentIn, answers={201: EnrollmentCreatedOut, 400: "invalid fields",
-                                      404: "unknown course", 409: "already enrolled"})
+                                      403: "not yourself, or outside your communes",
+                                      404: "unknown course",
+                                      409: "already enrolled, or registered with other details"})
     def create_enrollment(self, request):
+        caller = request.principal
         body = load_body(request, enrollment_in)
         learner = body["learner"]
-        national_id_hash = self.hash_national_id(learner["national_id"])
+        subject = self.keys.learner_subject(learner["phone"])
+        enrolling.check_caller_may_enroll(caller, learner, subject)
+        national_id_hash = self.keys.national_id_hash(learner["national_id"])
+        sealed_phone = self.keys.sealer.seal(learner["phone"])
         correlation_id = request.headers.get("X-Correlation-ID", "")
         if not _CORRELATION_ID.match(correlation_id):
             correlation_id = str(uuid.uuid4())
@@ -99,8 +143,8 @@ class EnrollmentService:
         course = enrolling.course_for(self._find_course, body["course_id"], learner["group"])
 
         def work(tx):
-            return enrolling.enroll(tx, course, learner, national_id_hash, correlation_id,
-                                    utcnow())
+            return enrolling.enroll(tx, caller, course, learner, national_id_hash, subject,
+                                    sealed_phone, correlation_id, utcnow())
 
         try:
             enrollment = self.store.transact(work)
@@ -115,11 +159,33 @@ class EnrollmentService:
     def _find_course(self, course_id: str) -> dict | None:
         return _catalog.get(course_id, lambda: self.store.db.catalog.find_one({"_id": course_id}))
 
+    @http("GET", "/api/enrollment/enrollments", summary="enrollments the caller may see",
+          query={"commune_code": "only this commune (5 digits)", "course_id": "only this course",
+                 **pagination.QUERY},
+          answers={200: EnrollmentPageOut, 400: "invalid filter or page"})
+    def list_enrollments(self, request):
+        limit, after = pagination.page_request(request.args)
+        query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
+        filters = {}
+        commune = request.args.get("commune_code")
+        if commune is not None:
+            if not re.fullmatch(r"\d{5}", commune):
+                raise ValidationFailed("invalid filter", {"commune_code": ["5 digits"]})
+            filters["commune_code"] = commune
+        if request.args.get("course_id"):
+            filters["course_id"] = request.args["course_id"][:64]
+        if filters:
+            query = {"$and": [query, filters]}
+        page = pagination.fetch_page(self.store.db.enrollments, query, "enrolled_at", limit, after)
+        return page_out.dump(page)
+
     @http("GET", "/api/enrollment/enrollments/<enrollment_id>", summary="one enrollment",
-          answers={200: EnrollmentOut, 404: "no such enrollment"})
+          answers={200: EnrollmentOut, 404: "no such enrollment (or not yours to see)"})
     def get_enrollment(self, request, enrollment_id):
         enrollment = self.store.db.enrollments.find_one({"_id": enrollment_id})
-        if enrollment is None:
+        if enrollment is None or not request.principal.may_see(
+                enrollment["province_code"], enrollment["commune_code"],
+                enrollment.get("learner_subject")):
             raise NotFound(f"no enrollment {enrollment_id}")
         enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
         return enrollment_out.dump(enrollment)

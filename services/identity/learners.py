@@ -33,7 +33,7 @@ class InvalidCode(ApiError):
 @dataclass(frozen=True)
 class CodePolicy:
     hash_key: bytes
-    notifications_key: object  # nacl PublicKey
+    sealer: sealing.Sealer  # with notifications' public key
     lifetime: timedelta
     attempts: int
     per_phone: tuple[domain.Window, ...]
@@ -99,8 +99,8 @@ def request_code(store: Store, policy: CodePolicy, phone: str, address: str, now
             "request_id": request_id, "created_at": now}, upsert=True)
         tx.publish("sign_in_code_requested", {
             "request_id": request_id,
-            "phone": sealing.seal(policy.notifications_key, phone),
-            "code": sealing.seal(policy.notifications_key, code),
+            "phone": policy.sealer.seal(phone),
+            "code": policy.sealer.seal(code),
             "expires_at": expires_at}, correlation_id)
         return None
 

@@ -29,13 +29,12 @@ from nameko.dependency_providers import Config
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 
-from hocvu import health, openapi, sealing
-from hocvu.auth import learner_subject
+from hocvu import auth, health, openapi, sealing
+from hocvu.auth import OPERATIONS, PUBLIC, learner_subject
 from hocvu.clock import utcnow
-from hocvu.http import ValidationFailed, http, load_body
+from hocvu.http import Forbidden, ValidationFailed, http, load_body
 from hocvu.store import ServiceStore, Store
-from services.identity import access, domain, learners, staff
-from services.identity.access import OPERATIONS, PUBLIC, roles
+from services.identity import domain, learners, staff
 from services.identity.keys import InvalidKey, load_keyring
 from services.identity.schemas import (CodeSentOut, LearnerCodeIn, LearnerTokenIn, StaffIn,
                                        StaffOut, StaffPageOut, StaffSignInIn, TokenOut)
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 
 sign_in_in, staff_in, code_in, token_in = StaffSignInIn(), StaffIn(), LearnerCodeIn(), LearnerTokenIn()
 staff_out, page_out = StaffOut(), StaffPageOut()
-ADMINS = roles(domain.PROVINCE_ADMIN, domain.COMMUNE_ADMIN)
+ADMINS = auth.roles(auth.PROVINCE_ADMIN, auth.COMMUNE_ADMIN)
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -87,17 +86,16 @@ class Runtime:
             window=timedelta(seconds=float(config.get("SIGN_IN_FAILURE_WINDOW_SECONDS", 900))),
             lock=timedelta(seconds=float(config.get("SIGN_IN_LOCK_SECONDS", 900))))
         try:
-            notifications_key = sealing.public_key(
-                str(config.get("NOTIFICATIONS_SEALING_PUBLIC_KEY") or ""))
+            sealer = sealing.Sealer(str(config.get("NOTIFICATIONS_SEALING_PUBLIC_KEY") or ""))
             self.codes = learners.CodePolicy(
-                hash_key=self.hash_key, notifications_key=notifications_key,
+                hash_key=self.hash_key, sealer=sealer,
                 lifetime=timedelta(seconds=float(config.get("CODE_TTL_SECONDS", 300))),
                 attempts=int(config.get("CODE_MAX_ATTEMPTS", 5)),
                 per_phone=domain.parse_windows(
                     config.get("CODE_LIMITS_PER_PHONE", "1/60,5/3600,10/86400")),
                 per_address=domain.parse_windows(
                     config.get("CODE_LIMITS_PER_ADDRESS", "30/600,200/86400")))
-        except (sealing.SealingError, ValueError) as exc:
+        except ValueError as exc:
             raise ConfigurationError(f"sign-in codes: {exc}") from None
 
 
@@ -133,6 +131,11 @@ def _correlation_id(request) -> str:
     return given if _CORRELATION_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+def _staff(principal: auth.Principal) -> dict:
+    return {"subject": principal.subject, "role": principal.role,
+            "province": principal.province, "communes": sorted(principal.communes)}
+
+
 def _limit(request) -> int:
     raw = request.args.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= 100:
@@ -143,7 +146,7 @@ def _limit(request) -> int:
 class IdentityService:
     name = "identity"
 
-    # who may call each route (hocvu.auth's entrypoint will enforce this table)
+    # who may call each route (hocvu.http checks it before the handler runs)
     ACCESS = {
         "health_live": OPERATIONS, "health_ready": OPERATIONS,
         "openapi_document": PUBLIC, "openid_configuration": PUBLIC, "jwks": PUBLIC,
@@ -154,9 +157,6 @@ class IdentityService:
     config = Config()
     runtime = IdentityRuntime()
     store = IdentityStore(prepare=prepare)
-
-    def _caller(self, request, method: str) -> dict:
-        return access.staff_caller(request, self.runtime.issuer, self.ACCESS[method])
 
     @http("GET", "/api/identity/health/live", summary="the process answers (no I/O)",
           answers={200: "alive"})
@@ -197,12 +197,12 @@ class IdentityService:
           body=StaffIn, answers={201: StaffOut, 400: "invalid account", 401: "no valid token",
                                  403: "outside your scope", 409: "username taken"})
     def create_staff(self, request):
-        caller = self._caller(request, "create_staff")
+        caller = _staff(request.principal)
         data = load_body(request, staff_in)
         refusal = domain.creation_refusal(caller, data["role"], data["province"],
                                           data["communes"])
         if refusal:
-            raise access.Forbidden(refusal)
+            raise Forbidden(refusal)
         account = staff.create(self.store, self.runtime.passwords, caller, data, utcnow())
         return 201, staff_out.dump(account)
 
@@ -210,10 +210,10 @@ class IdentityService:
           query={"limit": "1 to 100 (default 50)", "cursor": "next_cursor of the page before"},
           answers={200: StaffPageOut, 401: "no valid token", 403: "not an admin"})
     def list_staff(self, request):
-        caller = self._caller(request, "list_staff")
+        caller = _staff(request.principal)
         scope = domain.visible_staff(caller)
         if scope is None:
-            raise access.Forbidden("your role may not list accounts")
+            raise Forbidden("your role may not list accounts")
         return page_out.dump(staff.page(self.store, scope, _limit(request),
                                         request.args.get("cursor") or None))
 

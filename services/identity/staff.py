@@ -31,8 +31,10 @@ class BadCredentials(ApiError):
     code = "INVALID_CREDENTIALS"
 
     def __init__(self):
-        super().__init__("the username or the password is wrong",
-                         headers={"WWW-Authenticate": "Bearer"})
+        super().__init__("the username or the password is wrong")
+
+    def headers(self) -> dict:
+        return {"WWW-Authenticate": 'Bearer realm="hocvu"'}
 
 
 class Passwords:

@@ -55,6 +55,7 @@ class Learner:
     group: str
     province_code: str
     commune_code: str
+    subject: str | None = None   # their sign-in subject (hocvu.auth), so they can see their plan
 
 
 @dataclass
@@ -78,6 +79,11 @@ class LessonPlan:
             "enrollment_id": enrollment_id, "learner_id": learner.learner_id,
             "course_id": course.id, "lesson_ids": [l.id for l in course.lessons],
             "assigned_at": now})]
+
+    def visible_to(self, caller) -> bool:
+        """Is this plan the caller's (a hocvu.auth.Principal) to see and to complete?"""
+        return caller.may_see(self.learner.province_code, self.learner.commune_code,
+                              self.learner.subject)
 
     @property
     def completed(self) -> bool:
@@ -103,5 +109,6 @@ class LessonPlan:
                 "course_id": self.course_id, "course_title": self.course_title,
                 "full_name": self.learner.full_name, "group": self.learner.group,
                 "province_code": self.learner.province_code,
-                "commune_code": self.learner.commune_code, "completed_at": now}))
+                "commune_code": self.learner.commune_code,
+                "learner_subject": self.learner.subject, "completed_at": now}))
         return events

@@ -1,19 +1,21 @@
 """lessons: the course catalog, lesson plans, progress and completion.
 
-HTTP (under /api/lessons/)
+HTTP (under /api/lessons/; who may call each route: ACCESS below)
     GET  health
     GET  openapi.json
     GET  courses                                         the catalog
     GET  courses/<course_id>
     GET  enrollments/<enrollment_id>                     a learner's progress
     POST enrollments/<enrollment_id>/lessons/<lesson_id>/complete   {"score": 0..100}
+         (the learner, online; or staff of the learner's commune, for an in-person class)
 Consumes   enrollment.learner_enrolled   -> assigns the course's lessons
 Publishes  course_published, lessons_assigned, lesson_completed, course_completed
 State      its own database: courses, plans, outbox, inbox
 """
 from nameko.dependency_providers import Config
 
-from hocvu import health, openapi
+from hocvu import auth, health, openapi
+from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, load_body
@@ -37,6 +39,15 @@ class UnknownCourse(Exception):
 
 class LessonsService:
     name = "lessons"
+
+    ACCESS = {
+        "health": auth.OPERATIONS,
+        "openapi_document": auth.PUBLIC,
+        "list_courses": auth.PUBLIC,
+        "get_course": auth.PUBLIC,
+        "get_progress": auth.roles(*EVERYONE_SIGNED_IN),
+        "complete_lesson": auth.roles(*EVERYONE_SIGNED_IN),
+    }
 
     config = Config()
     store = ServiceStore(prepare=repository.prepare)
@@ -66,24 +77,27 @@ class LessonsService:
         return course_out.dump(repository.course_from_doc(doc))
 
     @http("GET", "/api/lessons/enrollments/<enrollment_id>", summary="a learner's progress",
-          answers={200: ProgressOut, 404: "no lessons assigned to this enrollment (yet)"})
+          answers={200: ProgressOut,
+                   404: "no lessons assigned to this enrollment (yet), or not yours to see"})
     def get_progress(self, request, enrollment_id):
         doc = self.store.db.plans.find_one({"_id": enrollment_id})
-        if doc is None:
+        plan = doc and repository.plan_from_doc(doc)
+        if plan is None or not plan.visible_to(request.principal):
             raise NotFound(f"no lessons assigned to enrollment {enrollment_id} (yet)")
-        return progress_out.dump(repository.plan_from_doc(doc))
+        return progress_out.dump(plan)
 
     @http("POST", "/api/lessons/enrollments/<enrollment_id>/lessons/<lesson_id>/complete",
           summary="complete a lesson (again: no change)", body=CompleteLessonIn,
-          answers={200: ProgressOut, 400: "invalid score", 404: "unknown enrollment or lesson"})
+          answers={200: ProgressOut, 400: "invalid score",
+                   404: "unknown enrollment or lesson, or not yours"})
     def complete_lesson(self, request, enrollment_id, lesson_id):
         score = load_body(request, complete_in, allow_empty=True)["score"]
 
         def complete(tx):
             doc = tx["plans"].find_one({"_id": enrollment_id})
-            if doc is None:
+            plan = doc and repository.plan_from_doc(doc)
+            if plan is None or not plan.visible_to(request.principal):
                 raise NotFound(f"no lessons assigned to enrollment {enrollment_id}")
-            plan = repository.plan_from_doc(doc)
             try:
                 events = plan.complete_lesson(lesson_id, score, utcnow())
             except UnknownLesson:
@@ -110,7 +124,8 @@ class LessonsService:
                 raise UnknownCourse(data["course_id"])
             learner = Learner(learner_id=data["learner_id"], full_name=data["full_name"],
                               group=data["group"], province_code=data["province_code"],
-                              commune_code=data["commune_code"])
+                              commune_code=data["commune_code"],
+                              subject=data.get("learner_subject"))
             plan, events = LessonPlan.assign(
                 data["enrollment_id"], repository.course_from_doc(course_doc), learner,
                 event.correlation_id, utcnow())

@@ -41,8 +41,7 @@ class DispatchLoop(WakeableLoop):
         self.linger_seconds = float(config.get("SMS_LINGER_SECONDS", 0.02))
         self.lease = timedelta(seconds=float(config.get("SMS_LEASE_SECONDS", 30)))
         self.pool = GreenPool(self.concurrency)
-        self.sealing_key = sign_in_codes.opener_from_config(config) \
-            if config.get("NOTIFICATIONS_SEALING_PRIVATE_KEY") else None
+        self.opener = sign_in_codes.opener_from_config(config)
 
     def run_once(self) -> bool:
         due = {"status": QUEUED, "next_attempt_at": {"$lte": utcnow()}}
@@ -54,7 +53,7 @@ class DispatchLoop(WakeableLoop):
     def _send(self, message: dict) -> providers.SendResult:
         return self.provider.send(providers.SmsRequest(
             request_id=message["_id"], to=message["to"],
-            text=sign_in_codes.text_to_send(message, self.sealing_key),
+            text=sign_in_codes.text_to_send(message, self.opener),
             encoding=message["encoding"], brandname=self.brandname))
 
     def _record(self, message: dict, result: providers.SendResult) -> None:

@@ -15,12 +15,14 @@ from services.notifications import sms, templates
 
 AWAITING_CONTACT, QUEUED, ACCEPTED, DELIVERED, FAILED = (
     "awaiting_contact", "queued", "accepted", "delivered", "failed")
+SCOPE_FIELDS = ("province_code", "commune_code", "learner_subject")
 
 
 def create(tx: Transaction, template: str, dedupe_key: str, learner_id: str,
            enrollment_id: str, values: dict, correlation_id: str, now: datetime,
-           unaccented: bool) -> dict | None:
-    """Create the message for `dedupe_key`, or return None if it exists already."""
+           unaccented: bool, scope: dict | None = None) -> dict | None:
+    """Create the message for `dedupe_key`, or return None if it exists already. `scope`
+    (province_code, commune_code, learner_subject) says who may read it (hocvu.auth)."""
     if tx["messages"].find_one({"dedupe_key": dedupe_key}, projection={"_id": 1}):
         return None
     text = sms.prepare(templates.render(template, **values), unaccented)
@@ -33,6 +35,7 @@ def create(tx: Transaction, template: str, dedupe_key: str, learner_id: str,
         "status": QUEUED if contact.get("phone") else AWAITING_CONTACT,
         "created_at": now, "attempts": 0, "next_attempt_at": now, "lease_until": NEVER,
         "correlation_id": correlation_id,
+        **{key: (scope or {}).get(key) for key in SCOPE_FIELDS},
     }
     tx["messages"].insert_one(message)
     return message

@@ -21,6 +21,11 @@ class MessageOut(Schema):
     delivered_at = UtcDateTime()
 
 
+class MessagePageOut(Schema):
+    items = fields.List(fields.Nested(MessageOut))
+    next_cursor = fields.String(allow_none=True)
+
+
 class DeliveryReportIn(Schema):
     """What the gateway posts to SMS_CALLBACK_URL (docs/sms-gateway.md)."""
     class Meta:

@@ -1,10 +1,11 @@
 """notifications: the SMS a learner receives at each step, and their delivery.
 
-HTTP (under /api/notifications/)
+HTTP (under /api/notifications/; who may call each route: ACCESS below)
     GET  health
     GET  openapi.json
-    GET  messages?learner_id=...  or  ?enrollment_id=...     phone numbers masked
-    POST delivery-reports                                   the SMS gateway's callback
+    GET  messages[?learner_id=|enrollment_id=]   the caller's own or their communes'; paged;
+                                                 phone numbers masked
+    POST delivery-reports                        the SMS gateway's callback, signed
 Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            enrollment.learner_enrolled            -> SMS enrollment_confirmed
            certificates.certificate_issued        -> SMS certificate_issued
@@ -14,21 +15,56 @@ Publishes  nothing yet
 State      its own database: contacts, messages, outbox, inbox
 Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_PROVIDER
 """
+import re
+
 from nameko.dependency_providers import Config
+from nameko.exceptions import ConfigurationError
+from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 
-from hocvu import health, openapi
+from hocvu import auth, health, openapi, pagination
+from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, ValidationFailed, http, load_body
+from hocvu.http import NotFound, http, load_body
+from hocvu.events import MalformedEvent
 from hocvu.messaging import subscribe
+from hocvu.sealing import CannotOpen, Opener
 from hocvu.outbox import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
 from services.notifications import messages, sign_in_codes, templates
 from services.notifications.dispatcher import SmsDispatcher
-from services.notifications.schemas import DeliveryReportIn, MessageOut
+from services.notifications.schemas import DeliveryReportIn, MessagePageOut
 
-messages_out = MessageOut(many=True)
+page_out = MessagePageOut()
 report_in = DeliveryReportIn()
+
+
+class SealedValues(DependencyProvider):
+    """Opens what other services sealed for notifications alone (hocvu.sealing)."""
+
+    def setup(self):
+        try:
+            self.opener = Opener(str(self.container.config.get(
+                "NOTIFICATIONS_SEALING_PRIVATE_KEY") or ""))
+        except ValueError as exc:
+            raise ConfigurationError(f"NOTIFICATIONS_SEALING_PRIVATE_KEY: {exc}") from None
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def phone(self, contact: dict) -> str:
+        """The number of a learner_contact_registered event; one that cannot be opened is a
+        malformed event (dead-lettered at once, never retried)."""
+        if contact.get("sealed_phone"):
+            try:
+                phone = self.opener.open(contact["sealed_phone"])
+            except CannotOpen as exc:
+                raise MalformedEvent(f"sealed_phone: {exc}") from None
+        else:
+            phone = contact["phone"]  # sent in clear by the first release
+        if not re.fullmatch(r"\+84\d{9}", phone):
+            raise MalformedEvent("sealed_phone does not hold an E.164 Vietnamese number")
+        return phone
 
 
 def prepare(store: Store) -> None:
@@ -38,6 +74,8 @@ def prepare(store: Store) -> None:
     db.messages.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
     db.messages.create_index([("learner_id", ASCENDING), ("created_at", ASCENDING)])
     db.messages.create_index("enrollment_id")
+    db.messages.create_index([("commune_code", ASCENDING), ("created_at", ASCENDING)])
+    db.messages.create_index([("learner_subject", ASCENDING), ("created_at", ASCENDING)])
     # rewritten on every write of a message (three or four per SMS); leases need no index
     drop_indexes_if_present(db.messages, "lease_owner_1")
 
@@ -45,9 +83,17 @@ def prepare(store: Store) -> None:
 class NotificationsService:
     name = "notifications"
 
+    ACCESS = {
+        "health": auth.OPERATIONS,
+        "openapi_document": auth.PUBLIC,
+        "list_messages": auth.roles(*EVERYONE_SIGNED_IN),
+        "delivery_report": auth.GATEWAY,
+    }
+
     config = Config()
     store = ServiceStore(prepare=prepare)
     dispatcher = SmsDispatcher()
+    sealed = SealedValues()
 
     @http("GET", "/api/notifications/health", summary="broker and store reachable?",
           answers={200: "ok", 503: "broker or store unreachable"})
@@ -60,20 +106,24 @@ class NotificationsService:
     def openapi_document(self, request):
         return openapi.build(NotificationsService, "hocvu notifications", __doc__)
 
-    @http("GET", "/api/notifications/messages", summary="the SMS sent to a learner",
-          query={"learner_id": "a learner", "enrollment_id": "an enrollment"},
-          answers={200: MessageOut(many=True), 400: "neither parameter given"})
+    @http("GET", "/api/notifications/messages",
+          summary="SMS the caller may see: their own, or their communes' learners'",
+          query={"learner_id": "only this learner's", "enrollment_id": "only this enrollment's",
+                 **pagination.QUERY},
+          answers={200: MessagePageOut, 400: "invalid page"})
     def list_messages(self, request):
-        query = {key: request.args[key] for key in ("learner_id", "enrollment_id")
-                 if request.args.get(key)}
-        if not query:
-            raise ValidationFailed("give learner_id or enrollment_id", {
-                "learner_id": ["give learner_id or enrollment_id"]})
-        found = self.store.db.messages.find(query).sort("created_at", ASCENDING)
-        return messages_out.dump(list(found))
+        limit, after = pagination.page_request(request.args)
+        query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
+        filters = {key: request.args[key][:64] for key in ("learner_id", "enrollment_id")
+                   if request.args.get(key)}
+        if filters:
+            query = {"$and": [query, filters]}
+        page = pagination.fetch_page(self.store.db.messages, query, "created_at", limit, after)
+        return page_out.dump(page)
 
     @http("POST", "/api/notifications/delivery-reports", summary="the SMS gateway's delivery report",
           body=DeliveryReportIn, answers={200: "recorded", 400: "invalid report",
+                                          401: "unsigned or badly signed",
                                           404: "unknown request id"})
     def delivery_report(self, request):
         report = load_body(request, report_in)
@@ -96,9 +146,11 @@ class NotificationsService:
 
     @subscribe("enrollment", "learner_contact_registered")
     def remember_contact(self, event):
+        phone = self.sealed.phone(event.data)
+
         def work(tx):
             tx.claim_event("remember_contact", event)
-            return messages.remember_contact(tx, event.data["learner_id"], event.data["phone"],
+            return messages.remember_contact(tx, event.data["learner_id"], phone,
                                              event.occurred_at, utcnow())
 
         if self.store.transact(work):
@@ -123,12 +175,11 @@ class NotificationsService:
 
     @subscribe("identity", "sign_in_code_requested")
     def send_sign_in_code(self, event):
-        key = sign_in_codes.opener_from_config(self.config)
         unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
 
         def work(tx):
             tx.claim_event("send_sign_in_code", event)
-            return sign_in_codes.create(tx, key, event.data, event.correlation_id, utcnow(),
+            return sign_in_codes.create(tx, self.sealed.opener, event.data, event.correlation_id, utcnow(),
                                         unaccented)
 
         if self.store.transact(work):
@@ -141,7 +192,8 @@ class NotificationsService:
             tx.claim_event(consumer, event)
             return messages.create(tx, template, dedupe_key, event.data["learner_id"],
                                    event.data["enrollment_id"], values, event.correlation_id,
-                                   utcnow(), unaccented)
+                                   utcnow(), unaccented,
+                                   {key: event.data.get(key) for key in messages.SCOPE_FIELDS})
 
         message = self.store.transact(work)
         if message and message["status"] == messages.QUEUED:

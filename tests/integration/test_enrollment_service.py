@@ -5,8 +5,9 @@ import pytest
 import requests
 
 from hocvu.events import new_event
+from hocvu.sealing import Opener
 from services.enrollment.service import EnrollmentService
-from tests.support.fixtures import base_url
+from tests.support.fixtures import SEALING_PRIVATE_KEY, base_url
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -36,13 +37,15 @@ def enrollment(service_config, run_service, pika_client):
     return url
 
 
-def test_enrolling_stores_the_learner_and_announces_them(enrollment, pika_client):
-    answer = requests.post(f"{enrollment}/api/enrollment/enrollments", json=body())
+def test_enrolling_stores_the_learner_and_announces_them(enrollment, pika_client, issuer):
+    staff = issuer.facilitator()
+    answer = requests.post(f"{enrollment}/api/enrollment/enrollments", json=body(), headers=staff)
     assert answer.status_code == 201, answer.text
     created = answer.json()
     assert created["status"] == "active" and created["course_id"] == "official-digital-basics"
 
-    shown = requests.get(f"{enrollment}/api/enrollment/enrollments/{created['id']}").json()
+    shown = requests.get(f"{enrollment}/api/enrollment/enrollments/{created['id']}",
+                         headers=staff).json()
     assert shown["learner"]["phone"] == "+84*****5678"
     assert shown["learner"]["national_id_last4"] == "4321"
 
@@ -50,18 +53,22 @@ def test_enrolling_stores_the_learner_and_announces_them(enrollment, pika_client
     contact = wait_for(lambda: pika_client.drain(CONTACT_QUEUE), what="contact event")
     assert len(to_lessons) == 1 and len(contact) == 1
     assert to_lessons[0]["data"]["enrollment_id"] == created["id"]
-    assert contact[0]["data"]["phone"] == "+84912345678"
+    # the number travels sealed: only notifications' private key opens it
+    assert Opener(SEALING_PRIVATE_KEY).open(contact[0]["data"]["sealed_phone"]) == "+84912345678"
     assert contact[0]["correlation_id"] == to_lessons[0]["correlation_id"]
     everything = json.dumps(to_lessons + contact)
     assert "038185004321" not in everything        # the national ID never travels
+    assert "912345678" not in everything           # nor the phone number in clear
     assert "phone" not in json.dumps(to_lessons)   # the phone goes to notifications only
 
 
 def test_the_same_person_enrolling_twice_gets_409_with_the_first_enrollment(enrollment,
-                                                                             pika_client):
-    first = requests.post(f"{enrollment}/api/enrollment/enrollments", json=body()).json()
+                                                                             pika_client, issuer):
+    staff = issuer.facilitator()
+    first = requests.post(f"{enrollment}/api/enrollment/enrollments", json=body(),
+                          headers=staff).json()
     again = requests.post(f"{enrollment}/api/enrollment/enrollments",
-                          json=body(phone="+84987654321", full_name="Hoàng T. Lan"))
+                          json=body(phone="+84987654321", full_name="Hoàng T. Lan"), headers=staff)
     assert again.status_code == 409
     assert again.json()["error"] == "ALREADY_ENROLLED"
     assert again.json()["enrollment_id"] == first["id"]
@@ -69,25 +76,95 @@ def test_the_same_person_enrolling_twice_gets_409_with_the_first_enrollment(enro
     assert len(pika_client.drain(LESSONS_QUEUE)) == 1
 
 
-def test_invalid_or_unknown_input_changes_nothing(enrollment, pika_client):
+def test_invalid_or_unknown_input_changes_nothing(enrollment, pika_client, issuer):
     url = f"{enrollment}/api/enrollment/enrollments"
+    staff = issuer.facilitator()
     invalid = requests.post(url, json=body(phone="01234567890", national_id="038195004321",
-                                           group="pirate", commune_code="123"))
+                                           group="pirate", commune_code="123"), headers=staff)
     assert invalid.status_code == 400
     fields = invalid.json()["fields"]
     assert set(fields) == {"learner.phone", "learner.national_id", "learner.group",
                            "learner.commune_code"}
     assert invalid.json()["error"] == "VALIDATION_ERROR"
 
-    unknown = requests.post(url, json={**body(), "course_id": "no-such-course"})
+    unknown = requests.post(url, json={**body(), "course_id": "no-such-course"}, headers=staff)
     assert unknown.status_code == 404
-    wrong_group = requests.post(url, json=body(group="student"))
+    wrong_group = requests.post(url, json=body(group="student"), headers=staff)
     assert wrong_group.status_code == 400 and "course_id" in wrong_group.json()["fields"]
-    assert requests.post(url, data="{not json").status_code == 400
-    assert requests.post(url, json=["a list"]).status_code == 400
-    assert requests.get(f"{enrollment}/api/enrollment/enrollments/nope").status_code == 404
+    assert requests.post(url, data="{not json", headers=staff).status_code == 400
+    assert requests.post(url, json=["a list"], headers=staff).status_code == 400
+    assert requests.get(f"{enrollment}/api/enrollment/enrollments/nope",
+                        headers=staff).status_code == 404
 
     # nothing was stored or published: the same person can still enroll
-    assert requests.post(url, json=body()).status_code == 201
+    assert requests.post(url, json=body(), headers=staff).status_code == 201
     wait_for(lambda: pika_client.depth(LESSONS_QUEUE) >= 1, what="the one event")
     assert len(pika_client.drain(LESSONS_QUEUE)) == 1
+
+
+def test_who_may_enroll_whom(enrollment, pika_client, issuer):
+    """The attacks of the sign-in issue, tried against the service itself."""
+    url = f"{enrollment}/api/enrollment/enrollments"
+    assert requests.post(url, json=body()).status_code == 401          # no token
+    # a learner enrolls themselves only with the number they signed in with (no SMS pumping)
+    other_number = requests.post(url, json=body(), headers=issuer.learner("+84987654321"))
+    assert other_number.status_code == 403 and "learner.phone" in other_number.json()["fields"]
+    # staff only in their communes
+    elsewhere = requests.post(url, json=body(), headers=issuer.facilitator(communes=("00004",)))
+    assert elsewhere.status_code == 403
+    assert requests.post(url, json=body(), headers=issuer.province_admin("01")).status_code == 403
+
+    mine = requests.post(url, json=body(), headers=issuer.learner("+84912345678"))
+    assert mine.status_code == 201, mine.text
+
+    # someone else, signed in with their own number, claims the same national ID under
+    # another name and number: refused without the enrollment id, the profile unchanged
+    hijack = requests.post(url, json=body(phone="0987654321", full_name="Kẻ Giả Mạo"),
+                           headers=issuer.learner("+84987654321"))
+    assert hijack.status_code == 409 and hijack.json()["error"] == "PROFILE_MISMATCH"
+    assert "enrollment_id" not in hijack.json()
+    # a facilitator of another commune repeating it with the same details gets no id either
+    repeat = requests.post(url, json=body(commune_code="16000"),
+                           headers=issuer.facilitator(communes=("16000",)))
+    assert repeat.status_code == 409 and "enrollment_id" not in repeat.json()
+    own_repeat = requests.post(url, json=body(), headers=issuer.learner("+84912345678"))
+    assert own_repeat.json()["enrollment_id"] == mine.json()["id"]
+
+    shown = requests.get(f"{url}/{mine.json()['id']}", headers=issuer.facilitator()).json()
+    assert shown["learner"]["full_name"] == "Hoàng Thị Lan"
+    assert shown["learner"]["phone"] == "+84*****5678"
+    for outsider in (issuer.learner("+84987654321"), issuer.facilitator(communes=("16000",)),
+                     issuer.province_admin("01")):
+        assert requests.get(f"{url}/{mine.json()['id']}", headers=outsider).status_code == 404
+    wait_for(lambda: pika_client.depth(LESSONS_QUEUE) >= 1, what="the one event")
+    assert len(pika_client.drain(LESSONS_QUEUE)) == 1
+
+
+def test_lists_are_scoped_and_paged(enrollment, issuer):
+    url = f"{enrollment}/api/enrollment/enrollments"
+    staff = issuer.facilitator(communes=("14845", "14846"))
+    ids = []
+    for n, commune in enumerate(["14845", "14846", "14845", "16000"]):
+        national_id = f"0381850043{n:02d}"
+        headers = staff if commune != "16000" else issuer.facilitator(communes=("16000",))
+        answer = requests.post(url, json=body(national_id=national_id, commune_code=commune,
+                                              phone=f"091234{n:04d}"), headers=headers)
+        assert answer.status_code == 201, answer.text
+        ids.append(answer.json()["id"])
+    first = requests.get(url, params={"limit": 2}, headers=staff).json()
+    second = requests.get(url, params={"limit": 2, "cursor": first["next_cursor"]},
+                          headers=staff).json()
+    assert [e["id"] for e in first["items"] + second["items"]] == ids[:3]
+    assert second["next_cursor"] is None
+    only = requests.get(url, params={"commune_code": "14846"}, headers=staff).json()
+    assert [e["id"] for e in only["items"]] == [ids[1]]
+    assert requests.get(url, params={"commune_code": "16000"}, headers=staff).json()["items"] == []
+    province = requests.get(url, headers=issuer.province_admin()).json()
+    assert len(province["items"]) == 4
+    learner = requests.get(url, headers=issuer.learner("+84912340002")).json()
+    assert [e["id"] for e in learner["items"]] == [ids[2]]
+    for bad in ({"limit": 0}, {"limit": 101}, {"limit": "x"}, {"cursor": "nope"},
+                {"commune_code": "1"}):
+        answer = requests.get(url, params=bad, headers=staff)
+        assert answer.status_code == 400, bad
+    assert requests.get(url).status_code == 401

@@ -29,7 +29,7 @@ PHONE = "+84912345678"
 
 @pytest.fixture
 def sealing_keys():
-    private, public = sealing.new_keypair()
+    private, public = sealing.new_key_pair()
     return {"private": private, "public": public}
 
 
@@ -51,7 +51,9 @@ def start_identity(service_config, run_service, key_files, sealing_keys):
         url = f"http://127.0.0.1:{port}"
         run_service(IdentityService, service_config("identity", **{
             "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}", "MONGO_DATABASE": database,
+            # identity trusts its own tokens the way every service does: through its JWKS
             "AUTH_ISSUER": f"{url}/api/identity", "AUTH_AUDIENCE": "hocvu",
+            "AUTH_JWKS_URL": f"{url}/api/identity/.well-known/jwks.json",
             "JWT_SIGNING_KEYS": key_files[0],
             "IDENTITY_HASH_KEY": "identity-hash-key-" + "0" * 32,
             "LEARNER_SUBJECT_KEY": SUBJECT_KEY,
@@ -171,7 +173,8 @@ def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(identity):
     unknown = sign_in(identity, "nobody.here", "not the right passphrase")
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json() == unknown.json()
-    assert wrong.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"] == "Bearer"
+    assert wrong.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"]
+    assert wrong.headers["WWW-Authenticate"].startswith("Bearer")
     assert sign_in(identity, ADMIN, "").status_code == 400
 
 
@@ -245,7 +248,7 @@ def test_staff_lists_come_in_pages(identity):
 def test_staff_routes_need_a_valid_staff_token(identity, start_identity, tmp_path):
     url = f"{identity}/api/identity/staff"
     missing = requests.get(url)
-    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
     assert missing.json()["error"] == "UNAUTHENTICATED"
     assert requests.get(url, headers=bearer("not.a.token")).status_code == 401
     # signed by a key this identity does not hold
@@ -299,10 +302,10 @@ def test_a_learner_signs_in_with_the_code_only_notifications_can_read(
     body = raw[0][1].decode()
     assert "912345678" not in body
     data = json.loads(body)["data"]
-    private = sealing.private_key(sealing_keys["private"])
-    code = sealing.open_sealed(private, data["code"])
+    opener = sealing.Opener(sealing_keys["private"])
+    code = opener.open(data["code"])
     assert re.fullmatch(r"\d{6}", code) and code not in body
-    assert sealing.open_sealed(private, data["phone"]) == PHONE
+    assert opener.open(data["phone"]) == PHONE
 
     wrong = str((int(code) + 1) % 10 ** 6).zfill(6)
     refused = ask_token(identity, wrong)
@@ -327,7 +330,7 @@ def test_a_learner_signs_in_with_the_code_only_notifications_can_read(
 def test_a_code_allows_few_attempts(identity, pika_client, sealing_keys):
     assert ask_code(identity).status_code == 202
     raw = wait_for(lambda: pika_client.drain(CODE_QUEUE), what="the code event")
-    code = sealing.open_sealed(sealing.private_key(sealing_keys["private"]), raw[0]["data"]["code"])
+    code = sealing.Opener(sealing_keys["private"]).open(raw[0]["data"]["code"])
     wrong = str((int(code) + 1) % 10 ** 6).zfill(6)
     for _ in range(5):
         assert ask_token(identity, wrong).status_code == 400

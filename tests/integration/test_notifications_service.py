@@ -6,6 +6,8 @@ from hocvu.clock import utcnow
 from hocvu.events import new_event
 from services.notifications.service import NotificationsService
 from hocvu.devstack.processes import free_port
+from hocvu.sealing import Sealer
+from tests.support.fixtures import SEALING_PUBLIC_KEY
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -18,13 +20,14 @@ def enrolled():
         "enrollment_id": "enr-5", "learner_id": LEARNER, "course_id": "student-digital-basics",
         "course_title": "Kỹ năng số cho học sinh, sinh viên", "full_name": "Vũ Đức Anh",
         "group": "student", "province_code": "38", "commune_code": "14845",
-        "enrolled_at": utcnow()}, correlation_id="corr-5")
+        "learner_subject": "learner:" + "5" * 32, "enrolled_at": utcnow()},
+        correlation_id="corr-5")
 
 
 def contact(phone="+84987001234"):
     return new_event("learner_contact_registered", {
         "learner_id": LEARNER, "enrollment_id": "enr-5", "full_name": "Vũ Đức Anh",
-        "phone": phone}, correlation_id="corr-5")
+        "sealed_phone": Sealer(SEALING_PUBLIC_KEY).seal(phone)}, correlation_id="corr-5")
 
 
 def certificate():
@@ -33,6 +36,7 @@ def certificate():
         "verification_code": "K7QM-2XRT-9BH4", "enrollment_id": "enr-5", "learner_id": LEARNER,
         "course_id": "student-digital-basics", "course_title": "Kỹ năng số cho học sinh, sinh viên",
         "full_name": "Vũ Đức Anh", "issued_at": utcnow(),
+        "province_code": "38", "commune_code": "14845", "learner_subject": "learner:" + "5" * 32,
         "verify_url": "http://verify.example.test/K7QM2XRT9BH4"}, correlation_id="corr-5")
 
 
@@ -46,8 +50,17 @@ def notifications(service_config, run_service, sms_gateway):
     return url
 
 
+STAFF = {}
+
+
+@pytest.fixture(autouse=True)
+def staff_token(issuer):
+    STAFF.update(issuer.facilitator())
+
+
 def messages(url):
-    return requests.get(f"{url}/api/notifications/messages", params={"learner_id": LEARNER}).json()
+    return requests.get(f"{url}/api/notifications/messages", params={"learner_id": LEARNER},
+                        headers=STAFF).json()["items"]
 
 
 @pytest.mark.parametrize("contact_first", [True, False], ids=["contact-first", "enrolled-first"])
@@ -108,4 +121,4 @@ def test_bad_delivery_reports_and_queries_are_refused(notifications):
     invalid = requests.post(reports, json={"status": "delivered"})
     assert invalid.status_code == 400
     assert set(invalid.json()["fields"]) == {"request_id", "message_id"}
-    assert requests.get(f"{notifications}/api/notifications/messages").status_code == 400
+    assert requests.get(f"{notifications}/api/notifications/messages").status_code == 401

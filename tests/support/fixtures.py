@@ -8,8 +8,20 @@ from nameko.containers import ServiceContainer
 from tests.support.broker import Pika, Vhost
 from hocvu.devstack.processes import BIN, Process, free_port
 from hocvu.devstack.store import start_secantus, store_uri
+from hocvu.sealing import new_key_pair
+from tests.support.tokens import TestIssuer
 
 HASH_KEY = "test-key-" + "0" * 32
+CALLBACK_SECRET = "test-callback-secret-" + "0" * 16
+SEALING_PRIVATE_KEY, SEALING_PUBLIC_KEY = new_key_pair()
+
+
+@pytest.fixture(scope="session")
+def issuer():
+    """The token issuer the services under test trust (tests.support.tokens)."""
+    test_issuer = TestIssuer()
+    yield test_issuer
+    test_issuer.close()
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +49,7 @@ def pika_client(amqp_uri):
 
 
 @pytest.fixture
-def service_config(amqp_uri, mongo_uri):
+def service_config(amqp_uri, mongo_uri, issuer):
     """Config for one service in the test process; each test gets fresh databases."""
     run = uuid.uuid4().hex[:8]
 
@@ -50,6 +62,10 @@ def service_config(amqp_uri, mongo_uri):
             "OUTBOX_POLL_SECONDS": 0.2,
             "NATIONAL_ID_HASH_KEY": HASH_KEY,
             "PUBLIC_BASE_URL": "http://verify.example.test",
+            "SMS_CALLBACK_SECRET": CALLBACK_SECRET,
+            "NOTIFICATIONS_SEALING_PRIVATE_KEY": SEALING_PRIVATE_KEY,
+            "NOTIFICATIONS_SEALING_PUBLIC_KEY": SEALING_PUBLIC_KEY,
+            **issuer.config(),
             **extra,
         }
 

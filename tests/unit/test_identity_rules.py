@@ -1,5 +1,4 @@
 """identity's rules without a broker or a store; the clock is whatever the test says."""
-import json
 from datetime import datetime, timedelta, timezone
 
 import jwt
@@ -12,6 +11,7 @@ from services.identity import domain, keys
 from services.identity.domain import COMMUNE_ADMIN, FACILITATOR, PROVINCE_ADMIN
 from services.identity.learners import client_address
 from services.identity.tokens import Issuer
+from services.notifications import sign_in_codes, sms, templates
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
 
@@ -248,7 +248,7 @@ def test_the_learner_subject_is_a_keyed_hash_of_the_phone():
     assert "912345678" not in subject
 
 
-# --- client address and sealing ----------------------------------------------------------
+# --- client address, the code SMS ----------------------------------------------------------
 
 def test_the_client_address_is_the_one_the_edge_saw():
     assert client_address({"X-Real-IP": "203.0.113.7"}, "127.0.0.1") == "203.0.113.7"
@@ -257,14 +257,18 @@ def test_the_client_address_is_the_one_the_edge_saw():
     assert client_address({"X-Forwarded-For": "nonsense"}, "127.0.0.1") == "127.0.0.1"
 
 
-def test_only_the_private_key_opens_a_sealed_value():
-    private, public = sealing.new_keypair()
-    other_private, _ = sealing.new_keypair()
-    sealed = sealing.seal(sealing.public_key(public), "+84912345678")
-    assert "912345678" not in sealed
-    assert sealing.open_sealed(sealing.private_key(private), sealed) == "+84912345678"
-    with pytest.raises(sealing.SealingError):
-        sealing.open_sealed(sealing.private_key(other_private), sealed)
-    with pytest.raises(sealing.SealingError):
-        sealing.public_key("not base64!")
-    assert json.dumps(sealed)  # fits a JSON event as it is
+def test_a_code_message_is_stored_redacted_and_sent_with_its_code():
+    private, public = sealing.new_key_pair()
+    message = {"text": f"Ma dang nhap: {sign_in_codes.REDACTED}. Het han sau 5 phut.",
+               "sealed_code": sealing.Sealer(public).seal("042917")}
+    assert sign_in_codes.text_to_send(message, sealing.Opener(private)) == \
+        "Ma dang nhap: 042917. Het han sau 5 phut."
+    assert sign_in_codes.text_to_send({"text": "Chao"}, None) == "Chao"
+    with pytest.raises(sealing.CannotOpen):
+        sign_in_codes.text_to_send(message, sealing.Opener(sealing.new_key_pair()[0]))
+
+
+def test_the_sign_in_template_fits_one_gsm7_segment_with_the_placeholder_as_long_as_a_code():
+    assert len(sign_in_codes.REDACTED) == 6
+    text = sms.prepare(templates.render(templates.SIGN_IN_CODE, code=sign_in_codes.REDACTED))
+    assert text.encoding == "GSM7" and text.segments == 1

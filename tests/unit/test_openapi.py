@@ -40,7 +40,9 @@ def test_the_enrollment_body_is_described_field_by_field():
     assert set(learner["required"]) == {"full_name", "phone", "national_id", "birth_year",
                                         "group", "province_code", "commune_code"}
     assert learner["properties"]["group"]["enum"] == ["official", "student", "worker", "citizen"]
-    assert set(post["responses"]) == {"201", "400", "404", "409"}
+    assert set(post["responses"]) == {"201", "400", "401", "403", "404", "409", "429", "500",
+                                      "503"}
+    assert post["security"] == [{"bearerToken": []}]
     assert post["responses"]["409"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorOut"}
 
@@ -50,3 +52,14 @@ def test_path_parameters_are_declared():
     complete = document["paths"][
         "/api/lessons/enrollments/{enrollment_id}/lessons/{lesson_id}/complete"]["post"]
     assert [p["name"] for p in complete["parameters"]] == ["enrollment_id", "lesson_id"]
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
+def test_every_operation_says_who_may_call_it(service):
+    document = build(service, service.name)
+    for path, operations in document["paths"].items():
+        for verb, operation in operations.items():
+            assert "security" in operation, (path, verb)
+            assert operation["description"].startswith("Who may call it: "), (path, verb)
+            if operation["security"]:
+                assert "401" in operation["responses"], (path, verb)
