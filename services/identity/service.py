@@ -9,7 +9,7 @@ HTTP (under /api/identity/)                                     who may call
     GET  .well-known/jwks.json                                  public (the verifying keys)
     POST staff/sign-in      {username, password} -> token       public (lockout, 429)
     POST staff              create an account in your scope     province_admin, commune_admin
-    GET  staff?limit&cursor accounts in your scope              province_admin, commune_admin
+    GET  staff?limit&cursor accounts in your scope (paged)      province_admin, commune_admin
     POST learners/code      {phone} -> SMS with a code          public (rate-limited, 429)
     POST learners/token     {phone, code} -> token              public (5 attempts per code)
 Consumes   nothing
@@ -29,10 +29,10 @@ from nameko.dependency_providers import Config
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 
-from hocvu import auth, health, openapi, sealing
+from hocvu import auth, health, openapi, pagination, sealing
 from hocvu.auth import OPERATIONS, PUBLIC, learner_subject
 from hocvu.clock import utcnow
-from hocvu.http import Forbidden, ValidationFailed, http, load_body
+from hocvu.http import Forbidden, http, load_body
 from hocvu.store import ServiceStore, Store
 from services.identity import domain, learners, staff
 from services.identity.keys import InvalidKey, load_keyring
@@ -42,7 +42,8 @@ from services.identity.tokens import Issuer
 
 log = logging.getLogger(__name__)
 
-sign_in_in, staff_in, code_in, token_in = StaffSignInIn(), StaffIn(), LearnerCodeIn(), LearnerTokenIn()
+sign_in_in, staff_in = StaffSignInIn(), StaffIn()
+code_in, token_in = LearnerCodeIn(), LearnerTokenIn()
 staff_out, page_out = StaffOut(), StaffPageOut()
 ADMINS = auth.roles(auth.PROVINCE_ADMIN, auth.COMMUNE_ADMIN)
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -136,13 +137,6 @@ def _staff(principal: auth.Principal) -> dict:
             "province": principal.province, "communes": sorted(principal.communes)}
 
 
-def _limit(request) -> int:
-    raw = request.args.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
-        raise ValidationFailed("limit must be 1 to 100", {"limit": ["must be 1 to 100"]})
-    return int(raw)
-
-
 class IdentityService:
     name = "identity"
 
@@ -206,16 +200,16 @@ class IdentityService:
         account = staff.create(self.store, self.runtime.passwords, caller, data, utcnow())
         return 201, staff_out.dump(account)
 
-    @http("GET", "/api/identity/staff", summary="staff accounts in your scope, by username",
-          query={"limit": "1 to 100 (default 50)", "cursor": "next_cursor of the page before"},
+    @http("GET", "/api/identity/staff", summary="staff accounts in your scope, oldest first",
+          query=pagination.QUERY,
           answers={200: StaffPageOut, 401: "no valid token", 403: "not an admin"})
     def list_staff(self, request):
         caller = _staff(request.principal)
         scope = domain.visible_staff(caller)
         if scope is None:
             raise Forbidden("your role may not list accounts")
-        return page_out.dump(staff.page(self.store, scope, _limit(request),
-                                        request.args.get("cursor") or None))
+        limit, after = pagination.page_request(request.args)
+        return page_out.dump(staff.page(self.store, scope, limit, after))
 
     @http("POST", "/api/identity/learners/code", summary="text a sign-in code to a phone",
           body=LearnerCodeIn, answers={202: CodeSentOut, 400: "not a Vietnamese mobile number",

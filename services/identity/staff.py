@@ -4,8 +4,6 @@ Passwords are kept as argon2id hashes (argon2-cffi), rehashed at the next sign-i
 the configured parameters change. Hashing runs in a native thread (eventlet's tpool):
 it takes tens of milliseconds of CPU and would otherwise stall every other request.
 """
-import base64
-import binascii
 import logging
 import secrets
 import uuid
@@ -17,7 +15,8 @@ from eventlet import tpool
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from hocvu.http import ApiError, Conflict, TooManyRequests, ValidationFailed
+from hocvu import pagination
+from hocvu.http import ApiError, Conflict, TooManyRequests
 from hocvu.store import Store
 from services.identity import domain
 
@@ -61,7 +60,8 @@ class Passwords:
 def prepare(store: Store) -> None:
     store.ensure_collections(ACCOUNTS, ATTEMPTS)
     store.db[ACCOUNTS].create_index("username", unique=True)
-    store.db[ACCOUNTS].create_index([("province", ASCENDING), ("username", ASCENDING)])
+    store.db[ACCOUNTS].create_index([("province", ASCENDING), ("created_at", ASCENDING),
+                                     ("_id", ASCENDING)])
 
 
 def bootstrap_admin(store: Store, passwords: Passwords, username: str, password: str,
@@ -132,25 +132,6 @@ def create(store: Store, passwords: Passwords, creator: dict, data: dict, now: d
     return account
 
 
-def encode_cursor(username: str) -> str:
-    return base64.urlsafe_b64encode(username.encode("utf-8")).decode("ascii")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
-    except (binascii.Error, ValueError):
-        raise ValidationFailed("cursor is not one this service gave",
-                               {"cursor": ["unknown cursor"]}) from None
-
-
-def page(store: Store, scope: dict, limit: int, cursor: str | None) -> dict:
-    """Accounts in `scope`, by username, `limit` at a time."""
-    query = dict(scope)
-    if cursor:
-        query["username"] = {"$gt": decode_cursor(cursor)}
-    found = list(store.db[ACCOUNTS].find(query, projection={"password_hash": 0})
-                 .sort("username", ASCENDING).limit(limit + 1))
-    more = len(found) > limit
-    items = found[:limit]
-    return {"items": items, "next_cursor": encode_cursor(items[-1]["username"]) if more else None}
+def page(store: Store, scope: dict, limit: int, after: tuple | None) -> dict:
+    """Accounts in `scope`, oldest first, a page at a time (hocvu.pagination)."""
+    return pagination.fetch_page(store.db[ACCOUNTS], scope, "created_at", limit, after)
