@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from hocvu import reference
 from hocvu.places import PROVINCE_CODES, is_commune_code
 
 FACILITATOR, COMMUNE_ADMIN, PROVINCE_ADMIN = "facilitator", "commune_admin", "province_admin"
@@ -61,6 +62,11 @@ def scope_problems(role: str, province: str, communes: list[str]) -> dict[str, l
         return {"communes": ["must be 5-digit commune or ward codes"]}
     if len(set(communes)) != len(communes):
         return {"communes": ["must not repeat"]}
+    known = reference.communes()
+    elsewhere = [code for code in communes
+                 if code not in known or known[code].province_code != province]
+    if elsewhere:
+        return {"communes": [f"not communes of province {province}: {', '.join(elsewhere)}"]}
     if role == PROVINCE_ADMIN and communes:
         return {"communes": ["a province admin covers the whole province: give none"]}
     if role == COMMUNE_ADMIN and len(communes) != 1:

@@ -22,7 +22,7 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 CODE_QUEUE = "evt-identity-sign_in_code_requested--notifications.send_sign_in_code"
-ADMIN, ADMIN_PASSWORD = "admin.hatinh", "a long bootstrap passphrase"
+ADMIN, ADMIN_PASSWORD = "admin.thanhhoa", "a long bootstrap passphrase"
 SUBJECT_KEY = "learner-subject-key-" + "1" * 32
 PHONE = "+84912345678"
 
@@ -59,7 +59,7 @@ def start_identity(service_config, run_service, key_files, sealing_keys):
             "LEARNER_SUBJECT_KEY": SUBJECT_KEY,
             "NOTIFICATIONS_SEALING_PUBLIC_KEY": sealing_keys["public"],
             "BOOTSTRAP_ADMIN_USERNAME": ADMIN, "BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "BOOTSTRAP_ADMIN_PROVINCE": "42",
+            "BOOTSTRAP_ADMIN_PROVINCE": "38",
             # cheap hashing for tests; the parameters themselves are argon2-cffi's concern
             "PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_KIB": 8192,
             "PASSWORD_HASH_PARALLELISM": 1, "SIGN_IN_MAX_FAILURES": 3,
@@ -105,7 +105,7 @@ def verified_claims(url, token) -> dict:
 
 def create_staff(url, token, **account):
     body = {"display_name": "Nguyễn Thị Hoa", "password": "another long passphrase",
-            "province": "42", **account}
+            "province": "38", **account}
     return requests.post(f"{url}/api/identity/staff", json=body, headers=bearer(token))
 
 
@@ -156,7 +156,7 @@ def test_the_bootstrap_admin_signs_in_once_created_and_is_never_recreated(start_
     assert answer.status_code == 200
     assert answer.json()["token_type"] == "Bearer" and answer.json()["expires_in"] == 900
     claims = verified_claims(first, answer.json()["access_token"])
-    assert claims["role"] == "province_admin" and claims["province"] == "42"
+    assert claims["role"] == "province_admin" and claims["province"] == "38"
     assert claims["sub"].startswith("staff:") and "communes" not in claims
     assert claims["exp"] - claims["iat"] == 900
 
@@ -199,20 +199,20 @@ def test_admins_create_staff_within_their_scope_only(identity):
     assert create_staff(identity, admin, username="lan.commune", role="facilitator",
                         communes=["14845"]).status_code == 409
     out_of_province = create_staff(identity, admin, username="outside", role="facilitator",
-                                   province="38", communes=["14845"])
+                                   province="42", communes=["18073"])
     assert out_of_province.status_code == 403 and out_of_province.json()["error"] == "FORBIDDEN"
 
     commune = token_of(identity, "lan.commune", "another long passphrase")
     assert verified_claims(identity, commune)["communes"] == ["14845"]
     assert create_staff(identity, commune, username="minh.facilitator", role="facilitator",
                         communes=["14845"]).status_code == 201
-    for refused in ({"username": "other.commune", "role": "facilitator", "communes": ["14846"]},
+    for refused in ({"username": "other.commune", "role": "facilitator", "communes": ["14812"]},
                     {"username": "two.communes", "role": "facilitator",
-                     "communes": ["14845", "14846"]},
+                     "communes": ["14845", "14812"]},
                     {"username": "peer.admin", "role": "commune_admin", "communes": ["14845"]}):
         assert create_staff(identity, commune, **refused).status_code == 403, refused
     assert create_staff(identity, admin, username="far.facilitator", role="facilitator",
-                        communes=["15000"]).status_code == 201
+                        communes=["14797"]).status_code == 201
 
     facilitator = token_of(identity, "minh.facilitator", "another long passphrase")
     assert create_staff(identity, facilitator, username="x.y.z", role="facilitator",
@@ -262,7 +262,7 @@ def test_staff_routes_need_a_valid_staff_token(identity, start_identity, tmp_pat
 def test_an_invalid_account_is_refused_with_every_field_and_nothing_is_created(identity):
     admin = token_of(identity, ADMIN, ADMIN_PASSWORD)
     answer = create_staff(identity, admin, username="a b", role="commune_admin",
-                          communes=["14845", "14846"], password="short")
+                          communes=["14845", "14812"], password="short")
     assert answer.status_code == 400
     assert {"username", "communes", "password"} <= set(answer.json()["fields"])
     page = requests.get(f"{identity}/api/identity/staff", headers=bearer(admin)).json()

@@ -170,11 +170,19 @@ def test_what_each_admin_may_list():
     (FACILITATOR, "38", ["1484"], "communes"),
     (FACILITATOR, "38", ["14845", "14845"], "communes"),
     (FACILITATOR, "99", ["14845"], "province"),
+    (FACILITATOR, "42", ["14845"], "communes"),   # 14845 is in Thanh Hoá (38)
+    (FACILITATOR, "38", ["99999"], "communes"),   # no such commune
     (PROVINCE_ADMIN, "38", ["14845"], "communes"),
     ("superuser", "38", [], "role"),
 ])
 def test_malformed_scopes(role, province, communes, field):
     assert field in domain.scope_problems(role, province, communes)
+
+
+def test_well_formed_scopes():
+    assert domain.scope_problems(FACILITATOR, "38", ["14845", "14812"]) == {}
+    assert domain.scope_problems(COMMUNE_ADMIN, "42", ["18073"]) == {}
+    assert domain.scope_problems(PROVINCE_ADMIN, "42", []) == {}
 
 
 def test_password_rules():
