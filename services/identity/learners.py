@@ -75,7 +75,8 @@ def request_code(store: Store, policy: CodePolicy, phone: str, address: str, now
                  correlation_id: str) -> None:
     """Make a new code for `phone` (replacing any earlier one) and have it sent; raise
     TooManyRequests, changing nothing, when the phone or the address asked too often."""
-    by_phone = f"phone:{phone_digest(policy, phone)}"
+    digest = phone_digest(policy, phone)
+    by_phone = f"phone:{digest}"
     by_address = f"address:{domain.keyed_digest(policy.hash_key, f'address:{address}')}"
 
     def work(tx):
@@ -93,8 +94,8 @@ def request_code(store: Store, policy: CodePolicy, phone: str, address: str, now
                 "updated_at": now}, upsert=True)
         code, request_id = domain.new_code(), str(uuid.uuid4())
         expires_at = now + policy.lifetime
-        tx[CODES].replace_one({"_id": by_phone.split(":", 1)[1]}, {
-            "code_digest": domain.code_digest(policy.hash_key, by_phone, code),
+        tx[CODES].replace_one({"_id": digest}, {
+            "code_digest": domain.code_digest(policy.hash_key, digest, code),
             "expires_at": expires_at, "attempts_left": policy.attempts,
             "request_id": request_id, "created_at": now}, upsert=True)
         tx.publish("sign_in_code_requested", {
@@ -112,7 +113,7 @@ def request_code(store: Store, policy: CodePolicy, phone: str, address: str, now
 def redeem_code(store: Store, policy: CodePolicy, phone: str, code: str, now: datetime) -> None:
     """Use up the code sent to `phone`; raise InvalidCode (a wrong code spends an attempt)."""
     digest = phone_digest(policy, phone)
-    offered = domain.code_digest(policy.hash_key, f"phone:{digest}", code)
+    offered = domain.code_digest(policy.hash_key, digest, code)
 
     def work(tx):
         stored = tx[CODES].find_one({"_id": digest})

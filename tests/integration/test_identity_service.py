@@ -13,7 +13,9 @@ from pymongo import MongoClient
 
 from hocvu import sealing
 from hocvu.auth import learner_subject
+from hocvu.clock import utcnow
 from hocvu.devstack.processes import free_port
+from hocvu.events import new_event
 from services.identity import keys
 from services.identity.service import IdentityService
 from services.notifications.service import NotificationsService
@@ -386,3 +388,22 @@ def test_the_sms_carries_the_code_and_notifications_stores_it_redacted(
     assert sent[0]["text"] == stored["text"].replace("******", code)
 
     assert ask_token(identity, code, phone="0987001234").status_code == 200
+
+
+def test_notifications_dead_letters_a_code_it_cannot_open_and_sends_nothing(
+        service_config, run_service, pika_client, sms_gateway, sms_outbox, sealing_keys):
+    config = service_config("notifications", SMS_GATEWAY_URL=sms_gateway, SMS_POLL_SECONDS=0.2,
+                            NOTIFICATIONS_SEALING_PRIVATE_KEY=sealing_keys["private"])
+    run_service(NotificationsService, config)
+    stranger = sealing.Sealer(sealing.new_key_pair()[1])  # not notifications' key
+    event = new_event("sign_in_code_requested", {
+        "request_id": "req-1", "phone": stranger.seal(PHONE), "code": stranger.seal("123456"),
+        "expires_at": utcnow()}, correlation_id="corr-code")
+    pika_client.publish("identity.events", "sign_in_code_requested", event)
+    dead = wait_for(lambda: pika_client.drain_with_headers(f"{CODE_QUEUE}.dlq"),
+                    what="the dead letter")
+    assert "not sealed for this service" in dead[0][0]["x-hocvu-reason"]
+    assert "912345678" not in dead[0][1].decode()
+    with MongoClient(config["MONGO_URI"]) as client:
+        assert client[config["MONGO_DATABASE"]].messages.count_documents({}) == 0
+    assert sms_outbox() == []
