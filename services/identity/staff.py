@@ -7,7 +7,7 @@ it takes tens of milliseconds of CPU and would otherwise stall every other reque
 import logging
 import secrets
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,6 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from hocvu import pagination
 from hocvu.http import ApiError, Conflict, TooManyRequests
+from hocvu.retention import RetentionRule
 from hocvu.store import Store
 from services.identity import domain
 
@@ -62,6 +63,12 @@ def prepare(store: Store) -> None:
     store.db[ACCOUNTS].create_index("username", unique=True)
     store.db[ACCOUNTS].create_index([("province", ASCENDING), ("created_at", ASCENDING),
                                      ("_id", ASCENDING)])
+    store.db[ATTEMPTS].create_index("updated_at")
+    if store.relay:
+        # failures of unknown usernames would pile up; a day is far past any window or lock
+        store.relay.housekeeping.add(RetentionRule(
+            store.db[ATTEMPTS], expired=lambda cutoff: {"updated_at": {"$lt": cutoff}},
+            keep=timedelta(days=1)))
 
 
 def bootstrap_admin(store: Store, passwords: Passwords, username: str, password: str,
@@ -104,11 +111,16 @@ def sign_in(store: Store, passwords: Passwords, policy: domain.LockoutPolicy, ha
     account = store.db[ACCOUNTS].find_one({"username": username})
     if not passwords.verify(account and account["password_hash"], password):
         def record_failure(tx):
-            state = tx[ATTEMPTS].find_one({"_id": attempts_id})
-            tx[ATTEMPTS].replace_one({"_id": attempts_id}, {
-                **domain.after_failure(state, now, policy), "updated_at": now}, upsert=True)
+            state = domain.after_failure(tx[ATTEMPTS].find_one({"_id": attempts_id}), now,
+                                         policy)
+            tx[ATTEMPTS].replace_one({"_id": attempts_id}, {**state, "updated_at": now},
+                                     upsert=True)
+            return state
 
-        store.transact(record_failure)
+        if domain.locked_for(store.transact(record_failure), now):
+            # the username itself stays out of the log: people type passwords into it
+            log.warning("a username (attempts record %s) is locked after %s failed sign-ins",
+                        attempts_id[:12], policy.max_failures)
         raise BadCredentials()
     attempts.delete_one({"_id": attempts_id})
     if passwords.needs_rehash(account["password_hash"]):
