@@ -20,7 +20,6 @@ State      its own database: staff (argon2id password hashes), sign_in_attempts 
 Config     keys and secrets: JWT_SIGNING_KEYS, IDENTITY_HASH_KEY, LEARNER_SUBJECT_KEY,
            NOTIFICATIONS_SEALING_PUBLIC_KEY; see docs/identity.md
 """
-import logging
 import re
 import uuid
 from datetime import timedelta
@@ -39,8 +38,6 @@ from services.identity.keys import InvalidKey, load_keyring
 from services.identity.schemas import (CodeSentOut, LearnerCodeIn, LearnerTokenIn, StaffIn,
                                        StaffOut, StaffPageOut, StaffSignInIn, TokenOut)
 from services.identity.tokens import Issuer
-
-log = logging.getLogger(__name__)
 
 sign_in_in, staff_in = StaffSignInIn(), StaffIn()
 code_in, token_in = LearnerCodeIn(), LearnerTokenIn()
@@ -73,7 +70,7 @@ class Runtime:
         if not issuer.startswith(("http://", "https://")):
             raise ConfigurationError("AUTH_ISSUER must be the URL identity is reached at")
         self.issuer = Issuer(
-            keyring, issuer, str(config.get("AUTH_AUDIENCE", "hocvu")),
+            keyring, issuer, str(config.get("AUTH_AUDIENCE") or "hocvu"),
             staff_lifetime=timedelta(minutes=float(config.get("STAFF_TOKEN_MINUTES", 15))),
             learner_lifetime=timedelta(minutes=float(config.get("LEARNER_TOKEN_MINUTES", 60))))
         self.hash_key = _secret(config, "IDENTITY_HASH_KEY")
