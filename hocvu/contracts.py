@@ -12,7 +12,8 @@ Who publishes what (exchange `<service>.events`, routing key = event type):
 `learner_contact_registered` and `sign_in_code_requested` are the only events that carry a
 phone number (the latter also a one-time code), sealed so that only notifications (their only
 subscriber) can read it (hocvu.sealing). No event ever carries a national ID.
-`learner_subject` is the learner's pseudonymous sign-in subject (a keyed hash of their phone, hocvu.auth.learner_subject): services keep it to let a learner see their own records.
+`learner_subject` is the learner's pseudonymous sign-in subject (a keyed hash of their phone,
+hocvu.auth.learner_subject): services keep it to let a learner see their own records.
 """
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
