@@ -170,6 +170,22 @@ def test_the_bootstrap_admin_signs_in_once_created_and_is_never_recreated(start_
         assert client[start_identity.database].staff.count_documents({}) == 1
 
 
+def test_a_password_is_rehashed_at_sign_in_when_the_hash_parameters_change(start_identity):
+    def stored_hash():
+        with MongoClient(start_identity.mongo_uri) as client:
+            return client[start_identity.database].staff.find_one({"username": ADMIN})[
+                "password_hash"]
+
+    start_identity()
+    assert ",t=1," in stored_hash()
+    stronger = start_identity(PASSWORD_HASH_TIME_COST=2)
+    assert ",t=1," in stored_hash()  # nothing changes before the password is seen again
+    assert sign_in(stronger, "nobody.here", ADMIN_PASSWORD).status_code == 401
+    assert sign_in(stronger, ADMIN, ADMIN_PASSWORD).status_code == 200
+    assert ",t=2," in stored_hash()
+    assert sign_in(stronger, ADMIN, ADMIN_PASSWORD).status_code == 200
+
+
 def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(identity):
     wrong = sign_in(identity, ADMIN, "not the right passphrase")
     unknown = sign_in(identity, "nobody.here", "not the right passphrase")
