@@ -3,7 +3,8 @@
 Errors answer `{"error": CODE, "message": ..., "fields": {...}}`:
     ValidationFailed (and marshmallow's ValidationError) -> 400 VALIDATION_ERROR
     no or untrusted token -> 401 UNAUTHENTICATED, role or scope refused -> 403 FORBIDDEN
-    NotFound -> 404, Conflict -> 409, anything unexpected -> 500 INTERNAL_ERROR
+    NotFound -> 404, Conflict -> 409, TooManyRequests -> 429 (+ Retry-After),
+    anything unexpected -> 500 INTERNAL_ERROR
 Unknown routes and wrong methods get the same envelope (404 / 405).
 
 Every route is checked against its rule in the service's ACCESS table (hocvu.auth) before
@@ -61,6 +62,19 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status = 409
     code = "CONFLICT"
+
+
+class TooManyRequests(ApiError):
+    """429, with the wait in the Retry-After header and as `retry_after` in the body."""
+    status = 429
+    code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailable(ApiError):

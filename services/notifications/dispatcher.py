@@ -22,7 +22,7 @@ from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch, release
 from hocvu.privacy import mask_phone
 from hocvu.store import ServiceStore
-from services.notifications import policy, providers, reminders
+from services.notifications import policy, providers, reminders, sign_in_codes
 from services.notifications.reconcile import Reconciler
 from services.notifications.messages import ACCEPTED, FAILED, QUEUED, SUPPRESSED
 
@@ -49,6 +49,7 @@ class DispatchLoop(WakeableLoop):
         self.linger_seconds = float(config.get("SMS_LINGER_SECONDS", 0.02))
         self.lease = timedelta(seconds=float(config.get("SMS_LEASE_SECONDS", 30)))
         self.pool = GreenPool(self.concurrency)
+        self.opener = sign_in_codes.opener_from_config(config)
 
     def run_once(self) -> bool:
         due = {"status": QUEUED, "next_attempt_at": {"$lte": self.clock()}}
@@ -77,7 +78,8 @@ class DispatchLoop(WakeableLoop):
 
     def _send(self, message: dict) -> providers.SendResult:
         return self.provider.send(providers.SmsRequest(
-            request_id=message["_id"], to=message["to"], text=message["text"],
+            request_id=message["_id"], to=message["to"],
+            text=sign_in_codes.text_to_send(message, self.opener),
             encoding=message["encoding"], brandname=self.brandname))
 
     def _record(self, message: dict, result: providers.SendResult) -> None:

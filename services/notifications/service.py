@@ -19,6 +19,8 @@ Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            lessons.lessons_assigned               -> the lessons a reminder names
            lessons.lesson_completed               -> progress: the next reminder moves on
            lessons.course_completed               -> reminders stop
+           identity.sign_in_code_requested        -> SMS sign_in_code (transactional; the
+                                                     code is stored redacted, sent unsealed)
 Publishes  nothing yet
 State      its own database: contacts, messages, reminders, sms_optouts, sms_daily_counts,
            outbox, inbox
@@ -45,7 +47,8 @@ from hocvu.messaging import subscribe
 from hocvu.sealing import CannotOpen, Opener
 from hocvu.outbox import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
-from services.notifications import messages, optout, providers, reconcile, reminders, templates
+from services.notifications import (messages, optout, providers, reconcile, reminders,
+                                    sign_in_codes, templates)
 from services.notifications.dispatcher import SmsDispatcher
 from services.notifications.schemas import (
     DeliveryReportIn, InboundSmsIn, MessagePageOut, SmsPreferencesIn, SmsPreferencesOut)
@@ -345,6 +348,18 @@ class NotificationsService:
                              {"full_name": data["full_name"], "course_title": data["course_title"],
                               "verification_code": data["verification_code"],
                               "verify_url": data["verify_url"]})
+
+    @subscribe("identity", "sign_in_code_requested")
+    def send_sign_in_code(self, event):
+        unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
+
+        def work(tx):
+            tx.claim_event("send_sign_in_code", event)
+            return sign_in_codes.create(tx, self.sealed.opener, event.data,
+                                        event.correlation_id, utcnow(), unaccented)
+
+        if self.store.transact(work):
+            self.dispatcher.wake()
 
     def _create_message(self, event, consumer, template, dedupe_key, values, also=None):
         unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"

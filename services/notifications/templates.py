@@ -9,6 +9,7 @@ CERTIFICATE_ISSUED = "certificate_issued"
 LESSON_REMINDER = "lesson_reminder"
 # a reminder for a course whose lesson titles we were not told (an older lessons service)
 PROGRESS_REMINDER = "progress_reminder"
+SIGN_IN_CODE = "sign_in_code"  # transactional; its {code} is never stored (sign_in_codes.py)
 
 TEMPLATES = {
     ENROLLMENT_CONFIRMED: (
@@ -23,6 +24,9 @@ TEMPLATES = {
     PROGRESS_REMINDER: (
         "Chào {full_name}, đã {days} ngày bạn chưa học tiếp khóa \"{course_title}\". "
         "Trả lời TUCHOI để không nhận nhắc nhở."),
+    SIGN_IN_CODE: (
+        "Mã đăng nhập Bình dân học vụ số: {code}. Mã có hiệu lực 5 phút. "
+        "Không chia sẻ mã này với bất kỳ ai."),
 }
 
 

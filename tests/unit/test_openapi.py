@@ -6,10 +6,12 @@ import pytest
 from hocvu.openapi import build, routes
 from services.certificates.service import CertificatesService
 from services.enrollment.service import EnrollmentService
+from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
 
-SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService]
+SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
+            IdentityService]
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
