@@ -150,14 +150,14 @@ class IdentityService:
     store = IdentityStore(prepare=prepare)
 
     @http("GET", "/api/identity/health/live", summary="the process answers (no I/O)",
-          answers={200: "alive"})
+          answers={200: "ok"})
     def health_live(self, request):
-        return {"status": "ok", "service": self.name}
+        return health.live(self.name)
 
     @http("GET", "/api/identity/health/ready", summary="broker and store reachable?",
-          answers={200: "ready", 503: "broker or store unreachable"})
+          answers={200: "ok", 503: "broker or store unreachable"})
     def health_ready(self, request):
-        return health.check(self.store, self.config["AMQP_URI"])
+        return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/identity/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
