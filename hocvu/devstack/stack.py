@@ -1,4 +1,4 @@
-"""The platform as separate processes: the SMS gateway simulator, the four services (each
+"""The platform as separate processes: the SMS gateway simulator, the five services (each
 `nameko run` with its own config) and the nginx edge. `make run` and the end-to-end tests
 both start it through this class; RabbitMQ and the store are given to it."""
 import secrets
@@ -10,18 +10,22 @@ import requests
 from hocvu.devstack import proxy
 from hocvu.devstack.processes import BIN, Process, free_port
 
-SERVICES = ("enrollment", "lessons", "certificates", "notifications")
+SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
+# the province admin identity creates on its first start (BOOTSTRAP_ADMIN_*): the account
+# `make run` prints and the tools sign in with
+BOOTSTRAP_ADMIN = "admin"
+PROVINCE = "38"
 # eventlet's multi-line deprecation notice, printed when nameko's command line imports it,
 # would break the one-JSON-object-per-line logs (docs/architecture.md)
 QUIET_EVENTLET_NOTICE = "ignore::Warning:nameko.cli.commands"
-STARTUP_ORDER = ("enrollment", "certificates", "notifications", "lessons")
+STARTUP_ORDER = ("identity", "enrollment", "certificates", "notifications", "lessons")
 
 
 @dataclass
 class StackSettings:
     amqp_uri: str
     mongo_uri: str
-    national_id_hash_key: str
+    secrets: dict[str, str]          # hocvu.devstack.config.platform_secrets
     ports: dict[str, int]            # edge, sms_simulator and one per service
     log_dir: Path
     run_dir: Path
@@ -49,6 +53,14 @@ class Stack:
         self.sms_gateway = f"http://127.0.0.1:{self.ports['sms_simulator']}"
         self.processes: dict[str, Process] = {}
 
+    @property
+    def issuer(self) -> str:
+        return f"{self.base_url}/api/identity"
+
+    @property
+    def admin_password(self) -> str:
+        return self.settings.secrets["BOOTSTRAP_ADMIN_PASSWORD"]
+
     def service_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
@@ -72,7 +84,12 @@ class Stack:
             "AMQP_URI": s.amqp_uris.get(service, s.amqp_uri), "MONGO_URI": s.mongo_uri,
             "MONGO_DATABASE": f"{s.database_prefix}{service}",
             "HTTP_ADDRESS": f"127.0.0.1:{port or self.ports[service]}",
-            "NATIONAL_ID_HASH_KEY": s.national_id_hash_key,
+            **s.secrets,
+            # tokens name the public address as their issuer; services fetch its keys directly
+            "AUTH_ISSUER": self.issuer,
+            "AUTH_JWKS_URL": self.url_direct("identity", ".well-known/jwks.json"),
+            "BOOTSTRAP_ADMIN_USERNAME": BOOTSTRAP_ADMIN,
+            "BOOTSTRAP_ADMIN_PROVINCE": PROVINCE,
             "PUBLIC_BASE_URL": self.base_url,
             "SMS_GATEWAY_URL": self.sms_gateway,
             "SMS_CALLBACK_URL": f"{self.service_url('notifications')}"
