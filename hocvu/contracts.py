@@ -30,9 +30,10 @@ SUBSCRIBERS = {
     "course_published": [("enrollment", "remember_course")],
     "learner_enrolled": [("lessons", "assign_lessons"), ("notifications", "confirm_enrollment")],
     "learner_contact_registered": [("notifications", "remember_contact")],
-    "lessons_assigned": [],
-    "lesson_completed": [],
-    "course_completed": [("certificates", "issue_certificate")],
+    "lessons_assigned": [("notifications", "remember_lessons")],
+    "lesson_completed": [("notifications", "note_progress")],
+    "course_completed": [("certificates", "issue_certificate"),
+                         ("notifications", "stop_reminders")],
     "certificate_issued": [("notifications", "announce_certificate")],
     "sign_in_code_requested": [("notifications", "send_sign_in_code")],
 }
@@ -111,6 +112,9 @@ class LearnerContactRegistered(_Data):
 
 class LessonsAssigned(_AboutAnEnrollment):
     lesson_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    # added: the same lessons with their titles and order, for the reminder SMS that names
+    # the next one; absent from events of an older lessons service
+    lessons = fields.List(fields.Nested(LessonRef), load_default=None)
     assigned_at = UtcDateTime(required=True)
 
 

@@ -12,6 +12,7 @@ import psutil
 import pymongo
 import requests
 
+from hocvu.devstack import proxy
 from hocvu.devstack.processes import Process, free_port
 from hocvu.devstack.rabbitmq import Vhost, ensure_rabbitmq
 from hocvu.devstack.stack import SERVICES, Stack, StackSettings
@@ -47,13 +48,17 @@ class BenchPlatform:
             store_port = free_port()
             self.store = start_secantus(store_port, self.folder / "store", logs)
             self.mongo_uri = store_uri(store_port)
-            ports = {part: free_port() for part in ("edge", "sms_simulator", *SERVICES)}
+            # (identity: the edge routes to it, whether or not the stack runs it yet)
+            ports = {part: free_port()
+                     for part in {"edge", "sms_simulator", "identity", *SERVICES}}
             self.stack = Stack(StackSettings(
                 amqp_uri=self.vhost.amqp_uri, mongo_uri=self.mongo_uri,
                 national_id_hash_key=secrets.token_hex(32), ports=ports, log_dir=logs,
                 run_dir=self.folder / "run", instances=self.deployment.instances,
                 service_env=self.service_env,
-                simulator_args=["--record", str(self.sms_record)]))
+                simulator_args=["--record", str(self.sms_record)],
+                # the load comes from one address on purpose: no per-client limits
+                edge=proxy.EdgeSettings.unthrottled()))
             self.stack.start()
         except BaseException:
             self.stop()

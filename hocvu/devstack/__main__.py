@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
-from hocvu.devstack import config
+from hocvu.devstack import config, proxy
 from hocvu.devstack.processes import VAR, Process, StartError, port_holder, wait_gone
 from hocvu.devstack.rabbitmq import DEFAULT_URI, ensure_rabbitmq, reachable
 from hocvu.devstack.stack import SERVICES, Stack, StackSettings
@@ -31,6 +31,10 @@ def run(environ=os.environ) -> int:
     check_ports_free({part: port for part, port in ports.items()
                       if not (part == "store" and mongo_uri)})
     hash_key = config.national_id_hash_key(environ, VAR / "secrets.env")
+    try:
+        edge = proxy.EdgeSettings(cors_origins=proxy.cors_origins(environ))
+    except ValueError as error:
+        raise SystemExit(f"make run: {proxy.CORS_VARIABLE}: {error}") from None
     log_dir.mkdir(parents=True, exist_ok=True)
     record_state(STATE_FILE, [])
 
@@ -50,7 +54,8 @@ def run(environ=os.environ) -> int:
         print("starting the SMS gateway simulator, the four services and nginx ...", flush=True)
         stack = Stack(StackSettings(amqp_uri=amqp_uri, mongo_uri=mongo_uri,
                                     national_id_hash_key=hash_key, ports=ports,
-                                    log_dir=log_dir, run_dir=run_dir))
+                                    log_dir=log_dir, run_dir=run_dir,
+                                    edge=edge))
         stack.start()
         record_state(STATE_FILE, [store, *stack.processes.values()])
         print_summary(stack, store, amqp_uri, mongo_uri, log_dir, time.monotonic() - started)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Mapping
 
 DEFAULT_PORTS = {"edge": 8000, "enrollment": 8001, "lessons": 8002, "certificates": 8003,
-                 "notifications": 8004, "sms_simulator": 8025, "store": 27017}
+                 "notifications": 8004, "identity": 8005, "sms_simulator": 8025, "store": 27017}
 PORT_VARIABLES = {part: "HOCVU_HTTP_PORT" if part == "edge" else f"HOCVU_{part.upper()}_PORT"
                   for part in DEFAULT_PORTS}
 HASH_KEY = "NATIONAL_ID_HASH_KEY"

@@ -3,6 +3,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from hocvu.contracts import UtcDateTime
 from hocvu.privacy import mask_phone
+from services.notifications import messages
 
 
 class MessageOut(Schema):
@@ -15,6 +16,9 @@ class MessageOut(Schema):
     encoding = fields.String()
     segments = fields.Integer()
     status = fields.String()
+    # one of messages.LEARNER_STATUSES' values, and why, in words (docs/sms-gateway.md)
+    learner_status = fields.Function(messages.learner_status)
+    reason = fields.Function(messages.reason)
     attempts = fields.Integer()
     created_at = UtcDateTime()
     accepted_at = UtcDateTime()
@@ -35,3 +39,25 @@ class DeliveryReportIn(Schema):
     message_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
     status = fields.String(required=True, validate=validate.Length(min=1, max=40))
     delivered_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class SmsPreferencesIn(Schema):
+    """A learner's choice about reminder-like SMS; transactional ones always go."""
+    reminders = fields.Boolean(required=True, truthy={True}, falsy={False})
+
+
+class SmsPreferencesOut(Schema):
+    learner_id = fields.String()
+    reminders = fields.Boolean()
+    changed_at = UtcDateTime(allow_none=True)
+
+
+class InboundSmsIn(Schema):
+    """A learner's reply, as the gateway (simulator mode) posts it: personal data (phone)."""
+    class Meta:
+        unknown = EXCLUDE
+
+    sender = fields.String(required=True, data_key="from",
+                           validate=validate.Regexp(r"^\+?84[35789]\d{8}$"))
+    text = fields.String(required=True, validate=validate.Length(min=1, max=1600))
+    received_at = fields.AwareDateTime(load_default=None, allow_none=True)

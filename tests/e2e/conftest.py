@@ -10,7 +10,8 @@ from hocvu.devstack.stack import Stack, StackSettings
 from tests.support.broker import Vhost
 from tests.support.fixtures import HASH_KEY
 
-PARTS = ("edge", "sms_simulator", "enrollment", "lessons", "certificates", "notifications")
+PARTS = ("edge", "sms_simulator", "enrollment", "lessons", "certificates", "notifications",
+         "identity")
 
 
 @pytest.fixture(scope="module")

@@ -76,12 +76,27 @@ def test_enroll_learn_certify_and_hear_about_it(platform):
 
 def test_the_edge_routes_by_prefix_and_answers_errors_in_the_envelope(platform):
     for service in ("enrollment", "lessons", "certificates", "notifications"):
-        health = requests.get(platform.url(service, "health"))
-        assert health.status_code == 200 and health.json()["service"] == service
-        assert health.headers["X-Request-ID"]
+        document = requests.get(platform.url(service, "openapi.json"))
+        assert document.status_code == 200 and document.headers["X-Request-ID"]
+        # health is for operations, on the service's own port: the edge does not route it
+        for probe in ("health/live", "health/ready"):
+            ready = requests.get(platform.url_direct(service, probe))
+            assert ready.status_code == 200 and ready.json()["service"] == service
+            hidden = requests.get(platform.url(service, probe))
+            assert hidden.status_code == 404 and hidden.json()["error"] == "NOT_FOUND"
     nowhere = requests.get(f"{platform.base_url}/nowhere")
     assert nowhere.status_code == 404 and nowhere.json()["error"] == "NOT_FOUND"
     unknown_route = requests.get(platform.url("lessons", "no/such/route"))
     assert unknown_route.status_code == 404 and unknown_route.json()["error"] == "NOT_FOUND"
     document = requests.get(platform.url("enrollment", "openapi.json")).json()
     assert "/api/enrollment/enrollments" in document["paths"]
+
+
+def test_every_line_each_service_logged_is_one_json_object(platform):
+    import json
+    for service in ("enrollment", "lessons", "certificates", "notifications"):
+        text = platform.processes[service].log_path.read_text()
+        assert text.strip(), service
+        for line in text.splitlines():
+            record = json.loads(line)  # a line that is not JSON fails here, with its text
+            assert record["service"] == service and record["level"] and record["timestamp"]

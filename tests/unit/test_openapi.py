@@ -25,10 +25,8 @@ def test_every_route_is_documented_under_the_service_prefix(service):
                 for _, route in routes(service)}
     assert documented == declared
     assert all(path.startswith(f"/api/{service.name}/") for path, _ in documented)
-    # the older services answer health; identity already has the contract's live + ready
-    assert (f"/api/{service.name}/health", "get") in documented or {
-        (f"/api/{service.name}/health/live", "get"),
-        (f"/api/{service.name}/health/ready", "get")} <= documented
+    assert (f"/api/{service.name}/health/live", "get") in documented
+    assert (f"/api/{service.name}/health/ready", "get") in documented
 
 
 def test_the_enrollment_body_is_described_field_by_field():
