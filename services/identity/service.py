@@ -3,7 +3,7 @@ sign-in with a phone number and a one-time code sent by SMS.
 
 HTTP (under /api/identity/)                                     who may call
     GET  health/live                                            operations (no I/O)
-    GET  health/ready                                           operations (broker, store)
+    GET  health/ready                                           operations (broker, store; cached 5 s)
     GET  openapi.json                                           public
     GET  .well-known/openid-configuration                       public
     GET  .well-known/jwks.json                                  public (the verifying keys)
@@ -152,12 +152,12 @@ class IdentityService:
     @http("GET", "/api/identity/health/live", summary="the process answers (no I/O)",
           answers={200: "alive"})
     def health_live(self, request):
-        return {"status": "ok", "service": self.name}
+        return health.live(self.name)
 
     @http("GET", "/api/identity/health/ready", summary="broker and store reachable?",
           answers={200: "ready", 503: "broker or store unreachable"})
     def health_ready(self, request):
-        return health.check(self.store, self.config["AMQP_URI"])
+        return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/identity/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
