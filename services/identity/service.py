@@ -3,7 +3,7 @@ sign-in with a phone number and a one-time code sent by SMS.
 
 HTTP (under /api/identity/)                                     who may call
     GET  health/live                                            operations (no I/O)
-    GET  health/ready                                           operations (broker, store; cached 5 s)
+    GET  health/ready                                           operations (broker, store)
     GET  openapi.json                                           public
     GET  .well-known/openid-configuration                       public
     GET  .well-known/jwks.json                                  public (the verifying keys)
