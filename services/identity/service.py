@@ -150,12 +150,12 @@ class IdentityService:
     store = IdentityStore(prepare=prepare)
 
     @http("GET", "/api/identity/health/live", summary="the process answers (no I/O)",
-          answers={200: "alive"})
+          answers={200: "ok"})
     def health_live(self, request):
         return health.live(self.name)
 
     @http("GET", "/api/identity/health/ready", summary="broker and store reachable?",
-          answers={200: "ready", 503: "broker or store unreachable"})
+          answers={200: "ok", 503: "broker or store unreachable"})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
 
