@@ -14,11 +14,10 @@ from hocvu.events import MalformedEvent
 from hocvu.leases import NEVER
 from hocvu.sealing import CannotOpen, Opener
 from hocvu.store import Transaction
-from services.notifications import sms, templates
-from services.notifications.messages import QUEUED
+from services.notifications import policy, sms, templates
+from services.notifications.messages import QUEUED, SCOPE_FIELDS
 
 REDACTED = "******"
-TRANSACTIONAL = "transactional"
 
 
 def opener_from_config(config: dict) -> Opener | None:
@@ -43,7 +42,10 @@ def create(tx: Transaction, opener: Opener, data: dict, correlation_id: str, now
     text = sms.prepare(templates.render(templates.SIGN_IN_CODE, code=REDACTED), unaccented)
     message = {
         "_id": str(uuid.uuid4()), "dedupe_key": dedupe_key, "template": templates.SIGN_IN_CODE,
-        "kind": TRANSACTIONAL, "learner_id": None, "enrollment_id": None,
+        "sms_class": policy.class_of(templates.SIGN_IN_CODE),  # transactional: at once
+        "learner_id": None, "enrollment_id": None,
+        # no learner, no commune: only operations see it (it is listed to nobody)
+        **{key: None for key in SCOPE_FIELDS},
         "to": phone, "sealed_code": data["code"],
         "text": text.text, "encoding": text.encoding, "segments": text.segments,
         "status": QUEUED, "created_at": now, "expires_at": data["expires_at"], "attempts": 0,

@@ -399,7 +399,7 @@ def test_the_sms_carries_the_code_and_notifications_stores_it_redacted(
     with MongoClient(config["MONGO_URI"]) as client:
         stored = client[config["MONGO_DATABASE"]].messages.find_one(
             {"template": "sign_in_code"})
-    assert stored["kind"] == "transactional" and "******" in stored["text"]
+    assert stored["sms_class"] == "transactional" and "******" in stored["text"]
     assert not [s for s in strings_in(stored) if code in s]
     assert sent[0]["text"] == stored["text"].replace("******", code)
 
