@@ -159,3 +159,26 @@ def test_the_algorithm_comes_from_the_key_not_from_the_token(platform, issuer):
     url = f"{platform['urls']['enrollment']}/api/enrollment/enrollments"
     answer = requests.get(url, headers={"Authorization": f"Bearer {header}.{payload}."})
     assert answer.status_code == 401
+
+
+def test_another_providers_tokens_work_by_configuration_alone(service_config, run_service,
+                                                             issuer):
+    """A province's own OpenID Connect provider (its SSO, VNeID) names its issuer, publishes
+    its keys and calls its claims as it likes: settings, not code, point a service at it."""
+    from services.certificates.service import CertificatesService
+    provider = TestIssuer(issuer="https://sso.thanhhoa.test/realms/hocvu")
+    try:
+        url = base_url(run_service(CertificatesService, service_config(
+            "certificates", AUTH_ISSUER=provider.issuer, AUTH_JWKS_URL=provider.jwks_url,
+            AUTH_ROLE_CLAIM="hocvu_role", AUTH_PROVINCE_CLAIM="hocvu_province",
+            AUTH_COMMUNES_CLAIM="hocvu_communes")))
+        certificates = f"{url}/api/certificates/certificates"
+        theirs = provider.token("ignored", hocvu_role="province_admin", hocvu_province="38",
+                                subject="f:3f6c2a", province=None)
+        answer = requests.get(certificates, headers={"Authorization": f"Bearer {theirs}"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"items": [], "next_cursor": None}
+        # the issuer it no longer trusts is refused, however good its tokens
+        assert requests.get(certificates, headers=issuer.province_admin()).status_code == 401
+    finally:
+        provider.close()
