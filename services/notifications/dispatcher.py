@@ -8,7 +8,8 @@ limiting), or failed for good.
 Before a claimed message is sent, the send policy (policy.py) may hold it: a reminder at
 night or over the day's cap waits for the next allowed moment (`held_reason` says why),
 one to a number that opted out is `suppressed`. A send refused by our own token bucket
-is put back without counting an attempt.
+is put back without counting an attempt. A sign-in code SMS whose code has expired is
+`failed` ("code expired") instead of sent, checked at the last moment before the request.
 """
 import logging
 from datetime import timedelta
@@ -29,6 +30,8 @@ from services.notifications.messages import ACCEPTED, FAILED, QUEUED, SUPPRESSED
 log = logging.getLogger(__name__)
 
 _ORDER = [("next_attempt_at", ASCENDING), ("created_at", ASCENDING)]
+# what _send answers for a code that expired before it could go out: nothing was sent
+_EXPIRED = providers.SendResult(outcome=providers.REJECTED, error=sign_in_codes.CODE_EXPIRED)
 
 
 class DispatchLoop(WakeableLoop):
@@ -77,6 +80,9 @@ class DispatchLoop(WakeableLoop):
                 "next_attempt_at": decision.until, "held_reason": decision.reason}})
 
     def _send(self, message: dict) -> providers.SendResult:
+        # here, not at claim time: a message may wait in the pool behind slow sends
+        if sign_in_codes.expired(message, self.clock()):
+            return _EXPIRED
         return self.provider.send(providers.SmsRequest(
             request_id=message["_id"], to=message["to"],
             text=sign_in_codes.text_to_send(message, self.opener),
@@ -89,6 +95,12 @@ class DispatchLoop(WakeableLoop):
             release(self.messages, [message["_id"]], {"$set": {
                 "next_attempt_at": now + timedelta(seconds=result.retry_after or 1),
                 "held_reason": result.error}})
+            return
+        if result is _EXPIRED:
+            log.info("SMS %s to %s not sent: its sign-in code expired first",
+                     message["_id"], mask_phone(message["to"]))
+            release(self.messages, [message["_id"]], {"$set": {
+                "status": FAILED, "last_error": result.error, "failed_at": now}})
             return
         attempts = message["attempts"] + 1
         if result.outcome == providers.ACCEPTED:

@@ -5,6 +5,9 @@ stored with the code replaced by REDACTED and keeps the code still sealed; the d
 puts the real code into the text only in the request to the provider (`text_to_send`).
 The placeholder has the code's length, so the encoding and segments stored are the ones
 sent. The phone is kept like every message's `to`: the SMS must reach it.
+
+A code SMS still unsent when its code expires is never sent (`expired`): the code would be
+refused anyway, and a learner can always ask for a new one.
 """
 import re
 import uuid
@@ -18,6 +21,7 @@ from services.notifications import policy, sms, templates
 from services.notifications.messages import QUEUED, SCOPE_FIELDS
 
 REDACTED = "******"
+CODE_EXPIRED = "code expired"
 
 
 def opener_from_config(config: dict) -> Opener | None:
@@ -60,3 +64,9 @@ def text_to_send(message: dict, opener: Opener | None) -> str:
     if not message.get("sealed_code"):
         return message["text"]
     return message["text"].replace(REDACTED, opener.open(message["sealed_code"]), 1)
+
+
+def expired(message: dict, now: datetime) -> bool:
+    """Is this a code message whose code no longer signs anyone in?"""
+    expires_at = message.get("expires_at")
+    return expires_at is not None and expires_at <= now

@@ -335,3 +335,48 @@ def test_our_token_bucket_puts_messages_back_without_counting_an_attempt(
         assert waiting["held_reason"] == "simulator rate limit (ours)"
         assert waiting["next_attempt_at"] > clock()
     assert len(sms_outbox()) == 1
+
+
+# --- sign-in codes ---------------------------------------------------------------------------
+
+def _queue_code(store, opener_keys, request_id, code, now, expires_at):
+    from hocvu import sealing
+    from services.notifications import sign_in_codes
+    sealer = sealing.Sealer(opener_keys["public"])
+    data = {"request_id": request_id, "phone": sealer.seal(PHONE), "code": sealer.seal(code),
+            "expires_at": expires_at}
+    return store.transact(lambda tx: sign_in_codes.create(
+        tx, sealing.Opener(opener_keys["private"]), data, "corr", now, True))
+
+
+def test_a_code_sms_that_waited_past_its_expiry_fails_and_is_never_sent(
+        notifications_store, sms_gateway, sms_outbox):
+    from datetime import timedelta
+
+    from hocvu import sealing
+    db = notifications_store.db
+    private, public = sealing.new_key_pair()
+    keypair = {"private": private, "public": public}
+    clock = Clock(local(2026, 11, 25, 10, 0))
+    config = {"SMS_GATEWAY_URL": sms_gateway, "NOTIFICATIONS_SEALING_PRIVATE_KEY": private}
+    loop = DispatchLoop(db.messages, SimulatorProvider(config), config,
+                        policy.SendPolicy(db, config, clock), clock)
+    stale = _queue_code(notifications_store, keypair, "req-stale", "111111", clock(),
+                        expires_at=clock() + timedelta(seconds=300))
+    fresh = _queue_code(notifications_store, keypair, "req-fresh", "222222", clock(),
+                        expires_at=clock() + timedelta(seconds=600))
+
+    clock.advance(seconds=300)   # the first code's last moment has passed, not the second's
+    loop.run_once()
+    failed = db.messages.find_one({"_id": stale["_id"]})
+    assert failed["status"] == messages.FAILED and failed["last_error"] == "code expired"
+    assert messages.reason(failed) == "code expired" and failed["attempts"] == 0
+    assert db.messages.find_one({"_id": fresh["_id"]})["status"] == messages.ACCEPTED
+    sent = sms_outbox()
+    assert [m["request_id"] for m in sent] == [fresh["_id"]]
+    assert "222222" in sent[0]["text"] and not any("111111" in m["text"] for m in sent)
+
+    clock.advance(hours=1)       # and a failed code message stays failed
+    loop.run_once()
+    assert db.messages.find_one({"_id": stale["_id"]})["status"] == messages.FAILED
+    assert len(sms_outbox()) == 1
