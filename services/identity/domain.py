@@ -1,7 +1,8 @@
 """Identity's rules, in plain Python with no I/O: every `now` is passed in, so a test
 controls the clock.
 
-- staff: who may create whom, usernames, password rules, lockout after failed sign-ins;
+- staff: who may create whom and reset whose password, usernames, password rules, lockout
+  after failed sign-ins;
 - learners: one-time codes (6 digits, kept as a keyed hash, short-lived, few attempts)
   and the rate limits on asking for them.
 """
@@ -102,6 +103,33 @@ def visible_staff(caller: dict) -> dict | None:
     if caller["role"] == COMMUNE_ADMIN:
         return {"province": caller["province"], "communes": {"$in": list(caller["communes"])}}
     return None
+
+
+HIDDEN = "hidden"  # a refusal answered as if the account did not exist
+
+
+def reset_refusal(caller: dict, account: dict) -> str | None:
+    """Why `caller` may not set a new password on `account`; None if they may. HIDDEN when
+    the account is not one the caller may list (visible_staff): the answer must not tell
+    whether it exists. A province admin resets the commune admins and facilitators of their
+    province; a commune admin the facilitators of their own commune only (a facilitator who
+    also serves other communes is the province admin's); nobody resets a province admin."""
+    if caller["role"] == PROVINCE_ADMIN:
+        if account["province"] != caller["province"]:
+            return HIDDEN
+        if account["role"] == PROVINCE_ADMIN:
+            return "a province admin resets commune admins and facilitators only"
+        return None
+    if caller["role"] == COMMUNE_ADMIN:
+        if account["province"] != caller["province"] \
+                or not set(account["communes"]) & set(caller["communes"]):
+            return HIDDEN
+        if account["role"] != FACILITATOR:
+            return "a commune admin resets facilitators only"
+        if not set(account["communes"]) <= set(caller["communes"]):
+            return "this facilitator also serves other communes: the province admin resets it"
+        return None
+    return "your role cannot reset passwords"
 
 
 @dataclass(frozen=True)

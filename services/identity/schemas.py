@@ -21,6 +21,21 @@ class StaffSignInIn(_In):
         min=1, max=domain.PASSWORD_MAX))
 
 
+class PasswordChangeIn(_In):
+    # the rules of a new password need the account's username: checked by the route
+    current_password = fields.String(required=True, validate=validate.Length(
+        min=1, max=domain.PASSWORD_MAX))
+    new_password = fields.String(required=True)
+
+
+class PasswordResetIn(_In):
+    new_password = fields.String(required=True)
+
+
+class PasswordSetOut(Schema):
+    status = fields.String()
+
+
 class StaffIn(_In):
     username = fields.String(required=True)
     display_name = fields.String(required=True, validate=validate.Length(min=2, max=100))

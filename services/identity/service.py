@@ -10,11 +10,18 @@ HTTP (under /api/identity/)                                     who may call
     POST staff/sign-in      {username, password} -> token       public (lockout, 429)
     POST staff              create an account in your scope     province_admin, commune_admin
     GET  staff?limit&cursor accounts in your scope (paged)      province_admin, commune_admin
+    POST staff/password     {current_password, new_password}    any staff (their own; a wrong
+                                                                current password counts
+                                                                toward the lockout)
+    POST staff/<username>/password  {new_password}              province_admin, commune_admin
+                            reset an account in your scope      (404 outside it); clears
+                                                                its lockout
     POST learners/code      {phone} -> SMS with a code          public (rate-limited, 429)
     POST learners/token     {phone, code} -> token              public (5 attempts per code)
 Consumes   nothing
 Publishes  sign_in_code_requested (phone and code sealed for notifications)
-State      its own database: staff (argon2id password hashes), sign_in_attempts (lockout,
+State      its own database: staff (argon2id password hashes, password_changed_at,
+           password_reset_by), sign_in_attempts (lockout,
            by keyed hash of the username), sign_in_codes (keyed hashes only), rate_limits
            (by keyed hash of phone / client address), outbox, inbox
 Config     keys and secrets: JWT_SIGNING_KEYS, IDENTITY_HASH_KEY, LEARNER_SUBJECT_KEY,
@@ -35,14 +42,18 @@ from hocvu.http import Forbidden, http, load_body
 from hocvu.store import ServiceStore, Store
 from services.identity import domain, learners, staff
 from services.identity.keys import InvalidKey, load_keyring
-from services.identity.schemas import (CodeSentOut, LearnerCodeIn, LearnerTokenIn, StaffIn,
-                                       StaffOut, StaffPageOut, StaffSignInIn, TokenOut)
+from services.identity.schemas import (CodeSentOut, LearnerCodeIn, LearnerTokenIn,
+                                       PasswordChangeIn, PasswordResetIn, PasswordSetOut,
+                                       StaffIn, StaffOut, StaffPageOut, StaffSignInIn,
+                                       TokenOut)
 from services.identity.tokens import Issuer
 
 sign_in_in, staff_in = StaffSignInIn(), StaffIn()
 code_in, token_in = LearnerCodeIn(), LearnerTokenIn()
+change_in, reset_in = PasswordChangeIn(), PasswordResetIn()
 staff_out, page_out = StaffOut(), StaffPageOut()
 ADMINS = auth.roles(auth.PROVINCE_ADMIN, auth.COMMUNE_ADMIN)
+ANY_STAFF = auth.roles(*auth.STAFF)
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -134,6 +145,12 @@ def _staff(principal: auth.Principal) -> dict:
             "province": principal.province, "communes": sorted(principal.communes)}
 
 
+def _account_id(principal: auth.Principal) -> str | None:
+    """The account of a token identity issued; None for another issuer's subject."""
+    kind, _, account_id = principal.subject.partition(":")
+    return account_id if kind == "staff" and account_id else None
+
+
 class IdentityService:
     name = "identity"
 
@@ -143,6 +160,7 @@ class IdentityService:
         "openapi_document": PUBLIC, "openid_configuration": PUBLIC, "jwks": PUBLIC,
         "staff_sign_in": PUBLIC, "learner_code": PUBLIC, "learner_token": PUBLIC,
         "create_staff": ADMINS, "list_staff": ADMINS,
+        "change_own_password": ANY_STAFF, "reset_password": ADMINS,
     }
 
     config = Config()
@@ -207,6 +225,33 @@ class IdentityService:
             raise Forbidden("your role may not list accounts")
         limit, after = pagination.page_request(request.args)
         return page_out.dump(staff.page(self.store, scope, limit, after))
+
+    @http("POST", "/api/identity/staff/password", summary="change your own password",
+          body=PasswordChangeIn,
+          answers={200: PasswordSetOut, 400: "invalid body or unacceptable new password",
+                   401: "no valid token (UNAUTHENTICATED), or the current password is wrong "
+                        "(INVALID_CREDENTIALS)",
+                   404: "your account is not kept by identity (another sign-in provider)",
+                   429: "too many failed sign-ins (Retry-After)"})
+    def change_own_password(self, request):
+        body = load_body(request, change_in)
+        staff.change_password(self.store, self.runtime.passwords, self.runtime.lockout,
+                              self.runtime.hash_key, _account_id(request.principal),
+                              body["current_password"], body["new_password"], utcnow())
+        # tokens issued before stay valid until they expire (docs/identity.md says why)
+        return {"status": "changed"}
+
+    @http("POST", "/api/identity/staff/<username>/password",
+          summary="set a new password on an account in your scope", body=PasswordResetIn,
+          answers={200: PasswordSetOut, 400: "invalid body or unacceptable new password",
+                   401: "no valid token", 403: "not an admin, or an account you may not reset",
+                   404: "no such account in your scope"})
+    def reset_password(self, request, username):
+        body = load_body(request, reset_in)
+        staff.reset_password(self.store, self.runtime.passwords, self.runtime.hash_key,
+                             _staff(request.principal), username, body["new_password"],
+                             utcnow())
+        return {"status": "reset"}
 
     @http("POST", "/api/identity/learners/code", summary="text a sign-in code to a phone",
           body=LearnerCodeIn, answers={202: CodeSentOut, 400: "not a Vietnamese mobile number",

@@ -1,4 +1,5 @@
-"""Staff accounts in the store: bootstrap, sign-in with lockout, creation and listing.
+"""Staff accounts in the store: bootstrap, sign-in with lockout, creation, listing, and
+passwords changed by their owner or reset by an admin.
 
 Passwords are kept as argon2id hashes (argon2-cffi), rehashed at the next sign-in when
 the configured parameters change. Hashing runs in a native thread (eventlet's tpool):
@@ -16,7 +17,8 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from hocvu import pagination
-from hocvu.http import ApiError, Conflict, TooManyRequests
+from hocvu.http import (ApiError, Conflict, Forbidden, NotFound, TooManyRequests,
+                        ValidationFailed)
 from hocvu.retention import RetentionRule
 from hocvu.store import Store
 from services.identity import domain
@@ -35,6 +37,14 @@ class BadCredentials(ApiError):
 
     def headers(self) -> dict:
         return {"WWW-Authenticate": 'Bearer realm="hocvu"'}
+
+
+class WrongCurrentPassword(BadCredentials):
+    """401 with the sign-in's code: the token was fine (else UNAUTHENTICATED), the password
+    typed to confirm the change was not."""
+
+    def __init__(self):
+        ApiError.__init__(self, "the current password is wrong")
 
 
 class Passwords:
@@ -98,17 +108,21 @@ def new_account(username, display_name, role, province, communes, password_hash,
             "password_hash": password_hash, "created_at": now, "created_by": created_by}
 
 
-def sign_in(store: Store, passwords: Passwords, policy: domain.LockoutPolicy, hash_key: bytes,
-            username: str, password: str, now: datetime) -> dict:
-    """The account whose password this is; raises TooManyRequests while the username is
-    locked and BadCredentials otherwise (the same for an unknown username)."""
-    username = domain.normalize_username(username)
-    attempts_id = domain.keyed_digest(hash_key, f"staff:{username}")
+def _attempts_id(hash_key: bytes, username: str) -> str:
+    return domain.keyed_digest(hash_key, f"staff:{username}")
+
+
+def _checked_password(store: Store, passwords: Passwords, policy: domain.LockoutPolicy,
+                      hash_key: bytes, username: str, account: dict | None, password: str,
+                      now: datetime) -> None:
+    """The lockout around one password check: raises TooManyRequests while the username is
+    locked (without checking), BadCredentials when the password is not the account's (and
+    counts the failure); a success clears the count."""
+    attempts_id = _attempts_id(hash_key, username)
     attempts = store.db[ATTEMPTS]
     wait = domain.locked_for(attempts.find_one({"_id": attempts_id}), now)
     if wait:
         raise TooManyRequests("too many failed sign-ins; try again later", wait)
-    account = store.db[ACCOUNTS].find_one({"username": username})
     if not passwords.verify(account and account["password_hash"], password):
         def record_failure(tx):
             state = domain.after_failure(tx[ATTEMPTS].find_one({"_id": attempts_id}), now,
@@ -123,10 +137,63 @@ def sign_in(store: Store, passwords: Passwords, policy: domain.LockoutPolicy, ha
                         attempts_id[:12], policy.max_failures)
         raise BadCredentials()
     attempts.delete_one({"_id": attempts_id})
+
+
+def sign_in(store: Store, passwords: Passwords, policy: domain.LockoutPolicy, hash_key: bytes,
+            username: str, password: str, now: datetime) -> dict:
+    """The account whose password this is; raises TooManyRequests while the username is
+    locked and BadCredentials otherwise (the same for an unknown username)."""
+    username = domain.normalize_username(username)
+    account = store.db[ACCOUNTS].find_one({"username": username})
+    _checked_password(store, passwords, policy, hash_key, username, account, password, now)
     if passwords.needs_rehash(account["password_hash"]):
         store.db[ACCOUNTS].update_one({"_id": account["_id"]},
                                       {"$set": {"password_hash": passwords.hash(password)}})
     return account
+
+
+def change_password(store: Store, passwords: Passwords, policy: domain.LockoutPolicy,
+                    hash_key: bytes, account_id: str | None, current: str, new: str,
+                    now: datetime) -> None:
+    """A staff member sets their own new password, proving the current one. A wrong current
+    password counts toward the lockout like a failed sign-in (a stolen token must not be a
+    way to guess the password without limit)."""
+    account = account_id and store.db[ACCOUNTS].find_one({"_id": account_id})
+    if not account:
+        raise NotFound("your account is not kept here: change its password where you sign in")
+    problems = domain.password_problems(new, account["username"])
+    if problems:
+        raise ValidationFailed("the new password is not acceptable", {"new_password": problems})
+    try:
+        _checked_password(store, passwords, policy, hash_key, account["username"], account,
+                          current, now)
+    except BadCredentials:
+        raise WrongCurrentPassword() from None
+    store.db[ACCOUNTS].update_one({"_id": account_id}, {"$set": {
+        "password_hash": passwords.hash(new), "password_changed_at": now}})
+    log.info("staff account %s changed its password", account_id)
+
+
+def reset_password(store: Store, passwords: Passwords, hash_key: bytes, caller: dict,
+                   username: str, new: str, now: datetime) -> None:
+    """An admin sets a new password on an account of their scope (domain.reset_refusal);
+    the account's lockout is cleared so its owner can sign in with it at once."""
+    username = domain.normalize_username(username)
+    account = store.db[ACCOUNTS].find_one({"username": username})
+    refusal = domain.reset_refusal(caller, account) if account else domain.HIDDEN
+    if refusal == domain.HIDDEN:
+        # the same answer whether the account does not exist or is outside the scope
+        raise NotFound("no such staff account in your scope")
+    if refusal:
+        raise Forbidden(refusal)
+    problems = domain.password_problems(new, username)
+    if problems:
+        raise ValidationFailed("the new password is not acceptable", {"new_password": problems})
+    store.db[ACCOUNTS].update_one({"_id": account["_id"]}, {"$set": {
+        "password_hash": passwords.hash(new), "password_changed_at": now,
+        "password_reset_by": caller["subject"]}})
+    store.db[ATTEMPTS].delete_one({"_id": _attempts_id(hash_key, username)})
+    log.info("staff account %s: password reset by %s", account["_id"], caller["subject"])
 
 
 def create(store: Store, passwords: Passwords, creator: dict, data: dict, now: datetime) -> dict:

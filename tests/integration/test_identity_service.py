@@ -287,6 +287,140 @@ def test_an_invalid_account_is_refused_with_every_field_and_nothing_is_created(i
     assert [a["username"] for a in page["items"]] == [ADMIN]
 
 
+# --- passwords ---------------------------------------------------------------------------
+
+FACILITATOR_PASSWORD = "another long passphrase"
+
+
+def change_password(url, token, current, new):
+    return requests.post(f"{url}/api/identity/staff/password", headers=bearer(token),
+                         json={"current_password": current, "new_password": new})
+
+
+def reset_password(url, token, username, new):
+    return requests.post(f"{url}/api/identity/staff/{username}/password",
+                         headers=bearer(token), json={"new_password": new})
+
+
+def test_staff_change_their_own_password(identity):
+    admin = token_of(identity, ADMIN, ADMIN_PASSWORD)
+    assert create_staff(identity, admin, username="minh.facilitator", role="facilitator",
+                        communes=["14845"]).status_code == 201
+    facilitator = token_of(identity, "minh.facilitator", FACILITATOR_PASSWORD)
+
+    changed = change_password(identity, facilitator, FACILITATOR_PASSWORD,
+                              "a brand new passphrase")
+    assert changed.status_code == 200, changed.text
+    assert changed.json() == {"status": "changed"}
+    assert sign_in(identity, "minh.facilitator", FACILITATOR_PASSWORD).status_code == 401
+    assert sign_in(identity, "minh.facilitator", "a brand new passphrase").status_code == 200
+    # tokens issued before the change live on until they expire (docs/identity.md)
+    assert requests.get(f"{identity}/api/identity/staff",
+                        headers=bearer(admin)).status_code == 200
+
+
+def test_a_weak_new_password_is_refused_and_changes_nothing(identity):
+    admin = token_of(identity, ADMIN, ADMIN_PASSWORD)
+    for weak in ("short", " " * 20, f"my name is {ADMIN.upper()}", "x" * 129):
+        answer = change_password(identity, admin, ADMIN_PASSWORD, weak)
+        assert answer.status_code == 400, weak
+        assert answer.json()["error"] == "VALIDATION_ERROR"
+        assert list(answer.json()["fields"]) == ["new_password"]
+    missing = requests.post(f"{identity}/api/identity/staff/password", headers=bearer(admin),
+                            json={"new_password": "a brand new passphrase"})
+    assert missing.status_code == 400 and "current_password" in missing.json()["fields"]
+    assert sign_in(identity, ADMIN, ADMIN_PASSWORD).status_code == 200
+
+
+def test_a_wrong_current_password_changes_nothing_and_counts_toward_the_lockout(identity):
+    admin = token_of(identity, ADMIN, ADMIN_PASSWORD)
+    wrong = change_password(identity, admin, "not the right passphrase", "a brand new passphrase")
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "INVALID_CREDENTIALS"  # the token itself was fine
+    assert sign_in(identity, ADMIN, "a brand new passphrase").status_code == 401  # 2nd failure
+    assert change_password(identity, admin, "still not it at all",
+                           "a brand new passphrase").status_code == 401  # 3rd: locked
+    locked = change_password(identity, admin, ADMIN_PASSWORD, "a brand new passphrase")
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert sign_in(identity, ADMIN, ADMIN_PASSWORD).status_code == 429
+
+
+def test_changing_a_password_needs_a_token(identity):
+    answer = requests.post(f"{identity}/api/identity/staff/password",
+                           json={"current_password": ADMIN_PASSWORD,
+                                 "new_password": "a brand new passphrase"})
+    assert answer.status_code == 401 and answer.json()["error"] == "UNAUTHENTICATED"
+    assert sign_in(identity, ADMIN, ADMIN_PASSWORD).status_code == 200
+
+
+def test_admins_reset_passwords_in_their_scope_only(identity):
+    admin = token_of(identity, ADMIN, ADMIN_PASSWORD)
+    for username, role, communes in [("lan.commune", "commune_admin", ["14845"]),
+                                     ("minh.facilitator", "facilitator", ["14845"]),
+                                     ("hai.elsewhere", "facilitator", ["14812"]),
+                                     ("ba.two.communes", "facilitator", ["14845", "14812"])]:
+        assert create_staff(identity, admin, username=username, role=role,
+                            communes=communes).status_code == 201
+    commune = token_of(identity, "lan.commune", FACILITATOR_PASSWORD)
+    facilitator = token_of(identity, "minh.facilitator", FACILITATOR_PASSWORD)
+
+    # a commune admin: a facilitator of their commune
+    reset = reset_password(identity, commune, "Minh.Facilitator", "reset by the commune")
+    assert reset.status_code == 200, reset.text
+    assert sign_in(identity, "minh.facilitator", FACILITATOR_PASSWORD).status_code == 401
+    assert sign_in(identity, "minh.facilitator", "reset by the commune").status_code == 200
+    # not one of another commune, nor one that does not exist: the same 404
+    elsewhere = reset_password(identity, commune, "hai.elsewhere", "reset by the commune")
+    unknown = reset_password(identity, commune, "nobody.here", "reset by the commune")
+    assert elsewhere.status_code == unknown.status_code == 404
+    assert elsewhere.json() == unknown.json()
+    # listed to them but not theirs to reset: 403
+    assert reset_password(identity, commune, "ba.two.communes",
+                          "reset by the commune").status_code == 403
+    assert reset_password(identity, commune, ADMIN, "reset by the commune").status_code == 404
+    # a facilitator resets nobody, not even a colleague
+    by_facilitator = reset_password(identity, facilitator, "hai.elsewhere", "reset by a peer")
+    assert by_facilitator.status_code == 403 and by_facilitator.json()["error"] == "FORBIDDEN"
+    assert sign_in(identity, "hai.elsewhere", FACILITATOR_PASSWORD).status_code == 200
+
+    # the province admin: commune admins and facilitators of the province
+    assert reset_password(identity, admin, "lan.commune",
+                          "reset by the province").status_code == 200
+    assert sign_in(identity, "lan.commune", "reset by the province").status_code == 200
+    weak = reset_password(identity, admin, "hai.elsewhere", "hai.elsewhere is me")
+    assert weak.status_code == 400 and list(weak.json()["fields"]) == ["new_password"]
+    assert sign_in(identity, "hai.elsewhere", FACILITATOR_PASSWORD).status_code == 200
+    assert requests.post(f"{identity}/api/identity/staff/hai.elsewhere/password",
+                         json={"new_password": "no token at all"}).status_code == 401
+
+
+def test_a_province_admin_cannot_reach_another_province(start_identity):
+    first = start_identity()
+    admin = token_of(first, ADMIN, ADMIN_PASSWORD)
+    assert create_staff(first, admin, username="minh.facilitator", role="facilitator",
+                        communes=["14845"]).status_code == 201
+    # another province's admin on the same accounts
+    other = start_identity(BOOTSTRAP_ADMIN_USERNAME="admin.nghean",
+                           BOOTSTRAP_ADMIN_PROVINCE="42")
+    stranger = token_of(other, "admin.nghean", ADMIN_PASSWORD)
+    assert reset_password(other, stranger, "minh.facilitator",
+                          "taken over from outside").status_code == 404
+    assert reset_password(other, stranger, ADMIN, "taken over from outside").status_code == 404
+    assert sign_in(first, "minh.facilitator", FACILITATOR_PASSWORD).status_code == 200
+
+
+def test_a_reset_clears_the_lockout(identity):
+    admin = token_of(identity, ADMIN, ADMIN_PASSWORD)
+    assert create_staff(identity, admin, username="minh.facilitator", role="facilitator",
+                        communes=["14845"]).status_code == 201
+    for _ in range(3):
+        assert sign_in(identity, "minh.facilitator", "not the right one").status_code == 401
+    assert sign_in(identity, "minh.facilitator", FACILITATOR_PASSWORD).status_code == 429
+    assert reset_password(identity, admin, "minh.facilitator",
+                          "a fresh start passphrase").status_code == 200
+    assert sign_in(identity, "minh.facilitator", "a fresh start passphrase").status_code == 200
+
+
 # --- learners ----------------------------------------------------------------------------
 
 def ask_code(url, phone="0912 345 678", address="203.0.113.10"):

@@ -74,6 +74,20 @@ def test_private_rabbitmq_keeps_everything_in_its_folder(tmp_path):
     assert all(value.startswith(str(tmp_path)) for value in paths.values()), paths
 
 
+def test_every_route_that_checks_a_password_or_a_code_has_the_sign_in_budget():
+    text = rendered()
+    pattern = re.search(r"location ~ (\S+) \{\s*limit_req zone=hocvu_sign_in ", text).group(1)
+    limited = [path for path in (
+        "/api/identity/staff/sign-in", "/api/identity/staff/password",
+        "/api/identity/staff/lan.commune/password", "/api/identity/learners/code",
+        "/api/identity/learners/token", "/api/identity/staff",
+        "/api/identity/.well-known/jwks.json", "/api/identity/staff/a/b/password")
+        if re.search(pattern, path)]
+    assert limited == ["/api/identity/staff/sign-in", "/api/identity/staff/password",
+                       "/api/identity/staff/lan.commune/password",
+                       "/api/identity/learners/code", "/api/identity/learners/token"]
+
+
 def test_rates_and_bursts_are_fields_with_defaults():
     text = rendered()
     assert "zone=hocvu_sign_in:10m rate=10r/m;" in text

@@ -164,6 +164,56 @@ def test_what_each_admin_may_list():
     assert domain.visible_staff(FACILITATOR_14845) is None
 
 
+def account(role, province="38", communes=()):
+    return {"role": role, "province": province, "communes": list(communes)}
+
+
+HIDDEN = domain.HIDDEN
+COMMUNE_14812 = {"role": COMMUNE_ADMIN, "province": "38", "communes": ["14812"]}
+
+
+@pytest.mark.parametrize("caller, target, refusal", [
+    # a province admin: commune admins and facilitators of their province
+    (PROVINCE_38, account(COMMUNE_ADMIN, communes=["14845"]), None),
+    (PROVINCE_38, account(FACILITATOR, communes=["14845", "14812"]), None),
+    (PROVINCE_38, account(PROVINCE_ADMIN), "forbidden"),          # listed, so no secret
+    (PROVINCE_38, account(FACILITATOR, "42", ["18073"]), HIDDEN),
+    (PROVINCE_38, account(PROVINCE_ADMIN, "42"), HIDDEN),
+    # a commune admin: facilitators of their own commune only
+    (COMMUNE_14845, account(FACILITATOR, communes=["14845"]), None),
+    (COMMUNE_14845, account(FACILITATOR, communes=["14845", "14812"]), "forbidden"),
+    (COMMUNE_14845, account(COMMUNE_ADMIN, communes=["14845"]), "forbidden"),
+    (COMMUNE_14845, account(FACILITATOR, communes=["14812"]), HIDDEN),
+    (COMMUNE_14812, account(FACILITATOR, communes=["14845"]), HIDDEN),
+    (COMMUNE_14845, account(PROVINCE_ADMIN), HIDDEN),             # covers no commune listed
+    (COMMUNE_14845, account(FACILITATOR, "42", ["14845"]), HIDDEN),
+    # a facilitator: nobody, whoever it is
+    (FACILITATOR_14845, account(FACILITATOR, communes=["14845"]), "forbidden"),
+])
+def test_who_may_reset_whose_password(caller, target, refusal):
+    answer = domain.reset_refusal(caller, target)
+    if refusal == "forbidden":
+        assert answer not in (None, HIDDEN) and isinstance(answer, str)
+    else:
+        assert answer == refusal
+
+
+def test_an_account_is_hidden_exactly_when_the_caller_cannot_list_it():
+    """404 for what a caller's list would not show, so the answer reveals nothing new."""
+    accounts = [account(role, province, communes) for role, province, communes in [
+        (PROVINCE_ADMIN, "38", []), (COMMUNE_ADMIN, "38", ["14845"]),
+        (FACILITATOR, "38", ["14845", "14812"]), (FACILITATOR, "38", ["14812"]),
+        (FACILITATOR, "42", ["18073"]), (COMMUNE_ADMIN, "42", ["18073"])]]
+    for caller in (PROVINCE_38, COMMUNE_14845, COMMUNE_14812):
+        scope = domain.visible_staff(caller)
+        for target in accounts:
+            listed = target["province"] == scope["province"] and (
+                "communes" not in scope or bool(set(target["communes"])
+                                                & set(scope["communes"]["$in"])))
+            assert (domain.reset_refusal(caller, target) == HIDDEN) is (not listed), (
+                caller, target)
+
+
 @pytest.mark.parametrize("role, province, communes, field", [
     (COMMUNE_ADMIN, "38", ["14845", "14846"], "communes"),
     (FACILITATOR, "38", [], "communes"),
