@@ -5,6 +5,16 @@ from kombu import Connection
 
 log = logging.getLogger(__name__)
 
+# The body of both answers (200 ok, 503 unavailable), as the OpenAPI documents state it; a
+# service adds its own counts beside these.
+ANSWER = {"type": "object", "required": ["status", "service", "checks"],
+          "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
+                         "service": {"type": "string"},
+                         "checks": {"type": "object", "additionalProperties": {
+                             "type": "string", "enum": ["ok", "unreachable"]}},
+                         "outbox_pending": {"type": "integer", "minimum": 0}},
+          "additionalProperties": True}
+
 
 def broker_reachable(amqp_uri: str, timeout: float = 2.0) -> bool:
     try:

@@ -2,6 +2,7 @@
 from marshmallow import Schema, fields
 
 from hocvu.contracts import UtcDateTime
+from hocvu.pagination import PageQuery, filter_field
 from services.certificates.domain import display_code
 
 
@@ -33,3 +34,8 @@ class VerificationOut(Schema):
     full_name = fields.String()
     course_title = fields.String()
     issued_at = UtcDateTime()
+
+
+class CertificatesQuery(PageQuery):
+    enrollment_id = filter_field("only this enrollment's")
+    learner_id = filter_field("only this learner's")

@@ -5,21 +5,37 @@ from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, va
                          validates, validates_schema)
 
 from hocvu.contracts import LEARNER_GROUPS, UtcDateTime
+from hocvu.pagination import PageQuery, filter_field
 from services.enrollment import identity
 
 
 class LearnerIn(Schema):
+    """Each field's validators are what the OpenAPI document states; the rules a JSON schema
+    cannot say (letters of any script, the mobile number plan, a CCCD encoding the birth
+    year, a year not in the future) are checked below and described in words."""
     class Meta:
         unknown = EXCLUDE
 
-    full_name = fields.String(required=True)
-    phone = fields.String(required=True)
-    national_id = fields.String(required=True)
-    birth_year = fields.Integer(required=True, strict=True)
+    full_name = fields.String(required=True, validate=validate.Length(min=2, max=100), metadata={
+        "description": "2 to 100 letters (any script), spaces, dots, apostrophes and hyphens; "
+                       "stored NFC with single spaces"})
+    phone = fields.String(required=True, validate=validate.Regexp(
+        identity.PHONE_PATTERN, error="digits, with an optional + and spaces, dots, dashes or "
+                                      "brackets"), metadata={
+        "description": "a Vietnamese mobile number (10 digits starting 03, 05, 07, 08 or 09; "
+                       "or +84 / 84 and 9 digits)"})
+    national_id = fields.String(required=True, validate=validate.Regexp(
+        identity.NATIONAL_ID_PATTERN, error="12 digits starting with a province code"),
+        metadata={"description": "the 12-digit CCCD; its 4th to 6th digits encode birth_year"})
+    birth_year = fields.Integer(required=True, strict=True, validate=validate.Range(
+        min=1900, error="must be 1900 or later"),
+        metadata={"description": "1900 to the current year"})
     group = fields.String(required=True, validate=validate.OneOf(LEARNER_GROUPS))
-    province_code = fields.String(required=True)
+    province_code = fields.String(required=True, validate=validate.OneOf(
+        sorted(identity.PROVINCE_CODES),
+        error="must be the 2-digit code of one of the 34 provinces"))
     commune_code = fields.String(required=True, validate=validate.Regexp(
-        r"^\d{5}$", error="must be a 5-digit commune or ward code"))
+        r"^[0-9]{5}$", error="must be a 5-digit commune or ward code"))
 
     @validates("full_name")
     def _full_name(self, value, **_):
@@ -37,13 +53,8 @@ class LearnerIn(Schema):
     @validates("birth_year")
     def _birth_year(self, value, **_):
         this_year = datetime.date.today().year
-        if not 1900 <= value <= this_year:
+        if value > this_year:
             raise ValidationError(f"must be between 1900 and {this_year}")
-
-    @validates("province_code")
-    def _province_code(self, value, **_):
-        if value not in identity.PROVINCE_CODES:
-            raise ValidationError("must be the 2-digit code of one of the 34 provinces")
 
     @validates_schema(skip_on_field_errors=False)
     def _national_id(self, data, **_):
@@ -114,3 +125,9 @@ class CatalogCourseOut(Schema):
     title = fields.String()
     group = fields.String()
     lesson_count = fields.Integer()
+
+
+class EnrollmentsQuery(PageQuery):
+    commune_code = fields.String(validate=validate.Regexp(
+        r"^[0-9]{5}$", error="5 digits"), metadata={"description": "only this commune"})
+    course_id = filter_field("only this course")

@@ -53,14 +53,14 @@ class LessonsService:
     store = ServiceStore(prepare=repository.prepare)
 
     @http("GET", "/api/lessons/health", summary="broker and store reachable?",
-          answers={200: "ok", 503: "broker or store unreachable"})
+          answers={200: health.ANSWER, 503: health.ANSWER})
     def health(self, request):
         return health.check(self.store, self.config["AMQP_URI"],
                             courses=self.store.db.courses.count_documents({}))
 
     @http("GET", "/api/lessons/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
-        return openapi.build(LessonsService, "hocvu lessons", __doc__)
+        return openapi.document(LessonsService)
 
     @http("GET", "/api/lessons/courses", summary="the course catalog",
           answers={200: CourseOut(many=True)})
@@ -88,6 +88,7 @@ class LessonsService:
 
     @http("POST", "/api/lessons/enrollments/<enrollment_id>/lessons/<lesson_id>/complete",
           summary="complete a lesson (again: no change)", body=CompleteLessonIn,
+          body_required=False,
           answers={200: ProgressOut, 400: "invalid score",
                    404: "unknown enrollment or lesson, or not yours"})
     def complete_lesson(self, request, enrollment_id, lesson_id):

@@ -2,6 +2,7 @@
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from hocvu.contracts import UtcDateTime
+from hocvu.pagination import PageQuery, filter_field
 from hocvu.privacy import mask_phone
 
 
@@ -35,3 +36,8 @@ class DeliveryReportIn(Schema):
     message_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
     status = fields.String(required=True, validate=validate.Length(min=1, max=40))
     delivered_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class MessagesQuery(PageQuery):
+    learner_id = filter_field("only this learner's")
+    enrollment_id = filter_field("only this enrollment's")

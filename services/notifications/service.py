@@ -23,7 +23,7 @@ from pymongo import ASCENDING
 from hocvu import auth, health, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, http, load_body
+from hocvu.http import NotFound, http, load_body, load_query
 from hocvu.events import MalformedEvent
 from hocvu.messaging import subscribe
 from hocvu.sealing import CannotOpen, Opener
@@ -31,10 +31,11 @@ from hocvu.outbox import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
 from services.notifications import messages, templates
 from services.notifications.dispatcher import SmsDispatcher
-from services.notifications.schemas import DeliveryReportIn, MessagePageOut
+from services.notifications.schemas import DeliveryReportIn, MessagePageOut, MessagesQuery
 
 page_out = MessagePageOut()
 report_in = DeliveryReportIn()
+messages_query = MessagesQuery()
 
 
 class SealedValues(DependencyProvider):
@@ -94,7 +95,7 @@ class NotificationsService:
     sealed = SealedValues()
 
     @http("GET", "/api/notifications/health", summary="broker and store reachable?",
-          answers={200: "ok", 503: "broker or store unreachable"})
+          answers={200: health.ANSWER, 503: health.ANSWER})
     def health(self, request):
         counts = {doc["_id"]: doc["n"] for doc in self.store.db.messages.aggregate(
             [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
@@ -102,18 +103,16 @@ class NotificationsService:
 
     @http("GET", "/api/notifications/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
-        return openapi.build(NotificationsService, "hocvu notifications", __doc__)
+        return openapi.document(NotificationsService)
 
     @http("GET", "/api/notifications/messages",
           summary="SMS the caller may see: their own, or their communes' learners'",
-          query={"learner_id": "only this learner's", "enrollment_id": "only this enrollment's",
-                 **pagination.QUERY},
-          answers={200: MessagePageOut, 400: "invalid page"})
+          query=MessagesQuery, answers={200: MessagePageOut, 400: "invalid filter or page"})
     def list_messages(self, request):
-        limit, after = pagination.page_request(request.args)
+        args = load_query(request, messages_query)
+        limit, after = pagination.page_request(args)
         query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
-        filters = {key: request.args[key][:64] for key in ("learner_id", "enrollment_id")
-                   if request.args.get(key)}
+        filters = {key: args[key] for key in ("learner_id", "enrollment_id") if key in args}
         if filters:
             query = {"$and": [query, filters]}
         page = pagination.fetch_page(self.store.db.messages, query, "created_at", limit, after)

@@ -35,7 +35,7 @@ def test_the_enrollment_body_is_described_field_by_field():
     assert set(learner["required"]) == {"full_name", "phone", "national_id", "birth_year",
                                         "group", "province_code", "commune_code"}
     assert learner["properties"]["group"]["enum"] == ["official", "student", "worker", "citizen"]
-    assert set(post["responses"]) == {"201", "400", "401", "403", "404", "409", "429", "500",
+    assert set(post["responses"]) == {"201", "400", "401", "403", "404", "405", "409", "429", "500",
                                       "503"}
     assert post["security"] == [{"bearerToken": []}]
     assert post["responses"]["409"]["content"]["application/json"]["schema"] == {
