@@ -14,6 +14,7 @@ requests only to 127.0.0.1. Run it alone: `make test PYTEST_ARGS=tests/integrati
 """
 import datetime
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,8 @@ def test_every_service_answers_as_its_document_says_to_every_caller(platform, is
     found = []
     for caller, headers in callers(issuer).items():
         for service in SERVICES:
+            started = time.monotonic()
             for failure in fuzz(platform[service.name], service.name, headers):
                 found.append(f"{service.name}, {caller}: {failure}")
+            print(f"fuzzed {service.name} as {caller} in {time.monotonic() - started:.1f} s")
     assert not found, f"{len(found)} failures:\n" + "\n".join(dict.fromkeys(found))
