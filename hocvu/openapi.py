@@ -45,7 +45,8 @@ _ANSWERS_BY_RULE = {
     "roles": {401: "no token, or one that is expired or from an unknown issuer",
               403: "the caller's role may not do this",
               503: "the token issuer's keys cannot be fetched"},
-    "gateway": {401: "unsigned, badly signed or replayed callback"},
+    "gateway": {401: "unsigned, badly signed or replayed callback",
+                503: "the callback secret is not configured"},
 }
 _ANSWERS_OF_EVERY_ROUTE = {405: "this path does not answer that method (Allow lists those it does)",
                            429: "too many requests from this address (the edge's limit)",

@@ -81,18 +81,18 @@ class EnrollmentIn(Schema):
 
 
 class EnrollmentCreatedOut(Schema):
-    id = fields.String(attribute="_id")
-    learner_id = fields.String()
-    course_id = fields.String()
-    status = fields.String()
-    enrolled_at = UtcDateTime()
+    id = fields.String(required=True, attribute="_id")
+    learner_id = fields.String(required=True)
+    course_id = fields.String(required=True)
+    status = fields.String(required=True)
+    enrolled_at = UtcDateTime(required=True)
 
 
 class LearnerOut(Schema):
     """A learner as they and staff of their commune see them: the national ID and phone only
     masked (enrollment keeps nothing more of either)."""
-    id = fields.String(attribute="_id")
-    full_name = fields.String()
+    id = fields.String(required=True, attribute="_id")
+    full_name = fields.String(required=True)
     phone = fields.String(attribute="phone_masked", metadata={"example": "+84*****5678"})
     national_id_last4 = fields.String()
     birth_year = fields.Integer()
@@ -102,29 +102,29 @@ class LearnerOut(Schema):
 
 
 class EnrollmentOut(EnrollmentCreatedOut):
-    course_title = fields.String()
-    province_code = fields.String()
-    commune_code = fields.String()
-    learner = fields.Nested(LearnerOut)
+    course_title = fields.String(required=True)
+    province_code = fields.String(required=True)
+    commune_code = fields.String(required=True)
+    learner = fields.Nested(LearnerOut, required=True, allow_none=True)
 
 
 class EnrollmentSummaryOut(EnrollmentCreatedOut):
-    course_title = fields.String()
-    province_code = fields.String()
-    commune_code = fields.String()
-    group = fields.String()
+    course_title = fields.String(required=True)
+    province_code = fields.String(required=True)
+    commune_code = fields.String(required=True)
+    group = fields.String(required=True)
 
 
 class EnrollmentPageOut(Schema):
-    items = fields.List(fields.Nested(EnrollmentSummaryOut))
-    next_cursor = fields.String(allow_none=True)
+    items = fields.List(fields.Nested(EnrollmentSummaryOut), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
 
 
 class CatalogCourseOut(Schema):
-    id = fields.String(attribute="_id")
-    title = fields.String()
-    group = fields.String()
-    lesson_count = fields.Integer()
+    id = fields.String(required=True, attribute="_id")
+    title = fields.String(required=True)
+    group = fields.String(required=True)
+    lesson_count = fields.Integer(required=True)
 
 
 class EnrollmentsQuery(PageQuery):

@@ -7,24 +7,24 @@ from hocvu.privacy import mask_phone
 
 
 class MessageOut(Schema):
-    id = fields.String(attribute="_id")
-    template = fields.String()
-    learner_id = fields.String()
-    enrollment_id = fields.String()
-    to = fields.Function(lambda message: mask_phone(message.get("to") or ""))
-    text = fields.String()
-    encoding = fields.String()
-    segments = fields.Integer()
-    status = fields.String()
-    attempts = fields.Integer()
-    created_at = UtcDateTime()
+    id = fields.String(required=True, attribute="_id")
+    template = fields.String(required=True)
+    learner_id = fields.String(required=True)
+    enrollment_id = fields.String(required=True)
+    to = fields.Function(lambda message: mask_phone(message.get("to") or ""), required=True)
+    text = fields.String(required=True)
+    encoding = fields.String(required=True)
+    segments = fields.Integer(required=True)
+    status = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    created_at = UtcDateTime(required=True)
     accepted_at = UtcDateTime()
     delivered_at = UtcDateTime()
 
 
 class MessagePageOut(Schema):
-    items = fields.List(fields.Nested(MessageOut))
-    next_cursor = fields.String(allow_none=True)
+    items = fields.List(fields.Nested(MessageOut), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
 
 
 class DeliveryReportIn(Schema):

@@ -33,7 +33,7 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService]
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 20
 SEED = 20251125
 PHONE, COMMUNE = "+84912345678", "14845"
 LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912345678", "national_id": "038195001234",
@@ -115,6 +115,9 @@ def fuzz(url: str, service: str, headers: dict) -> list[str]:
         f"{service} serves another document than docs/openapi/{service}.json"
     config = schemathesis.Config.from_dict({
         "seed": SEED,
+        # ids in paths are free strings, of which hypothesis discards those a URL cannot carry
+        # ("/", ".", ".."): a generator's efficiency warning, not a finding about the API
+        "suppress-health-check": ["filter_too_much"],
         "base-url": url,
         "headers": headers,
         "workers": 1,
@@ -123,18 +126,35 @@ def fuzz(url: str, service: str, headers: dict) -> list[str]:
         "phases": {"stateful": {"enabled": False}},
     })
     schema = schemathesis.openapi.from_dict(document, config=config)
-    failures = []
+    if headers:
+        # health takes no token (the OPERATIONS rule) and opens a broker connection per call:
+        # fuzzed once, by the caller without one
+        schema = schema.exclude(path_regex=r"/health$")
+    failures, tested, phase_started = [], set(), {}
     for event in from_schema(schema).execute():
-        if isinstance(event, events.NonFatalError | events.FatalError):
-            failures.append(f"error: {getattr(event, 'label', '')} {event.info.format() if hasattr(event, 'info') else event}")
-        if isinstance(event, events.ScenarioFinished) and event.status != Status.SUCCESS \
-                and event.status != Status.SKIP:
-            for case_id, checks in event.recorder.checks.items():
+        if isinstance(event, events.PhaseStarted):
+            phase_started[event.phase.name] = time.monotonic()
+        elif isinstance(event, events.PhaseFinished):
+            print(f"  {service} {event.phase.name}: {event.status} in "
+                  f"{time.monotonic() - phase_started.get(event.phase.name, time.monotonic()):.1f} s")
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            failures.append(f"error in {getattr(event, 'label', 'the run')}: {event.info.format()}")
+        elif isinstance(event, events.ScenarioFinished):
+            if event.status in (Status.SUCCESS, Status.FAILURE):
+                tested.add(event.label)
+            if event.status == Status.ERROR:
+                failures.append(f"{event.label}: the scenario ended in an error")
+            for checks in event.recorder.checks.values():
                 for check in checks:
                     if check.failure_info is not None:
                         failure = check.failure_info.failure
                         failures.append(f"{event.label} [{check.name}] {failure.title}: "
                                         f"{failure.message}\n    {check.failure_info.code_sample}")
+    operations = {f"{verb.upper()} {path}" for path, item in document["paths"].items()
+                  for verb in item if not (headers and path.endswith("/health"))}
+    untested = operations - tested
+    if untested:
+        failures.append(f"never tested: {sorted(untested)}")
     return failures
 
 
