@@ -9,8 +9,9 @@ and fuzzing phases against each service's served `openapi.json` with every check
 rejected, valid data accepted, missing headers, unsupported methods, ignored auth...).
 Any failure fails the test, listed with the request that caused it.
 
-Bounded: a fixed seed, derandomized generation, at most MAX_EXAMPLES per operation, and
-requests only to 127.0.0.1. Run it alone: `make test PYTEST_ARGS=tests/integration/test_fuzz_api.py`.
+Bounded: a fixed seed, derandomized generation, at most MAX_EXAMPLES per operation and
+phase, and requests only to 127.0.0.1. The stateful phase (chains of calls through links)
+is off: the documents declare no links yet. Run it alone: `make test PYTEST_ARGS=tests/integration/test_fuzz_api.py`.
 """
 import datetime
 import json
@@ -33,7 +34,9 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService]
-MAX_EXAMPLES = 20
+# Past about 16 examples an operation, Hypothesis adds its targeting pass (schemathesis steers
+# towards accepted inputs), which multiplies the cost: 15 keeps the module under three minutes.
+MAX_EXAMPLES = 15
 SEED = 20251125
 PHONE, COMMUNE = "+84912345678", "14845"
 LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912345678", "national_id": "038195001234",
@@ -130,14 +133,9 @@ def fuzz(url: str, service: str, headers: dict) -> list[str]:
         # health takes no token (the OPERATIONS rule) and opens a broker connection per call:
         # fuzzed once, by the caller without one
         schema = schema.exclude(path_regex=r"/health$")
-    failures, tested, phase_started = [], set(), {}
+    failures, tested = [], set()
     for event in from_schema(schema).execute():
-        if isinstance(event, events.PhaseStarted):
-            phase_started[event.phase.name] = time.monotonic()
-        elif isinstance(event, events.PhaseFinished):
-            print(f"  {service} {event.phase.name}: {event.status} in "
-                  f"{time.monotonic() - phase_started.get(event.phase.name, time.monotonic()):.1f} s")
-        elif isinstance(event, events.NonFatalError | events.FatalError):
+        if isinstance(event, events.NonFatalError | events.FatalError):
             failures.append(f"error in {getattr(event, 'label', 'the run')}: {event.info.format()}")
         elif isinstance(event, events.ScenarioFinished):
             if event.status in (Status.SUCCESS, Status.FAILURE):
