@@ -43,6 +43,8 @@ class WakeableLoop:
     def _run(self) -> None:
         while not self._stopping:
             woken = self._wake.wait(self.poll_seconds)
+            if self._stopping:
+                break  # woken to stop: the store may already be closing
             if woken and self.linger_seconds and not self._stopping:
                 time.sleep(self.linger_seconds)
             self._wake.clear()

@@ -8,10 +8,12 @@ Who publishes what (exchange `<service>.events`, routing key = event type):
     lessons       course_published, lessons_assigned, lesson_completed, course_completed
     enrollment    learner_enrolled, learner_contact_registered
     certificates  certificate_issued
-`learner_contact_registered` is the only event that carries a phone number, sealed so that
-only notifications (its only subscriber) can read it (hocvu.sealing). No event ever carries a
-national ID. `learner_subject` is the learner's pseudonymous sign-in subject (a keyed hash of
-their phone, hocvu.auth.learner_subject): services keep it to let a learner see their own records.
+    identity      sign_in_code_requested
+`learner_contact_registered` and `sign_in_code_requested` are the only events that carry a
+phone number (the latter also a one-time code), sealed so that only notifications (their only
+subscriber) can read it (hocvu.sealing). No event ever carries a national ID.
+`learner_subject` is the learner's pseudonymous sign-in subject (a keyed hash of their phone,
+hocvu.auth.learner_subject): services keep it to let a learner see their own records.
 """
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -28,10 +30,12 @@ SUBSCRIBERS = {
     "course_published": [("enrollment", "remember_course")],
     "learner_enrolled": [("lessons", "assign_lessons"), ("notifications", "confirm_enrollment")],
     "learner_contact_registered": [("notifications", "remember_contact")],
-    "lessons_assigned": [],
-    "lesson_completed": [],
-    "course_completed": [("certificates", "issue_certificate")],
+    "lessons_assigned": [("notifications", "remember_lessons")],
+    "lesson_completed": [("notifications", "note_progress")],
+    "course_completed": [("certificates", "issue_certificate"),
+                         ("notifications", "stop_reminders")],
     "certificate_issued": [("notifications", "announce_certificate")],
+    "sign_in_code_requested": [("notifications", "send_sign_in_code")],
 }
 
 
@@ -108,6 +112,9 @@ class LearnerContactRegistered(_Data):
 
 class LessonsAssigned(_AboutAnEnrollment):
     lesson_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    # added: the same lessons with their titles and order, for the reminder SMS that names
+    # the next one; absent from events of an older lessons service
+    lessons = fields.List(fields.Nested(LessonRef), load_default=None)
     assigned_at = UtcDateTime(required=True)
 
 
@@ -135,11 +142,25 @@ class CertificateIssued(_AboutAnEnrollment):
     learner_subject = fields.String(**_subject)
 
 
+# a hocvu.sealing value: base64 of a sealed box (48 bytes of overhead) around a short text
+_sealed = dict(required=True, validate=[validate.Length(min=64, max=512), validate.Regexp(
+    r"^[A-Za-z0-9+/]+={0,2}$", error="must be a sealed value (base64)")])
+
+
+class SignInCodeRequested(_Data):
+    """A learner asked for a sign-in code: notifications texts it to them."""
+    request_id = fields.String(**_id)
+    phone = fields.String(**_sealed)   # E.164, sealed for notifications
+    code = fields.String(**_sealed)    # 6 digits, sealed for notifications
+    expires_at = UtcDateTime(required=True)
+
+
 SOURCES = {
     "course_published": "lessons", "lessons_assigned": "lessons",
     "lesson_completed": "lessons", "course_completed": "lessons",
     "learner_enrolled": "enrollment", "learner_contact_registered": "enrollment",
     "certificate_issued": "certificates",
+    "sign_in_code_requested": "identity",
 }
 
 _SCHEMAS = {
@@ -150,6 +171,7 @@ _SCHEMAS = {
     "lesson_completed": LessonCompleted(),
     "course_completed": CourseCompleted(),
     "certificate_issued": CertificateIssued(),
+    "sign_in_code_requested": SignInCodeRequested(),
 }
 
 EVENT_TYPES = tuple(_SCHEMAS)

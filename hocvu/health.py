@@ -1,47 +1,111 @@
-"""The health check every service answers at GET /api/<service>/health."""
-import logging
+"""Health for operations, on each service's own port (the edge never routes it):
 
+- `GET /api/<service>/health/live`: the process answers HTTP. No I/O at all, so a
+  supervisor restarts only a process that is truly stuck, never one whose store is away.
+- `GET /api/<service>/health/ready`: the service reaches its broker and its store, so a
+  load balancer may send it traffic. Each check's result is kept for CACHE_SECONDS: a flood
+  of probes costs one broker connection and one ping per few seconds; and each check gives
+  up after CHECK_TIMEOUT_SECONDS, so an unresponsive store or broker makes it answer 503
+  within about two seconds instead of hanging. No collection is read or counted.
+"""
+import logging
+import threading
+import time
+
+import eventlet
+import pymongo
 from kombu import Connection
 
 log = logging.getLogger(__name__)
 
-# The body of both answers (200 ok, 503 unavailable), as the OpenAPI documents state it; a
-# service adds its own counts beside these.
-ANSWER = {"type": "object", "required": ["status", "service", "checks"],
-          "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
-                         "service": {"type": "string"},
-                         "checks": {"type": "object", "additionalProperties": {
-                             "type": "string", "enum": ["ok", "unreachable"]}},
-                         "outbox_pending": {"type": "integer", "minimum": 0}},
-          "additionalProperties": True}
+CACHE_SECONDS = 5.0
+CHECK_TIMEOUT_SECONDS = 1.0
+
+# The bodies, as the OpenAPI documents state them.
+LIVE_ANSWER = {"type": "object", "required": ["status", "service"], "additionalProperties": False,
+               "properties": {"status": {"type": "string", "enum": ["ok"]},
+                              "service": {"type": "string"}}}
+READY_ANSWER = {"type": "object", "required": ["status", "service", "checks"],
+                "additionalProperties": False,
+                "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
+                               "service": {"type": "string"},
+                               "checks": {"type": "object", "additionalProperties": {
+                                   "type": "string", "enum": ["ok", "unreachable"]}}}}
 
 
-def broker_reachable(amqp_uri: str, timeout: float = 2.0) -> bool:
+def live(service_name: str) -> tuple[int, dict]:
+    return 200, {"status": "ok", "service": service_name}
+
+
+def broker_reachable(amqp_uri: str, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
     try:
-        with Connection(amqp_uri, connect_timeout=timeout) as connection:
-            connection.ensure_connection(max_retries=1)
+        # eventlet.Timeout bounds the AMQP handshake too, which connect_timeout does not
+        with eventlet.Timeout(timeout), Connection(amqp_uri, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=0)  # one attempt: no retry sleeps
         return True
-    except Exception as exc:
-        log.warning("health: broker unreachable: %r", exc)
+    except (Exception, eventlet.Timeout) as exc:
+        log.warning("readiness: broker unreachable: %r", exc)
         return False
 
 
-def store_reachable(store) -> bool:
+def store_reachable(store, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
     try:
-        store.ping()
+        # a client-side operation timeout: server selection and the socket read both give
+        # up after `timeout`, on the service's own connection pool
+        with pymongo.timeout(timeout):
+            store.ping()
         return True
     except Exception as exc:
-        log.warning("health: store unreachable: %r", exc)
+        log.warning("readiness: store unreachable: %r", exc)
         return False
 
 
-def check(store, amqp_uri: str, **details) -> tuple[int, dict]:
-    """(HTTP status, body): 200 with status ok when both connections work, else 503."""
-    checks = {"broker": broker_reachable(amqp_uri), "store": store_reachable(store)}
-    body = {"status": "ok" if all(checks.values()) else "unavailable",
-            "service": store.service_name,
-            "checks": {name: "ok" if ok else "unreachable" for name, ok in checks.items()}}
-    if checks["store"]:
-        body["outbox_pending"] = store.relay.pending_count()
-        body.update(details)
-    return (200 if body["status"] == "ok" else 503), body
+class _Cached:
+    """One check's last result, refreshed by one caller at a time once it is stale."""
+
+    def __init__(self, check):
+        self._check = check
+        self._lock = threading.Lock()
+        self._result: bool | None = None
+        self._checked_at = float("-inf")
+
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._checked_at < CACHE_SECONDS
+
+    def get(self) -> bool:
+        if self._fresh():
+            return self._result
+        with self._lock:
+            # whoever waited on the lock gets the result the holder just found
+            if not self._fresh():
+                self._result = self._check()
+                self._checked_at = time.monotonic()
+            return self._result
+
+
+_checks: dict[tuple, _Cached] = {}
+
+
+def _cached(key: tuple, check) -> bool:
+    cached = _checks.get(key)
+    if cached is None:
+        cached = _checks.setdefault(key, _Cached(check))
+    return cached.get()
+
+
+def ready(store, amqp_uri: str) -> tuple[int, dict]:
+    """(HTTP status, body): 200 when broker and store both answer, else 503."""
+    checks = {
+        "broker": _cached(("broker", amqp_uri), lambda: broker_reachable(amqp_uri)),
+        "store": _cached(("store", store.service_name, store.db.name, id(store.client)),
+                         lambda: store_reachable(store)),
+    }
+    ok = all(checks.values())
+    return (200 if ok else 503), {
+        "status": "ok" if ok else "unavailable", "service": store.service_name,
+        "checks": {name: "ok" if up else "unreachable" for name, up in checks.items()}}
+
+
+def forget() -> None:
+    """Drop every cached result (tests that stop a store or broker on purpose)."""
+    _checks.clear()

@@ -3,7 +3,8 @@
 Errors answer `{"error": CODE, "message": ..., "fields": {...}}`:
     ValidationFailed (and marshmallow's ValidationError) -> 400 VALIDATION_ERROR
     no or untrusted token -> 401 UNAUTHENTICATED, role or scope refused -> 403 FORBIDDEN
-    NotFound -> 404, Conflict -> 409, anything unexpected -> 500 INTERNAL_ERROR
+    NotFound -> 404, Conflict -> 409, TooManyRequests -> 429 (+ Retry-After),
+    anything unexpected -> 500 INTERNAL_ERROR
 Unknown routes and wrong methods get the same envelope (404 / 405).
 
 Every route is checked against its rule in the service's ACCESS table (hocvu.auth) before
@@ -13,7 +14,9 @@ import json
 import logging
 import time
 import uuid
+from functools import partial
 
+from eventlet.event import Event
 from marshmallow import Schema, ValidationError
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import SharedExtension
@@ -22,7 +25,7 @@ from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from hocvu import auth, signatures
+from hocvu import auth, logcontext, signatures
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,19 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status = 409
     code = "CONFLICT"
+
+
+class TooManyRequests(ApiError):
+    """429, with the wait in the Retry-After header and as `retry_after` in the body."""
+    status = 429
+    code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailable(ApiError):
@@ -193,6 +209,8 @@ class Authenticator(SharedExtension):
         secret = str(self.container.config.get("SMS_CALLBACK_SECRET") or "")
         if not secret:
             raise ServiceUnavailable("SMS_CALLBACK_SECRET is not configured")
+        if request.content_length and request.content_length > MAX_BODY_BYTES:
+            raise ValidationFailed("request body is too large", {"_body": ["at most 1 MiB"]})
         try:
             signatures.verify(secret.encode(), request.headers.get(signatures.TIMESTAMP_HEADER),
                               request.headers.get(signatures.SIGNATURE_HEADER),
@@ -225,12 +243,28 @@ class JsonHttpEntrypoint(HttpRequestHandler):
         self.rule = access_rule(self.container.service_cls, self.method_name)
 
     def handle_request(self, request):
-        request.shallow = False  # as nameko does before reading a body: a signature covers it
+        # the caller's correlation id, else the one the edge gave the request
+        with logcontext.bound(correlation_id=request.headers.get("X-Correlation-ID")
+                              or request.headers.get("X-Request-ID")):
+            request.shallow = False  # as nameko does before reading a body: a signature covers it
+            try:
+                request.principal = self.authenticator.caller(self.rule, request)
+            except ApiError as exc:
+                return self.response_from_exception(exc)
+            return self._handle_request(request)
+
+    def _handle_request(self, request):
+        """nameko's handle_request, its worker started in this request's log context."""
         try:
-            request.principal = self.authenticator.caller(self.rule, request)
-        except ApiError as exc:
+            context_data = self.server.context_data_from_headers(request)
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            event = Event()
+            logcontext.spawn_worker(self, args, kwargs, context_data=context_data,
+                                    handle_result=partial(self.handle_result, event))
+            return self.response_from_result(event.wait())
+        except Exception as exc:
             return self.response_from_exception(exc)
-        return super().handle_request(request)
 
     def response_from_result(self, result):
         if isinstance(result, Response):

@@ -18,12 +18,14 @@ The copy is published (with confirms) before the original is acknowledged: a cra
 between delivers the event twice, which the idempotent handlers absorb.
 """
 import logging
+from functools import partial
 
 from nameko.amqp.publish import Publisher
+from nameko.exceptions import ContainerBeingKilled
 from nameko.events import EventHandler
 from nameko.messaging import QueueConsumer
 
-from hocvu import topology
+from hocvu import logcontext, topology
 from hocvu.clock import isoformat, utcnow
 from hocvu.events import MalformedEvent, parse_event
 from hocvu.store import AlreadyProcessed
@@ -93,9 +95,17 @@ class EventSubscriber(EventHandler):
         try:
             event = parse_event(body, self.event_type)
         except MalformedEvent as exc:
-            self.dead_letter(message, f"{exc.reason}: {exc.fields}" if exc.fields else exc.reason)
+            with logcontext.bound(**_envelope_ids(body)):
+                self.dead_letter(message, f"{exc.reason}: {exc.fields}" if exc.fields
+                                 else exc.reason)
             return
-        super().handle_message(event, message)
+        with logcontext.bound(correlation_id=event.correlation_id, event_id=event.event_id):
+            try:
+                logcontext.spawn_worker(self, (event,), {},
+                                        context_data=self.unpack_message_headers(message),
+                                        handle_result=partial(self.handle_result, message))
+            except ContainerBeingKilled:
+                self.queue_consumer.requeue_message(message)
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None or isinstance(exc_info[1], AlreadyProcessed):
@@ -151,6 +161,13 @@ class EventSubscriber(EventHandler):
             headers={**previous, **headers}, serializer=None,
             content_type=message.content_type or "application/json",
             content_encoding=message.content_encoding or "utf-8")
+
+
+def _envelope_ids(body) -> dict:
+    """The ids a malformed event still carries, if any, for the lines about it."""
+    if not isinstance(body, dict):
+        return {}
+    return {"correlation_id": body.get("correlation_id"), "event_id": body.get("event_id")}
 
 
 subscribe = EventSubscriber.decorator

@@ -129,9 +129,11 @@ def service_classes() -> list:
     """Every service of the platform (imported here, not at the top: services import this)."""
     from services.certificates.service import CertificatesService
     from services.enrollment.service import EnrollmentService
+    from services.identity.service import IdentityService
     from services.lessons.service import LessonsService
     from services.notifications.service import NotificationsService
-    return [EnrollmentService, LessonsService, CertificatesService, NotificationsService]
+    return [IdentityService, EnrollmentService, LessonsService, CertificatesService,
+            NotificationsService]
 
 
 def render(service_class) -> str:

@@ -36,14 +36,27 @@ class Sealer:
 
 
 class Opener:
-    def __init__(self, private_key_b64: str):
-        self._box = SealedBox(PrivateKey(_key_bytes(private_key_b64, "sealing private key")))
+    """Opens with any of the private keys given (comma-separated, newest first): during a
+    rotation, values sealed for the old key still wait in queues and dead letters."""
+
+    def __init__(self, private_keys_b64: str):
+        keys = [key for key in private_keys_b64.split(",") if key.strip()]
+        if not keys:
+            raise ValueError("no sealing private key given")
+        self._boxes = [SealedBox(PrivateKey(_key_bytes(key, "sealing private key")))
+                       for key in keys]
 
     def open(self, sealed: str) -> str:
         try:
-            return self._box.decrypt(base64.b64decode(sealed, validate=True)).decode("utf-8")
-        except (CryptoError, binascii.Error, ValueError, TypeError):
-            raise CannotOpen("this value was not sealed for this service's key") from None
+            raw = base64.b64decode(sealed, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise CannotOpen("not a sealed value") from None
+        for box in self._boxes:
+            try:
+                return box.decrypt(raw).decode("utf-8")
+            except (CryptoError, ValueError, TypeError):
+                continue
+        raise CannotOpen("this value was not sealed for this service's keys")
 
 
 def new_key_pair() -> tuple[str, str]:

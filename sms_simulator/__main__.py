@@ -2,6 +2,7 @@
 import argparse
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -61,6 +62,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="share of sends answered 503, 0 to 1 (default %(default)s)")
     add("--rate-limit-per-minute", type=_number(int, 0), default=None, metavar="N",
         help="accepted messages per rolling minute before 429 (default: no limit)")
+    add("--retry-after-format", choices=["seconds", "http-date"], default="seconds",
+        help="how a 429 writes Retry-After (default %(default)s)")
+    add("--mode", choices=["simulator", "esms", "speedsms"], default="simulator",
+        help="which provider's API to speak (default %(default)s; docs/sms-gateway.md)")
+    add("--api-key", default="test-api-key", help="esms mode: the ApiKey accepted")
+    add("--secret-key", default="test-secret-key", help="esms mode: the SecretKey accepted")
+    add("--access-token", default="test-access-token",
+        help="speedsms mode: the access token accepted (Basic-auth user name)")
+    add("--webhook-url", default=None,
+        help="speedsms mode: where delivery reports go (the account's webhook)")
+    add("--callback-secret", metavar="SECRET", default=os.environ.get("SMS_CALLBACK_SECRET"),
+        help="sign every delivery report with this shared secret (HMAC-SHA256); default: "
+             "the SMS_CALLBACK_SECRET environment variable, else unsigned")
     add("--record", metavar="FILE", help="append every accepted message to FILE as a JSON line")
     add("--seed", type=int, default=None, help="seed for --fail-rate, for repeatable runs")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -82,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         rate_limit_per_minute=args.rate_limit_per_minute,
         record_path=args.record,
         seed=args.seed,
+        retry_after_format=args.retry_after_format,
+        mode=args.mode,
+        api_key=args.api_key,
+        secret_key=args.secret_key,
+        access_token=args.access_token,
+        webhook_url=args.webhook_url,
+        callback_secret=args.callback_secret.encode() if args.callback_secret else None,
     )
     app = create_app(settings)
     try:
@@ -104,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     # a signal handler running on the serving thread would wait for forever.
     serving = threading.Thread(target=server.serve_forever, name="sms-http", daemon=True)
     serving.start()
-    log.info("SMS simulator listening on http://%s:%d (delivery delay %ss)",
-             args.host, server.port, args.delivery_delay)
+    log.info("SMS simulator listening on http://%s:%d (mode %s, delivery delay %ss, reports %s)",
+             args.host, server.port, args.mode, args.delivery_delay,
+             "signed" if args.callback_secret else "unsigned")
     stop.wait()
     log.info("stopping")
     server.shutdown()

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Request, Response
 
 from .delivery import DeliveryReporter, http_report_sender
 from .faults import Faults, RateLimited
+from .modes import EsmsMode, SpeedSmsMode
 from .store import DuplicateRequest, MessageStore, Recorder
 from .validation import ValidationFailed, validate_fault_changes, validate_message
 
@@ -33,6 +34,14 @@ class Settings:
     rate_limit_per_minute: int | None = None
     record_path: str | None = None
     seed: int | None = None
+    retry_after_format: str = "seconds"
+    # which provider's API to speak: simulator (docs/sms-gateway.md), esms or speedsms
+    mode: str = "simulator"
+    api_key: str = "test-api-key"            # esms: ApiKey
+    secret_key: str = "test-secret-key"      # esms: SecretKey
+    access_token: str = "test-access-token"  # speedsms: the Basic-auth user name
+    webhook_url: str | None = None           # speedsms: the account's webhook for reports
+    callback_secret: bytes | None = None     # signs POSTed reports (X-Hocvu-Signature)
 
 
 class _Request(Request):
@@ -83,7 +92,40 @@ class SimulatorApp:
             Rule("/v1/stats", endpoint=self.stats, methods=["GET"]),
             Rule("/v1/admin/faults", endpoint=self.get_faults, methods=["GET"]),
             Rule("/v1/admin/faults", endpoint=self.set_faults, methods=["POST"]),
+            *self._mode_rules(settings),
         ], strict_slashes=False, merge_slashes=False)
+
+    def _mode_rules(self, settings: Settings) -> list[Rule]:
+        if settings.mode == EsmsMode.name:
+            self.mode = EsmsMode(self, settings.api_key, settings.secret_key)
+        elif settings.mode == SpeedSmsMode.name:
+            self.mode = SpeedSmsMode(self, settings.access_token, settings.webhook_url)
+        elif settings.mode == "simulator":
+            self.mode = None
+        else:
+            raise ValueError(f"unknown mode {settings.mode!r}")
+        return self.mode.rules() if self.mode else []
+
+    # shared by the provider modes (modes.py)
+    mask = staticmethod(lambda value: mask_phone(value))
+
+    def outage(self) -> Response | None:
+        if self.faults.should_fail():
+            self.store.count("unavailable")
+            return error_response(503, "UNAVAILABLE", "The gateway is temporarily unavailable.")
+        return None
+
+    def rate_limited(self, exc: RateLimited) -> Response:
+        self.store.count("rate_limited")
+        response = error_response(429, "RATE_LIMITED", "Too many messages this minute.",
+                                  retry_after=exc.retry_after)
+        response.headers["Retry-After"] = self.faults.retry_after(exc.retry_after)
+        return response
+
+    def accepted(self, request: "_Request", message) -> None:
+        self.reporter.schedule(message.message_id, self.settings.delivery_delay)
+        request.log_fields["message_id"] = message.message_id
+        request.log_fields["segments"] = message.segments
 
     def close(self) -> None:
         self.reporter.stop()
@@ -150,7 +192,7 @@ class SimulatorApp:
             self.store.count("rate_limited")
             response = error_response(429, "RATE_LIMITED", "Too many messages this minute.",
                                       retry_after=exc.retry_after)
-            response.headers["Retry-After"] = str(exc.retry_after)
+            response.headers["Retry-After"] = self.faults.retry_after(exc.retry_after)
             return response
         self.reporter.schedule(message.message_id, self.settings.delivery_delay)
         request.log_fields["message_id"] = message.message_id
@@ -194,8 +236,9 @@ class SimulatorApp:
     def set_faults(self, request: _Request) -> Response:
         changes = validate_fault_changes(_read_json(request))
         settings = self.faults.update(changes)
-        log.info("faults now fail_rate=%s rate_limit_per_minute=%s",
-                 settings["fail_rate"], settings["rate_limit_per_minute"])
+        log.info("faults now fail_rate=%s rate_limit_per_minute=%s retry_after_format=%s",
+                 settings["fail_rate"], settings["rate_limit_per_minute"],
+                 settings["retry_after_format"])
         return json_response(settings)
 
 
@@ -207,8 +250,10 @@ def create_app(settings: Settings = Settings(),
     """
     recorder = Recorder(settings.record_path) if settings.record_path else None
     store = MessageStore(recorder)
-    faults = Faults(settings.fail_rate, settings.rate_limit_per_minute, seed=settings.seed)
-    sender = send_report or http_report_sender(settings.callback_timeout)
+    faults = Faults(settings.fail_rate, settings.rate_limit_per_minute, seed=settings.seed,
+                    retry_after_format=settings.retry_after_format)
+    sender = send_report or http_report_sender(settings.callback_timeout,
+                                               settings.callback_secret)
     reporter = DeliveryReporter(store, sender, attempts=settings.callback_attempts,
                                 backoff=settings.callback_backoff,
                                 workers=settings.callback_workers)

@@ -1,6 +1,11 @@
-"""Delivery reports: after a delay, tell the caller's callback URL the message arrived."""
+"""Delivery reports: after a delay, tell the caller's callback URL the message arrived.
+
+With a callback secret, each POSTed report is signed (signing.py, the scheme the platform
+verifies in hocvu/signatures.py).
+"""
 import heapq
 import itertools
+import json
 import logging
 import threading
 import time
@@ -9,30 +14,42 @@ from typing import Callable
 
 import requests
 
+from .signing import signature_headers
+from .modes import EsmsMode, SpeedSmsMode
 from .store import MessageStore
 from .timestamps import utc_now_iso
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 30.0
+REPORT_FORMATS = {EsmsMode.name: EsmsMode.report, SpeedSmsMode.name: SpeedSmsMode.report}
 
 
 class ReportFailed(Exception):
     pass
 
 
-def http_report_sender(timeout: float) -> Callable[[str, dict], None]:
-    """A sender that POSTs the report as JSON and treats anything but 2xx as failure."""
+def http_report_sender(timeout: float, secret: bytes | None = None,
+                       clock: Callable[[], float] = time.time) -> Callable[[str, dict], None]:
+    """A sender that POSTs the report as JSON and treats anything but 2xx as failure; with a
+    `secret`, each attempt is signed anew (X-Hocvu-Timestamp, X-Hocvu-Signature)."""
 
     # one keep-alive connection per callback worker thread: a real gateway reuses its
     # connections, and a new one per report costs both sides CPU (docs/performance.md)
     local = threading.local()
 
-    def send(url: str, report: dict) -> None:
+    def send(url: str, report: dict, method: str = "POST") -> None:
         if not hasattr(local, "session"):
             local.session = requests.Session()
+        body = json.dumps(report).encode()
+        headers = {"Content-Type": "application/json"}
+        if secret:
+            headers.update(signature_headers(secret, int(clock()), body))
         try:
-            response = local.session.post(url, json=report, timeout=timeout)
+            if method == "GET":  # eSMS reports in the query string of a GET
+                response = local.session.get(url, params=report, timeout=timeout)
+            else:
+                response = local.session.post(url, data=body, headers=headers, timeout=timeout)
         except requests.RequestException as exc:
             raise ReportFailed(type(exc).__name__) from exc
         if not 200 <= response.status_code < 300:
@@ -121,15 +138,20 @@ class DeliveryReporter:
             self._store.update(message.message_id, counts_as="delivered",
                                status="delivered", delivered_at=delivered_at)
             return
-        report = {
+        method, report = "POST", {
             "message_id": message.message_id,
             "request_id": message.request_id,
             "to": message.to,
             "status": "delivered",
             "delivered_at": delivered_at,
         }
+        if message.report_format in REPORT_FORMATS:
+            method, report = REPORT_FORMATS[message.report_format](message, delivered_at)
         try:
-            self._send(message.callback_url, report)
+            if method == "POST":
+                self._send(message.callback_url, report)
+            else:
+                self._send(message.callback_url, report, method)
         except ReportFailed as exc:
             self._failed(job, delivered_at, str(exc))
             return

@@ -33,6 +33,8 @@ class Message:
     delivered_at: str | None = None
     report_attempts: int = 0
     report_error: str | None = None
+    # the API it came in through, and so the format of its delivery report
+    report_format: str = "simulator"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +68,8 @@ class MessageStore:
         self._stats = dict.fromkeys(STAT_NAMES, 0)
         self._recorder = recorder
 
-    def accept(self, fields: dict, admit: Callable[[], None] = lambda: None) -> Message:
+    def accept(self, fields: dict, admit: Callable[[], None] = lambda: None, *,
+               message_id: str | None = None, report_format: str = "simulator") -> Message:
         """Store a validated message.
 
         Raises DuplicateRequest for a request_id seen before, or whatever `admit`
@@ -80,7 +83,8 @@ class MessageStore:
                 raise DuplicateRequest(original)
             admit()
             message = Message(
-                message_id=uuid.uuid4().hex,
+                message_id=message_id or uuid.uuid4().hex,
+                report_format=report_format,
                 segments=count_segments(fields["text"], fields["encoding"]),
                 received_at=utc_now_iso(),
                 **fields,

@@ -13,7 +13,7 @@ MAX_TEXT_CHARS = 1600
 MAX_URL_CHARS = 2048
 
 MESSAGE_FIELDS = ("request_id", "to", "brandname", "text", "encoding", "callback_url")
-FAULT_FIELDS = ("fail_rate", "rate_limit_per_minute")
+FAULT_FIELDS = ("fail_rate", "rate_limit_per_minute", "retry_after_format")
 
 
 class ValidationFailed(Exception):
@@ -151,6 +151,13 @@ def validate_fault_changes(payload: object) -> dict:
             errors["rate_limit_per_minute"] = ["must be a whole number >= 0, or null for no limit"]
         else:
             changes["rate_limit_per_minute"] = limit
+
+    if "retry_after_format" in payload:
+        form = payload["retry_after_format"]
+        if form not in ("seconds", "http-date"):
+            errors["retry_after_format"] = ['must be "seconds" or "http-date"']
+        else:
+            changes["retry_after_format"] = form
 
     if errors:
         raise ValidationFailed(errors)

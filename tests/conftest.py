@@ -6,4 +6,4 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.sms"]

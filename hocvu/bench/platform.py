@@ -2,7 +2,6 @@
 installed and started) with a throwaway virtual host, a SecantusDB on a free port with its
 data in the run's folder, the SMS simulator recording every message it accepts, the four
 services (some in several instances) and the nginx edge, each a separate process."""
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ import psutil
 import pymongo
 import requests
 
+from hocvu.devstack import config, proxy
 from hocvu.devstack.processes import Process, free_port
 from hocvu.devstack.rabbitmq import Vhost, ensure_rabbitmq
 from hocvu.devstack.stack import SERVICES, Stack, StackSettings
@@ -33,7 +33,9 @@ class BenchPlatform:
                  service_env: dict | None = None):
         self.folder = folder
         self.deployment = deployment
-        self.service_env = service_env or {}
+        # staff tokens outlive a whole run (15 minutes otherwise): the load generator's requests
+        # are written out before they are sent
+        self.service_env = {"STAFF_TOKEN_MINUTES": "180", **(service_env or {})}
         self.sms_record = folder / "sms-accepted.jsonl"
         self.store: Process | None = None
         self.stack: Stack | None = None
@@ -47,13 +49,16 @@ class BenchPlatform:
             store_port = free_port()
             self.store = start_secantus(store_port, self.folder / "store", logs)
             self.mongo_uri = store_uri(store_port)
-            ports = {part: free_port() for part in ("edge", "sms_simulator", *SERVICES)}
+            ports = {part: free_port() for part in {"edge", "sms_simulator", *SERVICES}}
             self.stack = Stack(StackSettings(
                 amqp_uri=self.vhost.amqp_uri, mongo_uri=self.mongo_uri,
-                national_id_hash_key=secrets.token_hex(32), ports=ports, log_dir=logs,
+                secrets=config.platform_secrets({}, self.folder / "secrets.env"),
+                ports=ports, log_dir=logs,
                 run_dir=self.folder / "run", instances=self.deployment.instances,
                 service_env=self.service_env,
-                simulator_args=["--record", str(self.sms_record)]))
+                simulator_args=["--record", str(self.sms_record)],
+                # the load comes from one address on purpose: no per-client limits
+                edge=proxy.EdgeSettings.unthrottled()))
             self.stack.start()
         except BaseException:
             self.stop()

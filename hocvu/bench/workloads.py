@@ -1,7 +1,8 @@
 """The workloads: sustained enrollment, sustained learning, the launch burst. Each drives the
 platform over HTTP through the edge with the load generator (its own process), waits until
 every accepted request has had all its consequences, then reads the timeline and returns
-plain figures (a JSON-ready dict)."""
+plain figures (a JSON-ready dict). Requests carry the tokens of facilitators who work in the
+learners' communes, as on launch day: verifying them is part of what is measured."""
 import json
 import subprocess
 import time
@@ -10,7 +11,9 @@ from pathlib import Path
 
 from hocvu.bench.platform import BenchPlatform
 from hocvu.bench.timeline import Timeline, event_times, percentiles, sms_times
-from hocvu.devstack.population import learner
+from hocvu.devstack.accounts import Facilitators
+from hocvu.devstack.population import PROVINCE, learner
+from hocvu.reference import communes_of
 from hocvu.devstack.processes import BIN
 from services.notifications.templates import ENROLLMENT_CONFIRMED
 
@@ -31,6 +34,9 @@ class Driver:
         self.courses = platform.courses()
         self.next_learner = 0
         self.group_of: dict[str, str] = {}  # correlation id -> learner group
+        self.commune_of: dict[str, str] = {}  # correlation id -> learner's commune
+        self.facilitators = Facilitators(platform.stack,
+                                         [c.code for c in communes_of(PROVINCE)], "bench")
         self.owed: set[str] = set()  # correlation ids of accepted enrollments: a plan each
         self.expected_sms = 0  # theirs, and those of the certificates issued
 
@@ -40,9 +46,11 @@ class Driver:
             person = learner(n, self.seed)
             correlation_id = f"bench-{label}-{n}"
             self.group_of[correlation_id] = person.group
+            self.commune_of[correlation_id] = person.commune_code
             requests.append({
                 "method": "POST", "path": ENROLL_PATH, "tag": correlation_id,
-                "headers": {"X-Correlation-ID": correlation_id},
+                "headers": {"X-Correlation-ID": correlation_id,
+                            **self.facilitators.headers_for(person.commune_code)},
                 "body": {"course_id": self.courses[person.group]["id"],
                          "learner": person.as_json()}})
         self.next_learner += count
@@ -149,6 +157,7 @@ def learning_stage(driver: Driver, rate: float, duration: float,
             if position < len(lessons):
                 requests.append({
                     "method": "POST", "body": {"score": 90},
+                    "headers": driver.facilitators.headers_for(driver.commune_of[correlation_id]),
                     "path": f"/api/lessons/enrollments/{enrollment_id}/lessons/"
                             f"{lessons[position]}/complete",
                     "tag": {"c": correlation_id, "last": position == len(lessons) - 1}})

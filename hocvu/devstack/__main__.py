@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,10 +12,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
-from hocvu.devstack import config
+from hocvu.devstack import config, proxy
 from hocvu.devstack.processes import VAR, Process, StartError, port_holder, wait_gone
-from hocvu.devstack.rabbitmq import DEFAULT_URI, ensure_rabbitmq, reachable
-from hocvu.devstack.stack import SERVICES, Stack, StackSettings
+from hocvu.devstack.rabbitmq import DEFAULT_URI, ensure_rabbitmq, reachable, service_users
+from hocvu.devstack.stack import BOOTSTRAP_ADMIN, PROVINCE, SERVICES, Stack, StackSettings
 from hocvu.devstack.store import start_secantus, store_uri
 
 STATE_FILE = VAR / "run" / "devstack.json"
@@ -30,7 +31,11 @@ def run(environ=os.environ) -> int:
     stop_leftovers(STATE_FILE)
     check_ports_free({part: port for part, port in ports.items()
                       if not (part == "store" and mongo_uri)})
-    hash_key = config.national_id_hash_key(environ, VAR / "secrets.env")
+    platform_secrets = config.platform_secrets(environ, VAR / "secrets.env")
+    try:
+        edge = proxy.EdgeSettings(cors_origins=proxy.cors_origins(environ))
+    except ValueError as error:
+        raise SystemExit(f"make run: {proxy.CORS_VARIABLE}: {error}") from None
     log_dir.mkdir(parents=True, exist_ok=True)
     record_state(STATE_FILE, [])
 
@@ -38,7 +43,10 @@ def run(environ=os.environ) -> int:
     stack: Stack | None = None
     stop_on_signals()
     try:
-        amqp_uri = amqp_uri or ensure_rabbitmq()
+        amqp_uris = {}
+        if not amqp_uri:  # our own broker: each service logs in as itself (deploy/README.md)
+            amqp_uri = ensure_rabbitmq()
+            amqp_uris = own_broker_users()
         if not mongo_uri:
             print(f"store: starting SecantusDB on 127.0.0.1:{ports['store']}, data in "
                   f"{VAR / 'store'}", flush=True)
@@ -47,10 +55,11 @@ def run(environ=os.environ) -> int:
             mongo_uri = store_uri(ports["store"])
             print(f"store: ready after {time.monotonic() - began:.1f} s", flush=True)
             record_state(STATE_FILE, [store])
-        print("starting the SMS gateway simulator, the four services and nginx ...", flush=True)
+        print("starting the SMS gateway simulator, the five services and nginx ...", flush=True)
         stack = Stack(StackSettings(amqp_uri=amqp_uri, mongo_uri=mongo_uri,
-                                    national_id_hash_key=hash_key, ports=ports,
-                                    log_dir=log_dir, run_dir=run_dir))
+                                    secrets=platform_secrets, ports=ports,
+                                    log_dir=log_dir, run_dir=run_dir,
+                                    edge=edge, amqp_uris=amqp_uris))
         stack.start()
         record_state(STATE_FILE, [store, *stack.processes.values()])
         print_summary(stack, store, amqp_uri, mongo_uri, log_dir, time.monotonic() - started)
@@ -70,6 +79,17 @@ def run(environ=os.environ) -> int:
             store.stop()
         STATE_FILE.unlink(missing_ok=True)
         print("stopped.", flush=True)
+
+
+def own_broker_users() -> dict[str, str]:
+    """A RabbitMQ user per service with the least permissions it needs (new passwords each
+    start); guest for all when rabbitmqctl cannot be run (not root, no password-less sudo)."""
+    try:
+        return service_users("/")
+    except (OSError, subprocess.SubprocessError) as error:
+        print(f"RabbitMQ: could not create a user per service ({error}); every service "
+              "logs in as guest", file=sys.stderr, flush=True)
+        return {}
 
 
 def stop_on_signals() -> None:
@@ -163,6 +183,8 @@ def print_summary(stack: Stack, store: Process | None, amqp_uri: str, mongo_uri:
     print(f"\nhocvu is running at {stack.base_url} (started in {seconds:.1f} s)\n")
     for name, url, note, log in rows:
         print(f"  {name:<14} {url:<46} {note:<16} log: {_relative(log)}")
+    print(f"\nSign in as the province admin of {PROVINCE}: user {BOOTSTRAP_ADMIN}, password in "
+          f"{_relative(VAR / 'secrets.env')} (BOOTSTRAP_ADMIN_PASSWORD); README, the journey.")
     print("\nCtrl-C stops everything started here (RabbitMQ keeps running).", flush=True)
 
 

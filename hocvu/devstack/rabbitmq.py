@@ -7,7 +7,16 @@ started with `rabbitmq-server -detached`. It is a system service and is left run
 `PrivateRabbitMQ` is a node of a test's own, which the test may stop and restart.
 `Vhost` is a throwaway virtual host on a broker (created with rabbitmqctl, so as root or
 with password-less sudo), for tests and benchmarks that must not see anyone else's queues.
+
+`service_users(vhost)` gives each service a RabbitMQ user of its own, allowed only what
+that service does (`service_permissions`): the same rule as in production
+(deploy/README.md, "Least privilege").
 """
+import base64
+import hashlib
+import json
+import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +27,7 @@ from urllib.parse import quote
 
 import pika
 
+from hocvu import contracts, topology
 from hocvu.devstack import system
 from hocvu.devstack.processes import Process, StartError, free_port, port_holder
 
@@ -182,17 +192,124 @@ class PrivateRabbitMQ:
 class Vhost:
     def __init__(self, prefix: str, host: str = "127.0.0.1", port: int = 5672):
         self.name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.host, self.port = host, port
         self.amqp_uri = f"amqp://guest:guest@{host}:{port}/{quote(self.name, safe='')}"
+        self._service_users: list[str] = []
 
     def __enter__(self) -> "Vhost":
         _rabbitmqctl("add_vhost", self.name)
         _rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
         return self
 
+    def service_users(self, services: list[str] | None = None) -> dict[str, str]:
+        """A user per service on this host (removed with it): {service: amqp_uri}."""
+        uris = service_users(self.name, self.host, self.port, services)
+        self._service_users.extend(uris)
+        return uris
+
     def __exit__(self, *exc) -> None:
         _rabbitmqctl("delete_vhost", self.name)
+        if self._service_users:
+            delete_service_users(self.name, self._service_users)
 
 
 def _rabbitmqctl(*args: str) -> None:
     command = system.as_root([system.find("rabbitmqctl") or "rabbitmqctl", *args])
     subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
+# --- a user per service, with the least permissions ------------------------------------
+
+RETRY_RESOURCES = r"hocvu\.retry\.[0-9]+s"  # the delay queues and their exchanges
+DEFAULT_EXCHANGE = "amq.default"
+
+
+def known_services() -> list[str]:
+    """Every service that publishes or consumes an event (hocvu.contracts)."""
+    return sorted(set(contracts.SOURCES.values())
+                  | {service for subscribers in contracts.SUBSCRIBERS.values()
+                     for service, _ in subscribers})
+
+
+def consumed_queues(service: str) -> list[str]:
+    """The queues `service` consumes: evt-<source>-<event_type>--<service>.<method>."""
+    return [f"evt-{contracts.SOURCES[event_type]}-{event_type}--{name}.{method}"
+            for event_type, subscribers in contracts.SUBSCRIBERS.items()
+            for name, method in subscribers if name == service]
+
+
+def service_permissions(service: str) -> dict[str, str]:
+    """RabbitMQ's (configure, write, read) regular expressions for `service`'s own user.
+
+    A service declares its own exchange `<service>.events`, the queues it consumes (and
+    their `.dlq`), the queues of its events' known subscribers (a publisher declares them
+    before its first publish, hocvu.topology) and the shared delay queues; its consumers
+    declare the exchanges of the events they consume (nameko does; declaring an existing
+    exchange changes nothing). It publishes to its own exchange, to the delay exchanges
+    and, for dead letters and retries, to the default exchange. It reads its own queues.
+    Binding a queue needs write on the queue and read on the exchange. Nothing else: not
+    another service's queue, not another service's exchange to publish to.
+    """
+    consumed = consumed_queues(service)
+    sources = sorted({name.split("-")[1] for name in consumed})
+    fed = [queue.name for queue in topology.known_subscriber_queues(service, {})]
+    own = f"{service}.events"
+    source_exchanges = [f"{source}.events" for source in sources]
+
+    def exactly(*names: str, patterns: tuple[str, ...] = ()) -> str:
+        return "^(" + "|".join([*(re.escape(name) for name in names), *patterns]) + ")$"
+
+    return {
+        "configure": exactly(own, *source_exchanges, *consumed,
+                             *(topology.dead_letter_queue_name(q) for q in consumed), *fed,
+                             patterns=(RETRY_RESOURCES,)),
+        "write": exactly(own, DEFAULT_EXCHANGE, *consumed, *fed, patterns=(RETRY_RESOURCES,)),
+        "read": exactly(own, *source_exchanges, *consumed, patterns=(RETRY_RESOURCES,)),
+    }
+
+
+def service_user_name(service: str, vhost: str) -> str:
+    """`hocvu-<service>` on the default virtual host; elsewhere the virtual host is in the
+    name, as users are the broker's, not the host's, and throwaway hosts come and go."""
+    return f"hocvu-{service}" if vhost == "/" else f"hocvu-{service}@{vhost}"
+
+
+def password_hash(password: str) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    salt = secrets.token_bytes(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def service_users(vhost: str = "/", host: str = "127.0.0.1", port: int = 5672,
+                  services: list[str] | None = None) -> dict[str, str]:
+    """Create or reset a user per service on `vhost` (new random passwords, the least
+    permissions) in one `rabbitmqctl import_definitions`; return {service: amqp_uri}."""
+    services = services or known_services()
+    passwords = {service: secrets.token_urlsafe(24) for service in services}
+    definitions = {
+        "users": [{"name": service_user_name(service, vhost),
+                   "password_hash": password_hash(password),
+                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ""}
+                  for service, password in passwords.items()],
+        "permissions": [{"user": service_user_name(service, vhost), "vhost": vhost,
+                         **service_permissions(service)} for service in services],
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+        json.dump(definitions, file)
+        file.flush()
+        Path(file.name).chmod(0o644)  # rabbitmqctl may read it as the rabbitmq user
+        _rabbitmqctl("import_definitions", file.name)
+    path = "/" + quote(vhost, safe="")
+    return {service: f"amqp://{quote(service_user_name(service, vhost), safe='')}:"
+                     f"{quote(password, safe='')}@{host}:{port}{path}"
+            for service, password in passwords.items()}
+
+
+def delete_service_users(vhost: str, services: list[str] | None = None) -> None:
+    """Remove the users `service_users(vhost)` made (each in parallel: rabbitmqctl is slow)."""
+    runs = [subprocess.Popen(system.as_root([system.find("rabbitmqctl") or "rabbitmqctl",
+                                             "delete_user", service_user_name(service, vhost)]),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for service in services or known_services()]
+    for run in runs:
+        run.wait(timeout=60)

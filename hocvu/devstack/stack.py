@@ -1,6 +1,7 @@
-"""The platform as separate processes: the SMS gateway simulator, the four services (each
+"""The platform as separate processes: the SMS gateway simulator, the five services (each
 `nameko run` with its own config) and the nginx edge. `make run` and the end-to-end tests
 both start it through this class; RabbitMQ and the store are given to it."""
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,15 +10,22 @@ import requests
 from hocvu.devstack import proxy
 from hocvu.devstack.processes import BIN, Process, free_port
 
-SERVICES = ("enrollment", "lessons", "certificates", "notifications")
-STARTUP_ORDER = ("enrollment", "certificates", "notifications", "lessons")
+SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
+# the province admin identity creates on its first start (BOOTSTRAP_ADMIN_*): the account
+# `make run` prints and the tools sign in with
+BOOTSTRAP_ADMIN = "admin"
+PROVINCE = "38"
+# eventlet's multi-line deprecation notice, printed when nameko's command line imports it,
+# would break the one-JSON-object-per-line logs (docs/architecture.md)
+QUIET_EVENTLET_NOTICE = "ignore::Warning:nameko.cli.commands"
+STARTUP_ORDER = ("identity", "enrollment", "certificates", "notifications", "lessons")
 
 
 @dataclass
 class StackSettings:
     amqp_uri: str
     mongo_uri: str
-    national_id_hash_key: str
+    secrets: dict[str, str]          # hocvu.devstack.config.platform_secrets
     ports: dict[str, int]            # edge, sms_simulator and one per service
     log_dir: Path
     run_dir: Path
@@ -28,6 +36,12 @@ class StackSettings:
     # and database, each on an HTTP port of its own (the edge routes to the first)
     instances: dict[str, int] = field(default_factory=dict)
     simulator_args: list[str] = field(default_factory=list)  # e.g. --record FILE
+    # the simulator signs delivery reports with it and notifications checks them; new for
+    # each platform (both sides start together), passed in the environment, not in argv
+    sms_callback_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    edge: proxy.EdgeSettings = field(default_factory=proxy.EdgeSettings)  # limits, CORS
+    # a service's own broker login (hocvu.devstack.rabbitmq.service_users), else amqp_uri
+    amqp_uris: dict[str, str] = field(default_factory=dict)
 
 
 class Stack:
@@ -38,6 +52,14 @@ class Stack:
         self.base_url = f"http://127.0.0.1:{self.ports['edge']}"
         self.sms_gateway = f"http://127.0.0.1:{self.ports['sms_simulator']}"
         self.processes: dict[str, Process] = {}
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.base_url}/api/identity"
+
+    @property
+    def admin_password(self) -> str:
+        return self.settings.secrets["BOOTSTRAP_ADMIN_PASSWORD"]
 
     def service_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -59,14 +81,21 @@ class Stack:
                         port: int | None = None) -> Process:
         s = self.settings
         env = {
-            "AMQP_URI": s.amqp_uri, "MONGO_URI": s.mongo_uri,
+            "AMQP_URI": s.amqp_uris.get(service, s.amqp_uri), "MONGO_URI": s.mongo_uri,
             "MONGO_DATABASE": f"{s.database_prefix}{service}",
             "HTTP_ADDRESS": f"127.0.0.1:{port or self.ports[service]}",
-            "NATIONAL_ID_HASH_KEY": s.national_id_hash_key,
+            **s.secrets,
+            # tokens name the public address as their issuer; services fetch its keys directly
+            "AUTH_ISSUER": self.issuer,
+            "AUTH_JWKS_URL": self.url_direct("identity", ".well-known/jwks.json"),
+            "BOOTSTRAP_ADMIN_USERNAME": BOOTSTRAP_ADMIN,
+            "BOOTSTRAP_ADMIN_PROVINCE": PROVINCE,
             "PUBLIC_BASE_URL": self.base_url,
             "SMS_GATEWAY_URL": self.sms_gateway,
             "SMS_CALLBACK_URL": f"{self.service_url('notifications')}"
                                 "/api/notifications/delivery-reports",
+            "SMS_CALLBACK_SECRET": s.sms_callback_secret,
+            "PYTHONWARNINGS": QUIET_EVENTLET_NOTICE,
             **s.service_env,
         }
         return Process(instance or service, [str(BIN / "python"), "-m", "nameko", "run", "--config",
@@ -79,7 +108,7 @@ class Stack:
             simulator = self._launch("sms_simulator", Process("sms_simulator", [
                 str(BIN / "python"), "-m", "sms_simulator", "--host", "127.0.0.1",
                 "--port", str(self.ports["sms_simulator"]), *self.settings.simulator_args],
-                self.settings.log_dir))
+                self.settings.log_dir, {"SMS_CALLBACK_SECRET": self.settings.sms_callback_secret}))
             simulator.wait_http(f"{self.sms_gateway}/health")
             # one at a time, each answering before the next starts: on an empty store, one
             # service creating collections and indexes while another runs a transaction can
@@ -90,13 +119,14 @@ class Stack:
                     port = self.ports[service] if instance == service else free_port()
                     self._launch(instance, self.service_process(service, instance, port))
                     self.processes[instance].wait_http(
-                        f"http://127.0.0.1:{port}/api/{service}/health", timeout=90)
+                        f"http://127.0.0.1:{port}/api/{service}/health/ready", timeout=90)
             if self.settings.with_edge:
                 self._launch("nginx", proxy.nginx(
                     f"127.0.0.1:{self.ports['edge']}", self.ports, self.settings.run_dir,
-                    self.settings.log_dir))
+                    self.settings.log_dir, self.settings.edge))
+            # the edge does not route health: a route every caller may read shows the way works
             for service in SERVICES:
-                self.processes[service].wait_http(self.url(service, "health"), timeout=90)
+                self.processes[service].wait_http(self.url(service, "openapi.json"), timeout=90)
             self.processes["enrollment"].wait_until(self._catalog_arrived, timeout=60)
         except BaseException:
             self.stop()
@@ -105,15 +135,18 @@ class Stack:
     def restart_service(self, service: str) -> None:
         """Start a service again (after it stopped or was killed) and wait until it answers."""
         self._launch(service, self.service_process(service))
-        self.processes[service].wait_http(self.url(service, "health"), timeout=90)
+        self.processes[service].wait_http(self.url_direct(service, "health/ready"), timeout=90)
 
     def _launch(self, name: str, process: Process) -> Process:
         self.processes[name] = process.start()
         return process
 
     def _catalog_arrived(self) -> bool:
-        health = requests.get(self.url("enrollment", "health"), timeout=2).json()
-        return health.get("catalog_courses", 0) > 0
+        courses = requests.get(self.url_direct("enrollment", "courses"), timeout=2)
+        if courses.status_code != 200:
+            return False
+        body = courses.json()  # a list, or a page {"items": [...]}
+        return len(body["items"] if isinstance(body, dict) else body) > 0
 
     def stop(self) -> None:
         """Stop every part at once: each finishes its own in-flight work."""

@@ -1,12 +1,18 @@
-"""python -m hocvu.ops dlq {list,show,replay,purge}: the dead-letter queues, for operators."""
+"""python -m hocvu.ops: for operators.
+
+    dlq {list,show,replay,purge}   the dead-letter queues (RabbitMQ)
+    sms {stuck,failed}             SMS that did not reach a learner, and why (notifications' store)
+"""
 import argparse
 import json
 import os
 import sys
 
 import pika
+import pymongo.errors
 from tqdm import tqdm
 
+from hocvu.ops import sms
 from hocvu.ops.deadletters import DeadLetters, NoSuchQueue, dead_letter_queue
 
 USAGE_ERROR = 2
@@ -81,10 +87,13 @@ def _purge(dead: DeadLetters, args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m hocvu.ops", description=(
-        "Operate hocvu's dead-letter queues: what failed for good, why, and sending it back."))
+        "Operate hocvu: dead-letter queues (what failed for good, why, and sending it back) "
+        "and SMS that did not reach a learner."))
     top.add_argument("--amqp-uri", default=os.environ.get(
         "AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/"), help="default: $AMQP_URI or local guest")
-    dlq = top.add_subparsers(dest="area", required=True).add_parser(
+    areas = top.add_subparsers(dest="area", required=True)
+    _sms_parser(areas)
+    dlq = areas.add_parser(
         "dlq", help="dead-letter queues").add_subparsers(dest="command", required=True)
     dlq.add_parser("list", help="every dead-letter queue and how many messages it holds")
     show = dlq.add_parser("show", help="the messages of one queue, left where they are")
@@ -103,11 +112,36 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _sms_parser(areas) -> None:
+    area = areas.add_parser("sms", help="SMS stuck or failed, with their reasons")
+    area.add_argument("--mongo-uri", default=os.environ.get(
+        "MONGO_URI", "mongodb://127.0.0.1:27017/?retryWrites=false"),
+        help="notifications' store (default: $MONGO_URI or local)")
+    area.add_argument("--database", default=os.environ.get(
+        "NOTIFICATIONS_DATABASE", "hocvu_notifications"),
+        help="notifications' database (default: $NOTIFICATIONS_DATABASE or hocvu_notifications)")
+    commands = area.add_subparsers(dest="command", required=True)
+    stuck = commands.add_parser("stuck", help="waiting for a contact, a send or a report too long")
+    stuck.add_argument("--older-than-minutes", type=int, default=15,
+                       help="how long counts as stuck (default 15)")
+    failed = commands.add_parser("failed", help="failed, undelivered, suppressed or unknown")
+    for command in (stuck, failed):
+        command.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+        command.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
 COMMANDS = {"list": _list, "show": _show, "replay": _replay, "purge": _purge}
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.area == "sms":
+        try:
+            return sms.run(args)
+        except pymongo.errors.PyMongoError as exc:
+            print(f"cannot read notifications' store at {args.mongo_uri}: {exc!r}",
+                  file=sys.stderr)
+            return USAGE_ERROR
     try:
         dead = DeadLetters(args.amqp_uri)
     except pika.exceptions.AMQPError as exc:

@@ -1,7 +1,8 @@
 """certificates: issue one certificate per completed course, and let anyone verify it.
 
 HTTP (under /api/certificates/; who may call each route: ACCESS below)
-    GET  health
+    GET  health/live                    operations only (service port)
+    GET  health/ready                   broker and store reachable? operations only
     GET  openapi.json
     GET  certificates[?enrollment_id=|learner_id=]  the caller's own or their communes'; paged
     GET  verify/<verification_code>     public, no login
@@ -42,7 +43,8 @@ class CertificatesService:
     name = "certificates"
 
     ACCESS = {
-        "health": auth.OPERATIONS,
+        "health_live": auth.OPERATIONS,
+        "health_ready": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_certificates": auth.roles(*EVERYONE_SIGNED_IN),
         "verify": auth.PUBLIC,
@@ -51,10 +53,15 @@ class CertificatesService:
     config = Config()
     store = ServiceStore(prepare=prepare)
 
-    @http("GET", "/api/certificates/health", summary="broker and store reachable?",
-          answers={200: health.ANSWER, 503: health.ANSWER})
-    def health(self, request):
-        return health.check(self.store, self.config["AMQP_URI"])
+    @http("GET", "/api/certificates/health/live", summary="the process answers (no I/O)",
+          answers={200: health.LIVE_ANSWER})
+    def health_live(self, request):
+        return health.live(self.name)
+
+    @http("GET", "/api/certificates/health/ready", summary="broker and store reachable?",
+          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
+    def health_ready(self, request):
+        return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/certificates/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):

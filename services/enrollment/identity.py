@@ -1,4 +1,5 @@
-"""Vietnamese identity data: mobile numbers, citizen IDs (CCCD), administrative codes.
+"""Vietnamese identity data: citizen IDs (CCCD) and names; mobile numbers and province
+codes come from hocvu.phones and hocvu.places (identity takes phone numbers too).
 
 Pure functions; every rule here can be checked without a broker or a store.
 """
@@ -7,15 +8,8 @@ import hmac
 import re
 import unicodedata
 
-import phonenumbers
-from phonenumbers import PhoneNumberType
-
-# Province codes of the 34 provinces since 1 July 2025 (Decision 19/2025/QD-TTg): two
-# digits. Communes and wards have five-digit codes; districts no longer exist.
-PROVINCE_CODES = frozenset({
-    "01", "04", "08", "11", "12", "14", "15", "19", "20", "22", "24", "25", "31", "33",
-    "37", "38", "40", "42", "44", "46", "48", "51", "52", "56", "66", "68", "75", "79",
-    "80", "82", "86", "91", "92", "96"})
+from hocvu.phones import InvalidPhone, normalize_phone  # noqa: F401  (enrollment's API)
+from hocvu.places import PROVINCE_CODES  # noqa: F401
 
 # A CCCD starts with the code of the province where the citizen was born or registered
 # *before* the 2025 merger: the 63 old province codes, which IDs keep for life.
@@ -27,30 +21,6 @@ CCCD_PROVINCE_CODES = frozenset(f"{n:03d}" for n in (
 # What the HTTP API accepts before the number plan is checked, as its OpenAPI document states.
 PHONE_PATTERN = r"^[+]?[0-9 .()-]{9,20}$"
 NATIONAL_ID_PATTERN = "^(" + "|".join(sorted(CCCD_PROVINCE_CODES)) + ")[0-9]{9}$"
-
-_MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
-
-
-class InvalidPhone(ValueError):
-    pass
-
-
-def normalize_phone(raw: str) -> str:
-    """A Vietnamese mobile number in any usual form -> E.164 (+84xxxxxxxxx)."""
-    compact = re.sub(r"[\s.()-]", "", raw or "")
-    if re.fullmatch(r"84\d{9}", compact):
-        compact = "+" + compact
-    try:
-        number = phonenumbers.parse(compact, "VN")
-    except phonenumbers.NumberParseException:
-        raise InvalidPhone("not a phone number") from None
-    if number.country_code != 84:
-        raise InvalidPhone("must be a Vietnamese number (+84)")
-    if not phonenumbers.is_valid_number(number) or \
-            phonenumbers.number_type(number) not in _MOBILE_TYPES:
-        raise InvalidPhone("not a valid Vietnamese mobile number "
-                           "(10 digits starting 03, 05, 07, 08 or 09)")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def national_id_problems(national_id: str, birth_year: int | None) -> list[str]:

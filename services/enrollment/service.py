@@ -1,7 +1,8 @@
 """enrollment: learners, their enrollments, and enrollment's copy of the catalog.
 
 HTTP (under /api/enrollment/; who may call each route: ACCESS below)
-    GET  health
+    GET  health/live                    operations only (service port)
+    GET  health/ready                   broker and store reachable? operations only
     GET  openapi.json
     GET  courses                    the catalog as enrollment knows it (from lessons' events)
     POST enrollments                {"course_id", "learner": {...}} -> 201, 400, 403, 404, 409
@@ -97,7 +98,8 @@ class EnrollmentService:
     name = "enrollment"
 
     ACCESS = {
-        "health": auth.OPERATIONS,
+        "health_live": auth.OPERATIONS,
+        "health_ready": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_courses": auth.PUBLIC,
         "create_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
@@ -109,11 +111,15 @@ class EnrollmentService:
     store = ServiceStore(prepare=prepare)
     keys = PersonalDataKeys()
 
-    @http("GET", "/api/enrollment/health", summary="broker and store reachable?",
-          answers={200: health.ANSWER, 503: health.ANSWER})
-    def health(self, request):
-        return health.check(self.store, self.config["AMQP_URI"],
-                            catalog_courses=self.store.db.catalog.count_documents({}))
+    @http("GET", "/api/enrollment/health/live", summary="the process answers (no I/O)",
+          answers={200: health.LIVE_ANSWER})
+    def health_live(self, request):
+        return health.live(self.name)
+
+    @http("GET", "/api/enrollment/health/ready", summary="broker and store reachable?",
+          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
+    def health_ready(self, request):
+        return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/enrollment/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):

@@ -78,6 +78,8 @@ class LessonPlan:
         return plan, [("lessons_assigned", {
             "enrollment_id": enrollment_id, "learner_id": learner.learner_id,
             "course_id": course.id, "lesson_ids": [l.id for l in course.lessons],
+            "lessons": [{"id": l.id, "title": l.title, "position": l.position}
+                        for l in course.lessons],
             "assigned_at": now})]
 
     def visible_to(self, caller) -> bool:

@@ -1,7 +1,8 @@
 """lessons: the course catalog, lesson plans, progress and completion.
 
 HTTP (under /api/lessons/; who may call each route: ACCESS below)
-    GET  health
+    GET  health/live                    operations only (service port)
+    GET  health/ready                   broker and store reachable? operations only
     GET  openapi.json
     GET  courses                                         the catalog
     GET  courses/<course_id>
@@ -41,7 +42,8 @@ class LessonsService:
     name = "lessons"
 
     ACCESS = {
-        "health": auth.OPERATIONS,
+        "health_live": auth.OPERATIONS,
+        "health_ready": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_courses": auth.PUBLIC,
         "get_course": auth.PUBLIC,
@@ -52,11 +54,15 @@ class LessonsService:
     config = Config()
     store = ServiceStore(prepare=repository.prepare)
 
-    @http("GET", "/api/lessons/health", summary="broker and store reachable?",
-          answers={200: health.ANSWER, 503: health.ANSWER})
-    def health(self, request):
-        return health.check(self.store, self.config["AMQP_URI"],
-                            courses=self.store.db.courses.count_documents({}))
+    @http("GET", "/api/lessons/health/live", summary="the process answers (no I/O)",
+          answers={200: health.LIVE_ANSWER})
+    def health_live(self, request):
+        return health.live(self.name)
+
+    @http("GET", "/api/lessons/health/ready", summary="broker and store reachable?",
+          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
+    def health_ready(self, request):
+        return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/lessons/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):

@@ -4,6 +4,11 @@ It claims queued messages under a lease (several notifications instances share t
 a crashed instance's claim runs out), sends them concurrently, and records the outcome:
 accepted, retry later with exponential backoff (the provider is down, slow or rate
 limiting), or failed for good.
+
+Before a claimed message is sent, the send policy (policy.py) may hold it: a reminder at
+night or over the day's cap waits for the next allowed moment (`held_reason` says why),
+one to a number that opted out is `suppressed`. A send refused by our own token bucket
+is put back without counting an attempt.
 """
 import logging
 from datetime import timedelta
@@ -17,8 +22,9 @@ from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch, release
 from hocvu.privacy import mask_phone
 from hocvu.store import ServiceStore
-from services.notifications import providers
-from services.notifications.messages import ACCEPTED, FAILED, QUEUED
+from services.notifications import policy, providers, reminders, sign_in_codes
+from services.notifications.reconcile import Reconciler
+from services.notifications.messages import ACCEPTED, FAILED, QUEUED, SUPPRESSED
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +34,12 @@ _ORDER = [("next_attempt_at", ASCENDING), ("created_at", ASCENDING)]
 class DispatchLoop(WakeableLoop):
     name = "notifications.sms_dispatcher"
 
-    def __init__(self, messages, provider, config: dict):
+    def __init__(self, messages, provider, config: dict, send_policy=None, clock=utcnow):
         super().__init__()
         self.messages = messages
         self.provider = provider
+        self.policy = send_policy
+        self.clock = clock
         self.brandname = config.get("SMS_BRANDNAME", "HOCVUSO")
         self.concurrency = int(config.get("SMS_SEND_CONCURRENCY", 10))
         self.batch_size = int(config.get("SMS_BATCH_SIZE", 100))
@@ -41,25 +49,51 @@ class DispatchLoop(WakeableLoop):
         self.linger_seconds = float(config.get("SMS_LINGER_SECONDS", 0.02))
         self.lease = timedelta(seconds=float(config.get("SMS_LEASE_SECONDS", 30)))
         self.pool = GreenPool(self.concurrency)
+        self.opener = sign_in_codes.opener_from_config(config)
 
     def run_once(self) -> bool:
-        due = {"status": QUEUED, "next_attempt_at": {"$lte": utcnow()}}
+        due = {"status": QUEUED, "next_attempt_at": {"$lte": self.clock()}}
         batch = claim_batch(self.messages, due, _ORDER, self.batch_size, self.lease)
-        for message, result in zip(batch, self.pool.imap(self._send, batch)):
+        sendable, decisions = [], {}
+        for message in batch:
+            decision = self.policy.decide(message) if self.policy else policy.Decision(policy.SEND)
+            if decision.action == policy.SEND:
+                sendable.append(message)
+                decisions[message["_id"]] = decision
+            else:
+                self._hold(message, decision)
+        for message, result in zip(sendable, self.pool.imap(self._send, sendable)):
+            if result.outcome != providers.ACCEPTED and self.policy:
+                self.policy.give_back(decisions[message["_id"]])
             self._record(message, result)
         return len(batch) == self.batch_size
 
+    def _hold(self, message: dict, decision: policy.Decision) -> None:
+        if decision.action == policy.SUPPRESS:
+            release(self.messages, [message["_id"]], {"$set": {
+                "status": SUPPRESSED, "last_error": decision.reason, "suppressed_at": self.clock()}})
+        else:
+            release(self.messages, [message["_id"]], {"$set": {
+                "next_attempt_at": decision.until, "held_reason": decision.reason}})
+
     def _send(self, message: dict) -> providers.SendResult:
         return self.provider.send(providers.SmsRequest(
-            request_id=message["_id"], to=message["to"], text=message["text"],
+            request_id=message["_id"], to=message["to"],
+            text=sign_in_codes.text_to_send(message, self.opener),
             encoding=message["encoding"], brandname=self.brandname))
 
     def _record(self, message: dict, result: providers.SendResult) -> None:
-        now = utcnow()
+        now = self.clock()
+        if result.throttled:
+            # our own bucket said "not yet": no attempt was made, none is counted
+            release(self.messages, [message["_id"]], {"$set": {
+                "next_attempt_at": now + timedelta(seconds=result.retry_after or 1),
+                "held_reason": result.error}})
+            return
         attempts = message["attempts"] + 1
         if result.outcome == providers.ACCEPTED:
             # recorded and released in one write: each write of a message costs the store
-            accepted = {"provider": self.provider.name, "attempts": attempts,
+            accepted = {"provider": result.provider or self.provider.name, "attempts": attempts,
                         "provider_message_id": result.provider_message_id, "accepted_at": now,
                         "lease_until": NEVER}
             changed = self.messages.update_one(
@@ -74,7 +108,7 @@ class DispatchLoop(WakeableLoop):
             log.warning("SMS %s to %s not accepted (%s); attempt %s, retrying in %ss",
                         message["_id"], mask_phone(message["to"]), result.error, attempts, delay)
             release(self.messages, [message["_id"]], {"$set": {
-                "attempts": attempts, "last_error": result.error,
+                "attempts": attempts, "last_error": result.error, "held_reason": None,
                 "next_attempt_at": now + timedelta(seconds=delay)}})
         else:
             log.error("SMS %s to %s failed for good after %s attempts: %s",
@@ -85,26 +119,41 @@ class DispatchLoop(WakeableLoop):
 
 
 class SmsDispatcher(DependencyProvider):
-    """Runs the dispatch loop in the service's container; workers get it to wake it."""
+    """Runs the service's SMS loops in its container: the dispatcher, the reminder planner
+    (reminders.py) and the reconciler (reconcile.py). Workers get the dispatch loop, to wake
+    it, with `reminder_days` on it."""
 
     def setup(self):
         self.loop = None
+        self.provider = None
+        self.planner = None
+        self.reconciler = None
 
     def start(self):
         # the store's client is created in ServiceStore.setup, which ran for every extension
         store = next(dep.store for dep in self.container.dependencies
                      if isinstance(dep, ServiceStore))
-        provider = providers.provider_from_config(self.container.config)
-        self.loop = DispatchLoop(store.db.messages, provider, self.container.config)
-        self.loop.start(self.container.spawn_managed_thread)
+        config = self.container.config
+        self.provider = providers.provider_from_config(config)
+        self.loop = DispatchLoop(store.db.messages, self.provider, config,
+                                 policy.SendPolicy(store.db, config))
+        self.loop.reminder_days = reminders.ReminderDays(config)
+        self.planner = reminders.ReminderPlanner(store, config, self.loop.reminder_days,
+                                                 on_message=self.loop.wake)
+        self.reconciler = Reconciler(store.db.messages, self.provider, config)
+        for loop in self._loops():
+            loop.start(self.container.spawn_managed_thread)
+
+    def _loops(self):
+        return [loop for loop in (self.loop, self.planner, self.reconciler) if loop]
 
     def stop(self):
-        if self.loop:
-            self.loop.stop()
+        for loop in self._loops():
+            loop.stop()
 
     def kill(self):
-        if self.loop:
-            self.loop.stop(wait=False)
+        for loop in self._loops():
+            loop.stop(wait=False)
 
     def get_dependency(self, worker_ctx) -> DispatchLoop:
         return self.loop

@@ -4,17 +4,49 @@ A message is created once per thing worth telling (its `dedupe_key`), so a redel
 event never makes a second SMS. It waits in `awaiting_contact` until the learner's phone
 number is known (learner_contact_registered may arrive after the event that asks for the
 message), is `queued` for the dispatcher, `accepted` by the provider, and `delivered` when
-the provider's delivery report comes back; `failed` if the provider refused it for good.
+the provider's delivery report comes back; `failed` if the provider refused it for good,
+`undelivered` if the report says it never reached the handset, `suppressed` if it is a
+reminder to a number that opted out, and `unknown` if the provider accepted it but neither a
+report nor a status query told us more in time (reconcile.py).
+
+What a learner (or staff) is shown is one of LEARNER_STATUSES, with a reason where there
+is one (docs/sms-gateway.md, "Message status").
 """
 import uuid
 from datetime import datetime
 
 from hocvu.leases import NEVER
 from hocvu.store import Transaction
-from services.notifications import sms, templates
+from services.notifications import policy, sms, templates
+from services.notifications.providers import DELIVERED as REPORTED_DELIVERED, PENDING
 
 AWAITING_CONTACT, QUEUED, ACCEPTED, DELIVERED, FAILED = (
     "awaiting_contact", "queued", "accepted", "delivered", "failed")
+UNDELIVERED, SUPPRESSED, UNKNOWN = "undelivered", "suppressed", "unknown"
+FINAL = (DELIVERED, FAILED, UNDELIVERED, SUPPRESSED, UNKNOWN)
+
+# the learner-facing status of each stored one: the documented, closed set
+LEARNER_STATUSES = {
+    AWAITING_CONTACT: "pending", QUEUED: "pending", ACCEPTED: "sent",
+    DELIVERED: "delivered", UNDELIVERED: "not_delivered", FAILED: "not_sent",
+    SUPPRESSED: "not_sent", UNKNOWN: "unknown",
+}
+
+
+def learner_status(message: dict) -> str:
+    return LEARNER_STATUSES.get(message.get("status"), "unknown")
+
+
+def reason(message: dict) -> str | None:
+    """Why a message is not (yet) delivered, in words an operator or a learner can act on."""
+    status = message.get("status")
+    if status == AWAITING_CONTACT:
+        return "waiting for the learner's phone number"
+    if status == QUEUED:
+        return message.get("held_reason") or message.get("last_error")
+    if status in (FAILED, UNDELIVERED, SUPPRESSED, UNKNOWN):
+        return message.get("last_error")
+    return None
 SCOPE_FIELDS = ("province_code", "commune_code", "learner_subject")
 
 
@@ -30,7 +62,7 @@ def create(tx: Transaction, template: str, dedupe_key: str, learner_id: str,
     message = {
         "_id": str(uuid.uuid4()), "dedupe_key": dedupe_key, "template": template,
         "learner_id": learner_id, "enrollment_id": enrollment_id,
-        "to": contact.get("phone"),
+        "sms_class": policy.class_of(template), "to": contact.get("phone"),
         "text": text.text, "encoding": text.encoding, "segments": text.segments,
         "status": QUEUED if contact.get("phone") else AWAITING_CONTACT,
         "created_at": now, "attempts": 0, "next_attempt_at": now, "lease_until": NEVER,
@@ -71,3 +103,33 @@ def remember_contact(tx: Transaction, learner_id: str, phone: str, as_of: dateti
         {"learner_id": learner_id, "status": AWAITING_CONTACT},
         {"$set": {"to": phone, "status": QUEUED, "next_attempt_at": now}})
     return released.modified_count
+
+
+def record_report(messages, report, now: datetime) -> bool:
+    """Apply a delivery report (providers.Report) once; False if no message matches it.
+
+    Found by our id when the provider echoes it, else by the provider's id. A report of
+    delivery wins over anything but itself (it may overtake the send's own answer, or come
+    after reconciliation said `unknown`); a report of failure only changes a message that
+    is still waiting for one.
+    """
+    if report.request_id:
+        which = {"_id": report.request_id}
+    elif report.provider_message_id:
+        which = {"provider_message_id": report.provider_message_id}
+    else:
+        return False
+    if report.status == PENDING:
+        return messages.find_one(which, projection={"_id": 1}) is not None
+    if report.status == REPORTED_DELIVERED:
+        change = {"status": DELIVERED, "delivered_at": report.delivered_at or now}
+        if report.provider_message_id:
+            change["provider_message_id"] = report.provider_message_id
+        changed = messages.update_one({**which, "status": {"$ne": DELIVERED}}, {"$set": change})
+    else:
+        changed = messages.update_one(
+            {**which, "status": {"$in": [ACCEPTED, UNKNOWN]}},
+            {"$set": {"status": UNDELIVERED, "last_error": f"report: {report.detail}"[:200],
+                      "reported_at": now}})
+    return bool(changed.matched_count) or messages.find_one(
+        which, projection={"_id": 1}) is not None

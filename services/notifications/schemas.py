@@ -4,6 +4,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from hocvu.contracts import UtcDateTime
 from hocvu.pagination import PageQuery, filter_field
 from hocvu.privacy import mask_phone
+from services.notifications import messages
 
 
 class MessageOut(Schema):
@@ -16,6 +17,9 @@ class MessageOut(Schema):
     encoding = fields.String(required=True)
     segments = fields.Integer(required=True)
     status = fields.String(required=True)
+    # one of messages.LEARNER_STATUSES' values, and why, in words (docs/sms-gateway.md)
+    learner_status = fields.Function(messages.learner_status)
+    reason = fields.Function(messages.reason)
     attempts = fields.Integer(required=True)
     created_at = UtcDateTime(required=True)
     accepted_at = UtcDateTime()
@@ -36,6 +40,28 @@ class DeliveryReportIn(Schema):
     message_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
     status = fields.String(required=True, validate=validate.Length(min=1, max=40))
     delivered_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class SmsPreferencesIn(Schema):
+    """A learner's choice about reminder-like SMS; transactional ones always go."""
+    reminders = fields.Boolean(required=True, truthy={True}, falsy={False})
+
+
+class SmsPreferencesOut(Schema):
+    learner_id = fields.String()
+    reminders = fields.Boolean()
+    changed_at = UtcDateTime(allow_none=True)
+
+
+class InboundSmsIn(Schema):
+    """A learner's reply, as the gateway (simulator mode) posts it: personal data (phone)."""
+    class Meta:
+        unknown = EXCLUDE
+
+    sender = fields.String(required=True, data_key="from",
+                           validate=validate.Regexp(r"^\+?84[35789]\d{8}$"))
+    text = fields.String(required=True, validate=validate.Length(min=1, max=1600))
+    received_at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
 class MessagesQuery(PageQuery):

@@ -1,40 +1,64 @@
 """notifications: the SMS a learner receives at each step, and their delivery.
 
 HTTP (under /api/notifications/; who may call each route: ACCESS below)
-    GET  health
+    GET  health/live                              operations only (service port)
+    GET  health/ready                             broker and store? operations only
     GET  openapi.json
     GET  messages[?learner_id=|enrollment_id=]   the caller's own or their communes'; paged;
                                                  phone numbers masked
     POST delivery-reports                        the SMS gateway's callback, signed
+    GET  delivery-reports/esms?token=            eSMS's delivery report (a GET)
+    POST delivery-reports/speedsms?token=        SpeedSMS's webhook: reports and replies
+    POST inbound-sms                             a learner's reply (simulator format), signed
+    GET  learners/<learner_id>/sms-preferences   reminders opted in or out
+    PUT  learners/<learner_id>/sms-preferences   opt out of / back into reminders
+    GET  metrics                                 SMS per status, stuck (Prometheus text)
 Consumes   enrollment.learner_contact_registered  -> the learner's phone number
-           enrollment.learner_enrolled            -> SMS enrollment_confirmed
+           enrollment.learner_enrolled            -> SMS enrollment_confirmed; reminders start
            certificates.certificate_issued        -> SMS certificate_issued
+           lessons.lessons_assigned               -> the lessons a reminder names
+           lessons.lesson_completed               -> progress: the next reminder moves on
+           lessons.course_completed               -> reminders stop
+           identity.sign_in_code_requested        -> SMS sign_in_code (transactional; the
+                                                     code is stored redacted, sent unsealed)
 Publishes  nothing yet
-State      its own database: contacts, messages, outbox, inbox
+State      its own database: contacts, messages, reminders, sms_optouts, sms_daily_counts,
+           outbox, inbox
 Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_PROVIDER
+           under the send policy (policy.py); the reminder planner (reminders.py); the
+           reconciler (reconcile.py) settles messages that wait too long
 """
+import hmac
 import re
+from datetime import timedelta
 
 from nameko.dependency_providers import Config
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
+from werkzeug.wrappers import Response
 
 from hocvu import auth, health, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, http, load_body, load_query
+from hocvu.http import NotFound, ValidationFailed, http, load_body, load_query, read_json
 from hocvu.events import MalformedEvent
 from hocvu.messaging import subscribe
 from hocvu.sealing import CannotOpen, Opener
 from hocvu.outbox import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
-from services.notifications import messages, templates
+from services.notifications import (messages, optout, providers, reconcile, reminders,
+                                    sign_in_codes, templates)
 from services.notifications.dispatcher import SmsDispatcher
-from services.notifications.schemas import DeliveryReportIn, MessagePageOut, MessagesQuery
+from services.notifications.schemas import (
+    DeliveryReportIn, InboundSmsIn, MessagePageOut, SmsPreferencesIn, SmsPreferencesOut,
+    MessagesQuery)
 
 page_out = MessagePageOut()
 report_in = DeliveryReportIn()
+preferences_in = SmsPreferencesIn()
+preferences_out = SmsPreferencesOut()
+inbound_in = InboundSmsIn()
 messages_query = MessagesQuery()
 
 
@@ -68,8 +92,13 @@ class SealedValues(DependencyProvider):
 
 def prepare(store: Store) -> None:
     db = store.db
-    store.ensure_collections("messages", "contacts")
+    store.ensure_collections("messages", "contacts", "reminders", "sms_optouts",
+                             "sms_daily_counts")
     db.messages.create_index("dedupe_key", unique=True)
+    db.messages.create_index("provider_message_id")
+    db.messages.create_index([("status", ASCENDING), ("created_at", ASCENDING)])
+    db.messages.create_index([("status", ASCENDING), ("accepted_at", ASCENDING)])
+    reminders.prepare(db)
     db.messages.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
     db.messages.create_index([("learner_id", ASCENDING), ("created_at", ASCENDING)])
     db.messages.create_index("enrollment_id")
@@ -83,10 +112,20 @@ class NotificationsService:
     name = "notifications"
 
     ACCESS = {
-        "health": auth.OPERATIONS,
+        "health_live": auth.OPERATIONS,
+        "health_ready": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_messages": auth.roles(*EVERYONE_SIGNED_IN),
         "delivery_report": auth.GATEWAY,
+        # eSMS and SpeedSMS cannot sign with our HMAC: their callback URLs carry a secret
+        # token instead (SMS_ESMS_CALLBACK_TOKEN, SMS_SPEEDSMS_WEBHOOK_TOKEN), checked below
+        "esms_delivery_report": auth.PUBLIC,  # + token
+        "speedsms_webhook": auth.PUBLIC,
+        "inbound_sms": auth.GATEWAY,
+        # the learner, or staff whose communes cover the learner (checked in the handler)
+        "get_sms_preferences": auth.roles(*EVERYONE_SIGNED_IN),
+        "set_sms_preferences": auth.roles(*EVERYONE_SIGNED_IN),
+        "metrics": auth.OPERATIONS,
     }
 
     config = Config()
@@ -94,12 +133,15 @@ class NotificationsService:
     dispatcher = SmsDispatcher()
     sealed = SealedValues()
 
-    @http("GET", "/api/notifications/health", summary="broker and store reachable?",
-          answers={200: health.ANSWER, 503: health.ANSWER})
-    def health(self, request):
-        counts = {doc["_id"]: doc["n"] for doc in self.store.db.messages.aggregate(
-            [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
-        return health.check(self.store, self.config["AMQP_URI"], messages=counts)
+    @http("GET", "/api/notifications/health/live", summary="the process answers (no I/O)",
+          answers={200: health.LIVE_ANSWER})
+    def health_live(self, request):
+        return health.live(self.name)
+
+    @http("GET", "/api/notifications/health/ready", summary="broker and store reachable?",
+          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
+    def health_ready(self, request):
+        return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/notifications/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
@@ -141,6 +183,116 @@ class NotificationsService:
             raise NotFound(f"no message {message_id}")
         return {"status": "recorded"}
 
+    @http("GET", "/api/notifications/delivery-reports/esms",
+          summary="eSMS's delivery report, sent as a GET with the report in the query string",
+          answers={200: "recorded", 400: "not an eSMS report", 404: "unknown message"})
+    def esms_delivery_report(self, request):
+        self._check_callback_token(request, "SMS_ESMS_CALLBACK_TOKEN")
+        report = request.args.to_dict()
+        report.pop("token", None)
+        return self._provider_report("esms", report)
+
+    @http("POST", "/api/notifications/delivery-reports/speedsms",
+          summary="SpeedSMS's webhook: a delivery report or a learner's reply",
+          answers={200: "recorded", 400: "not a SpeedSMS report or reply",
+                   404: "unknown message"})
+    def speedsms_webhook(self, request):
+        self._check_callback_token(request, "SMS_SPEEDSMS_WEBHOOK_TOKEN")
+        body = read_json(request)
+        if isinstance(body, dict) and body.get("type") == "incoming":
+            try:
+                phone, text = providers.SpeedSmsProvider.parse_incoming(body)
+            except providers.BadReport as exc:
+                raise ValidationFailed(str(exc), {"_body": [str(exc)]}) from None
+            return self._reply(phone, text)
+        return self._provider_report("speedsms", body)
+
+    @http("POST", "/api/notifications/inbound-sms",
+          summary="a learner's SMS reply from the gateway: STOP/TUCHOI opts out of reminders",
+          body=InboundSmsIn, answers={200: "the action taken, if any", 400: "invalid reply"})
+    def inbound_sms(self, request):
+        reply = load_body(request, inbound_in)
+        return self._reply(reply["sender"], reply["text"])
+
+    @http("GET", "/api/notifications/learners/<learner_id>/sms-preferences",
+          summary="whether a learner receives reminder-like SMS",
+          answers={200: SmsPreferencesOut(), 404: "no phone number known for this learner"})
+    def get_sms_preferences(self, request, learner_id):
+        phone = self._phone_of(request, learner_id)
+        found = self.store.db.sms_optouts.find_one({"_id": phone}) or {}
+        return preferences_out.dump({"learner_id": learner_id,
+                                     "reminders": not found.get("opted_out", False),
+                                     "changed_at": found.get("changed_at")})
+
+    @http("PUT", "/api/notifications/learners/<learner_id>/sms-preferences",
+          summary="opt a learner out of (or back into) reminder-like SMS",
+          body=SmsPreferencesIn, answers={200: SmsPreferencesOut(), 400: "invalid body",
+                                          404: "no phone number known for this learner"})
+    def set_sms_preferences(self, request, learner_id):
+        wanted = load_body(request, preferences_in)
+        phone = self._phone_of(request, learner_id)
+        now = utcnow()
+        optout.set_opt_out(self.store.db.sms_optouts, phone, not wanted["reminders"], "api", now)
+        return preferences_out.dump({"learner_id": learner_id, "reminders": wanted["reminders"],
+                                     "changed_at": now})
+
+    @http("GET", "/api/notifications/metrics",
+          summary="SMS per status and those stuck, in the Prometheus text format",
+          answers={200: "text/plain; version=0.0.4"})
+    def metrics(self, request):
+        older_than = timedelta(seconds=float(self.config.get("SMS_STUCK_AFTER_SECONDS", 900)))
+        counts = reconcile.summary(self.store.db.messages, utcnow(), older_than)
+        lines = ["# HELP hocvu_sms_messages SMS messages by stored status.",
+                 "# TYPE hocvu_sms_messages gauge"]
+        for status in sorted(set(messages.LEARNER_STATUSES) | set(counts["by_status"])):
+            lines.append(f'hocvu_sms_messages{{status="{status}"}} '
+                         f'{counts["by_status"].get(status, 0)}')
+        lines += ["# HELP hocvu_sms_stuck SMS not settled although they should be by now.",
+                  "# TYPE hocvu_sms_stuck gauge", f'hocvu_sms_stuck {counts["stuck"]}']
+        return Response("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
+
+    def _provider_report(self, provider_name, payload):
+        adapter = providers.PROVIDERS[provider_name]
+        try:
+            report = adapter.parse_report(payload)
+        except providers.BadReport as exc:
+            raise ValidationFailed(str(exc), {"_body": [str(exc)]}) from None
+        if not messages.record_report(self.store.db.messages, report, utcnow()):
+            raise NotFound("no message for this report")
+        return {"status": "recorded"}
+
+    def _reply(self, phone, text):
+        phone = providers.base.from_provider_number(phone)
+        action = optout.action_for(text, optout.keywords(self.config))
+        if action:
+            optout.set_opt_out(self.store.db.sms_optouts, phone, action == optout.OPT_OUT,
+                               "sms", utcnow())
+        return {"action": action}
+
+    def _phone_of(self, request, learner_id):
+        """The learner's number, if the caller may act for that learner: the learner, or
+        staff whose communes cover them (known from the learner's messages). Anyone else is
+        told what they would be told of a learner who does not exist."""
+        missing = NotFound(f"no phone number known for learner {learner_id}")
+        scope = self.store.db.messages.find_one(
+            {"learner_id": learner_id}, projection=dict.fromkeys(messages.SCOPE_FIELDS, 1))
+        if scope is None or not request.principal.may_see(
+                scope.get("province_code"), scope.get("commune_code"),
+                scope.get("learner_subject")):
+            raise missing
+        contact = self.store.db.contacts.find_one({"_id": learner_id}, projection={"phone": 1})
+        if not contact or not contact.get("phone"):
+            raise missing
+        return contact["phone"]
+
+    def _check_callback_token(self, request, setting):
+        """The secret token in a provider's callback URL (eSMS and SpeedSMS cannot sign with
+        our HMAC). Without it the route answers as if it did not exist."""
+        expected = str(self.config.get(setting) or "")
+        given = request.args.get("token", "")
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise NotFound("no such callback")
+
     @subscribe("enrollment", "learner_contact_registered")
     def remember_contact(self, event):
         phone = self.sealed.phone(event.data)
@@ -159,7 +311,34 @@ class NotificationsService:
         self._create_message(event, "confirm_enrollment", templates.ENROLLMENT_CONFIRMED,
                              f"enrollment_confirmed:{data['enrollment_id']}",
                              {"full_name": data["full_name"],
-                              "course_title": data["course_title"]})
+                              "course_title": data["course_title"]},
+                             also=lambda tx: reminders.on_enrolled(
+                                 tx, data, self.dispatcher.reminder_days, utcnow()))
+
+    @subscribe("lessons", "lessons_assigned")
+    def remember_lessons(self, event):
+        def work(tx):
+            tx.claim_event("remember_lessons", event)
+            reminders.on_lessons_assigned(tx, event.data, utcnow())
+
+        self.store.transact(work)
+
+    @subscribe("lessons", "lesson_completed")
+    def note_progress(self, event):
+        def work(tx):
+            tx.claim_event("note_progress", event)
+            reminders.on_lesson_completed(tx, event.data, self.dispatcher.reminder_days, utcnow())
+
+        self.store.transact(work)
+
+    @subscribe("lessons", "course_completed")
+    def stop_reminders(self, event):
+        def work(tx):
+            tx.claim_event("stop_reminders", event)
+            reminders.stop(tx, event.data["enrollment_id"], reminders.COMPLETED, utcnow(),
+                           event.data)
+
+        self.store.transact(work)
 
     @subscribe("certificates", "certificate_issued")
     def announce_certificate(self, event):
@@ -170,11 +349,25 @@ class NotificationsService:
                               "verification_code": data["verification_code"],
                               "verify_url": data["verify_url"]})
 
-    def _create_message(self, event, consumer, template, dedupe_key, values):
+    @subscribe("identity", "sign_in_code_requested")
+    def send_sign_in_code(self, event):
+        unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
+
+        def work(tx):
+            tx.claim_event("send_sign_in_code", event)
+            return sign_in_codes.create(tx, self.sealed.opener, event.data,
+                                        event.correlation_id, utcnow(), unaccented)
+
+        if self.store.transact(work):
+            self.dispatcher.wake()
+
+    def _create_message(self, event, consumer, template, dedupe_key, values, also=None):
         unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
 
         def work(tx):
             tx.claim_event(consumer, event)
+            if also:
+                also(tx)
             return messages.create(tx, template, dedupe_key, event.data["learner_id"],
                                    event.data["enrollment_id"], values, event.correlation_id,
                                    utcnow(), unaccented,

@@ -4,13 +4,14 @@ GSM-7 carries 160 septets in one segment, 153 per part when concatenated; charac
 the extension table (such as [ ] { } €) take two septets. UCS-2 carries 70 UTF-16 code
 units, 67 per part. Vietnamese with diacritics needs UCS-2, so operational messages go
 out unaccented (đ -> d) when the text then fits GSM-7: cheaper, and accepted by brandname
-routes that refuse Unicode.
+routes that refuse Unicode. The transliteration is anyascii's (ISC licence); segments are
+counted on the text actually sent, so the count stays exact whatever it produced.
 """
 import math
 from dataclasses import dataclass
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
-from unidecode import unidecode
+from anyascii import anyascii
 
 GSM7, UCS2 = "GSM7", "UCS2"
 _LIMITS = {GSM7: (160, 153), UCS2: (70, 67)}
@@ -39,7 +40,7 @@ def segments(units: int, encoding: str) -> int:
 def prepare(text: str, unaccented: bool = True) -> SmsText:
     """The form of `text` to send: unaccented GSM-7 when allowed and possible, else UCS-2."""
     if unaccented:
-        plain = unidecode(text)
+        plain = anyascii(text)
         septets = gsm7_septets(plain)
         if septets is not None:
             return SmsText(plain, GSM7, segments(septets, GSM7))

@@ -1,6 +1,15 @@
-"""The SMS a learner receives, written in Vietnamese; sms.prepare() unaccents them."""
+"""The SMS a learner receives, written in Vietnamese; sms.prepare() unaccents them.
+
+Each template has a class (services.notifications.policy): transactional ones go at once,
+at any hour; reminder-like ones only in the day window, within the daily cap, and never
+to a number that opted out.
+"""
 ENROLLMENT_CONFIRMED = "enrollment_confirmed"
 CERTIFICATE_ISSUED = "certificate_issued"
+LESSON_REMINDER = "lesson_reminder"
+# a reminder for a course whose lesson titles we were not told (an older lessons service)
+PROGRESS_REMINDER = "progress_reminder"
+SIGN_IN_CODE = "sign_in_code"  # transactional; its {code} is never stored (sign_in_codes.py)
 
 TEMPLATES = {
     ENROLLMENT_CONFIRMED: (
@@ -9,6 +18,15 @@ TEMPLATES = {
     CERTIFICATE_ISSUED: (
         "Chúc mừng {full_name} đã hoàn thành khóa học \"{course_title}\". "
         "Mã chứng chỉ: {verification_code}. Tra cứu: {verify_url}"),
+    LESSON_REMINDER: (
+        "Chào {full_name}, đã {days} ngày bạn chưa học tiếp khóa \"{course_title}\". "
+        "Bài tiếp theo: \"{lesson_title}\". Trả lời TUCHOI để không nhận nhắc nhở."),
+    PROGRESS_REMINDER: (
+        "Chào {full_name}, đã {days} ngày bạn chưa học tiếp khóa \"{course_title}\". "
+        "Trả lời TUCHOI để không nhận nhắc nhở."),
+    SIGN_IN_CODE: (
+        "Mã đăng nhập Bình dân học vụ số: {code}. Mã có hiệu lực 5 phút. "
+        "Không chia sẻ mã này với bất kỳ ai."),
 }
 
 

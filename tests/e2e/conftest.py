@@ -5,12 +5,13 @@ import uuid
 
 import pytest
 
+from hocvu.devstack import config
 from hocvu.devstack.processes import free_port
 from hocvu.devstack.stack import Stack, StackSettings
 from tests.support.broker import Vhost
-from tests.support.fixtures import HASH_KEY
 
-PARTS = ("edge", "sms_simulator", "enrollment", "lessons", "certificates", "notifications")
+PARTS = ("edge", "sms_simulator", "enrollment", "lessons", "certificates", "notifications",
+         "identity")
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,8 @@ def platform(mongo_uri, tmp_path_factory):
     base = tmp_path_factory.mktemp("platform")
     with Vhost() as vhost:
         stack = Stack(StackSettings(
-            amqp_uri=vhost.amqp_uri, mongo_uri=mongo_uri, national_id_hash_key=HASH_KEY,
+            amqp_uri=vhost.amqp_uri, mongo_uri=mongo_uri,
+            secrets=config.platform_secrets({}, base / "secrets.env"),
             ports={part: free_port() for part in PARTS}, log_dir=base / "log",
             run_dir=base / "run", database_prefix=f"e2e_{uuid.uuid4().hex[:8]}_",
             service_env={"OUTBOX_POLL_SECONDS": "0.2"}))

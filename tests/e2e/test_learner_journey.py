@@ -1,55 +1,117 @@
 """One learner's whole journey over HTTP, the four services running as separate processes."""
+import re
+
+import pika
 import pytest
 import requests
 
+from hocvu import contracts
+from hocvu.devstack import accounts
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
+SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
+CAPTURE_QUEUE = "e2e-capture-every-event"
 
 LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912 345 678",
            "national_id": "038195001234", "birth_year": 1995, "group": "citizen",
            "province_code": "38", "commune_code": "14845"}
 
 
-def test_enroll_learn_certify_and_hear_about_it(platform):
-    """Through the nginx edge, as a frontend calls it."""
+def sign_in_learner(platform, phone_local: str) -> dict:
+    """As a learner does: ask for a code, read it from the SMS, exchange it for a token."""
+    e164 = "+84" + phone_local[1:]
+    asked = requests.post(platform.url("identity", "learners/code"), json={"phone": phone_local})
+    assert asked.status_code == 202, asked.text
+    sms = wait_for(lambda: [m for m in requests.get(
+        f"{platform.sms_gateway}/v1/messages", params={"to": e164.lstrip("+")}).json()["messages"]
+        if re.search(r"\b\d{6}\b", m["text"])], what="the sign-in code SMS")
+    code = re.search(r"\b(\d{6})\b", sms[-1]["text"])[1]
+    token = requests.post(platform.url("identity", "learners/token"),
+                          json={"phone": phone_local, "code": code})
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+@pytest.fixture(scope="module")
+def captured_events(platform):
+    """A queue bound to every service's event exchange from before the journey on: what the
+    platform published, as anyone with access to the broker would see it."""
+    connection = pika.BlockingConnection(pika.URLParameters(platform.settings.amqp_uri))
+    channel = connection.channel()
+    channel.queue_declare(CAPTURE_QUEUE, durable=False, exclusive=False, auto_delete=False)
+    for source in sorted(set(contracts.SOURCES.values())):
+        channel.exchange_declare(f"{source}.events", "topic", durable=True)
+        channel.queue_bind(CAPTURE_QUEUE, f"{source}.events", "#")
+
+    def drain() -> list[bytes]:
+        bodies = []
+        while (message := channel.basic_get(CAPTURE_QUEUE, auto_ack=True))[0]:
+            bodies.append(message[2])
+        return bodies
+
+    yield drain
+    channel.queue_delete(CAPTURE_QUEUE)
+    connection.close()
+
+
+def test_a_facilitators_morning_and_a_learners_online_lessons(platform, captured_events):
+    """Through the nginx edge, as a frontend calls it: the province admin creates a
+    facilitator, who enrolls a learner at their commune's site; the learner signs in with
+    the code texted to them and completes the lessons online; anyone verifies the certificate."""
     courses = requests.get(platform.url("lessons", "courses")).json()
     assert sorted(c["group"] for c in courses) == ["citizen", "official", "student", "worker"]
     course = next(c for c in courses if c["group"] == "citizen")
 
+    admin = accounts.province_admin(platform)
+    facilitator = accounts.create_facilitator(platform, admin, "e2e-facilitator", ["14845"])
+    staff = facilitator.headers()
+
     enrollments = platform.url("enrollment", "enrollments")
-    answer = requests.post(enrollments, json={"course_id": course["id"], "learner": LEARNER})
+    assert requests.post(enrollments, json={"course_id": course["id"],
+                                            "learner": LEARNER}).status_code == 401
+    answer = requests.post(enrollments, json={"course_id": course["id"], "learner": LEARNER},
+                           headers=staff)
     assert answer.status_code == 201, answer.text
     enrollment = answer.json()
     assert enrollment["status"] == "active"
-    assert requests.get(f"{enrollments}/{enrollment['id']}").status_code == 200
+    assert requests.get(f"{enrollments}/{enrollment['id']}", headers=staff).status_code == 200
 
     # the bad cases: none of them changes anything
-    again = requests.post(enrollments, json={"course_id": course["id"], "learner": LEARNER})
+    again = requests.post(enrollments, json={"course_id": course["id"], "learner": LEARNER},
+                          headers=staff)
     assert again.status_code == 409 and again.json()["enrollment_id"] == enrollment["id"]
-    invalid = requests.post(enrollments, json={"course_id": course["id"], "learner": {
+    invalid = requests.post(enrollments, headers=staff, json={"course_id": course["id"], "learner": {
         **LEARNER, "phone": "12345", "national_id": "0381950012"}})
     assert invalid.status_code == 400
     assert set(invalid.json()["fields"]) == {"learner.phone", "learner.national_id"}
-    unknown = requests.post(enrollments, json={"course_id": "no-such-course", "learner": LEARNER})
+    unknown = requests.post(enrollments, json={"course_id": "no-such-course", "learner": LEARNER},
+                            headers=staff)
     assert unknown.status_code == 404
-    assert requests.get(f"{enrollments}/no-such-enrollment").status_code == 404
+    assert requests.get(f"{enrollments}/no-such-enrollment", headers=staff).status_code == 404
+
+    learner = sign_in_learner(platform, LEARNER["phone"].replace(" ", ""))
+    mine = requests.get(enrollments, headers=learner).json()["items"]
+    assert [e["id"] for e in mine] == [enrollment["id"]]
 
     progress_url = platform.url("lessons", f"enrollments/{enrollment['id']}")
-    progress = wait_for(lambda: requests.get(progress_url).ok and requests.get(progress_url).json(),
-                        what="lessons assigned")
+    progress = wait_for(lambda: requests.get(progress_url, headers=learner).ok and
+                        requests.get(progress_url, headers=learner).json(), what="lessons assigned")
     assert [l["id"] for l in progress["lessons"]] == [l["id"] for l in course["lessons"]]
     for lesson in progress["lessons"]:
-        done = requests.post(f"{progress_url}/lessons/{lesson['id']}/complete", json={"score": 85})
-        assert done.status_code == 200
+        done = requests.post(f"{progress_url}/lessons/{lesson['id']}/complete", json={"score": 85},
+                             headers=learner)
+        assert done.status_code == 200, done.text
     assert done.json()["completed"] is True
-    repeat = requests.post(f"{progress_url}/lessons/{progress['lessons'][0]['id']}/complete")
+    repeat = requests.post(f"{progress_url}/lessons/{progress['lessons'][0]['id']}/complete",
+                           headers=learner)
     assert repeat.status_code == 200
-    assert requests.post(f"{progress_url}/lessons/nope/complete").status_code == 404
+    assert requests.post(f"{progress_url}/lessons/nope/complete",
+                         headers=learner).status_code == 404
 
     certificates_url = platform.url("certificates", "certificates")
-    certificates = wait_for(lambda: requests.get(
-        certificates_url, params={"enrollment_id": enrollment["id"]}).json(), what="certificate")
+    certificates = wait_for(lambda: requests.get(certificates_url, headers=learner).json()["items"],
+                            what="certificate")
     assert len(certificates) == 1
     certificate = certificates[0]
     assert certificate["status"] == "valid" and certificate["full_name"] == "Nguyễn Thị Hoa"
@@ -61,27 +123,103 @@ def test_enroll_learn_certify_and_hear_about_it(platform):
     messages_url = platform.url("notifications", "messages")
 
     def delivered():
-        found = requests.get(messages_url, params={"learner_id": enrollment["learner_id"]}).json()
+        found = requests.get(messages_url, headers=learner).json()["items"]
         return len(found) == 2 and all(m["status"] == "delivered" for m in found) and found
 
     messages = {m["template"]: m for m in wait_for(delivered, what="both SMS delivered")}
     assert set(messages) == {"enrollment_confirmed", "certificate_issued"}
     assert all(m["to"] == "+84*****5678" for m in messages.values())
     assert certificate["verification_code"] in messages["certificate_issued"]["text"]
+    assert requests.get(messages_url, headers=staff).json()["items"]
 
     received = requests.get(f"{platform.sms_gateway}/v1/messages",
                             params={"to": "84912345678"}).json()["messages"]
-    assert sorted(m["request_id"] for m in received) == sorted(m["id"] for m in messages.values())
+    ours = {m["request_id"] for m in received}
+    assert {m["id"] for m in messages.values()} <= ours and len(ours) == 3  # and the code
+
+    # another learner sees none of it, not even that it exists
+    stranger = sign_in_learner(platform, "0987654321")
+    assert requests.get(progress_url, headers=stranger).status_code == 404
+    assert requests.get(certificates_url, headers=stranger).json()["items"] == []
+    assert requests.get(messages_url, headers=stranger).json()["items"] == []
+    hijack = requests.post(enrollments, headers=stranger, json={
+        "course_id": course["id"], "learner": {**LEARNER, "phone": "0987654321"}})
+    assert hijack.status_code == 409 and "enrollment_id" not in hijack.json()
 
 
 def test_the_edge_routes_by_prefix_and_answers_errors_in_the_envelope(platform):
-    for service in ("enrollment", "lessons", "certificates", "notifications"):
-        health = requests.get(platform.url(service, "health"))
-        assert health.status_code == 200 and health.json()["service"] == service
-        assert health.headers["X-Request-ID"]
+    for service in SERVICES:
+        document = requests.get(platform.url(service, "openapi.json"))
+        assert document.status_code == 200 and document.headers["X-Request-ID"]
+        # health is for operations, on the service's own port: the edge does not route it
+        for probe in ("health/live", "health/ready"):
+            ready = requests.get(platform.url_direct(service, probe))
+            assert ready.status_code == 200 and ready.json()["service"] == service
+            hidden = requests.get(platform.url(service, probe))
+            assert hidden.status_code == 404 and hidden.json()["error"] == "NOT_FOUND"
     nowhere = requests.get(f"{platform.base_url}/nowhere")
     assert nowhere.status_code == 404 and nowhere.json()["error"] == "NOT_FOUND"
     unknown_route = requests.get(platform.url("lessons", "no/such/route"))
     assert unknown_route.status_code == 404 and unknown_route.json()["error"] == "NOT_FOUND"
     document = requests.get(platform.url("enrollment", "openapi.json")).json()
     assert "/api/enrollment/enrollments" in document["paths"]
+
+
+def test_every_line_each_service_logged_is_one_json_object(platform):
+    import json
+    for service in SERVICES:
+        text = platform.processes[service].log_path.read_text()
+        assert text.strip(), service
+        for line in text.splitlines():
+            record = json.loads(line)  # a line that is not JSON fails here, with its text
+            assert record["service"] == service and record["level"] and record["timestamp"]
+
+
+NATIONAL_ID = re.compile(r"(?<![0-9A-Za-z-])\d{12}(?![0-9A-Za-z-])")
+PHONE = re.compile(r"(?<![0-9A-Za-z-])(?:\+?84|0)[35789]\d{8}(?![0-9A-Za-z-])")
+# where a phone number must be, to reach the learner (notifications), and nowhere else
+ALLOWED = {("notifications", "contacts"): {"phone"}, ("notifications", "messages"): {"to"}}
+
+
+def personal_data_in(text: str) -> list[str]:
+    return NATIONAL_ID.findall(text) + PHONE.findall(text)
+
+
+def test_no_national_id_or_phone_number_where_it_should_not_be(platform, captured_events):
+    """After the journey: every store, every event published and every log line is scanned
+    for 12-digit numbers and Vietnamese mobile numbers in any form."""
+    import json
+    import pymongo
+    # the patterns find what they look for, in the forms the journey used
+    assert personal_data_in('{"id": "038195001234", "a": "0912345678", "b": "+84912345678"}') \
+        == ["038195001234", "0912345678", "+84912345678"]
+    events = captured_events()
+    assert len(events) >= 8  # the journey's events really were captured
+    found = {}
+    for body in events:
+        found.update({f"event: {body[:120]!r}": hits for hits in [personal_data_in(body.decode())]
+                      if hits})
+    client = pymongo.MongoClient(platform.settings.mongo_uri)
+    documents = 0
+    for service in SERVICES:
+        db = client[f"{platform.settings.database_prefix}{service}"]
+        for name in db.list_collection_names():
+            for doc in db[name].find():
+                documents += 1
+                for field in ALLOWED.get((service, name), ()):
+                    doc.pop(field, None)
+                hits = personal_data_in(json.dumps(doc, default=str, ensure_ascii=False))
+                if hits:
+                    found[f"store {service}.{name} {doc.get('_id')}"] = hits
+    assert documents > 20
+    lines = 0
+    # the simulator stands in for the SMS provider, who is given the number to text it
+    for log in platform.settings.log_dir.glob("*.log"):
+        if log.name.startswith("sms_simulator"):
+            continue
+        for number, line in enumerate(log.read_text(errors="replace").splitlines(), start=1):
+            lines += 1
+            if hits := personal_data_in(line):
+                found[f"{log.name}:{number}"] = hits
+    assert lines > 20
+    assert not found, found

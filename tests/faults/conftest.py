@@ -11,10 +11,11 @@ from hocvu.devstack.processes import Process, free_port
 from hocvu.devstack.rabbitmq import PrivateRabbitMQ
 from hocvu.devstack.stack import Stack, StackSettings
 from hocvu.devstack.store import start_secantus, store_uri
-from tests.support.fixtures import HASH_KEY
+from hocvu.devstack import config
 
 REPORT: list[str] = []
-PARTS = ("edge", "sms_simulator", "enrollment", "lessons", "certificates", "notifications")
+PARTS = ("edge", "sms_simulator", "enrollment", "lessons", "certificates", "notifications",
+         "identity")
 
 
 @dataclass
@@ -51,7 +52,8 @@ def fault_platform(tmp_path):
     store = start_secantus(store_port, tmp_path / "store", log_dir)
     stack = Stack(StackSettings(
         amqp_uri=broker.amqp_uri, mongo_uri=store_uri(store_port),
-        national_id_hash_key=HASH_KEY, ports={part: free_port() for part in PARTS},
+        secrets=config.platform_secrets({}, tmp_path / "secrets.env"),
+        ports={part: free_port() for part in PARTS},
         log_dir=log_dir, run_dir=tmp_path / "run", with_edge=False,
         service_env={"OUTBOX_POLL_SECONDS": "0.5"}))
     platform = FaultPlatform(broker, store, store_port, tmp_path / "store", log_dir, stack)

@@ -1,5 +1,6 @@
 """Learners going through the whole journey over HTTP, many at once, as the frontend would
-drive them: enroll, wait for the lessons, complete every lesson. Like a real client, a
+drive them: a facilitator of the learner's commune enrolls them, waits for the lessons and
+records every lesson as done in class. Like a real client, a
 request that fails for a passing reason (connection refused, 5xx, a timeout) is sent again;
 an enrollment retried after it did commit answers 409 with the enrollment it made."""
 import threading
@@ -9,8 +10,10 @@ from dataclasses import dataclass, field
 
 import requests
 
-from hocvu.devstack.population import learner
+from hocvu.devstack.accounts import Facilitators
+from hocvu.devstack.population import PROVINCE, learner
 from hocvu.devstack.stack import Stack
+from hocvu.reference import communes_of
 
 
 @dataclass
@@ -39,6 +42,7 @@ class JourneyDriver:
         self.deadline_seconds = deadline_seconds
         self.courses = {c["group"]: c for c in
                         requests.get(stack.url("lessons", "courses"), timeout=10).json()}
+        self.facilitators = Facilitators(stack, [c.code for c in communes_of(PROVINCE)])
         self._local = threading.local()
         self._lock = threading.Lock()
         self.retried = 0
@@ -76,22 +80,23 @@ class JourneyDriver:
         person = learner(n, self.seed)
         course = self.courses[person.group]
         journey = Journey(n, person.phone)
+        staff = person.commune_code
         answer = self._call("POST", self.stack.url("enrollment", "enrollments"),
                             {"course_id": course["id"], "learner": person.as_json()},
-                            accept=(201, 409))
+                            accept=(201, 409), staff=staff)
         body = answer.json()
         journey.enrollment_id = body["id"] if answer.status_code == 201 else body["enrollment_id"]
         plan_url = self.stack.url("lessons", f"enrollments/{journey.enrollment_id}")
-        plan = self._call("GET", plan_url, accept=(200,), wait_for_404=True).json()
+        plan = self._call("GET", plan_url, accept=(200,), wait_for_404=True, staff=staff).json()
         journey.learner_id = plan["learner_id"]
         for lesson in plan["lessons"]:
             self._call("POST", f"{plan_url}/lessons/{lesson['id']}/complete", {"score": 90},
-                       accept=(200,))
+                       accept=(200,), staff=staff)
         with self._lock:
             self.finished += 1
         return journey
 
-    def _call(self, method, url, body=None, accept=(200,), wait_for_404=False):
+    def _call(self, method, url, body=None, accept=(200,), wait_for_404=False, staff=None):
         session = getattr(self._local, "session", None) or requests.Session()
         self._local.session = session
         deadline = time.monotonic() + self.deadline_seconds
@@ -99,7 +104,8 @@ class JourneyDriver:
         while True:
             answer_was_404 = False
             try:
-                answer = session.request(method, url, json=body, timeout=15)
+                answer = session.request(method, url, json=body, timeout=15,
+                                         headers=self.facilitators.headers_for(staff))
                 answer_was_404 = answer.status_code == 404
                 if answer.status_code in accept:
                     return answer

@@ -134,7 +134,16 @@ SAMPLES = {
         "full_name": "Lê Văn A", "group": "citizen", "province_code": "38",
         "commune_code": "14845", "enrolled_at": utcnow()},
     "learner_contact_registered": {
-        "learner_id": "l", "enrollment_id": "e", "full_name": "Lê Văn A", "phone": "+84912345678"},
+        "learner_id": "l", "enrollment_id": "e", "full_name": "Lê Văn A",
+        "sealed_phone": "c2VhbGVk"},
+    "lessons_assigned": {
+        "enrollment_id": "e", "learner_id": "l", "course_id": "c", "lesson_ids": ["a"],
+        "assigned_at": utcnow()},
+    "lesson_completed": {
+        "enrollment_id": "e", "learner_id": "l", "course_id": "c", "lesson_id": "a",
+        "completed_at": utcnow()},
+    "sign_in_code_requested": {
+        "request_id": "r", "phone": "c2VhbGVk", "code": "c2VhbGVk", "expires_at": utcnow()},
     "course_completed": {
         "enrollment_id": "e", "learner_id": "l", "course_id": "c", "course_title": "t",
         "full_name": "Lê Văn A", "group": "citizen", "province_code": "38",
@@ -155,6 +164,11 @@ def malformed_bodies(event_type: str) -> list[bytes]:
     wrong_type = {**valid, "data": {**valid["data"], next(iter(valid["data"])): 12345}}
     return [b'{"event_id": "not json at all', json.dumps(missing_field).encode(),
             json.dumps(wrong_type).encode()]
+
+
+def test_every_consumed_event_has_a_malformed_sample():
+    assert set(SAMPLES) == {event for event, subscribers in contracts.SUBSCRIBERS.items()
+                            if subscribers}
 
 
 def test_malformed_events(fault_platform):

@@ -66,7 +66,8 @@ def platform(service_config, run_service, sms_gateway, issuer):
                                       headers=staff).json()["items"]) == 2, what="both SMS")
     return {"urls": urls, "path_values": {
         "enrollment_id": record["id"], "lesson_id": plan["lessons"][0]["id"],
-        "course_id": "citizen-digital-basics", "code": certificate["verification_code"]},
+        "course_id": "citizen-digital-basics", "code": certificate["verification_code"],
+        "learner_id": record["learner_id"]},
         "secrets": [record["id"], record["learner_id"], certificate["verification_code"]]}
 
 
@@ -101,6 +102,8 @@ def call(platform, service, route, headers):
         return requests.get(url, headers=headers, timeout=10)
     body = {"course_id": "citizen-digital-basics", "learner": LEARNER} \
         if route.url.endswith("/enrollments") else {}
+    if route.url.endswith("/sms-preferences"):
+        body = {"reminders": True}
     return requests.request(route.method, url, json=body, headers=headers, timeout=10)
 
 

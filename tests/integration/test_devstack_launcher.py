@@ -99,8 +99,9 @@ def test_make_run_starts_everything_behind_nginx_and_ctrl_c_stops_it(tmp_path):
             assert f"hocvu is running at {edge}" in text
             for service in ("enrollment", "lessons", "certificates", "notifications"):
                 assert f"{edge}/api/{service}/" in text and f"{service}.log" in text
-                assert requests.get(f"{edge}/api/{service}/health", timeout=5).json()["status"] \
-                    == "ok"
+                port = env[config.PORT_VARIABLES[service]]
+                assert requests.get(f"http://127.0.0.1:{port}/api/{service}/health/ready",
+                                    timeout=5).json()["status"] == "ok"
             assert "guest:***@" in text and "guest:guest@" not in text
             assert requests.get(f"{edge}/nothing-here", timeout=5).json()["error"] == "NOT_FOUND"
 

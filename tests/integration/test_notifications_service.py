@@ -1,13 +1,18 @@
 """notifications against real RabbitMQ, SecantusDB and the SMS gateway simulator."""
+import json
+import time
+
+import pymongo
 import pytest
 import requests
 
+from hocvu import signatures
 from hocvu.clock import utcnow
 from hocvu.events import new_event
 from services.notifications.service import NotificationsService
 from hocvu.devstack.processes import free_port
 from hocvu.sealing import Sealer
-from tests.support.fixtures import SEALING_PUBLIC_KEY
+from tests.support.fixtures import CALLBACK_SECRET, SEALING_PUBLIC_KEY
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -41,13 +46,31 @@ def certificate():
 
 
 @pytest.fixture
-def notifications(service_config, run_service, sms_gateway):
+def notifications_and_config(service_config, run_service, sms_gateway):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    run_service(NotificationsService, service_config(
+    config = service_config(
         "notifications", WEB_SERVER_ADDRESS=f"127.0.0.1:{port}", SMS_GATEWAY_URL=sms_gateway,
-        SMS_CALLBACK_URL=f"{url}/api/notifications/delivery-reports", SMS_POLL_SECONDS=0.2))
-    return url
+        SMS_CALLBACK_URL=f"{url}/api/notifications/delivery-reports", SMS_POLL_SECONDS=0.2)
+    run_service(NotificationsService, config)
+    return url, config
+
+
+@pytest.fixture
+def notifications(notifications_and_config):
+    return notifications_and_config[0]
+
+
+def post_report(url: str, report: dict, secret: str | None = CALLBACK_SECRET,
+                signed_at: int | None = None, sent_body: bytes | None = None):
+    """POST a delivery report signed like the gateway signs it; `sent_body` replaces the
+    body after signing (a tampered report)."""
+    body = json.dumps(report).encode()
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers.update(signatures.headers(secret.encode(), signed_at or int(time.time()), body))
+    return requests.post(f"{url}/api/notifications/delivery-reports",
+                         data=sent_body if sent_body is not None else body, headers=headers)
 
 
 STAFF = {}
@@ -115,10 +138,46 @@ def test_a_gateway_outage_delays_the_sms_but_does_not_lose_it(
 
 
 def test_bad_delivery_reports_and_queries_are_refused(notifications):
-    reports = f"{notifications}/api/notifications/delivery-reports"
-    assert requests.post(reports, json={"request_id": "nope", "message_id": "x",
-                                        "status": "delivered"}).status_code == 404
-    invalid = requests.post(reports, json={"status": "delivered"})
+    assert post_report(notifications, {"request_id": "nope", "message_id": "x",
+                                       "status": "delivered"}).status_code == 404
+    invalid = post_report(notifications, {"status": "delivered"})
     assert invalid.status_code == 400
     assert set(invalid.json()["fields"]) == {"request_id", "message_id"}
     assert requests.get(f"{notifications}/api/notifications/messages").status_code == 401
+
+
+def test_only_a_fresh_report_signed_with_the_shared_secret_changes_a_message(
+        notifications_and_config):
+    url, config = notifications_and_config
+    db = pymongo.MongoClient(config["MONGO_URI"])[config["MONGO_DATABASE"]]
+    db.messages.insert_one({"_id": "msg-77", "status": "accepted", "learner_id": LEARNER})
+    report = {"request_id": "msg-77", "message_id": "gw-77", "status": "expired"}
+    forged = {
+        "unsigned": post_report(url, report, secret=None),
+        "another secret": post_report(url, report, secret="not-the-shared-secret-" + "x" * 20),
+        "replayed after 10 minutes": post_report(url, report, signed_at=int(time.time()) - 600),
+        "body changed after signing": post_report(
+            url, {**report, "status": "delivered"},
+            sent_body=json.dumps({**report, "status": "failed"}).encode()),
+    }
+    for case, answer in forged.items():
+        assert answer.status_code == 401, case
+        assert answer.json()["error"] == "UNAUTHENTICATED", case
+        assert set(answer.json()) >= {"error", "message", "fields"}
+    assert db.messages.find_one({"_id": "msg-77"})["status"] == "accepted"  # nothing changed
+
+    assert post_report(url, report).status_code == 200
+    changed = db.messages.find_one({"_id": "msg-77"})
+    assert changed["status"] == "undelivered" and changed["last_error"] == "expired"
+
+
+def test_without_a_configured_secret_every_report_is_refused(service_config, run_service):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    run_service(NotificationsService, service_config(
+        "notifications", WEB_SERVER_ADDRESS=f"127.0.0.1:{port}", SMS_CALLBACK_SECRET="",
+        SMS_GATEWAY_URL="http://127.0.0.1:9"))
+    answer = post_report(url, {"request_id": "m", "message_id": "g", "status": "delivered"},
+                         secret="")
+    assert answer.status_code == 503  # a deployment fault, said as such: nothing is accepted
+    assert answer.json()["error"] == "UNAVAILABLE"

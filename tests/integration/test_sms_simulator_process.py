@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from hocvu import signatures
 from hocvu.devstack.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,7 @@ class CallbackReceiver:
 
     def __init__(self):
         self.reports: list[dict] = []
+        self.signed: list[tuple[dict, bytes]] = []  # (headers, raw body) of each report
         self.script: list[int] = []
         self._lock = threading.Lock()
         receiver = self
@@ -46,6 +48,7 @@ class CallbackReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
                     receiver.reports.append(json.loads(body))
+                    receiver.signed.append((dict(self.headers), body))
                     status = receiver.script.pop(0) if receiver.script else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -79,7 +82,8 @@ class Simulator:
             [sys.executable, "-m", "sms_simulator", "--host", "127.0.0.1",
              "--port", str(self.port), *options],
             cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**{k: v for k, v in os.environ.items() if k != "SMS_CALLBACK_SECRET"},
+                 "PYTHONUNBUFFERED": "1"},
         )
         if not wait_until(self._healthy):
             self.kill()
@@ -174,6 +178,28 @@ def test_delivery_report_reaches_callback(start_simulator, receiver, tmp_path):
     assert "*******5678" in log
     assert PHONE not in log
     assert SECRET_TEXT not in log
+
+
+def test_reports_are_signed_with_the_callback_secret(start_simulator, receiver):
+    secret = "shared-" + "k" * 40
+    simulator = start_simulator("--delivery-delay", "0", "--callback-secret", secret)
+    send(simulator, "signed-1", receiver.url)
+    assert wait_until(lambda: receiver.signed)
+    [(headers, body)] = receiver.signed
+    signatures.verify(secret.encode(), headers["X-Hocvu-Timestamp"],
+                      headers["X-Hocvu-Signature"], body, now=time.time())
+    with pytest.raises(signatures.BadSignature):
+        signatures.verify(b"another-secret", headers["X-Hocvu-Timestamp"],
+                          headers["X-Hocvu-Signature"], body, now=time.time())
+    simulator.stop()
+    assert secret not in simulator.log_text()
+
+
+def test_reports_are_unsigned_without_a_secret(start_simulator, receiver):
+    simulator = start_simulator("--delivery-delay", "0")
+    send(simulator, "unsigned-1", receiver.url)
+    assert wait_until(lambda: receiver.signed)
+    assert "X-Hocvu-Signature" not in receiver.signed[0][0]
 
 
 def test_failing_callback_is_retried(start_simulator, receiver):

@@ -12,6 +12,7 @@ from hocvu.sealing import new_key_pair
 from tests.support.tokens import TestIssuer
 
 HASH_KEY = "test-key-" + "0" * 32
+# the session's simulator signs delivery reports with it; notifications checks them
 CALLBACK_SECRET = "test-callback-secret-" + "0" * 16
 SEALING_PRIVATE_KEY, SEALING_PUBLIC_KEY = new_key_pair()
 
@@ -103,7 +104,7 @@ def sms_gateway(tmp_path_factory):
     process = Process(f"sms-simulator-{port}", [
         str(BIN / "python"), "-m", "sms_simulator", "--port", str(port),
         "--delivery-delay", "0.05", "--callback-backoff", "0.2"],
-        tmp_path_factory.mktemp("sms"))
+        tmp_path_factory.mktemp("sms"), {"SMS_CALLBACK_SECRET": CALLBACK_SECRET})
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:

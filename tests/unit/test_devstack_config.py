@@ -1,5 +1,6 @@
 """What `make run` reads from its environment (hocvu.devstack.config) and prints."""
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -9,17 +10,18 @@ from hocvu.devstack.__main__ import mask_uri
 
 def test_default_ports():
     assert config.ports({}) == {"edge": 8000, "enrollment": 8001, "lessons": 8002,
-                                "certificates": 8003, "notifications": 8004,
+                                "certificates": 8003, "notifications": 8004, "identity": 8005,
                                 "sms_simulator": 8025, "store": 27017}
 
 
 def test_each_port_has_its_variable():
     ports = config.ports({"HOCVU_HTTP_PORT": "9000", "HOCVU_ENROLLMENT_PORT": "9001",
                           "HOCVU_LESSONS_PORT": "9002", "HOCVU_CERTIFICATES_PORT": "9003",
-                          "HOCVU_NOTIFICATIONS_PORT": "9004", "HOCVU_SMS_SIMULATOR_PORT": "9025",
-                          "HOCVU_STORE_PORT": "9017"})
+                          "HOCVU_NOTIFICATIONS_PORT": "9004", "HOCVU_IDENTITY_PORT": "9005",
+                          "HOCVU_SMS_SIMULATOR_PORT": "9025", "HOCVU_STORE_PORT": "9017"})
     assert ports == {"edge": 9000, "enrollment": 9001, "lessons": 9002, "certificates": 9003,
-                     "notifications": 9004, "sms_simulator": 9025, "store": 9017}
+                     "notifications": 9004, "identity": 9005, "sms_simulator": 9025,
+                     "store": 9017}
 
 
 def test_an_empty_variable_means_the_default():
@@ -44,31 +46,38 @@ def test_external_servers_only_when_set():
         "mongodb://db:27017/"
 
 
-def test_hash_key_from_the_environment_writes_nothing(tmp_path):
+def test_secrets_from_the_environment_are_not_written(tmp_path):
     secrets = tmp_path / "secrets.env"
-    assert config.national_id_hash_key({"NATIONAL_ID_HASH_KEY": "k" * 40}, secrets) == "k" * 40
-    assert not secrets.exists()
+    environ = {name: "k" * 40 for name in config.GENERATED}
+    environ.update({name: f"{name}-value" for name in config.SEALING_PAIR})
+    environ[config.SIGNING_KEYS] = "/etc/hocvu/identity.pem"
+    chosen = config.platform_secrets(environ, secrets)
+    assert chosen == environ
+    assert not secrets.exists() and not (tmp_path / "secrets").exists()
 
 
-def test_hash_key_generated_once_private_and_reused(tmp_path):
+def test_secrets_generated_once_private_and_reused(tmp_path):
     secrets = tmp_path / "var" / "secrets.env"
-    key = config.national_id_hash_key({}, secrets)
-    assert len(key) == 64 and int(key, 16) >= 0
+    first = config.platform_secrets({}, secrets)
+    assert len(first["NATIONAL_ID_HASH_KEY"]) == 64 and int(first["NATIONAL_ID_HASH_KEY"], 16) >= 0
+    assert len({first[name] for name in config.GENERATED}) == len(config.GENERATED)
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
-    assert config.national_id_hash_key({}, secrets) == key
+    assert stat.S_IMODE(Path(first[config.SIGNING_KEYS]).stat().st_mode) == 0o600
+    assert config.platform_secrets({}, secrets) == first
 
 
-def test_hash_key_file_written_by_hand(tmp_path):
+def test_a_secrets_file_from_an_older_release_gets_the_new_secrets_added(tmp_path):
     secrets = tmp_path / "secrets.env"
     secrets.write_text("# mine\nNATIONAL_ID_HASH_KEY = abc123\n")
-    assert config.national_id_hash_key({}, secrets) == "abc123"
+    chosen = config.platform_secrets({}, secrets)
+    assert chosen["NATIONAL_ID_HASH_KEY"] == "abc123"
+    assert secrets.read_text().startswith("# mine\nNATIONAL_ID_HASH_KEY = abc123\n")
+    assert config.platform_secrets({}, secrets) == chosen
 
 
-def test_hash_key_file_without_a_key_is_an_error(tmp_path):
-    secrets = tmp_path / "secrets.env"
-    secrets.write_text("OTHER=1\n")
-    with pytest.raises(config.ConfigError, match="NATIONAL_ID_HASH_KEY"):
-        config.national_id_hash_key({}, secrets)
+def test_half_a_sealing_pair_is_an_error(tmp_path):
+    with pytest.raises(config.ConfigError, match="NOTIFICATIONS_SEALING"):
+        config.platform_secrets({"NOTIFICATIONS_SEALING_PUBLIC_KEY": "x"}, tmp_path / "s.env")
 
 
 @pytest.mark.parametrize("uri, shown", [

@@ -8,7 +8,8 @@ import pytest
 from hocvu.devstack import proxy
 from hocvu.devstack.rabbitmq import PrivateRabbitMQ
 
-PORTS = {"enrollment": 9101, "lessons": 9102, "certificates": 9103, "notifications": 9104}
+PORTS = {"enrollment": 9101, "lessons": 9102, "certificates": 9103, "notifications": 9104,
+         "identity": 9105}
 
 
 def rendered(**kwargs) -> str:
@@ -31,6 +32,7 @@ def test_each_prefix_goes_to_its_service_upstream_with_keepalive(service):
     assert f"server 127.0.0.1:{PORTS[service]} " in upstream
     assert re.search(r"keepalive \d+;", upstream)
     assert re.search(r"location /api/%s/\s+\{ proxy_pass http://%s; \}" % (service, service), text)
+    assert "proxy_set_header X-Real-IP $remote_addr;" in text
 
 
 def test_state_and_logs_stay_in_the_given_folders():
@@ -70,3 +72,41 @@ def test_private_rabbitmq_keeps_everything_in_its_folder(tmp_path):
              if name.endswith(("_FILE", "_BASE", "HOME", "_DUMP"))}
     assert "RABBITMQ_CONF_ENV_FILE" in paths  # not /etc/rabbitmq/rabbitmq-env.conf
     assert all(value.startswith(str(tmp_path)) for value in paths.values()), paths
+
+
+def test_rates_and_bursts_are_fields_with_defaults():
+    text = rendered()
+    assert "zone=hocvu_sign_in:10m rate=10r/m;" in text
+    assert "zone=hocvu_verify:10m rate=60r/m;" in text
+    assert re.search(r"zone=hocvu_api:10m rate=\d+r/s;", text)
+    assert "limit_req_status 429;" in text
+    raised = rendered(edge=proxy.EdgeSettings(sign_in_rate="30r/m", sign_in_burst=9))
+    assert "rate=30r/m;" in raised and "zone=hocvu_sign_in burst=9 nodelay;" in raised
+    assert "rate=1000000r/s" in rendered(edge=proxy.EdgeSettings.unthrottled())
+
+
+@pytest.mark.parametrize("changes", [{"api_rate": "fast"}, {"verify_rate": "0r/s"},
+                                     {"sign_in_rate": "10r/h"}, {"api_burst": -1},
+                                     {"api_rate": "5r/s; include /etc/passwd"}])
+def test_a_rate_nginx_would_not_read_is_refused(changes):
+    with pytest.raises(ValueError):
+        proxy.EdgeSettings(**changes)
+
+
+def test_cors_origins_come_from_the_environment_into_a_map():
+    origins = proxy.cors_origins({"HOCVU_CORS_ORIGINS": " https://app.example.vn/, "
+                                                        "http://localhost:5173 ,,"})
+    assert origins == ("https://app.example.vn", "http://localhost:5173")
+    text = rendered(edge=proxy.EdgeSettings(cors_origins=origins))
+    block = re.search(r"map \$http_origin \$hocvu_cors_origin \{(.*?)\}", text, re.S).group(1)
+    assert [line.strip() for line in block.strip().splitlines()] == [
+        'default "";', '"https://app.example.vn" $http_origin;',
+        '"http://localhost:5173" $http_origin;']
+    assert proxy.cors_origins({}) == ()
+
+
+@pytest.mark.parametrize("origin", ['https://a.vn" 1; } server { listen 80', "*",
+                                    "https://a.vn/path", "ftp://a.vn", "https://a.vn\n"])
+def test_an_origin_that_is_not_one_is_refused(origin):
+    with pytest.raises(ValueError):
+        proxy.EdgeSettings(cors_origins=(origin,))

@@ -10,11 +10,13 @@ from hocvu.messaging import EventSubscriber
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from services.certificates.service import CertificatesService
 from services.enrollment.service import EnrollmentService
+from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
 from tests.faults.test_faults import SAMPLES
 
-SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService]
+SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
+            IdentityService]
 
 
 @pytest.mark.parametrize("event_type", sorted(SAMPLES))

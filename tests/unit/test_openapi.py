@@ -6,10 +6,12 @@ import pytest
 from hocvu.openapi import build, routes
 from services.certificates.service import CertificatesService
 from services.enrollment.service import EnrollmentService
+from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
 
-SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService]
+SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
+            IdentityService]
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
@@ -23,7 +25,8 @@ def test_every_route_is_documented_under_the_service_prefix(service):
                 for _, route in routes(service)}
     assert documented == declared
     assert all(path.startswith(f"/api/{service.name}/") for path, _ in documented)
-    assert (f"/api/{service.name}/health", "get") in documented
+    assert (f"/api/{service.name}/health/live", "get") in documented
+    assert (f"/api/{service.name}/health/ready", "get") in documented
 
 
 def test_the_enrollment_body_is_described_field_by_field():

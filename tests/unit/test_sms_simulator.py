@@ -377,12 +377,14 @@ def test_cleared_message_gets_no_report(make_client):
 # --- faults ---------------------------------------------------------------------------
 
 def test_faults_default_to_none(client):
-    assert client.get("/v1/admin/faults").json == {"fail_rate": 0.0, "rate_limit_per_minute": None}
+    assert client.get("/v1/admin/faults").json == {"fail_rate": 0.0, "rate_limit_per_minute": None,
+                                                   "retry_after_format": "seconds"}
 
 
 def test_fail_rate_one_answers_503_and_stores_nothing(client):
     changed = client.post("/v1/admin/faults", json={"fail_rate": 1})
-    assert changed.json == {"fail_rate": 1.0, "rate_limit_per_minute": None}
+    assert changed.json == {"fail_rate": 1.0, "rate_limit_per_minute": None,
+                            "retry_after_format": "seconds"}
 
     response = client.post("/v1/messages", json=message())
 
@@ -431,7 +433,8 @@ def test_fault_update_is_partial(client):
     client.post("/v1/admin/faults", json={"rate_limit_per_minute": 60})
     client.post("/v1/admin/faults", json={"fail_rate": 0.25})
 
-    assert client.get("/v1/admin/faults").json == {"fail_rate": 0.25, "rate_limit_per_minute": 60}
+    assert client.get("/v1/admin/faults").json == {"fail_rate": 0.25, "rate_limit_per_minute": 60,
+                                                   "retry_after_format": "seconds"}
 
 
 @pytest.mark.parametrize("body", [
@@ -442,6 +445,7 @@ def test_fault_update_is_partial(client):
     {"rate_limit_per_minute": -1},
     {"rate_limit_per_minute": 2.5},
     {"rate_limit": 10},
+    {"retry_after_format": "minutes"},
     [],
 ])
 def test_invalid_fault_settings_are_rejected(client, body):
@@ -449,7 +453,8 @@ def test_invalid_fault_settings_are_rejected(client, body):
 
     assert response.status_code == 400
     assert response.json["error"] == "VALIDATION_ERROR"
-    assert client.get("/v1/admin/faults").json == {"fail_rate": 0.0, "rate_limit_per_minute": None}
+    assert client.get("/v1/admin/faults").json == {"fail_rate": 0.0, "rate_limit_per_minute": None,
+                                                   "retry_after_format": "seconds"}
 
 
 def test_rate_limit_window_rolls():

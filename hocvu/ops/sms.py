@@ -1,0 +1,61 @@
+"""python -m hocvu.ops sms {stuck,failed}: SMS that did not reach a learner, and why.
+
+Reads notifications' own database directly (MONGO_URI, MONGO_DATABASE), read-only: it
+answers while notifications itself is down, which is when an operator needs it most.
+Phone numbers are masked as in every other output of the platform.
+"""
+import json
+from datetime import timedelta
+
+from pymongo import ASCENDING, MongoClient
+
+from hocvu.clock import isoformat, utcnow
+from hocvu.privacy import mask_phone
+from services.notifications import messages, reconcile
+
+COLUMNS = ("id", "status", "template", "learner_id", "to", "provider", "attempts", "since",
+           "reason")
+
+
+def _row(message: dict) -> dict:
+    since = (message.get("failed_at") or message.get("reconciled_at")
+             or message.get("suppressed_at") or message.get("accepted_at")
+             or message.get("next_attempt_at") or message.get("created_at"))
+    return {"id": message["_id"], "status": message.get("status"),
+            "learner_status": messages.learner_status(message),
+            "template": message.get("template"), "learner_id": message.get("learner_id"),
+            "to": mask_phone(message.get("to") or ""), "provider": message.get("provider") or "",
+            "attempts": message.get("attempts", 0),
+            "since": isoformat(since) if since else "",
+            "reason": messages.reason(message) or ""}
+
+
+def stuck(db, older_than: timedelta, limit: int) -> list[dict]:
+    query = reconcile.stuck_query(utcnow(), older_than)
+    return [_row(m) for m in db.messages.find(query).sort("created_at", ASCENDING).limit(limit)]
+
+
+def failed(db, limit: int) -> list[dict]:
+    query = {"status": {"$in": list(reconcile.FAILED_STATUSES)}}
+    return [_row(m) for m in db.messages.find(query).sort("created_at", ASCENDING).limit(limit)]
+
+
+def run(args) -> int:
+    client = MongoClient(args.mongo_uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    try:
+        db = client[args.database]
+        if args.command == "stuck":
+            rows = stuck(db, timedelta(minutes=args.older_than_minutes), args.limit)
+            title = f"SMS not settled after {args.older_than_minutes} min"
+        else:
+            rows = failed(db, args.limit)
+            title = "SMS failed, undelivered, suppressed or of unknown fate"
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False, indent=2))
+            return 0
+        print(f"{title}: {len(rows)}{' (limit reached)' if len(rows) == args.limit else ''}")
+        for row in rows:
+            print("  " + "  ".join(f"{name}={row[name]}" for name in COLUMNS))
+        return 0
+    finally:
+        client.close()

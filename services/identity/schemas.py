@@ -1,0 +1,111 @@
+"""Identity's HTTP bodies. Personal data: a learner's phone number (never stored in clear:
+only its keyed hash), staff display names and usernames."""
+from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, validate,
+                         validates, validates_schema)
+
+from hocvu.contracts import UtcDateTime
+from hocvu.phones import InvalidPhone, normalize_phone
+from services.identity import domain
+
+
+class _In(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class StaffSignInIn(_In):
+    # only an upper bound here: a sign-in must not say which rule a wrong password breaks,
+    # and the bound keeps the hashing cost of a request fixed
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(
+        min=1, max=domain.PASSWORD_MAX))
+
+
+class StaffIn(_In):
+    username = fields.String(required=True)
+    display_name = fields.String(required=True, validate=validate.Length(min=2, max=100))
+    role = fields.String(required=True, validate=validate.OneOf(
+        (domain.FACILITATOR, domain.COMMUNE_ADMIN)))
+    province = fields.String(required=True)
+    communes = fields.List(fields.String(), required=True,
+                           validate=validate.Length(max=domain.MAX_COMMUNES))
+    password = fields.String(required=True)
+
+    @validates("username")
+    def _username(self, value, **_):
+        problems = domain.username_problems(domain.normalize_username(value))
+        if problems:
+            raise ValidationError(problems)
+
+    @validates_schema(skip_on_field_errors=False)
+    def _scope_and_password(self, data, **_):
+        # every field at fault in one answer, even when another field failed already
+        errors = {}
+        if {"role", "province", "communes"} <= set(data):
+            errors.update(domain.scope_problems(data["role"], data["province"],
+                                                data["communes"]))
+        if "password" in data:
+            problems = domain.password_problems(
+                data["password"], domain.normalize_username(data.get("username", "")))
+            if problems:
+                errors["password"] = problems
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _normalise(self, data, **_):
+        data["username"] = domain.normalize_username(data["username"])
+        data["display_name"] = " ".join(data["display_name"].split())
+        return data
+
+
+class StaffOut(Schema):
+    id = fields.String(attribute="_id")
+    subject = fields.Function(lambda account: f"staff:{account['_id']}")
+    username = fields.String()
+    display_name = fields.String()
+    role = fields.String()
+    province = fields.String()
+    communes = fields.List(fields.String())
+    created_at = UtcDateTime()
+
+
+class StaffPageOut(Schema):
+    items = fields.List(fields.Nested(StaffOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class _PhoneIn(_In):
+    phone = fields.String(required=True, validate=validate.Length(max=32))
+
+    @validates("phone")
+    def _phone(self, value, **_):
+        try:
+            normalize_phone(value)
+        except InvalidPhone as exc:
+            raise ValidationError(str(exc)) from None
+
+    @post_load
+    def _normalise(self, data, **_):
+        data["phone"] = normalize_phone(data["phone"])
+        return data
+
+
+class LearnerCodeIn(_PhoneIn):
+    pass
+
+
+class LearnerTokenIn(_PhoneIn):
+    code = fields.String(required=True, validate=validate.Regexp(
+        r"^\d{6}$", error="the 6 digits of the code we sent by SMS"))
+
+
+class CodeSentOut(Schema):
+    status = fields.String()
+    expires_in = fields.Integer()
+
+
+class TokenOut(Schema):
+    access_token = fields.String()
+    token_type = fields.String()
+    expires_in = fields.Integer()

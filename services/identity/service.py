@@ -1,0 +1,230 @@
+"""identity: who is who. Issues the tokens every service verifies; staff accounts; learners'
+sign-in with a phone number and a one-time code sent by SMS.
+
+HTTP (under /api/identity/)                                     who may call
+    GET  health/live                                            operations (no I/O)
+    GET  health/ready                                           operations (broker, store)
+    GET  openapi.json                                           public
+    GET  .well-known/openid-configuration                       public
+    GET  .well-known/jwks.json                                  public (the verifying keys)
+    POST staff/sign-in      {username, password} -> token       public (lockout, 429)
+    POST staff              create an account in your scope     province_admin, commune_admin
+    GET  staff?limit&cursor accounts in your scope (paged)      province_admin, commune_admin
+    POST learners/code      {phone} -> SMS with a code          public (rate-limited, 429)
+    POST learners/token     {phone, code} -> token              public (5 attempts per code)
+Consumes   nothing
+Publishes  sign_in_code_requested (phone and code sealed for notifications)
+State      its own database: staff (argon2id password hashes), sign_in_attempts (lockout,
+           by keyed hash of the username), sign_in_codes (keyed hashes only), rate_limits
+           (by keyed hash of phone / client address), outbox, inbox
+Config     keys and secrets: JWT_SIGNING_KEYS, IDENTITY_HASH_KEY, LEARNER_SUBJECT_KEY,
+           NOTIFICATIONS_SEALING_PUBLIC_KEY; see docs/identity.md
+"""
+import re
+import uuid
+from datetime import timedelta
+
+from nameko.dependency_providers import Config
+from nameko.exceptions import ConfigurationError
+from nameko.extensions import DependencyProvider
+
+from hocvu import auth, health, openapi, pagination, sealing
+from hocvu.auth import OPERATIONS, PUBLIC, learner_subject
+from hocvu.clock import utcnow
+from hocvu.http import Forbidden, http, load_body, load_query
+from hocvu.store import ServiceStore, Store
+from services.identity import domain, learners, staff
+from services.identity.keys import InvalidKey, load_keyring
+from services.identity.schemas import (CodeSentOut, LearnerCodeIn, LearnerTokenIn, StaffIn,
+                                       StaffOut, StaffPageOut, StaffSignInIn, TokenOut)
+from services.identity.tokens import Issuer
+
+sign_in_in, staff_in = StaffSignInIn(), StaffIn()
+code_in, token_in = LearnerCodeIn(), LearnerTokenIn()
+staff_out, page_out = StaffOut(), StaffPageOut()
+page_query = pagination.PageQuery()
+ADMINS = auth.roles(auth.PROVINCE_ADMIN, auth.COMMUNE_ADMIN)
+_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def prepare(store: Store) -> None:
+    staff.prepare(store)
+    learners.prepare(store)
+
+
+def _secret(config: dict, name: str) -> bytes:
+    value = str(config.get(name) or "")
+    if len(value) < 32:
+        raise ConfigurationError(f"{name} must be set to a secret of at least 32 characters")
+    return value.encode()
+
+
+class Runtime:
+    """Identity's configuration, read and checked once at start (a bad key stops the start)."""
+
+    def __init__(self, config: dict):
+        try:
+            keyring = load_keyring(config.get("JWT_SIGNING_KEYS"))
+        except InvalidKey as exc:
+            raise ConfigurationError(str(exc)) from None
+        issuer = str(config.get("AUTH_ISSUER") or "")
+        if not issuer.startswith(("http://", "https://")):
+            raise ConfigurationError("AUTH_ISSUER must be the URL identity is reached at")
+        self.issuer = Issuer(
+            keyring, issuer, str(config.get("AUTH_AUDIENCE") or "hocvu"),
+            staff_lifetime=timedelta(minutes=float(config.get("STAFF_TOKEN_MINUTES", 15))),
+            learner_lifetime=timedelta(minutes=float(config.get("LEARNER_TOKEN_MINUTES", 60))))
+        self.hash_key = _secret(config, "IDENTITY_HASH_KEY")
+        self.learner_subject_key = _secret(config, "LEARNER_SUBJECT_KEY")
+        self.passwords = staff.Passwords(
+            time_cost=int(config.get("PASSWORD_HASH_TIME_COST", 3)),
+            memory_kib=int(config.get("PASSWORD_HASH_MEMORY_KIB", 65536)),
+            parallelism=int(config.get("PASSWORD_HASH_PARALLELISM", 4)))
+        self.lockout = domain.LockoutPolicy(
+            max_failures=int(config.get("SIGN_IN_MAX_FAILURES", 5)),
+            window=timedelta(seconds=float(config.get("SIGN_IN_FAILURE_WINDOW_SECONDS", 900))),
+            lock=timedelta(seconds=float(config.get("SIGN_IN_LOCK_SECONDS", 900))))
+        try:
+            sealer = sealing.Sealer(str(config.get("NOTIFICATIONS_SEALING_PUBLIC_KEY") or ""))
+            self.codes = learners.CodePolicy(
+                hash_key=self.hash_key, sealer=sealer,
+                lifetime=timedelta(seconds=float(config.get("CODE_TTL_SECONDS", 300))),
+                attempts=int(config.get("CODE_MAX_ATTEMPTS", 5)),
+                per_phone=domain.parse_windows(
+                    config.get("CODE_LIMITS_PER_PHONE", "1/60,5/3600,10/86400")),
+                per_address=domain.parse_windows(
+                    config.get("CODE_LIMITS_PER_ADDRESS", "30/600,200/86400")))
+        except ValueError as exc:
+            raise ConfigurationError(f"sign-in codes: {exc}") from None
+
+
+class IdentityRuntime(DependencyProvider):
+    def setup(self):
+        self.runtime = Runtime(self.container.config)
+
+    def get_dependency(self, worker_ctx) -> Runtime:
+        return self.runtime
+
+
+class IdentityStore(ServiceStore):
+    """The service's store; once it is prepared, the bootstrap admin is created if asked."""
+
+    def start(self):
+        super().start()
+        config = self.container.config
+        username = str(config.get("BOOTSTRAP_ADMIN_USERNAME") or "")
+        if not username:
+            return
+        runtime = next(dep.runtime for dep in self.container.dependencies
+                       if isinstance(dep, IdentityRuntime))
+        try:
+            staff.bootstrap_admin(self.store, runtime.passwords, username,
+                                  str(config.get("BOOTSTRAP_ADMIN_PASSWORD") or ""),
+                                  str(config.get("BOOTSTRAP_ADMIN_PROVINCE") or ""), utcnow())
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+
+
+def _correlation_id(request) -> str:
+    given = request.headers.get("X-Correlation-ID", "")
+    return given if _CORRELATION_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def _staff(principal: auth.Principal) -> dict:
+    return {"subject": principal.subject, "role": principal.role,
+            "province": principal.province, "communes": sorted(principal.communes)}
+
+
+class IdentityService:
+    name = "identity"
+
+    # who may call each route (hocvu.http checks it before the handler runs)
+    ACCESS = {
+        "health_live": OPERATIONS, "health_ready": OPERATIONS,
+        "openapi_document": PUBLIC, "openid_configuration": PUBLIC, "jwks": PUBLIC,
+        "staff_sign_in": PUBLIC, "learner_code": PUBLIC, "learner_token": PUBLIC,
+        "create_staff": ADMINS, "list_staff": ADMINS,
+    }
+
+    config = Config()
+    runtime = IdentityRuntime()
+    store = IdentityStore(prepare=prepare)
+
+    @http("GET", "/api/identity/health/live", summary="the process answers (no I/O)",
+          answers={200: health.LIVE_ANSWER})
+    def health_live(self, request):
+        return health.live(self.name)
+
+    @http("GET", "/api/identity/health/ready", summary="broker and store reachable?",
+          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
+    def health_ready(self, request):
+        return health.ready(self.store, self.config["AMQP_URI"])
+
+    @http("GET", "/api/identity/openapi.json", summary="this API as an OpenAPI 3 document")
+    def openapi_document(self, request):
+        return openapi.document(IdentityService)
+
+    @http("GET", "/api/identity/.well-known/openid-configuration",
+          summary="OpenID Connect discovery: issuer, JWKS, endpoints, claims")
+    def openid_configuration(self, request):
+        return self.runtime.issuer.discovery()
+
+    @http("GET", "/api/identity/.well-known/jwks.json",
+          summary="the public keys tokens are verified with")
+    def jwks(self, request):
+        return self.runtime.issuer.jwks()
+
+    @http("POST", "/api/identity/staff/sign-in", summary="staff sign-in: a 15-minute token",
+          body=StaffSignInIn, answers={200: TokenOut, 400: "invalid body",
+                                       401: "wrong username or password",
+                                       429: "too many failed sign-ins (Retry-After)"})
+    def staff_sign_in(self, request):
+        body = load_body(request, sign_in_in)
+        now = utcnow()
+        account = staff.sign_in(self.store, self.runtime.passwords, self.runtime.lockout,
+                                self.runtime.hash_key, body["username"], body["password"], now)
+        return self.runtime.issuer.staff_token(account, now)
+
+    @http("POST", "/api/identity/staff", summary="create a staff account in your scope",
+          body=StaffIn, answers={201: StaffOut, 400: "invalid account", 401: "no valid token",
+                                 403: "outside your scope", 409: "username taken"})
+    def create_staff(self, request):
+        caller = _staff(request.principal)
+        data = load_body(request, staff_in)
+        refusal = domain.creation_refusal(caller, data["role"], data["province"],
+                                          data["communes"])
+        if refusal:
+            raise Forbidden(refusal)
+        account = staff.create(self.store, self.runtime.passwords, caller, data, utcnow())
+        return 201, staff_out.dump(account)
+
+    @http("GET", "/api/identity/staff", summary="staff accounts in your scope, oldest first",
+          query=pagination.PageQuery,
+          answers={200: StaffPageOut, 401: "no valid token", 403: "not an admin"})
+    def list_staff(self, request):
+        caller = _staff(request.principal)
+        scope = domain.visible_staff(caller)
+        if scope is None:
+            raise Forbidden("your role may not list accounts")
+        limit, after = pagination.page_request(load_query(request, page_query))
+        return page_out.dump(staff.page(self.store, scope, limit, after))
+
+    @http("POST", "/api/identity/learners/code", summary="text a sign-in code to a phone",
+          body=LearnerCodeIn, answers={202: CodeSentOut, 400: "not a Vietnamese mobile number",
+                                       429: "asked too often (Retry-After)"})
+    def learner_code(self, request):
+        body = load_body(request, code_in)
+        policy = self.runtime.codes
+        address = learners.client_address(request.headers, request.remote_addr)
+        learners.request_code(self.store, policy, body["phone"], address, utcnow(),
+                              _correlation_id(request))
+        return 202, {"status": "sent", "expires_in": int(policy.lifetime.total_seconds())}
+
+    @http("POST", "/api/identity/learners/token", summary="exchange the code for a token",
+          body=LearnerTokenIn, answers={200: TokenOut, 400: "invalid body, or wrong code"})
+    def learner_token(self, request):
+        body = load_body(request, token_in)
+        now = utcnow()
+        learners.redeem_code(self.store, self.runtime.codes, body["phone"], body["code"], now)
+        subject = learner_subject(body["phone"], self.runtime.learner_subject_key)
+        return self.runtime.issuer.learner_token(subject, body["phone"], now)

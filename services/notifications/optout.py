@@ -1,0 +1,52 @@
+"""Opt-out of reminder-like SMS, per phone number, by keyword reply or by API.
+
+A learner replying STOP (or the province's Vietnamese keyword, TUCHOI by default) stops
+reminders and campaign notices to that number; START (DONGY) brings them back.
+Transactional messages (enrollment, certificate, sign-in code) are not affected. The
+latest change wins; each change keeps how it came (`sms` or `api`) and when.
+"""
+import re
+from datetime import datetime
+
+from anyascii import anyascii
+
+OPT_OUT, OPT_IN = "opt_out", "opt_in"
+MAX_KEYWORD_TEXT = 160
+
+
+def keywords(config: dict) -> dict[str, str]:
+    """Normalised keyword -> OPT_OUT or OPT_IN, from SMS_OPTOUT/OPTIN_KEYWORDS (commas)."""
+    table = {}
+    for setting, default, action in (("SMS_OPTOUT_KEYWORDS", "STOP,TUCHOI,TU CHOI", OPT_OUT),
+                                     ("SMS_OPTIN_KEYWORDS", "START,DONGY,DONG Y", OPT_IN)):
+        for word in str(config.get(setting, default)).split(","):
+            if normalise(word):
+                table[normalise(word)] = action
+    return table
+
+
+def normalise(text: str) -> str:
+    """'  Từ chối! ' -> 'TU CHOI': no accents, no punctuation, single spaces, upper case."""
+    plain = anyascii(text[:MAX_KEYWORD_TEXT]).upper()
+    return " ".join(re.sub(r"[^A-Z0-9 ]+", " ", plain).split())
+
+
+def action_for(text: str, table: dict[str, str]) -> str | None:
+    """The action a reply asks for: it is a keyword, or starts with one and then a space."""
+    words = normalise(text)
+    for keyword in sorted(table, key=len, reverse=True):
+        if words == keyword or words.startswith(keyword + " "):
+            return table[keyword]
+    return None
+
+
+def set_opt_out(optouts, phone: str, opted_out: bool, via: str, now: datetime) -> None:
+    optouts.update_one({"_id": phone}, {"$set": {
+        "opted_out": opted_out, "changed_at": now, "via": via}}, upsert=True)
+
+
+def is_opted_out(optouts, phone: str | None) -> bool:
+    if not phone:
+        return False
+    found = optouts.find_one({"_id": phone}, projection={"opted_out": 1})
+    return bool(found and found.get("opted_out"))

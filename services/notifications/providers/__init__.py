@@ -1,0 +1,48 @@
+"""SMS providers behind one interface: send(SmsRequest) -> SendResult.
+
+SMS_PROVIDER chooses the adapter and SMS_FALLBACK_PROVIDER, if set, the one to fail over
+to; each sits behind its account's token bucket (SMS_<NAME>_RATE_PER_SECOND, _BURST).
+Adapters: `simulator` (the project's gateway simulator), `esms` (eSMS.vn), `speedsms`
+(SpeedSMS.vn); docs/sms-gateway.md describes each. An adapter also parses its provider's
+delivery reports (`parse_report`) and, where the provider allows, asks for a message's
+status (`query_status`, when `can_query_status`).
+"""
+from services.notifications.providers.base import (  # noqa: F401  (the package's interface)
+    ACCEPTED, DELIVERED, PENDING, REJECTED, RETRY, UNDELIVERED, BadReport, Report, SendResult,
+    SmsRequest, retry_after_seconds)
+from services.notifications.providers.esms import EsmsProvider
+from services.notifications.providers.failover import Failover
+from services.notifications.providers.simulator import SimulatorProvider
+from services.notifications.providers.speedsms import SpeedSmsProvider
+from services.notifications.providers.throttle import Throttled, TokenBucket
+
+PROVIDERS = {cls.name: cls for cls in (SimulatorProvider, EsmsProvider, SpeedSmsProvider)}
+
+
+def adapter(name: str, config: dict) -> Throttled:
+    try:
+        cls = PROVIDERS[name]
+    except KeyError:
+        raise ValueError(f"unknown SMS provider {name!r}; known: {sorted(PROVIDERS)}") from None
+    prefix = f"SMS_{name.upper()}_"
+    rate = float(config.get(prefix + "RATE_PER_SECOND", 50))
+    burst = float(config.get(prefix + "BURST", rate))
+    return Throttled(cls(config), TokenBucket(rate, burst))
+
+
+def provider_from_config(config: dict):
+    primary = adapter(config.get("SMS_PROVIDER", "simulator"), config)
+    fallback = config.get("SMS_FALLBACK_PROVIDER") or None
+    if not fallback:
+        return primary
+    return Failover(primary, adapter(fallback, config),
+                    threshold=int(config.get("SMS_FAILOVER_AFTER", 3)),
+                    cooldown=float(config.get("SMS_FAILOVER_COOLDOWN_SECONDS", 60)))
+
+
+def by_name(provider, name: str):
+    """The adapter called `name` inside what provider_from_config built, or None."""
+    for candidate in getattr(provider, "providers", (provider,)):
+        if candidate.name == name:
+            return candidate
+    return None

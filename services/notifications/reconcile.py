@@ -1,0 +1,104 @@
+"""Nothing stuck silently: messages that wait too long are settled and counted.
+
+- A message `awaiting_contact` for longer than SMS_CONTACT_TIMEOUT_SECONDS (default one
+  day) is `failed` with the reason "no phone number": we know it never left.
+- A message `accepted` without a delivery report for longer than
+  SMS_REPORT_TIMEOUT_SECONDS (default one hour) is looked up with its provider where the
+  provider's API allows it (eSMS); what it says is recorded. If it cannot say (SpeedSMS,
+  the simulator) or still says "pending" after SMS_REPORT_GIVE_UP_SECONDS (default one
+  day), the message becomes `unknown`. A delivery report arriving later still wins.
+
+`summary()` counts messages per status and those stuck, for the metrics route and the
+ops command (python -m hocvu.ops sms).
+"""
+import logging
+from datetime import datetime, timedelta
+from typing import Callable
+
+import requests
+
+from hocvu.background import WakeableLoop
+from hocvu.clock import utcnow
+from services.notifications import messages as msgs
+from services.notifications import providers
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler(WakeableLoop):
+    name = "notifications.reconciler"
+
+    def __init__(self, messages, provider, config: dict,
+                 clock: Callable[[], datetime] = utcnow):
+        super().__init__()
+        self.messages = messages
+        self.provider = provider
+        self.clock = clock
+        self.poll_seconds = float(config.get("SMS_RECONCILE_POLL_SECONDS", 60))
+        self.contact_timeout = timedelta(seconds=float(
+            config.get("SMS_CONTACT_TIMEOUT_SECONDS", 86400)))
+        self.report_timeout = timedelta(seconds=float(
+            config.get("SMS_REPORT_TIMEOUT_SECONDS", 3600)))
+        self.give_up = timedelta(seconds=float(config.get("SMS_REPORT_GIVE_UP_SECONDS", 86400)))
+        self.batch_size = int(config.get("SMS_RECONCILE_BATCH_SIZE", 100))
+
+    def run_once(self) -> bool:
+        now = self.clock()
+        self.messages.update_many(
+            {"status": msgs.AWAITING_CONTACT, "created_at": {"$lte": now - self.contact_timeout}},
+            {"$set": {"status": msgs.FAILED, "last_error": "no phone number", "failed_at": now}})
+        waiting = list(self.messages.find({
+            "status": msgs.ACCEPTED, "accepted_at": {"$lte": now - self.report_timeout},
+            "$or": [{"next_check_at": {"$exists": False}}, {"next_check_at": {"$lte": now}}],
+        }).limit(self.batch_size))
+        for message in waiting:
+            self._settle(message, now)
+        return len(waiting) == self.batch_size
+
+    def _settle(self, message: dict, now: datetime) -> None:
+        adapter = providers.by_name(self.provider, message.get("provider") or "")
+        answer = None
+        if adapter is not None and adapter.can_query_status and message.get("provider_message_id"):
+            try:
+                answer = adapter.query_status(message["provider_message_id"])
+            except (requests.RequestException, ValueError) as exc:
+                log.warning("status of SMS %s unavailable from %s: %s", message["_id"],
+                            adapter.name, type(exc).__name__)
+        which = {"_id": message["_id"], "status": msgs.ACCEPTED}
+        if answer == providers.DELIVERED:
+            self.messages.update_one(which, {"$set": {
+                "status": msgs.DELIVERED, "delivered_at": now, "reconciled_at": now}})
+        elif answer == providers.UNDELIVERED:
+            self.messages.update_one(which, {"$set": {
+                "status": msgs.UNDELIVERED, "last_error": "provider status: undelivered",
+                "reconciled_at": now}})
+        elif answer == providers.PENDING and message["accepted_at"] > now - self.give_up:
+            self.messages.update_one(which, {"$set": {"next_check_at": now + self.report_timeout}})
+        else:
+            why = ("no delivery report, and the provider still says pending"
+                   if answer == providers.PENDING else
+                   "no delivery report, and the provider's status could not be asked")
+            self.messages.update_one(which, {"$set": {
+                "status": msgs.UNKNOWN, "last_error": why, "reconciled_at": now}})
+            log.warning("SMS %s through %s is now unknown: %s", message["_id"],
+                        message.get("provider"), why)
+
+
+def stuck_query(now: datetime, older_than: timedelta) -> dict:
+    """Messages not settled although they should have been by now."""
+    before = now - older_than
+    return {"$or": [
+        {"status": msgs.AWAITING_CONTACT, "created_at": {"$lte": before}},
+        {"status": msgs.QUEUED, "next_attempt_at": {"$lte": before}},
+        {"status": msgs.ACCEPTED, "accepted_at": {"$lte": before}},
+    ]}
+
+
+FAILED_STATUSES = (msgs.FAILED, msgs.UNDELIVERED, msgs.UNKNOWN, msgs.SUPPRESSED)
+
+
+def summary(messages, now: datetime, older_than: timedelta) -> dict:
+    by_status = {doc["_id"]: doc["n"] for doc in messages.aggregate(
+        [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
+    return {"by_status": by_status,
+            "stuck": messages.count_documents(stuck_query(now, older_than))}

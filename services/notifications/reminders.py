@@ -1,0 +1,185 @@
+"""Reminders: a learner who makes no progress for N days gets an SMS naming the next lesson.
+
+One document per enrollment in `reminders` holds what the reminder needs (the learner's
+name, the course, its lessons in order, those completed) and when the next one is due:
+`next_reminder_at` = N days after the later of the last progress and the last reminder, so
+at most one reminder per enrollment per N days. N is REMINDER_DAYS, or the course's entry
+in REMINDER_DAYS_BY_COURSE ("course-id=3,other-course=10").
+
+It is fed by events: learner_enrolled starts it, lessons_assigned tells the lessons and
+their titles, lesson_completed moves it on, course_completed ends it. `stop()` ends it for
+any other reason: the future `enrollment_cancelled` consumer only calls
+`stop(tx, enrollment_id, "cancelled")`. A stopped enrollment is never reminded again.
+
+The planner loop claims due enrollments under a lease and, in one transaction, creates the
+reminder message (its dedupe key carries the reminder's sequence number) and moves
+`next_reminder_at` on. After a crash or a restart either both happened or neither did: no
+reminder is sent twice and none is lost. The message then goes through the send policy
+like any reminder-like SMS (day window, daily cap, opt-out).
+"""
+import logging
+from datetime import datetime, timedelta
+from typing import Callable
+
+from pymongo import ASCENDING
+
+from hocvu.background import WakeableLoop
+from hocvu.clock import utcnow
+from hocvu.leases import NEVER, claim_batch
+from hocvu.store import Store, Transaction
+from services.notifications import messages, templates
+
+log = logging.getLogger(__name__)
+
+ACTIVE, COMPLETED, CANCELLED = "active", "completed", "cancelled"
+_ORDER = [("next_reminder_at", ASCENDING)]
+
+
+class ReminderDays:
+    def __init__(self, config: dict):
+        self.default = int(config.get("REMINDER_DAYS", 7))
+        self.by_course = {}
+        for entry in str(config.get("REMINDER_DAYS_BY_COURSE", "") or "").split(","):
+            if entry.strip():
+                course_id, _, days = entry.partition("=")
+                self.by_course[course_id.strip()] = int(days)
+        if self.default < 1 or any(days < 1 for days in self.by_course.values()):
+            raise ValueError("reminder days must be whole numbers >= 1")
+
+    def __call__(self, course_id: str) -> int:
+        return self.by_course.get(course_id, self.default)
+
+
+def prepare(db) -> None:
+    db.reminders.create_index([("status", ASCENDING), ("next_reminder_at", ASCENDING)])
+
+
+def _upsert(tx: Transaction, data: dict, now: datetime) -> dict:
+    """The enrollment's reminder state, created if this is the first event about it."""
+    reminders = tx["reminders"]
+    reminders.update_one({"_id": data["enrollment_id"]}, {
+        "$set": {"touched_at": now},
+        "$setOnInsert": {"learner_id": data["learner_id"], "course_id": data["course_id"],
+                         "status": ACTIVE, "lessons": [], "completed_lesson_ids": [],
+                         "reminders_sent": 0, "last_progress_at": None,
+                         "last_reminded_at": None, "next_reminder_at": None,
+                         "lease_until": NEVER}}, upsert=True)
+    return reminders.find_one({"_id": data["enrollment_id"]})
+
+
+def _reschedule(tx: Transaction, state: dict, days: int, change: dict) -> None:
+    state = {**state, **change}
+    if state["status"] != ACTIVE or state.get("last_progress_at") is None:
+        next_at = None  # stopped, or learner_enrolled (the starting point) not seen yet
+    else:
+        since = max(d for d in (state["last_progress_at"], state.get("last_reminded_at")) if d)
+        next_at = since + timedelta(days=days)
+    tx["reminders"].update_one({"_id": state["_id"]},
+                               {"$set": {**change, "next_reminder_at": next_at}})
+
+
+def on_enrolled(tx: Transaction, data: dict, days: ReminderDays, now: datetime) -> None:
+    state = _upsert(tx, data, now)
+    progress = max(d for d in (state.get("last_progress_at"), data["enrolled_at"]) if d)
+    _reschedule(tx, state, days(data["course_id"]), {
+        "full_name": data["full_name"], "course_title": data["course_title"],
+        "province_code": data["province_code"], "commune_code": data["commune_code"],
+        "learner_subject": data.get("learner_subject"), "last_progress_at": progress})
+
+
+def on_lessons_assigned(tx: Transaction, data: dict, now: datetime) -> None:
+    lessons = data.get("lessons")  # only newer lessons services send titles
+    if not lessons:
+        return
+    _upsert(tx, data, now)
+    ordered = sorted(lessons, key=lambda lesson: lesson["position"])
+    tx["reminders"].update_one({"_id": data["enrollment_id"]}, {"$set": {
+        "lessons": [{"id": lesson["id"], "title": lesson["title"]} for lesson in ordered]}})
+
+
+def on_lesson_completed(tx: Transaction, data: dict, days: ReminderDays, now: datetime) -> None:
+    state = _upsert(tx, data, now)
+    done = sorted(set(state["completed_lesson_ids"]) | {data["lesson_id"]})
+    last = state.get("last_progress_at")
+    progress = data["completed_at"] if last is None else max(last, data["completed_at"])
+    if state.get("full_name") is None:
+        # enrolled not seen yet: learner_enrolled will set the starting point
+        tx["reminders"].update_one({"_id": state["_id"]}, {"$set": {
+            "completed_lesson_ids": done, "last_progress_at": progress}})
+        return
+    _reschedule(tx, state, days(data["course_id"]),
+                {"completed_lesson_ids": done, "last_progress_at": progress})
+
+
+def stop(tx: Transaction, enrollment_id: str, why: str, now: datetime,
+         data: dict | None = None) -> None:
+    """No reminder for this enrollment ever again (course completed, enrollment cancelled)."""
+    if data is not None:
+        _upsert(tx, data, now)
+    tx["reminders"].update_one({"_id": enrollment_id}, {"$set": {
+        "status": why, "next_reminder_at": None, "stopped_at": now}})
+
+
+def next_lesson(state: dict) -> dict | None:
+    done = set(state.get("completed_lesson_ids") or ())
+    return next((lesson for lesson in state.get("lessons") or () if lesson["id"] not in done), None)
+
+
+class ReminderPlanner(WakeableLoop):
+    name = "notifications.reminder_planner"
+
+    def __init__(self, store: Store, config: dict, days: ReminderDays,
+                 clock: Callable[[], datetime] = utcnow, on_message=lambda: None):
+        super().__init__()
+        self.store = store
+        self.days = days
+        self.clock = clock
+        self.on_message = on_message
+        self.poll_seconds = float(config.get("REMINDER_POLL_SECONDS", 60))
+        self.batch_size = int(config.get("REMINDER_BATCH_SIZE", 100))
+        self.lease = timedelta(seconds=float(config.get("REMINDER_LEASE_SECONDS", 60)))
+        self.unaccented = str(config.get("SMS_UNACCENTED", "true")).lower() != "false"
+
+    def run_once(self) -> bool:
+        now = self.clock()
+        due = {"status": ACTIVE, "next_reminder_at": {"$ne": None, "$lte": now}}
+        batch = claim_batch(self.store.db.reminders, due, _ORDER, self.batch_size, self.lease)
+        created = 0
+        for state in batch:
+            created += bool(self.store.transact(lambda tx, s=state: self._remind(tx, s, now)))
+        if created:
+            self.on_message()
+        return len(batch) == self.batch_size
+
+    def _remind(self, tx: Transaction, claimed: dict, now: datetime):
+        reminders = tx["reminders"]
+        state = reminders.find_one({"_id": claimed["_id"], "lease_owner": claimed["lease_owner"]})
+        free = {"lease_until": NEVER}
+        if state is None or state["status"] != ACTIVE or not state.get("next_reminder_at") \
+                or state["next_reminder_at"] > now:
+            # progress or completion arrived since the claim: nothing to send now
+            reminders.update_one({"_id": claimed["_id"], "lease_owner": claimed["lease_owner"]},
+                                 {"$set": free, "$unset": {"lease_owner": ""}})
+            return None
+        days = self.days(state["course_id"])
+        lesson = next_lesson(state)
+        if state.get("lessons") and lesson is None:
+            # every lesson done, course_completed on its way: nothing to remind of
+            reminders.update_one({"_id": state["_id"]}, {"$set": {**free, "next_reminder_at": None},
+                                                         "$unset": {"lease_owner": ""}})
+            return None
+        sequence = state["reminders_sent"] + 1
+        values = {"full_name": state["full_name"], "course_title": state["course_title"],
+                  "days": days}
+        template = templates.PROGRESS_REMINDER
+        if lesson:
+            template, values["lesson_title"] = templates.LESSON_REMINDER, lesson["title"]
+        message = messages.create(
+            tx, template, f"reminder:{state['_id']}:{sequence}", state["learner_id"],
+            state["_id"], values, f"reminder-{state['_id']}-{sequence}", now, self.unaccented,
+            {key: state.get(key) for key in messages.SCOPE_FIELDS})
+        reminders.update_one({"_id": state["_id"]}, {
+            "$set": {**free, "reminders_sent": sequence, "last_reminded_at": now,
+                     "next_reminder_at": now + timedelta(days=days)},
+            "$unset": {"lease_owner": ""}})
+        return message

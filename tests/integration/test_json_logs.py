@@ -1,0 +1,116 @@
+"""Every log line a service writes is one JSON object, whatever a caller puts in its
+headers, its body or its events; lines about a request or an event carry its ids."""
+import io
+import json
+import logging
+import logging.config
+import socket
+import time
+
+import pytest
+import yaml
+from nameko.cli.main import setup_yaml_parser
+
+from hocvu import signatures
+from hocvu.devstack.processes import REPO
+from hocvu.events import new_event
+from services.notifications.service import NotificationsService
+from hocvu.sealing import Sealer
+from tests.support.fixtures import CALLBACK_SECRET, SEALING_PUBLIC_KEY, base_url
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+FORGED = '\n{"level": "CRITICAL", "message": "forged", "service": "x"}'
+
+
+@pytest.fixture
+def service_log():
+    """The service's own LOGGING config (services/notifications/config.yaml), its console
+    writing into a buffer for the test; the previous logging set-up is put back after."""
+    setup_yaml_parser()
+    config = yaml.safe_load((REPO / "services/notifications/config.yaml").read_text())["LOGGING"]
+    buffer = io.StringIO()
+    config["handlers"]["console"]["stream"] = buffer
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    quiet = logging.getLogger("nameko.web.server")
+    saved_quiet = quiet.level
+    logging.config.dictConfig(config)
+    try:
+        yield buffer
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        quiet.setLevel(saved_quiet)
+
+
+def lines(buffer: io.StringIO) -> list[dict]:
+    """Every line written so far, each parsed: fails on any line that is not JSON."""
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def post_raw(url: str, report: dict, extra_header_lines: str) -> int:
+    """POST a signed report with header lines written as given: an HTTP client library
+    refuses a newline in a header value, an attacker's socket does not (an obsolete folded
+    header continues on a line starting with a space)."""
+    body = json.dumps(report).encode()
+    signed = signatures.headers(CALLBACK_SECRET.encode(), int(time.time()), body)
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /api/notifications/delivery-reports HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in signed.items())
+            + extra_header_lines + "Connection: close\r\n\r\n")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_a_forged_line_in_a_header_or_body_stays_inside_one_json_line(
+        service_log, service_config, run_service):
+    url = base_url(run_service(NotificationsService, service_config(
+        "notifications", SMS_GATEWAY_URL="http://127.0.0.1:9")))
+    folded = "X-Correlation-ID: corr\r\n " + FORGED.strip() + "\r\n"
+    status = post_raw(url, {"request_id": "m" + FORGED[:60], "message_id": "g",
+                            "status": "delivered"}, folded)
+    assert status == 404  # nameko logs the NotFound, with the request id from the body in it
+    status = post_raw(url, {}, "X-Request-ID: edge-id\r\n " + FORGED.strip() + "\r\n")
+    assert status == 400  # signed, but an empty report
+    # the edge's id, when the caller sent none of its own
+    folded_edge_id = "edge-id\r\n " + FORGED.strip()
+    wait_for(lambda: [line for line in lines(service_log)
+                      if line.get("correlation_id") == folded_edge_id],
+             what="the empty report's log line")
+    everything = lines(service_log)
+    for line in everything:
+        assert {"timestamp", "level", "service", "logger", "message"} <= set(line), line
+        assert line["service"] == "notifications" and line["level"] != "CRITICAL"
+    # the folded header arrives with its line break in it
+    about_404 = [line for line in everything
+                 if line.get("correlation_id") == "corr\r\n " + FORGED.strip()]
+    assert about_404, [line.get("correlation_id") for line in everything]  # the worker's own line carries the caller's id
+    assert any(FORGED[:60] in line["message"] for line in about_404)
+    print(json.dumps(about_404[0]))
+
+
+def test_lines_about_an_event_carry_its_correlation_and_event_ids(
+        service_log, service_config, run_service, pika_client):
+    run_service(NotificationsService, service_config(
+        "notifications", SMS_GATEWAY_URL="http://127.0.0.1:9"))
+    event = new_event("learner_contact_registered", {
+        "learner_id": "lrn-1", "enrollment_id": "enr-1", "full_name": "Vũ Đức Anh",
+        "sealed_phone": Sealer(SEALING_PUBLIC_KEY).seal("+84987001234")},
+        correlation_id="corr-evt" + FORGED)
+    for _ in range(2):  # the second delivery is a duplicate: nameko logs it
+        pika_client.publish("enrollment.events", "learner_contact_registered", event)
+    duplicate = wait_for(lambda: [line for line in lines(service_log)
+                                  if line.get("event_id") == event["event_id"]],
+                         what="a line about the duplicate")
+    assert duplicate[0]["correlation_id"] == "corr-evt" + FORGED
+    assert "+84987001234" not in service_log.getvalue()

@@ -1,0 +1,65 @@
+"""python -m hocvu.ops sms: stuck and failed SMS read from notifications' real store."""
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from hocvu.clock import utcnow
+from hocvu.devstack.processes import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def cli(mongo_uri, database, *args):
+    return subprocess.run([sys.executable, "-m", "hocvu.ops", "sms", "--mongo-uri", mongo_uri,
+                           "--database", database, *args], cwd=REPO, env=os.environ,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+
+
+def test_stuck_and_failed_messages_with_their_reasons(notifications_store, mongo_uri):
+    now = utcnow()
+    hour_ago = now - timedelta(hours=1)
+
+    def message(_id, status, **extra):
+        return {"_id": _id, "dedupe_key": _id, "template": "enrollment_confirmed",
+                "learner_id": f"lrn-{_id}", "enrollment_id": "enr", "to": "+84912345678",
+                "status": status, "created_at": hour_ago, "attempts": 0,
+                "next_attempt_at": hour_ago, **extra}
+
+    notifications_store.db.messages.insert_many([
+        message("no-phone", "awaiting_contact", to=None),
+        message("retrying", "queued", attempts=3, last_error="HTTP 503 UNAVAILABLE"),
+        message("no-report", "accepted", provider="speedsms", accepted_at=hour_ago),
+        message("fresh", "queued", created_at=now, next_attempt_at=now),
+        message("refused", "failed", last_error="eSMS 108 number malformed", failed_at=hour_ago),
+        message("opted-out", "suppressed", template="lesson_reminder", last_error="opted_out"),
+        message("lost", "unknown", last_error="no delivery report, and the provider's status "
+                                              "could not be asked"),
+        message("fine", "delivered", delivered_at=hour_ago),
+    ])
+    database = notifications_store.db.name
+
+    stuck = cli(mongo_uri, database, "stuck", "--json")
+    assert stuck.returncode == 0, stuck.stderr
+    rows = {row["id"]: row for row in json.loads(stuck.stdout)}
+    assert set(rows) == {"no-phone", "retrying", "no-report"}
+    assert rows["no-phone"]["reason"] == "waiting for the learner's phone number"
+    assert rows["retrying"]["reason"] == "HTTP 503 UNAVAILABLE"
+    assert rows["no-report"]["learner_status"] == "sent"
+    assert rows["retrying"]["to"] == "+84*****5678"
+
+    failed = cli(mongo_uri, database, "failed")
+    assert failed.returncode == 0, failed.stderr
+    assert failed.stdout.startswith("SMS failed, undelivered, suppressed or of unknown fate: 3")
+    assert "id=refused  status=failed" in failed.stdout and "eSMS 108" in failed.stdout
+    assert "reason=opted_out" in failed.stdout and "id=lost  status=unknown" in failed.stdout
+    assert "912345678" not in failed.stdout  # numbers masked
+
+    unreachable = subprocess.run(
+        [sys.executable, "-m", "hocvu.ops", "sms", "--mongo-uri",
+         "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", "stuck"],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert unreachable.returncode == 2 and "cannot read" in unreachable.stderr
