@@ -34,12 +34,13 @@ from services.enrollment import identity
 from tests.support.fixtures import base_url
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService]
 # Past about 16 examples an operation, Hypothesis adds its targeting pass (schemathesis steers
-# towards accepted inputs), which multiplies the cost: 15 keeps the module under three minutes.
-MAX_EXAMPLES = 15
+# towards accepted inputs), which multiplies the cost; 10 keeps the module near two minutes
+# on a quiet machine (the others' tests slow it several times over).
+MAX_EXAMPLES = 10
 SEED = 20251125
 PHONE, COMMUNE = "+84912345678", "14845"
 LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912345678", "national_id": "038195001234",
@@ -174,5 +175,6 @@ def test_every_service_answers_as_its_document_says_to_every_caller(platform, is
             started = time.monotonic()
             for failure in fuzz(platform[service.name], service, headers):
                 found.append(f"{service.name}, {caller}: {failure}")
+                print(found[-1])  # at once: a run cut short still tells what it found
             print(f"fuzzed {service.name} as {caller} in {time.monotonic() - started:.1f} s")
     assert not found, f"{len(found)} failures:\n" + "\n".join(dict.fromkeys(found))
