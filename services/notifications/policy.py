@@ -7,6 +7,10 @@ at once, at any hour, opted out or not. A reminder outside the window, or over t
 deferred to the next moment it may go, never dropped; one to a number that opted out is
 not sent (status `suppressed`).
 
+Transactional SMS have a ceiling of their own, SMS_TRANSACTIONAL_DAILY_CAP per number per
+local day (20; 0: none): no learner needs more, and it bounds what a misused staff account
+could make the province pay for (SMS pumping). Over it they wait for the next local day.
+
 Every decision is made against an injected clock, so tests can stand at 21:59 or at
 midnight in Asia/Ho_Chi_Minh without patching anything.
 """
@@ -79,10 +83,11 @@ class SendPolicy:
             closes=time.fromisoformat(config.get("SMS_WINDOW_CLOSES", "22:00")),
             zone=ZoneInfo(config.get("SMS_TIMEZONE", "Asia/Ho_Chi_Minh")))
         self.daily_cap = int(config.get("SMS_DAILY_CAP", 3))
+        self.transactional_cap = int(config.get("SMS_TRANSACTIONAL_DAILY_CAP", 20))
 
     def decide(self, message: dict) -> Decision:
         if message.get("sms_class", class_of(message["template"])) != REMINDER:
-            return Decision(SEND)
+            return self._decide_transactional(message)
         if optout.is_opted_out(self.optouts, message["to"]):
             return Decision(SUPPRESS, OPTED_OUT)
         now = self.clock()
@@ -91,7 +96,7 @@ class SendPolicy:
             return Decision(DEFER, QUIET_HOURS, until=opens)
         day = self.window.local_day(now)
         key = f"{message['to']}|{day.isoformat()}"
-        if not self._take(key, day):
+        if not self._take(key, day, self.daily_cap):
             return Decision(DEFER, DAILY_CAP,
                             until=self.window.opening_of(day + timedelta(days=1)))
         return Decision(SEND, quota_key=key)
@@ -102,10 +107,20 @@ class SendPolicy:
             self.counts.update_one({"_id": decision.quota_key, "count": {"$gt": 0}},
                                    {"$inc": {"count": -1}})
 
-    def _take(self, key: str, day: date) -> bool:
+    def _decide_transactional(self, message: dict) -> Decision:
+        if not self.transactional_cap:
+            return Decision(SEND)
+        day = self.window.local_day(self.clock())
+        key = f"transactional|{message['to']}|{day.isoformat()}"
+        if not self._take(key, day, self.transactional_cap):
+            tomorrow = datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=self.window.zone)
+            return Decision(DEFER, DAILY_CAP, until=tomorrow.astimezone(timezone.utc))
+        return Decision(SEND, quota_key=key)
+
+    def _take(self, key: str, day: date, cap: int) -> bool:
         # one atomic conditional increment: two dispatchers cannot both take the last slot
         try:
-            self.counts.update_one({"_id": key, "count": {"$lt": self.daily_cap}},
+            self.counts.update_one({"_id": key, "count": {"$lt": cap}},
                                    {"$inc": {"count": 1}, "$setOnInsert": {"day": day.isoformat()}},
                                    upsert=True)
         except DuplicateKeyError:

@@ -97,7 +97,7 @@ def test_make_run_starts_everything_behind_nginx_and_ctrl_c_stops_it(tmp_path):
             print(f"make run: everything answered after {time.monotonic() - began:.1f} s")
             text = output_path.read_text()
             assert f"hocvu is running at {edge}" in text
-            for service in ("enrollment", "lessons", "certificates", "notifications"):
+            for service in ("enrollment", "lessons", "certificates", "notifications", "identity"):
                 assert f"{edge}/api/{service}/" in text and f"{service}.log" in text
                 port = env[config.PORT_VARIABLES[service]]
                 assert requests.get(f"http://127.0.0.1:{port}/api/{service}/health/ready",
@@ -110,7 +110,14 @@ def test_make_run_starts_everything_behind_nginx_and_ctrl_c_stops_it(tmp_path):
             children = json.loads((var / "run" / "devstack.json").read_text())["children"]
             assert {c["name"] for c in children} == {"store", "sms_simulator", "enrollment",
                                                      "lessons", "certificates",
-                                                     "notifications", "nginx"}
+                                                     "notifications", "identity", "nginx"}
+            # the province admin it prints can sign in
+            password = dict(line.split("=", 1) for line in (var / "secrets.env").read_text()
+                            .splitlines() if "=" in line)["BOOTSTRAP_ADMIN_PASSWORD"]
+            assert "user admin" in text
+            signed_in = requests.post(f"{edge}/api/identity/staff/sign-in", timeout=10,
+                                      json={"username": "admin", "password": password})
+            assert signed_in.status_code == 200, signed_in.text
             processes = [psutil.Process(c["pid"]) for c in children]
             processes += [child for p in processes for child in p.children(recursive=True)]
         finally:

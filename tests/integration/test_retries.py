@@ -21,7 +21,7 @@ def lessons(service_config, run_service):
     return base_url(container), db
 
 
-def test_a_failure_that_clears_is_retried_until_it_succeeds(lessons, pika_client):
+def test_a_failure_that_clears_is_retried_until_it_succeeds(lessons, pika_client, issuer):
     url, db = lessons
     # the course is not in the catalog yet: assigning fails until it appears
     pika_client.publish("enrollment.events", "learner_enrolled",
@@ -31,13 +31,14 @@ def test_a_failure_that_clears_is_retried_until_it_succeeds(lessons, pika_client
     course = db.courses.find_one({"_id": "citizen-digital-basics"})
     db.courses.insert_one({**course, "_id": "late-course"})
 
-    plan = wait_for(lambda: requests.get(f"{url}/api/lessons/enrollments/enr-1").ok,
+    plan = wait_for(lambda: requests.get(f"{url}/api/lessons/enrollments/enr-1",
+                                         headers=issuer.facilitator()).ok,
                     timeout=15, what="the plan after a retry")
     assert plan
     assert pika_client.depth(f"{QUEUE}.dlq") == 0
 
 
-def test_a_failure_that_persists_ends_in_the_dead_letter_queue(lessons, pika_client):
+def test_a_failure_that_persists_ends_in_the_dead_letter_queue(lessons, pika_client, issuer):
     url, _ = lessons
     pika_client.publish("enrollment.events", "learner_enrolled",
                         learner_enrolled(course_id="never-a-course"))
@@ -48,4 +49,5 @@ def test_a_failure_that_persists_ends_in_the_dead_letter_queue(lessons, pika_cli
     assert "UnknownCourse" in headers["x-hocvu-reason"]
     assert headers["x-hocvu-exchange"] == "enrollment.events"
     assert headers["x-hocvu-routing-key"] == "learner_enrolled"
-    assert requests.get(f"{url}/api/lessons/enrollments/enr-1").status_code == 404
+    assert requests.get(f"{url}/api/lessons/enrollments/enr-1",
+                        headers=issuer.province_admin()).status_code == 404

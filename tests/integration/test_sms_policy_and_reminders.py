@@ -65,6 +65,23 @@ def test_at_most_three_reminders_per_number_per_local_day(notifications_store):
         [policy.SEND] * 3 + [policy.DEFER]
 
 
+def test_transactional_sms_to_one_number_have_a_daily_ceiling_against_pumping(
+        notifications_store):
+    clock = Clock(local(2026, 11, 25, 23, 0))   # any hour: transactional
+    rules = policy.SendPolicy(notifications_store.db, {"SMS_TRANSACTIONAL_DAILY_CAP": 5}, clock)
+    decisions = [rules.decide(confirmation()) for _ in range(6)]
+    assert [d.action for d in decisions] == [policy.SEND] * 5 + [policy.DEFER]
+    assert decisions[5].reason == policy.DAILY_CAP
+    assert decisions[5].until == local(2026, 11, 26, 0, 0)   # the next local day, not 07:00
+    assert rules.decide(confirmation(to=OTHER_PHONE)).action == policy.SEND
+    assert rules.decide(reminder(1, to=OTHER_PHONE)).action == policy.DEFER  # quiet hours
+    clock.now = local(2026, 11, 26, 0, 0)
+    assert rules.decide(confirmation()).action == policy.SEND
+    unlimited = policy.SendPolicy(notifications_store.db, {"SMS_TRANSACTIONAL_DAILY_CAP": 0},
+                                  clock)
+    assert all(unlimited.decide(confirmation()).action == policy.SEND for _ in range(30))
+
+
 def test_opt_out_and_back_in(notifications_store):
     clock = Clock(local(2026, 11, 25, 10, 0))
     rules = policy.SendPolicy(notifications_store.db, {}, clock)
