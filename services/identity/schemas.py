@@ -21,15 +21,19 @@ class StaffSignInIn(_In):
         min=1, max=domain.PASSWORD_MAX))
 
 
+# the bounds here document the field; the other rules need the account's username and
+# are checked by staff.py (domain.password_problems)
+_NEW_PASSWORD_LENGTH = validate.Length(min=domain.PASSWORD_MIN, max=domain.PASSWORD_MAX)
+
+
 class PasswordChangeIn(_In):
-    # the rules of a new password need the account's username: checked by the route
     current_password = fields.String(required=True, validate=validate.Length(
         min=1, max=domain.PASSWORD_MAX))
-    new_password = fields.String(required=True)
+    new_password = fields.String(required=True, validate=_NEW_PASSWORD_LENGTH)
 
 
 class PasswordResetIn(_In):
-    new_password = fields.String(required=True)
+    new_password = fields.String(required=True, validate=_NEW_PASSWORD_LENGTH)
 
 
 class PasswordSetOut(Schema):
