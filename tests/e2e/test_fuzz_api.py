@@ -1,18 +1,24 @@
-"""Schemathesis fuzzes every service against the OpenAPI document it serves.
+"""Schemathesis fuzzes every service, through the nginx edge, against the OpenAPI document
+it serves.
 
-The four services run in the test process (real RabbitMQ, a real SecantusDB, the SMS
-simulator) with one learner taken through the whole journey, so an enrollment, a lesson
-plan, a certificate and two SMS exist. For each kind of caller (no token: every route; the
-learner, a facilitator, a commune admin, a province admin: the routes that take a token)
+The whole platform runs as `make run` runs it (the five services as their own processes,
+nginx in front, identity issuing the tokens), with one learner taken through the whole
+journey, so an enrollment, a lesson plan, a certificate and its SMS exist. For each kind of
+caller (no token: every route; a learner signed in by SMS code, a facilitator, a commune
+admin, the province admin, all with identity's real tokens: the routes that take a token)
 schemathesis runs its examples, coverage and fuzzing phases against each service's served
 `openapi.json` (which must be the committed docs/openapi/ one) with every check it has
 (server errors, status codes, content types, response headers and schemas, invalid data
 rejected, valid data accepted, missing headers, unsupported methods, ignored auth...).
-Any failure fails the test, listed with the request that caused it.
+Health, which the edge does not route, is fuzzed on each service's own port. Any failure
+fails the test, listed with the request that caused it.
 
 Bounded: a fixed seed, derandomized generation, at most MAX_EXAMPLES per operation and
-phase, and requests only to 127.0.0.1. The stateful phase (chains of calls through links)
-is off: the documents declare no links yet. Run it alone: `make test PYTEST_ARGS=tests/integration/test_fuzz_api.py`.
+phase, and requests only to 127.0.0.1. The edge's rate limits are lifted for this platform
+(the fuzzer is one address sending thousands of requests; the limits are tested in
+tests/integration/test_devstack_edge.py). The stateful phase (chains of calls through links)
+is off: the documents declare no links yet. Run it alone:
+`make test PYTEST_ARGS=tests/e2e/test_fuzz_api.py`.
 """
 import datetime
 import json
@@ -24,19 +30,26 @@ import requests
 import schemathesis
 from schemathesis.engine import Status, events, from_schema
 
+from hocvu.devstack import accounts, config, proxy
+from hocvu.devstack.processes import free_port
+from hocvu.devstack.stack import Stack, StackSettings
 from hocvu.http import access_rule
 from hocvu.openapi import routes
 from services.certificates.service import CertificatesService
 from services.enrollment.service import EnrollmentService
+from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
 from services.enrollment import identity
-from tests.support.fixtures import base_url
+from tests.e2e.conftest import PARTS
+from tests.support.broker import Vhost
+from tests.support.signin import commune_admin, learner_headers
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService]
+SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
+            IdentityService]
 # Past about 16 examples an operation, Hypothesis adds its targeting pass (schemathesis steers
 # towards accepted inputs), which multiplies the cost; 10 keeps the module near two minutes
 # on a quiet machine (the others' tests slow it several times over).
@@ -48,30 +61,51 @@ LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912345678", "national_i
            "commune_code": COMMUNE}
 
 
-@pytest.fixture
-def platform(service_config, run_service, sms_gateway, issuer):
-    """The four services with one learner's whole journey in their stores."""
-    urls = {}
-    for service in SERVICES:
-        extra = {"SMS_GATEWAY_URL": sms_gateway} if service is NotificationsService else {}
-        urls[service.name] = base_url(run_service(service, service_config(service.name, **extra)))
-    wait_for(lambda: requests.get(f"{urls['enrollment']}/api/enrollment/courses").json(),
-             what="enrollment's copy of the catalog")
-    staff = issuer.facilitator()
-    created = requests.post(f"{urls['enrollment']}/api/enrollment/enrollments", headers=staff,
+@pytest.fixture(scope="module")
+def platform(mongo_uri, tmp_path_factory):
+    """The platform as `make run` runs it, without the edge's rate limits."""
+    base = tmp_path_factory.mktemp("fuzzed")
+    with Vhost() as vhost:
+        stack = Stack(StackSettings(
+            amqp_uri=vhost.amqp_uri, mongo_uri=mongo_uri,
+            secrets=config.platform_secrets({}, base / "secrets.env"),
+            ports={part: free_port() for part in PARTS}, log_dir=base / "log",
+            run_dir=base / "run", database_prefix=f"fuzz_{SEED}_",
+            service_env={"OUTBOX_POLL_SECONDS": "0.2", "STAFF_TOKEN_MINUTES": "120",
+                         "PASSWORD_HASH_TIME_COST": "1",
+                         "PASSWORD_HASH_MEMORY_KIB": "8192", "PASSWORD_HASH_PARALLELISM": "1"},
+            edge=proxy.EdgeSettings.unthrottled()))
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()
+
+
+@pytest.fixture(scope="module")
+def callers(platform) -> dict[str, dict]:
+    """Nobody, and one of each role in Thanh Hóa (38) with identity's tokens, after one
+    learner's whole journey so that the records the routes name exist."""
+    admin = accounts.province_admin(platform)
+    facilitator = accounts.create_facilitator(platform, admin, "fuzz-facilitator", [COMMUNE])
+    staff = facilitator.headers()
+    created = requests.post(platform.url("enrollment", "enrollments"), headers=staff,
                             json={"course_id": "citizen-digital-basics", "learner": LEARNER})
     assert created.status_code == 201, created.text
     enrollment = created.json()
-    plan_url = f"{urls['lessons']}/api/lessons/enrollments/{enrollment['id']}"
+    plan_url = platform.url("lessons", f"enrollments/{enrollment['id']}")
     plan = wait_for(lambda: requests.get(plan_url, headers=staff).ok and
                     requests.get(plan_url, headers=staff).json(), what="lesson plan")
     for lesson in plan["lessons"]:
         requests.post(f"{plan_url}/lessons/{lesson['id']}/complete", headers=staff)
-    wait_for(lambda: requests.get(f"{urls['certificates']}/api/certificates/certificates",
+    wait_for(lambda: requests.get(platform.url("certificates", "certificates"),
                                   headers=staff).json()["items"], what="certificate")
-    wait_for(lambda: len(requests.get(f"{urls['notifications']}/api/notifications/messages",
-                                      headers=staff).json()["items"]) == 2, what="both SMS")
-    return urls
+    return {"no token": {},
+            "learner": learner_headers(platform, LEARNER["phone"]),
+            "facilitator": staff,
+            "commune admin": commune_admin(platform, admin, "fuzz-commune-admin",
+                                           COMMUNE).headers(),
+            "province admin": admin.headers()}
 
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi"
@@ -106,22 +140,19 @@ def map_case(context, case):
     return case
 
 
-def callers(issuer) -> dict[str, dict]:
-    """The callers the fuzzer plays: nobody, and one of each role, all in Thanh Hóa (38)."""
-    return {"no token": {},
-            "learner": issuer.learner(PHONE),
-            "facilitator": issuer.facilitator(communes=(COMMUNE,)),
-            "commune admin": issuer.commune_admin(COMMUNE),
-            "province admin": issuer.province_admin("38")}
-
-
 def tokenless_operations(service_class) -> set[str]:
     return {name for name, _ in routes(service_class)
             if access_rule(service_class, name).kind != "roles"}
 
 
-def fuzz(url: str, service_class, headers: dict) -> list[str]:
-    """Run every phase and check of schemathesis against one service; the failures found."""
+def operations_of(service_class) -> set[str]:
+    return {name for name, _ in routes(service_class)
+            if access_rule(service_class, name).kind == "operations"}
+
+
+def fuzz(url: str, service_class, headers: dict, operations_only: bool = False) -> list[str]:
+    """Run every phase and check of schemathesis against one service at `url`; the failures
+    found. `operations_only`: just the routes for operations (health), on the service port."""
     service = service_class.name
     document = requests.get(f"{url}/api/{service}/openapi.json", timeout=10).json()
     assert document == json.loads((COMMITTED / f"{service}.json").read_text("utf-8")), \
@@ -140,10 +171,17 @@ def fuzz(url: str, service_class, headers: dict) -> list[str]:
     })
     schema = schemathesis.openapi.from_dict(document, config=config)
     tokenless = tokenless_operations(service_class)
-    if headers:
+    operations_routes = operations_of(service_class)
+    if operations_only:
+        skipped = {name for name, _ in routes(service_class)} - operations_routes
+    elif headers:
         # a route that takes no token (public, operations, the gateway's) never reads one:
         # the caller without one fuzzes it, callers with one fuzz the routes their roles decide
-        schema = schema.exclude(operation_id=sorted(tokenless))
+        skipped = tokenless
+    else:
+        skipped = operations_routes  # the edge does not route them
+    if skipped:
+        schema = schema.exclude(operation_id=sorted(skipped))
     failures, tested = [], set()
     for event in from_schema(schema).execute():
         if isinstance(event, events.NonFatalError | events.FatalError):
@@ -161,20 +199,23 @@ def fuzz(url: str, service_class, headers: dict) -> list[str]:
                                         f"{failure.message}\n    {check.failure_info.code_sample}")
     operations = {f"{verb.upper()} {path}" for path, item in document["paths"].items()
                   for verb, operation in item.items()
-                  if not (headers and operation["operationId"] in tokenless)}
+                  if operation["operationId"] not in skipped}
     untested = operations - tested
     if untested:
         failures.append(f"never tested: {sorted(untested)}")
     return failures
 
 
-def test_every_service_answers_as_its_document_says_to_every_caller(platform, issuer):
+def test_every_service_answers_as_its_document_says_to_every_caller(platform, callers):
     found = []
-    for caller, headers in callers(issuer).items():
-        for service in SERVICES:
-            started = time.monotonic()
-            for failure in fuzz(platform[service.name], service, headers):
-                found.append(f"{service.name}, {caller}: {failure}")
-                print(found[-1])  # at once: a run cut short still tells what it found
-            print(f"fuzzed {service.name} as {caller} in {time.monotonic() - started:.1f} s")
+    runs = [(caller, service, platform.base_url, headers, False)
+            for caller, headers in callers.items() for service in SERVICES]
+    runs += [("operations", service, platform.service_url(service.name), {}, True)
+             for service in SERVICES]
+    for caller, service, url, headers, operations_only in runs:
+        started = time.monotonic()
+        for failure in fuzz(url, service, headers, operations_only):
+            found.append(f"{service.name}, {caller}: {failure}")
+            print(found[-1])  # at once: a run cut short still tells what it found
+        print(f"fuzzed {service.name} as {caller} in {time.monotonic() - started:.1f} s")
     assert not found, f"{len(found)} failures:\n" + "\n".join(dict.fromkeys(found))
