@@ -18,12 +18,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hocvu import contracts, topology  # noqa: E402
+from hocvu import topology  # noqa: E402
+from hocvu.devstack.rabbitmq import service_permissions  # noqa: E402
 
 BASE = Path(__file__).resolve().parent / "base"
 NAMESPACE = "hocvu"
 IMAGE = "registry.example.gov.vn/hocvu:0.1.0"
 PUBLIC_HOST = "hocvu.example.gov.vn"
+# the browser origins allowed to call the API (the edge's HOCVU_CORS_ORIGINS)
+CORS_ORIGINS = "https://app.example.gov.vn"
+VHOST = "hocvu"
 SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
 PORT = 8080
 UID = 10001
@@ -39,8 +43,6 @@ QUEUE_DEPTH_PER_INSTANCE = 50
 CPU_TARGET_PERCENT = 70
 MONGODB = "hocvu-mongodb"
 RABBITMQ = "hocvu-rabbitmq"
-# amqp://<user>:<password>@hocvu-rabbitmq.hocvu.svc:5672/hocvu, in each service's Secret
-AMQP_HOST = f"{RABBITMQ}.{NAMESPACE}.svc"
 
 # (cpu request, memory request, cpu limit, memory limit); identity hashes passwords with
 # argon2id at 64 MiB each, up to MAX_WORKERS at once
@@ -277,20 +279,55 @@ def service_documents(service: str) -> list[dict]:
     return documents
 
 
-def ingress() -> dict:
-    """The edge's routing (deploy/nginx): /api/<service>/ to that service."""
-    paths = [{"path": f"/api/{service}/", "pathType": "Prefix",
-              "backend": {"service": {"name": service, "port": {"name": "http"}}}}
-             for service in SERVICES]
+def _ingress(name: str, paths: list[tuple[str, str, str]], annotations: dict) -> dict:
+    """ingress-nginx: its annotations apply to the paths of this Ingress only."""
+    cors = {"nginx.ingress.kubernetes.io/enable-cors": "true",
+            "nginx.ingress.kubernetes.io/cors-allow-origin": CORS_ORIGINS,
+            "nginx.ingress.kubernetes.io/cors-allow-methods":
+                "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+            "nginx.ingress.kubernetes.io/cors-allow-headers":
+                "Authorization, Content-Type, X-Correlation-ID, X-Request-ID",
+            "nginx.ingress.kubernetes.io/cors-expose-headers":
+                "X-Request-ID, X-Correlation-ID, Retry-After, Location",
+            "nginx.ingress.kubernetes.io/cors-max-age": "600",
+            # bulk CSV imports of learner lists are the largest bodies we expect
+            "nginx.ingress.kubernetes.io/proxy-body-size": "10m"}
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {**_meta("hocvu"), "annotations": {
-                # ingress-nginx: the edge's body limit and its general rate limit per address
-                "nginx.ingress.kubernetes.io/proxy-body-size": "10m",
-                "nginx.ingress.kubernetes.io/limit-rps": "50",
-                "nginx.ingress.kubernetes.io/limit-burst-multiplier": "4"}},
+            "metadata": {**_meta(name), "annotations": {**cors, **annotations}},
             "spec": {"ingressClassName": "nginx",
                      "tls": [{"hosts": [PUBLIC_HOST], "secretName": "hocvu-tls"}],
-                     "rules": [{"host": PUBLIC_HOST, "http": {"paths": paths}}]}}
+                     "rules": [{"host": PUBLIC_HOST, "http": {"paths": [
+                         {"path": path, "pathType": path_type,
+                          "backend": {"service": {"name": service, "port": {"name": "http"}}}}
+                         for path, path_type, service in paths]}}]}}
+
+
+def _per_address(per_second: int | None = None, per_minute: int | None = None,
+                 burst: int = 0) -> dict:
+    """ingress-nginx's rate limit per client address; its burst is rate x multiplier."""
+    rate = per_second or per_minute
+    key = "limit-rps" if per_second else "limit-rpm"
+    return {f"nginx.ingress.kubernetes.io/{key}": str(rate),
+            "nginx.ingress.kubernetes.io/limit-burst-multiplier": str(max(1, burst // rate))}
+
+
+def ingresses() -> list[dict]:
+    """The edge's routing and limits (deploy/nginx): /api/<service>/ to that service, 50 a
+    second per address with a burst of 200; sign-in and code requests 10 a minute;
+    certificate verification 60 a minute; health never from outside."""
+    return [
+        _ingress("hocvu", [(f"/api/{service}/", "Prefix", service) for service in SERVICES],
+                 _per_address(per_second=50, burst=200)),
+        _ingress("hocvu-sign-in", [(f"/api/identity/{route}", "Exact", "identity") for route in
+                                   ("staff/sign-in", "learners/code", "learners/token")],
+                 _per_address(per_minute=10, burst=10)),
+        _ingress("hocvu-verify", [("/api/certificates/verify/", "Prefix", "certificates")],
+                 _per_address(per_minute=60, burst=60)),
+        # the longer prefix wins; every address is refused (403): operations probe the pods
+        _ingress("hocvu-health", [(f"/api/{service}/health", "Prefix", service)
+                                  for service in SERVICES],
+                 {"nginx.ingress.kubernetes.io/denylist-source-range": "0.0.0.0/0,::/0"}),
+    ]
 
 
 def rabbitmq_cluster() -> dict:
@@ -309,6 +346,34 @@ def rabbitmq_cluster() -> dict:
                              "topologyKey": "kubernetes.io/hostname",
                              "labelSelector": {"matchLabels": {
                                  "app.kubernetes.io/name": RABBITMQ}}}]}}}}
+
+
+def _cluster_reference() -> dict:
+    return {"name": RABBITMQ}
+
+
+def rabbitmq_vhost() -> dict:
+    return {"apiVersion": "rabbitmq.com/v1beta1", "kind": "Vhost", "metadata": _meta(VHOST),
+            "spec": {"name": VHOST, "defaultQueueType": "quorum",
+                     "rabbitmqClusterReference": _cluster_reference()}}
+
+
+def rabbitmq_user(service: str) -> dict:
+    """The service's own broker login (RabbitMQ messaging topology operator): its Secret
+    `hocvu-<service>-rabbitmq` holds `username` (hocvu-<service>) and `password`."""
+    return {"apiVersion": "rabbitmq.com/v1beta1", "kind": "User",
+            "metadata": _meta(f"hocvu-{service}", service),
+            "spec": {"rabbitmqClusterReference": _cluster_reference(),
+                     "importCredentialsSecret": {"name": f"hocvu-{service}-rabbitmq"}}}
+
+
+def rabbitmq_permission(service: str) -> dict:
+    """Exactly what the service needs on the vhost, from the event contracts."""
+    return {"apiVersion": "rabbitmq.com/v1beta1", "kind": "Permission",
+            "metadata": _meta(f"hocvu-{service}", service),
+            "spec": {"vhost": VHOST, "userReference": {"name": f"hocvu-{service}"},
+                     "permissions": service_permissions(service),
+                     "rabbitmqClusterReference": _cluster_reference()}}
 
 
 def mongodb_replica_set() -> dict:
@@ -332,8 +397,11 @@ def namespace() -> dict:
 
 def files() -> dict[str, list[dict]]:
     """File name under base/ -> its documents."""
-    out = {"namespace.yaml": [namespace()], "rabbitmq.yaml": [rabbitmq_cluster()],
-           "mongodb.yaml": [mongodb_replica_set()], "ingress.yaml": [ingress()]}
+    out = {"namespace.yaml": [namespace()],
+           "rabbitmq.yaml": [rabbitmq_cluster(), rabbitmq_vhost(),
+                             *(rabbitmq_user(service) for service in SERVICES),
+                             *(rabbitmq_permission(service) for service in SERVICES)],
+           "mongodb.yaml": [mongodb_replica_set()], "ingress.yaml": ingresses()}
     out.update({f"{service}.yaml": service_documents(service) for service in SERVICES})
     return out
 

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from hocvu import contracts, topology
+from hocvu.devstack.rabbitmq import service_permissions
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -33,6 +34,9 @@ CUSTOM_RESOURCES = {
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda-v1alpha1.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication-keda-v1alpha1.json",
     ("rabbitmq.com/v1beta1", "RabbitmqCluster"): "rabbitmqcluster-rabbitmq-v1beta1.json",
+    ("rabbitmq.com/v1beta1", "Vhost"): "vhost-rabbitmq-v1beta1.json",
+    ("rabbitmq.com/v1beta1", "User"): "user-rabbitmq-v1beta1.json",
+    ("rabbitmq.com/v1beta1", "Permission"): "permission-rabbitmq-v1beta1.json",
     ("mongodbcommunity.mongodb.com/v1", "MongoDBCommunity"):
         "mongodbcommunity-mongodbcommunity-v1.json",
 }
@@ -221,9 +225,13 @@ def test_every_consumer_queue_in_the_contracts_has_a_keda_trigger():
                 {"parameter": "host", "name": f"hocvu-{service}", "key": "amqp-uri"}]
 
 
+def _paths(ingress: dict) -> dict[str, dict]:
+    return {p["path"]: p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+
+
 def test_the_ingress_routes_every_service_by_prefix_as_the_edge_does():
-    ingress, = _of("Ingress").values()
-    paths = {p["path"]: p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+    ingresses = _of("Ingress")
+    paths = _paths(ingresses["hocvu"])
     edge = (DEPLOY / "nginx" / "hocvu.conf.template").read_text()
     for service in SERVICES:
         path = paths[f"/api/{service}/"]
@@ -231,6 +239,38 @@ def test_the_ingress_routes_every_service_by_prefix_as_the_edge_does():
         assert path["backend"]["service"]["name"] == service
         assert f"location /api/{service}/ " in edge
     assert len(paths) == len(SERVICES)
+    # no path is claimed twice, so no Ingress silently overrides another's limits
+    every = [path for ingress in ingresses.values() for path in _paths(ingress)]
+    assert len(every) == len(set(every))
+
+
+def test_health_stays_inside_and_sign_in_has_the_tighter_limit():
+    ingresses = _of("Ingress")
+    health = ingresses["hocvu-health"]
+    assert set(_paths(health)) == {f"/api/{service}/health" for service in SERVICES}
+    assert health["metadata"]["annotations"][
+        "nginx.ingress.kubernetes.io/denylist-source-range"] == "0.0.0.0/0,::/0"
+    sign_in = ingresses["hocvu-sign-in"]
+    edge = (DEPLOY / "nginx" / "hocvu.conf.template").read_text()
+    routes = re.search(r"\^/api/identity/\(([^)]*)\)\$", edge).group(1).split("|")
+    assert set(_paths(sign_in)) == {f"/api/identity/{route}" for route in routes}
+    assert sign_in["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rpm"] == "10"
+    for ingress in ingresses.values():
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/cors-allow-origin"] != "*"
+
+
+def test_each_service_has_its_own_broker_user_with_the_permissions_of_its_contracts():
+    users, permissions = _of("User"), _of("Permission")
+    vhost, = _of("Vhost").values()
+    assert vhost["spec"]["defaultQueueType"] == "quorum"
+    for service in SERVICES:
+        assert users[f"hocvu-{service}"]["spec"]["importCredentialsSecret"] == {
+            "name": f"hocvu-{service}-rabbitmq"}
+        permission = permissions[f"hocvu-{service}"]["spec"]
+        assert permission["userReference"] == {"name": f"hocvu-{service}"}
+        assert permission["vhost"] == vhost["spec"]["name"]
+        assert permission["permissions"] == service_permissions(service)
 
 
 def test_the_message_broker_and_the_store_are_clusters_with_a_user_per_service():
