@@ -313,3 +313,77 @@ def test_the_image_installs_the_runtime_lock_only_and_runs_as_non_root():
     assert "secantus" not in (ROOT / "requirements" / "runtime.lock").read_text().lower()
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", "var", "tests"} <= {line.strip("/") for line in ignored}
+
+
+# --- one host with compose ---
+
+COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def _prepare():
+    spec = importlib.util.spec_from_file_location("deploy_prepare", DEPLOY / "compose" / "prepare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_compose_file_matches_the_compose_specification():
+    schema = json.loads((DEPLOY / "compose" / "schema" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    validator.validate(COMPOSE)
+    wrong = copy.deepcopy(COMPOSE)
+    wrong["services"]["lessons"]["stop_grace_periods"] = "30s"
+    assert not validator.is_valid(wrong)
+
+
+def test_compose_runs_every_service_behind_the_edge_with_its_own_secrets():
+    unit = (DEPLOY / "systemd" / "hocvu@.service").read_text()
+    drain = re.search(r"^TimeoutStopSec=(\d+)$", unit, re.M).group(1)
+    services = COMPOSE["services"]
+    assert {"rabbitmq", "mongodb", "store-setup", "edge"} <= set(services)
+    for service in SERVICES:
+        spec = services[service]
+        assert spec["environment"]["HOCVU_SERVICE"] == service
+        assert f"compose/secrets/{service}.env" in spec["env_file"]
+        assert spec["stop_grace_period"] == f"{drain}s"
+        assert "health/ready" in " ".join(spec["healthcheck"]["test"])
+        assert services["edge"]["depends_on"][service] == {"condition": "service_healthy"}
+    assert "--replSet" in " ".join(services["mongodb"]["entrypoint"])
+
+
+def test_each_service_gets_only_its_own_secrets_and_broker_permissions():
+    prepare = _prepare()
+    values = prepare.generate()
+    envs = {service: prepare.service_env(service, values) for service in SERVICES}
+    holders = {key: {s for s, env in envs.items() if key in env} for env in envs.values()
+               for key in env}
+    assert holders["NATIONAL_ID_HASH_KEY"] == {"enrollment"}
+    assert holders["NOTIFICATIONS_SEALING_PRIVATE_KEY"] == {"notifications"}
+    assert holders["LEARNER_SUBJECT_KEY"] == {"enrollment", "identity"}
+    for service, env in envs.items():
+        assert f"hocvu-{service}:" in env["AMQP_URI"] and f"hocvu-{service}:" in env["MONGO_URI"]
+        assert "replicaSet=rs0" in env["MONGO_URI"]
+    definitions = prepare.broker_definitions(values)
+    permissions = {p["user"]: p for p in definitions["permissions"]}
+    for service in SERVICES:
+        assert {k: permissions[f"hocvu-{service}"][k] for k in ("configure", "write", "read")} \
+            == service_permissions(service)
+    assert all(values["broker"][s] not in json.dumps(definitions) for s in SERVICES)
+
+
+def test_the_compose_edge_is_the_platforms_nginx_configuration_pointed_at_the_containers(tmp_path):
+    text = _prepare().edge_config(("https://app.example.gov.vn",))
+    for service in SERVICES:
+        assert f"server {service}:8080 " in text
+        assert f"location /api/{service}/ " in text
+    assert "127.0.0.1" not in text and "{{" not in text
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if not nginx:
+        pytest.skip("no nginx here to check the syntax with")
+    # the same file with this machine's user and paths, and resolvable upstreams
+    local = re.sub(r"server [a-z]+:8080 ", "server 127.0.0.1:8080 ", text)
+    local = local.replace("user nginx;", "").replace("/var/cache/nginx", str(tmp_path))
+    (tmp_path / "nginx.conf").write_text(local)
+    result = subprocess.run([nginx, "-t", "-q", "-c", str(tmp_path / "nginx.conf")],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
