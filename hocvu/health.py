@@ -21,6 +21,17 @@ log = logging.getLogger(__name__)
 CACHE_SECONDS = 5.0
 CHECK_TIMEOUT_SECONDS = 1.0
 
+# The bodies, as the OpenAPI documents state them.
+LIVE_ANSWER = {"type": "object", "required": ["status", "service"], "additionalProperties": False,
+               "properties": {"status": {"type": "string", "enum": ["ok"]},
+                              "service": {"type": "string"}}}
+READY_ANSWER = {"type": "object", "required": ["status", "service", "checks"],
+                "additionalProperties": False,
+                "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
+                               "service": {"type": "string"},
+                               "checks": {"type": "object", "additionalProperties": {
+                                   "type": "string", "enum": ["ok", "unreachable"]}}}}
+
 
 def live(service_name: str) -> tuple[int, dict]:
     return 200, {"status": "ok", "service": service_name}

@@ -132,6 +132,15 @@ def load_body(request, schema: Schema, allow_empty: bool = False) -> dict:
     return load(schema, payload)
 
 
+def load_query(request, schema: Schema) -> dict:
+    """Validate the query string against the route's query schema (the one its document
+    states); 400 naming every parameter at fault. A repeated parameter counts once (the first)."""
+    try:
+        return schema.load(request.args.to_dict(flat=True))
+    except ValidationError as exc:
+        raise ValidationFailed("invalid query parameters", flatten_errors(exc.messages)) from None
+
+
 def load(schema: Schema, payload) -> dict:
     if not isinstance(payload, dict):
         raise ValidationFailed("expected a JSON object", {"_body": ["expected a JSON object"]})
@@ -212,18 +221,20 @@ class Authenticator(SharedExtension):
 
 class JsonHttpEntrypoint(HttpRequestHandler):
     """nameko's @http answering JSON. The route also describes itself for OpenAPI:
-    `summary`, the request `body` schema, `query` parameters {name: description} and
+    `summary`, the request `body` schema (`body_required=False` when it may be left out),
+    the `query` schema (the handler validates with the same one: hocvu.http.load_query) and
     `answers` {status: response schema, or a description for an error}. Who may call it is
     the service's ACCESS table's business."""
     server = JsonWebServer()
     authenticator = Authenticator()
 
     def __init__(self, method, url, summary: str = "", body=None, query=None, answers=None,
-                 **kwargs):
+                 body_required: bool = True, **kwargs):
         kwargs.setdefault("expected_exceptions", (ApiError,))
         self.summary = summary
         self.body_schema = body
-        self.query = query or {}
+        self.body_required = body_required
+        self.query = query
         self.answers = answers or {}
         super().__init__(method, url, **kwargs)
 

@@ -6,7 +6,10 @@ at GET /api/<service>/openapi.json.
 """
 import functools
 import inspect
+import json
 import re
+import sys
+from pathlib import Path
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
@@ -42,10 +45,16 @@ _ANSWERS_BY_RULE = {
     "roles": {401: "no token, or one that is expired or from an unknown issuer",
               403: "the caller's role may not do this",
               503: "the token issuer's keys cannot be fetched"},
-    "gateway": {401: "unsigned, badly signed or replayed callback"},
+    "gateway": {401: "unsigned, badly signed or replayed callback",
+                503: "the callback secret is not configured"},
 }
-_ANSWERS_OF_EVERY_ROUTE = {429: "too many requests from this address (the edge's limit)",
+_ANSWERS_OF_EVERY_ROUTE = {405: "this path does not answer that method (Allow lists those it does)",
+                           429: "too many requests from this address (the edge's limit)",
                            500: "unexpected error (an incident id is logged)"}
+_ANSWER_HEADERS = {
+    405: {"Allow": {"description": "the methods this path answers", "schema": {"type": "string"}}},
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+}
 
 
 def routes(service_class) -> list[tuple[str, JsonHttpEntrypoint]]:
@@ -57,30 +66,38 @@ def routes(service_class) -> list[tuple[str, JsonHttpEntrypoint]]:
     return sorted(found, key=lambda item: (item[1].url, item[1].method))
 
 
+def _response(status: int, answer) -> dict:
+    """An answer as the route declares it: a description (an error's body is ErrorOut), a
+    marshmallow schema, or a JSON schema as a dict."""
+    if isinstance(answer, str) and status < 400:
+        response = {"description": answer}
+    elif isinstance(answer, str):
+        response = {"description": answer, "content": {"application/json": {"schema": ErrorOut}}}
+    else:
+        response = {"description": "OK" if status < 400 else "error",
+                    "content": {"application/json": {"schema": answer}}}
+    if status in _ANSWER_HEADERS:
+        response["headers"] = _ANSWER_HEADERS[status]
+    return response
+
+
 def _operation(name: str, route: JsonHttpEntrypoint, path_parameters: list[str],
                rule: auth.Rule) -> dict:
+    parameters = [{"in": "path", "name": p, "required": True, "schema": {"type": "string"}}
+                  for p in path_parameters]
+    if route.query is not None:
+        parameters.append({"in": "query", "schema": route.query})
     operation = {"operationId": name, "summary": route.summary or name.replace("_", " "),
                  "description": f"Who may call it: {rule.describe()}.",
                  "security": {"roles": [{"bearerToken": []}],
                               "gateway": [{"gatewaySignature": []}]}.get(rule.kind, []),
-                 "parameters": [{"in": "path", "name": p, "required": True,
-                                 "schema": {"type": "string"}} for p in path_parameters]
-                 + [{"in": "query", "name": q, "required": False, "description": text,
-                     "schema": {"type": "string"}} for q, text in route.query.items()],
-                 "responses": {}}
+                 "parameters": parameters, "responses": {}}
     if route.body_schema is not None:
-        operation["requestBody"] = {"required": True, "content": {
+        operation["requestBody"] = {"required": route.body_required, "content": {
             "application/json": {"schema": route.body_schema}}}
     answers = {**_ANSWERS_OF_EVERY_ROUTE, **_ANSWERS_BY_RULE.get(rule.kind, {}), **route.answers}
     for status, answer in sorted(answers.items()):
-        if isinstance(answer, str) and status < 400:
-            operation["responses"][str(status)] = {"description": answer}
-        elif isinstance(answer, str):
-            operation["responses"][str(status)] = {"description": answer, "content": {
-                "application/json": {"schema": ErrorOut}}}
-        else:
-            operation["responses"][str(status)] = {"description": "OK", "content": {
-                "application/json": {"schema": answer}}}
+        operation["responses"][str(status)] = _response(status, answer)
     if not any(status.startswith("2") for status in operation["responses"]):
         operation["responses"]["200"] = {"description": "OK"}
     return operation
@@ -100,3 +117,49 @@ def build(service_class, title: str, description: str = "") -> dict:
                       for verb in route.method.split(",")}
         spec.path(path=path, operations=operations)
     return spec.to_dict()
+
+
+def document(service_class) -> dict:
+    """The document a service serves: titled after it, described by its module's card."""
+    card = sys.modules[service_class.__module__].__doc__ or ""
+    return build(service_class, f"hocvu {service_class.name}", card)
+
+
+def service_classes() -> list:
+    """Every service of the platform (imported here, not at the top: services import this)."""
+    from services.certificates.service import CertificatesService
+    from services.enrollment.service import EnrollmentService
+    from services.identity.service import IdentityService
+    from services.lessons.service import LessonsService
+    from services.notifications.service import NotificationsService
+    return [IdentityService, EnrollmentService, LessonsService, CertificatesService,
+            NotificationsService]
+
+
+def render(service_class) -> str:
+    """A document as committed in docs/openapi/: stable key order, one trailing newline."""
+    return json.dumps(document(service_class), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def write(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for service_class in service_classes():
+        path = directory / f"{service_class.name}.json"
+        path.write_text(render(service_class), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "write":
+        print("usage: python -m hocvu.openapi write DIRECTORY   (docs/openapi in this repository)",
+              file=sys.stderr)
+        return 2
+    for path in write(Path(argv[1])):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,36 +1,64 @@
 """Lists answered a page at a time: `?limit=1..100` (default 50) and `?cursor=` from the
 previous page; the answer is `{"items": [...], "next_cursor": "..." or null}`.
 
-The cursor is the last item's sort key (a time and the `_id`), so a page is one range read
-through an index, however deep into the list, and items added meanwhile do not shift pages.
+The cursor is the last item's sort key, its time in epoch milliseconds and its id
+(`1764037965120~0b8e…`), so a page is one range read through an index, however deep into the
+list, and items added meanwhile do not shift pages. Any string of that form is a position in
+the list, so the OpenAPI document can state the cursor's form exactly (`CURSOR_PATTERN`).
 """
-import base64
-import binascii
-import json
-from datetime import datetime
+import re
+from datetime import datetime, timedelta, timezone
 
-from hocvu.clock import isoformat
-from hocvu.http import ValidationFailed
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 100
-QUERY = {"limit": f"page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})",
-         "cursor": "next_cursor of the previous page"}
+# ids are uuid4 strings; milliseconds as BSON dates keep them
+CURSOR_PATTERN = r"^(0|[1-9][0-9]{0,14})~[0-9a-f-]{1,36}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
-def page_request(args) -> tuple[int, tuple | None]:
-    """(limit, after) from the query string; 400 naming the parameter at fault."""
-    raw_limit = args.get("limit", str(DEFAULT_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise ValidationFailed("invalid page size", {"limit": [f"an integer from 1 to {MAX_LIMIT}"]})
-    cursor = args.get("cursor")
+class QueryInteger(fields.Integer):
+    """An integer in a query string: ASCII digits only (int() would also take ' 5', '1_0'
+    or other scripts' digits, which the document's `integer` does not allow)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,9}", value):
+            raise ValidationError(f"an integer from 1 to {MAX_LIMIT}")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class PageQuery(Schema):
+    """The query of every paged list; a list with filters subclasses it."""
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = QueryInteger(load_default=DEFAULT_LIMIT, validate=validate.Range(
+        min=1, max=MAX_LIMIT, error=f"an integer from 1 to {MAX_LIMIT}"),
+        metadata={"description": f"page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})"})
+    cursor = fields.String(validate=validate.Regexp(
+        CURSOR_PATTERN, error="use next_cursor from a previous page"),
+        metadata={"description": "next_cursor of the previous page"})
+
+
+def filter_field(description: str) -> fields.String:
+    """An optional id filter of a list: the record's id, as the server stores ids."""
+    return fields.String(validate=validate.Length(min=1, max=64),
+                         metadata={"description": description})
+
+
+def page_request(query: dict) -> tuple[int, tuple | None]:
+    """(limit, after) from a query loaded with a PageQuery schema (hocvu.http.load_query)."""
+    cursor = query.get("cursor")
     if not cursor:
-        return int(raw_limit), None
+        return query["limit"], None
+    millis, last_id = cursor.split("~", 1)
     try:
-        moment, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-        after = (datetime.fromisoformat(moment.replace("Z", "+00:00")), str(last_id))
-    except (ValueError, TypeError, UnicodeEncodeError, binascii.Error):
-        raise ValidationFailed("invalid cursor", {"cursor": ["use next_cursor from a previous page"]}) from None
-    return int(raw_limit), after
+        moment = _EPOCH + int(millis) * _MILLISECOND
+    except OverflowError:
+        moment = _LATEST  # past the last date there can be: an empty page
+    return query["limit"], (moment, last_id)
 
 
 def fetch_page(collection, query: dict, time_field: str, limit: int, after: tuple | None) -> dict:
@@ -45,6 +73,11 @@ def fetch_page(collection, query: dict, time_field: str, limit: int, after: tupl
     next_cursor = None
     if more:
         last = docs[-1]
-        next_cursor = base64.urlsafe_b64encode(json.dumps(
-            [isoformat(last[time_field]), last["_id"]]).encode()).decode("ascii")
+        next_cursor = f"{_epoch_millis(last[time_field])}~{last['_id']}"
     return {"items": docs, "next_cursor": next_cursor}
+
+
+def _epoch_millis(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // _MILLISECOND

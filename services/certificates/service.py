@@ -16,15 +16,16 @@ from pymongo import ASCENDING
 from hocvu import auth, health, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, http
+from hocvu.http import NotFound, http, load_query
 from hocvu.messaging import subscribe
 from hocvu.store import ServiceStore, Store
 from services.certificates import issuing
 from services.certificates.domain import normalize_code
-from services.certificates.schemas import CertificatePageOut, VerificationOut
+from services.certificates.schemas import CertificatePageOut, CertificatesQuery, VerificationOut
 
 page_out = CertificatePageOut()
 verification_out = VerificationOut()
+certificates_query = CertificatesQuery()
 
 
 def prepare(store: Store) -> None:
@@ -53,29 +54,27 @@ class CertificatesService:
     store = ServiceStore(prepare=prepare)
 
     @http("GET", "/api/certificates/health/live", summary="the process answers (no I/O)",
-          answers={200: "ok"})
+          answers={200: health.LIVE_ANSWER})
     def health_live(self, request):
         return health.live(self.name)
 
     @http("GET", "/api/certificates/health/ready", summary="broker and store reachable?",
-          answers={200: "ok", 503: "broker or store unreachable"})
+          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/certificates/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
-        return openapi.build(CertificatesService, "hocvu certificates", __doc__)
+        return openapi.document(CertificatesService)
 
     @http("GET", "/api/certificates/certificates",
           summary="certificates the caller may see: their own, or their communes'",
-          query={"enrollment_id": "only this enrollment's", "learner_id": "only this learner's",
-                 **pagination.QUERY},
-          answers={200: CertificatePageOut, 400: "invalid page"})
+          query=CertificatesQuery, answers={200: CertificatePageOut, 400: "invalid filter or page"})
     def list_certificates(self, request):
-        limit, after = pagination.page_request(request.args)
+        args = load_query(request, certificates_query)
+        limit, after = pagination.page_request(args)
         query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
-        filters = {key: request.args[key][:64] for key in ("enrollment_id", "learner_id")
-                   if request.args.get(key)}
+        filters = {key: args[key] for key in ("enrollment_id", "learner_id") if key in args}
         if filters:
             query = {"$and": [query, filters]}
         page = pagination.fetch_page(self.store.db.certificates, query, "issued_at", limit, after)

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Callable
 
 from hocvu.auth import Principal
-from hocvu.http import Conflict, Forbidden, NotFound, ValidationFailed
+from hocvu.http import Conflict, Forbidden, NotFound
 from hocvu.privacy import mask_phone
 from hocvu.store import Transaction
 
@@ -34,12 +34,18 @@ class ProfileMismatch(Conflict):
     code = "PROFILE_MISMATCH"
 
 
+class CourseForAnotherGroup(Conflict):
+    """The body is valid; the catalog says the course is not for this learner's group (a rule
+    on the catalog's state, not on the body's form: 409, as a body's schema cannot state it)."""
+    code = "COURSE_FOR_ANOTHER_GROUP"
+
+
 def course_for(find_course: Callable[[str], dict | None], course_id: str, group: str) -> dict:
     course = find_course(course_id)
     if course is None:
         raise NotFound(f"no course {course_id}", {"course_id": ["unknown course"]})
     if course["group"] != group:
-        raise ValidationFailed(
+        raise CourseForAnotherGroup(
             "this course is for another learner group",
             {"course_id": [f"course {course_id} is for group '{course['group']}', "
                            f"the learner is in group '{group}'"]})

@@ -18,6 +18,10 @@ CCCD_PROVINCE_CODES = frozenset(f"{n:03d}" for n in (
     36, 37, 38, 40, 42, 44, 45, 46, 48, 49, 51, 52, 54, 56, 58, 60, 62, 64, 66, 67, 68, 70,
     72, 74, 75, 77, 79, 80, 82, 83, 84, 86, 87, 89, 91, 92, 93, 94, 95, 96))
 
+# What the HTTP API accepts before the number plan is checked, as its OpenAPI document states.
+PHONE_PATTERN = r"^[+]?[0-9 .()-]{9,20}$"
+NATIONAL_ID_PATTERN = "^(" + "|".join(sorted(CCCD_PROVINCE_CODES)) + ")[0-9]{9}$"
+
 
 def national_id_problems(national_id: str, birth_year: int | None) -> list[str]:
     """Why a CCCD number cannot be right; an empty list when it can.
@@ -25,7 +29,7 @@ def national_id_problems(national_id: str, birth_year: int | None) -> list[str]:
     Layout: 3-digit province code, 1 digit for century and sex (0/1: 1900s, 2/3: 2000s,
     ...), 2 digits of the birth year, 6 more digits.
     """
-    if not re.fullmatch(r"\d{12}", national_id or ""):
+    if not re.fullmatch(r"[0-9]{12}", national_id or ""):
         return ["must be exactly 12 digits"]
     problems = []
     if national_id[:3] not in CCCD_PROVINCE_CODES:

@@ -5,21 +5,37 @@ from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, va
                          validates, validates_schema)
 
 from hocvu.contracts import LEARNER_GROUPS, UtcDateTime
+from hocvu.pagination import PageQuery, filter_field
 from services.enrollment import identity
 
 
 class LearnerIn(Schema):
+    """Each field's validators are what the OpenAPI document states; the rules a JSON schema
+    cannot say (letters of any script, the mobile number plan, a CCCD encoding the birth
+    year, a year not in the future) are checked below and described in words."""
     class Meta:
         unknown = EXCLUDE
 
-    full_name = fields.String(required=True)
-    phone = fields.String(required=True)
-    national_id = fields.String(required=True)
-    birth_year = fields.Integer(required=True, strict=True)
+    full_name = fields.String(required=True, validate=validate.Length(min=2, max=100), metadata={
+        "description": "2 to 100 letters (any script), spaces, dots, apostrophes and hyphens; "
+                       "stored NFC with single spaces"})
+    phone = fields.String(required=True, validate=validate.Regexp(
+        identity.PHONE_PATTERN, error="digits, with an optional + and spaces, dots, dashes or "
+                                      "brackets"), metadata={
+        "description": "a Vietnamese mobile number (10 digits starting 03, 05, 07, 08 or 09; "
+                       "or +84 / 84 and 9 digits)"})
+    national_id = fields.String(required=True, validate=validate.Regexp(
+        identity.NATIONAL_ID_PATTERN, error="12 digits starting with a province code"),
+        metadata={"description": "the 12-digit CCCD; its 4th to 6th digits encode birth_year"})
+    birth_year = fields.Integer(required=True, strict=True, validate=validate.Range(
+        min=1900, error="must be 1900 or later"),
+        metadata={"description": "1900 to the current year"})
     group = fields.String(required=True, validate=validate.OneOf(LEARNER_GROUPS))
-    province_code = fields.String(required=True)
+    province_code = fields.String(required=True, validate=validate.OneOf(
+        sorted(identity.PROVINCE_CODES),
+        error="must be the 2-digit code of one of the 34 provinces"))
     commune_code = fields.String(required=True, validate=validate.Regexp(
-        r"^\d{5}$", error="must be a 5-digit commune or ward code"))
+        r"^[0-9]{5}$", error="must be a 5-digit commune or ward code"))
 
     @validates("full_name")
     def _full_name(self, value, **_):
@@ -37,13 +53,8 @@ class LearnerIn(Schema):
     @validates("birth_year")
     def _birth_year(self, value, **_):
         this_year = datetime.date.today().year
-        if not 1900 <= value <= this_year:
+        if value > this_year:
             raise ValidationError(f"must be between 1900 and {this_year}")
-
-    @validates("province_code")
-    def _province_code(self, value, **_):
-        if value not in identity.PROVINCE_CODES:
-            raise ValidationError("must be the 2-digit code of one of the 34 provinces")
 
     @validates_schema(skip_on_field_errors=False)
     def _national_id(self, data, **_):
@@ -70,18 +81,18 @@ class EnrollmentIn(Schema):
 
 
 class EnrollmentCreatedOut(Schema):
-    id = fields.String(attribute="_id")
-    learner_id = fields.String()
-    course_id = fields.String()
-    status = fields.String()
-    enrolled_at = UtcDateTime()
+    id = fields.String(required=True, attribute="_id")
+    learner_id = fields.String(required=True)
+    course_id = fields.String(required=True)
+    status = fields.String(required=True)
+    enrolled_at = UtcDateTime(required=True)
 
 
 class LearnerOut(Schema):
     """A learner as they and staff of their commune see them: the national ID and phone only
     masked (enrollment keeps nothing more of either)."""
-    id = fields.String(attribute="_id")
-    full_name = fields.String()
+    id = fields.String(required=True, attribute="_id")
+    full_name = fields.String(required=True)
     phone = fields.String(attribute="phone_masked", metadata={"example": "+84*****5678"})
     national_id_last4 = fields.String()
     birth_year = fields.Integer()
@@ -91,26 +102,32 @@ class LearnerOut(Schema):
 
 
 class EnrollmentOut(EnrollmentCreatedOut):
-    course_title = fields.String()
-    province_code = fields.String()
-    commune_code = fields.String()
-    learner = fields.Nested(LearnerOut)
+    course_title = fields.String(required=True)
+    province_code = fields.String(required=True)
+    commune_code = fields.String(required=True)
+    learner = fields.Nested(LearnerOut, required=True, allow_none=True)
 
 
 class EnrollmentSummaryOut(EnrollmentCreatedOut):
-    course_title = fields.String()
-    province_code = fields.String()
-    commune_code = fields.String()
-    group = fields.String()
+    course_title = fields.String(required=True)
+    province_code = fields.String(required=True)
+    commune_code = fields.String(required=True)
+    group = fields.String(required=True)
 
 
 class EnrollmentPageOut(Schema):
-    items = fields.List(fields.Nested(EnrollmentSummaryOut))
-    next_cursor = fields.String(allow_none=True)
+    items = fields.List(fields.Nested(EnrollmentSummaryOut), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
 
 
 class CatalogCourseOut(Schema):
-    id = fields.String(attribute="_id")
-    title = fields.String()
-    group = fields.String()
-    lesson_count = fields.Integer()
+    id = fields.String(required=True, attribute="_id")
+    title = fields.String(required=True)
+    group = fields.String(required=True)
+    lesson_count = fields.Integer(required=True)
+
+
+class EnrollmentsQuery(PageQuery):
+    commune_code = fields.String(validate=validate.Regexp(
+        r"^[0-9]{5}$", error="5 digits"), metadata={"description": "only this commune"})
+    course_id = filter_field("only this course")

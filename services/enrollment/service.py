@@ -26,19 +26,20 @@ from hocvu import auth, health, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, ValidationFailed, http, json_response, load_body
+from hocvu.http import NotFound, http, json_response, load_body, load_query
 from hocvu.messaging import subscribe
 from hocvu.sealing import Sealer
 from hocvu.store import ServiceStore, Store
 from services.enrollment import enrolling, identity, migrations
 from services.enrollment.schemas import (CatalogCourseOut, EnrollmentCreatedOut, EnrollmentIn,
-                                         EnrollmentOut, EnrollmentPageOut)
+                                         EnrollmentOut, EnrollmentPageOut, EnrollmentsQuery)
 
 enrollment_in = EnrollmentIn()
 created_out = EnrollmentCreatedOut()
 enrollment_out = EnrollmentOut()
 page_out = EnrollmentPageOut()
 catalog_out = CatalogCourseOut(many=True)
+enrollments_query = EnrollmentsQuery()
 
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # courses change rarely; another instance's copy may lag by this many seconds
@@ -111,18 +112,18 @@ class EnrollmentService:
     keys = PersonalDataKeys()
 
     @http("GET", "/api/enrollment/health/live", summary="the process answers (no I/O)",
-          answers={200: "ok"})
+          answers={200: health.LIVE_ANSWER})
     def health_live(self, request):
         return health.live(self.name)
 
     @http("GET", "/api/enrollment/health/ready", summary="broker and store reachable?",
-          answers={200: "ok", 503: "broker or store unreachable"})
+          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/enrollment/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
-        return openapi.build(EnrollmentService, "hocvu enrollment", __doc__)
+        return openapi.document(EnrollmentService)
 
     @http("GET", "/api/enrollment/courses", summary="the courses enrollment accepts",
           answers={200: CatalogCourseOut(many=True)})
@@ -133,7 +134,8 @@ class EnrollmentService:
           body=EnrollmentIn, answers={201: EnrollmentCreatedOut, 400: "invalid fields",
                                       403: "not yourself, or outside your communes",
                                       404: "unknown course",
-                                      409: "already enrolled, or registered with other details"})
+                                      409: "already enrolled, registered with other details, "
+                                           "or the course is for another group"})
     def create_enrollment(self, request):
         caller = request.principal
         body = load_body(request, enrollment_in)
@@ -166,20 +168,12 @@ class EnrollmentService:
         return _catalog.get(course_id, lambda: self.store.db.catalog.find_one({"_id": course_id}))
 
     @http("GET", "/api/enrollment/enrollments", summary="enrollments the caller may see",
-          query={"commune_code": "only this commune (5 digits)", "course_id": "only this course",
-                 **pagination.QUERY},
-          answers={200: EnrollmentPageOut, 400: "invalid filter or page"})
+          query=EnrollmentsQuery, answers={200: EnrollmentPageOut, 400: "invalid filter or page"})
     def list_enrollments(self, request):
-        limit, after = pagination.page_request(request.args)
+        args = load_query(request, enrollments_query)
+        limit, after = pagination.page_request(args)
         query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
-        filters = {}
-        commune = request.args.get("commune_code")
-        if commune is not None:
-            if not re.fullmatch(r"\d{5}", commune):
-                raise ValidationFailed("invalid filter", {"commune_code": ["5 digits"]})
-            filters["commune_code"] = commune
-        if request.args.get("course_id"):
-            filters["course_id"] = request.args["course_id"][:64]
+        filters = {key: args[key] for key in ("commune_code", "course_id") if key in args}
         if filters:
             query = {"$and": [query, filters]}
         page = pagination.fetch_page(self.store.db.enrollments, query, "enrolled_at", limit, after)

@@ -31,7 +31,7 @@ from nameko.extensions import DependencyProvider
 from hocvu import auth, health, openapi, pagination, sealing
 from hocvu.auth import OPERATIONS, PUBLIC, learner_subject
 from hocvu.clock import utcnow
-from hocvu.http import Forbidden, http, load_body
+from hocvu.http import Forbidden, http, load_body, load_query
 from hocvu.store import ServiceStore, Store
 from services.identity import domain, learners, staff
 from services.identity.keys import InvalidKey, load_keyring
@@ -42,6 +42,7 @@ from services.identity.tokens import Issuer
 sign_in_in, staff_in = StaffSignInIn(), StaffIn()
 code_in, token_in = LearnerCodeIn(), LearnerTokenIn()
 staff_out, page_out = StaffOut(), StaffPageOut()
+page_query = pagination.PageQuery()
 ADMINS = auth.roles(auth.PROVINCE_ADMIN, auth.COMMUNE_ADMIN)
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -150,18 +151,18 @@ class IdentityService:
     store = IdentityStore(prepare=prepare)
 
     @http("GET", "/api/identity/health/live", summary="the process answers (no I/O)",
-          answers={200: "ok"})
+          answers={200: health.LIVE_ANSWER})
     def health_live(self, request):
         return health.live(self.name)
 
     @http("GET", "/api/identity/health/ready", summary="broker and store reachable?",
-          answers={200: "ok", 503: "broker or store unreachable"})
+          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/identity/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
-        return openapi.build(IdentityService, "hocvu identity", __doc__)
+        return openapi.document(IdentityService)
 
     @http("GET", "/api/identity/.well-known/openid-configuration",
           summary="OpenID Connect discovery: issuer, JWKS, endpoints, claims")
@@ -198,14 +199,14 @@ class IdentityService:
         return 201, staff_out.dump(account)
 
     @http("GET", "/api/identity/staff", summary="staff accounts in your scope, oldest first",
-          query=pagination.QUERY,
+          query=pagination.PageQuery,
           answers={200: StaffPageOut, 401: "no valid token", 403: "not an admin"})
     def list_staff(self, request):
         caller = _staff(request.principal)
         scope = domain.visible_staff(caller)
         if scope is None:
             raise Forbidden("your role may not list accounts")
-        limit, after = pagination.page_request(request.args)
+        limit, after = pagination.page_request(load_query(request, page_query))
         return page_out.dump(staff.page(self.store, scope, limit, after))
 
     @http("POST", "/api/identity/learners/code", summary="text a sign-in code to a phone",

@@ -5,32 +5,32 @@ from hocvu.contracts import UtcDateTime
 
 
 class LessonOut(Schema):
-    id = fields.String()
-    title = fields.String()
-    position = fields.Integer()
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    position = fields.Integer(required=True)
 
 
 class CourseOut(Schema):
-    id = fields.String()
-    title = fields.String()
-    group = fields.String()
-    lessons = fields.List(fields.Nested(LessonOut))
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    group = fields.String(required=True)
+    lessons = fields.List(fields.Nested(LessonOut), required=True)
 
 
 class LessonProgressOut(LessonOut):
-    status = fields.String()
-    completed_at = UtcDateTime(allow_none=True)
-    score = fields.Integer(allow_none=True)
+    status = fields.String(required=True)
+    completed_at = UtcDateTime(required=True, allow_none=True)
+    score = fields.Integer(required=True, allow_none=True)
 
 
 class ProgressOut(Schema):
-    enrollment_id = fields.String()
-    course_id = fields.String()
-    course_title = fields.String()
-    learner_id = fields.Function(lambda plan: plan.learner.learner_id)
-    lessons = fields.List(fields.Nested(LessonProgressOut))
-    completed = fields.Boolean()
-    completed_at = UtcDateTime(allow_none=True)
+    enrollment_id = fields.String(required=True)
+    course_id = fields.String(required=True)
+    course_title = fields.String(required=True)
+    learner_id = fields.Function(lambda plan: plan.learner.learner_id, required=True)
+    lessons = fields.List(fields.Nested(LessonProgressOut), required=True)
+    completed = fields.Boolean(required=True)
+    completed_at = UtcDateTime(required=True, allow_none=True)
 
 
 class CompleteLessonIn(Schema):

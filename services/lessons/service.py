@@ -55,18 +55,18 @@ class LessonsService:
     store = ServiceStore(prepare=repository.prepare)
 
     @http("GET", "/api/lessons/health/live", summary="the process answers (no I/O)",
-          answers={200: "ok"})
+          answers={200: health.LIVE_ANSWER})
     def health_live(self, request):
         return health.live(self.name)
 
     @http("GET", "/api/lessons/health/ready", summary="broker and store reachable?",
-          answers={200: "ok", 503: "broker or store unreachable"})
+          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/lessons/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
-        return openapi.build(LessonsService, "hocvu lessons", __doc__)
+        return openapi.document(LessonsService)
 
     @http("GET", "/api/lessons/courses", summary="the course catalog",
           answers={200: CourseOut(many=True)})
@@ -94,6 +94,7 @@ class LessonsService:
 
     @http("POST", "/api/lessons/enrollments/<enrollment_id>/lessons/<lesson_id>/complete",
           summary="complete a lesson (again: no change)", body=CompleteLessonIn,
+          body_required=False,
           answers={200: ProgressOut, 400: "invalid score",
                    404: "unknown enrollment or lesson, or not yours"})
     def complete_lesson(self, request, enrollment_id, lesson_id):

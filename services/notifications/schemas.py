@@ -2,32 +2,33 @@
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from hocvu.contracts import UtcDateTime
+from hocvu.pagination import PageQuery, filter_field
 from hocvu.privacy import mask_phone
 from services.notifications import messages
 
 
 class MessageOut(Schema):
-    id = fields.String(attribute="_id")
-    template = fields.String()
-    learner_id = fields.String()
-    enrollment_id = fields.String()
-    to = fields.Function(lambda message: mask_phone(message.get("to") or ""))
-    text = fields.String()
-    encoding = fields.String()
-    segments = fields.Integer()
-    status = fields.String()
+    id = fields.String(required=True, attribute="_id")
+    template = fields.String(required=True)
+    learner_id = fields.String(required=True)
+    enrollment_id = fields.String(required=True)
+    to = fields.Function(lambda message: mask_phone(message.get("to") or ""), required=True)
+    text = fields.String(required=True)
+    encoding = fields.String(required=True)
+    segments = fields.Integer(required=True)
+    status = fields.String(required=True)
     # one of messages.LEARNER_STATUSES' values, and why, in words (docs/sms-gateway.md)
     learner_status = fields.Function(messages.learner_status)
     reason = fields.Function(messages.reason)
-    attempts = fields.Integer()
-    created_at = UtcDateTime()
+    attempts = fields.Integer(required=True)
+    created_at = UtcDateTime(required=True)
     accepted_at = UtcDateTime()
     delivered_at = UtcDateTime()
 
 
 class MessagePageOut(Schema):
-    items = fields.List(fields.Nested(MessageOut))
-    next_cursor = fields.String(allow_none=True)
+    items = fields.List(fields.Nested(MessageOut), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
 
 
 class DeliveryReportIn(Schema):
@@ -61,3 +62,8 @@ class InboundSmsIn(Schema):
                            validate=validate.Regexp(r"^\+?84[35789]\d{8}$"))
     text = fields.String(required=True, validate=validate.Length(min=1, max=1600))
     received_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class MessagesQuery(PageQuery):
+    learner_id = filter_field("only this learner's")
+    enrollment_id = filter_field("only this enrollment's")

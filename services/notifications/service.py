@@ -41,7 +41,7 @@ from werkzeug.wrappers import Response
 from hocvu import auth, health, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, ValidationFailed, http, load_body, read_json
+from hocvu.http import NotFound, ValidationFailed, http, load_body, load_query, read_json
 from hocvu.events import MalformedEvent
 from hocvu.messaging import subscribe
 from hocvu.sealing import CannotOpen, Opener
@@ -51,13 +51,15 @@ from services.notifications import (messages, optout, providers, reconcile, remi
                                     sign_in_codes, templates)
 from services.notifications.dispatcher import SmsDispatcher
 from services.notifications.schemas import (
-    DeliveryReportIn, InboundSmsIn, MessagePageOut, SmsPreferencesIn, SmsPreferencesOut)
+    DeliveryReportIn, InboundSmsIn, MessagePageOut, SmsPreferencesIn, SmsPreferencesOut,
+    MessagesQuery)
 
 page_out = MessagePageOut()
 report_in = DeliveryReportIn()
 preferences_in = SmsPreferencesIn()
 preferences_out = SmsPreferencesOut()
 inbound_in = InboundSmsIn()
+messages_query = MessagesQuery()
 
 
 class SealedValues(DependencyProvider):
@@ -132,29 +134,27 @@ class NotificationsService:
     sealed = SealedValues()
 
     @http("GET", "/api/notifications/health/live", summary="the process answers (no I/O)",
-          answers={200: "ok"})
+          answers={200: health.LIVE_ANSWER})
     def health_live(self, request):
         return health.live(self.name)
 
     @http("GET", "/api/notifications/health/ready", summary="broker and store reachable?",
-          answers={200: "ok", 503: "broker or store unreachable"})
+          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
 
     @http("GET", "/api/notifications/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
-        return openapi.build(NotificationsService, "hocvu notifications", __doc__)
+        return openapi.document(NotificationsService)
 
     @http("GET", "/api/notifications/messages",
           summary="SMS the caller may see: their own, or their communes' learners'",
-          query={"learner_id": "only this learner's", "enrollment_id": "only this enrollment's",
-                 **pagination.QUERY},
-          answers={200: MessagePageOut, 400: "invalid page"})
+          query=MessagesQuery, answers={200: MessagePageOut, 400: "invalid filter or page"})
     def list_messages(self, request):
-        limit, after = pagination.page_request(request.args)
+        args = load_query(request, messages_query)
+        limit, after = pagination.page_request(args)
         query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
-        filters = {key: request.args[key][:64] for key in ("learner_id", "enrollment_id")
-                   if request.args.get(key)}
+        filters = {key: args[key] for key in ("learner_id", "enrollment_id") if key in args}
         if filters:
             query = {"$and": [query, filters]}
         page = pagination.fetch_page(self.store.db.messages, query, "created_at", limit, after)

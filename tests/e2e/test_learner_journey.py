@@ -7,6 +7,7 @@ import requests
 
 from hocvu import contracts
 from hocvu.devstack import accounts
+from tests.support.signin import learner_headers
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -16,21 +17,6 @@ CAPTURE_QUEUE = "e2e-capture-every-event"
 LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912 345 678",
            "national_id": "038195001234", "birth_year": 1995, "group": "citizen",
            "province_code": "38", "commune_code": "14845"}
-
-
-def sign_in_learner(platform, phone_local: str) -> dict:
-    """As a learner does: ask for a code, read it from the SMS, exchange it for a token."""
-    e164 = "+84" + phone_local[1:]
-    asked = requests.post(platform.url("identity", "learners/code"), json={"phone": phone_local})
-    assert asked.status_code == 202, asked.text
-    sms = wait_for(lambda: [m for m in requests.get(
-        f"{platform.sms_gateway}/v1/messages", params={"to": e164.lstrip("+")}).json()["messages"]
-        if re.search(r"\b\d{6}\b", m["text"])], what="the sign-in code SMS")
-    code = re.search(r"\b(\d{6})\b", sms[-1]["text"])[1]
-    token = requests.post(platform.url("identity", "learners/token"),
-                          json={"phone": phone_local, "code": code})
-    assert token.status_code == 200, token.text
-    return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +76,7 @@ def test_a_facilitators_morning_and_a_learners_online_lessons(platform, captured
     assert unknown.status_code == 404
     assert requests.get(f"{enrollments}/no-such-enrollment", headers=staff).status_code == 404
 
-    learner = sign_in_learner(platform, LEARNER["phone"].replace(" ", ""))
+    learner = learner_headers(platform, LEARNER["phone"].replace(" ", ""))
     mine = requests.get(enrollments, headers=learner).json()["items"]
     assert [e["id"] for e in mine] == [enrollment["id"]]
 
@@ -138,7 +124,7 @@ def test_a_facilitators_morning_and_a_learners_online_lessons(platform, captured
     assert {m["id"] for m in messages.values()} <= ours and len(ours) == 3  # and the code
 
     # another learner sees none of it, not even that it exists
-    stranger = sign_in_learner(platform, "0987654321")
+    stranger = learner_headers(platform, "0987654321")
     assert requests.get(progress_url, headers=stranger).status_code == 404
     assert requests.get(certificates_url, headers=stranger).json()["items"] == []
     assert requests.get(messages_url, headers=stranger).json()["items"] == []

@@ -97,32 +97,34 @@ def test_stop_the_store_for_10_seconds(fault_platform):
 
 
 def test_duplicates_of_real_events(fault_platform):
-    connection = pika.BlockingConnection(pika.URLParameters(fault_platform.broker.amqp_uri))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    channel.queue_declare("tap", durable=True)
-    for source in ("enrollment", "lessons", "certificates"):
-        channel.exchange_declare(f"{source}.events", "topic", durable=True)
-        channel.queue_bind("tap", f"{source}.events", "#")
+    # a connection for each step: one left idle through the drive (minutes on a busy machine)
+    # misses its heartbeats and the broker closes it
+    def connect():
+        return pika.BlockingConnection(pika.URLParameters(fault_platform.broker.amqp_uri))
+
+    with connect() as connection:
+        channel = connection.channel()
+        channel.queue_declare("tap", durable=True)
+        for source in ("enrollment", "lessons", "certificates"):
+            channel.exchange_declare(f"{source}.events", "topic", durable=True)
+            channel.queue_bind("tap", f"{source}.events", "#")
     duplicated = []
 
     def republish_twice():
-        channel = connection.channel()
-        channel.confirm_delivery()
-        for source in ("enrollment", "lessons", "certificates"):
-            channel.queue_unbind("tap", f"{source}.events", "#")  # or it taps its own copies
-        while True:
-            method, properties, body = channel.basic_get("tap", auto_ack=True)
-            if method is None:
-                break
-            for _ in range(2):
-                channel.basic_publish(method.exchange, method.routing_key, body, properties)
-            duplicated.append(method.routing_key)
+        with connect() as connection:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            for source in ("enrollment", "lessons", "certificates"):
+                channel.queue_unbind("tap", f"{source}.events", "#")  # or it taps its own copies
+            while True:
+                method, properties, body = channel.basic_get("tap", auto_ack=True)
+                if method is None:
+                    break
+                for _ in range(2):
+                    channel.basic_publish(method.exchange, method.routing_key, body, properties)
+                duplicated.append(method.routing_key)
 
-    try:
-        drive_and_check(fault_platform, "duplicates of real events", republish_twice)
-    finally:
-        connection.close()
+    drive_and_check(fault_platform, "duplicates of real events", republish_twice)
     assert len(duplicated) > LEARNERS  # the fault really happened
     REPORT.append(f"  ... {len(duplicated)} real events each published twice more "
                   f"({', '.join(sorted(set(duplicated)))})")
@@ -174,7 +176,6 @@ def test_every_consumed_event_has_a_malformed_sample():
 
 
 def test_malformed_events(fault_platform):
-    connection = pika.BlockingConnection(pika.URLParameters(fault_platform.broker.amqp_uri))
     expected = {}
     for event_type, subscribers in contracts.SUBSCRIBERS.items():
         for service, method in subscribers:
@@ -182,17 +183,16 @@ def test_malformed_events(fault_platform):
             expected[dead_letter_queue_name(queue)] = 3
 
     def publish_malformed():
-        channel = connection.channel()
-        channel.confirm_delivery()
-        for event_type in SAMPLES:
-            for body in malformed_bodies(event_type):
-                channel.basic_publish(f"{contracts.SOURCES[event_type]}.events", event_type, body,
-                                      pika.BasicProperties(content_type="application/json",
-                                                           delivery_mode=2))
+        # connected when the fault comes: an idle connection could miss its heartbeats
+        with pika.BlockingConnection(pika.URLParameters(fault_platform.broker.amqp_uri)) as connection:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            for event_type in SAMPLES:
+                for body in malformed_bodies(event_type):
+                    channel.basic_publish(f"{contracts.SOURCES[event_type]}.events", event_type,
+                                          body, pika.BasicProperties(
+                                              content_type="application/json", delivery_mode=2))
 
-    try:
-        drive_and_check(fault_platform, "malformed events", publish_malformed, expected)
-    finally:
-        connection.close()
+    drive_and_check(fault_platform, "malformed events", publish_malformed, expected)
     REPORT.append(f"  ... dead-letter queues hold exactly the {sum(expected.values())} malformed "
                   f"messages (3 kinds x {len(expected)} consuming queues), each with its reason")

@@ -90,7 +90,8 @@ def test_invalid_or_unknown_input_changes_nothing(enrollment, pika_client, issue
     unknown = requests.post(url, json={**body(), "course_id": "no-such-course"}, headers=staff)
     assert unknown.status_code == 404
     wrong_group = requests.post(url, json=body(group="student"), headers=staff)
-    assert wrong_group.status_code == 400 and "course_id" in wrong_group.json()["fields"]
+    assert wrong_group.status_code == 409 and "course_id" in wrong_group.json()["fields"]
+    assert wrong_group.json()["error"] == "COURSE_FOR_ANOTHER_GROUP"
     assert requests.post(url, data="{not json", headers=staff).status_code == 400
     assert requests.post(url, json=["a list"], headers=staff).status_code == 400
     assert requests.get(f"{enrollment}/api/enrollment/enrollments/nope",

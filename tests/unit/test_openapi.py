@@ -38,7 +38,7 @@ def test_the_enrollment_body_is_described_field_by_field():
     assert set(learner["required"]) == {"full_name", "phone", "national_id", "birth_year",
                                         "group", "province_code", "commune_code"}
     assert learner["properties"]["group"]["enum"] == ["official", "student", "worker", "citizen"]
-    assert set(post["responses"]) == {"201", "400", "401", "403", "404", "409", "429", "500",
+    assert set(post["responses"]) == {"201", "400", "401", "403", "404", "405", "409", "429", "500",
                                       "503"}
     assert post["security"] == [{"bearerToken": []}]
     assert post["responses"]["409"]["content"]["application/json"]["schema"] == {
@@ -61,3 +61,45 @@ def test_every_operation_says_who_may_call_it(service):
             assert operation["description"].startswith("Who may call it: "), (path, verb)
             if operation["security"]:
                 assert "401" in operation["responses"], (path, verb)
+
+
+def test_an_optional_body_is_documented_as_optional():
+    document = build(LessonsService, "lessons")
+    complete = document["paths"][
+        "/api/lessons/enrollments/{enrollment_id}/lessons/{lesson_id}/complete"]["post"]
+    assert complete["requestBody"]["required"] is False
+    score = document["components"]["schemas"]["CompleteLessonIn"]["properties"]["score"]
+    assert (score["minimum"], score["maximum"], score["nullable"]) == (0, 100, True)
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
+def test_every_operation_declares_405_with_allow(service):
+    document = build(service, service.name)
+    for path, operations in document["paths"].items():
+        for verb, operation in operations.items():
+            assert "Allow" in operation["responses"]["405"]["headers"], (path, verb)
+            assert {"429", "500"} <= set(operation["responses"]), (path, verb)
+
+
+@pytest.mark.parametrize("service, path", [
+    (EnrollmentService, "/api/enrollment/enrollments"),
+    (CertificatesService, "/api/certificates/certificates"),
+    (NotificationsService, "/api/notifications/messages")], ids=lambda v: getattr(v, "name", ""))
+def test_lists_state_their_query_parameters_typed_and_bounded(service, path):
+    parameters = {p["name"]: p for p in build(service, service.name)["paths"][path]["get"]["parameters"]}
+    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100,
+                                             "default": 50}
+    assert parameters["cursor"]["schema"]["pattern"]
+    assert all(p["in"] == "query" and p["required"] is False for p in parameters.values())
+    if service is EnrollmentService:
+        assert parameters["commune_code"]["schema"]["pattern"] == "^[0-9]{5}$"
+
+
+def test_the_learner_states_the_rules_the_server_enforces():
+    learner = build(EnrollmentService, "enrollment")["components"]["schemas"]["LearnerIn"]
+    properties = learner["properties"]
+    assert (properties["full_name"]["minLength"], properties["full_name"]["maxLength"]) == (2, 100)
+    assert properties["national_id"]["pattern"].startswith("^(001|002")
+    assert properties["birth_year"]["minimum"] == 1900
+    assert len(properties["province_code"]["enum"]) == 34
+    assert properties["phone"]["pattern"]
