@@ -41,6 +41,9 @@ QUIET_EVENTLET_NOTICE = "ignore::Warning:nameko.cli.commands"
 # messages waiting per instance before KEDA adds one
 QUEUE_DEPTH_PER_INSTANCE = 50
 CPU_TARGET_PERCENT = 70
+# the versions the platform is tested with (RabbitMQ >= 3.10, MongoDB >= 7: deploy/README.md)
+RABBITMQ_IMAGE = "rabbitmq:3.13.7-management"
+MONGODB_VERSION = "7.0.14"
 MONGODB = "hocvu-mongodb"
 RABBITMQ = "hocvu-rabbitmq"
 
@@ -333,7 +336,7 @@ def ingresses() -> list[dict]:
 def rabbitmq_cluster() -> dict:
     return {"apiVersion": "rabbitmq.com/v1beta1", "kind": "RabbitmqCluster",
             "metadata": _meta(RABBITMQ),
-            "spec": {"replicas": 3,
+            "spec": {"replicas": 3, "image": RABBITMQ_IMAGE,
                      "resources": {"requests": {"cpu": "1", "memory": "2Gi"},
                                    "limits": {"cpu": "2", "memory": "2Gi"}},
                      "persistence": {"storage": "20Gi"},
@@ -385,7 +388,7 @@ def mongodb_replica_set() -> dict:
              for service in SERVICES]
     return {"apiVersion": "mongodbcommunity.mongodb.com/v1", "kind": "MongoDBCommunity",
             "metadata": _meta(MONGODB),
-            "spec": {"type": "ReplicaSet", "members": 3, "version": "7.0.14",
+            "spec": {"type": "ReplicaSet", "members": 3, "version": MONGODB_VERSION,
                      "security": {"authentication": {"modes": ["SCRAM"]}},
                      "additionalConnectionStringConfig": {"w": "majority"},
                      "users": users}}

