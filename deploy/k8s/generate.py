@@ -316,13 +316,15 @@ def _per_address(per_second: int | None = None, per_minute: int | None = None,
 
 def ingresses() -> list[dict]:
     """The edge's routing and limits (deploy/nginx): /api/<service>/ to that service, 50 a
-    second per address with a burst of 200; sign-in and code requests 10 a minute;
+    second per address with a burst of 200; sign-in, password change and code requests 10 a
+    minute;
     certificate verification 60 a minute; health never from outside."""
     return [
         _ingress("hocvu", [(f"/api/{service}/", "Prefix", service) for service in SERVICES],
                  _per_address(per_second=50, burst=200)),
         _ingress("hocvu-sign-in", [(f"/api/identity/{route}", "Exact", "identity") for route in
-                                   ("staff/sign-in", "learners/code", "learners/token")],
+                                   ("staff/sign-in", "staff/password", "learners/code",
+                                    "learners/token")],
                  _per_address(per_minute=10, burst=10)),
         _ingress("hocvu-verify", [("/api/certificates/verify/", "Prefix", "certificates")],
                  _per_address(per_minute=60, burst=60)),
