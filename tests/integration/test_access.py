@@ -17,6 +17,8 @@ from hocvu.http import access_rule
 from hocvu.openapi import routes
 from services.certificates.service import CertificatesService
 from services.enrollment.service import EnrollmentService
+from services.identity import keys
+from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
 from tests.support.fixtures import base_url
@@ -25,7 +27,8 @@ from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService]
+SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
+            IdentityService]
 PHONE, OTHER_PHONE = "+84912345678", "+84987654321"
 COMMUNE, OTHER_COMMUNE = "14845", "16000"
 LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912345678", "national_id": "038195001234",
@@ -41,12 +44,25 @@ def stranger():
     untrusted.close()
 
 
+def extra_config(service, sms_gateway, tmp_path) -> dict:
+    if service is NotificationsService:
+        return {"SMS_GATEWAY_URL": sms_gateway}
+    if service is IdentityService:
+        # identity signs with its own key but, like every service here, trusts the test issuer
+        keys.write_new_key(tmp_path / "identity.pem")
+        return {"JWT_SIGNING_KEYS": str(tmp_path / "identity.pem"),
+                "IDENTITY_HASH_KEY": "identity-hash-key-" + "0" * 32,
+                "PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_KIB": 8192,
+                "PASSWORD_HASH_PARALLELISM": 1}
+    return {}
+
+
 @pytest.fixture
-def platform(service_config, run_service, sms_gateway, issuer):
+def platform(service_config, run_service, sms_gateway, issuer, tmp_path):
     urls = {}
     for service in SERVICES:
-        extra = {"SMS_GATEWAY_URL": sms_gateway} if service is NotificationsService else {}
-        urls[service.name] = base_url(run_service(service, service_config(service.name, **extra)))
+        urls[service.name] = base_url(run_service(service, service_config(
+            service.name, **extra_config(service, sms_gateway, tmp_path))))
     wait_for(lambda: requests.get(f"{urls['enrollment']}/api/enrollment/courses").json(),
              what="enrollment's copy of the catalog")
     staff = issuer.facilitator()
@@ -90,6 +106,17 @@ def callers(issuer, stranger):
     }
 
 
+# a body each route would accept from a caller in scope (the rest are sent {})
+BODIES = {
+    "/api/enrollment/enrollments": {"course_id": "citizen-digital-basics", "learner": LEARNER},
+    "/api/identity/staff": {"username": "walked-facilitator", "display_name": "Trần Văn Bình",
+                            "role": "facilitator", "province": "38", "communes": [COMMUNE],
+                            "password": "a-long-enough-password"},
+}
+ROLE_OF = {"the learner": "learner", "another learner": "learner",
+           **{f"{who} {where}": role for who, role in (
+               ("facilitator", "facilitator"), ("commune admin", "commune_admin"),
+               ("province admin", "province_admin")) for where in ("here", "elsewhere")}}
 UNTRUSTED = ("no token", "expired", "unknown issuer", "other audience", "malformed")
 
 
@@ -100,8 +127,7 @@ def call(platform, service, route, headers):
     url = platform["urls"][service.name] + path
     if route.method == "GET":
         return requests.get(url, headers=headers, timeout=10)
-    body = {"course_id": "citizen-digital-basics", "learner": LEARNER} \
-        if route.url.endswith("/enrollments") else {}
+    body = BODIES.get(route.url, {})
     if route.url.endswith("/sms-preferences"):
         body = {"reminders": True}
     return requests.request(route.method, url, json=body, headers=headers, timeout=10)
@@ -124,6 +150,9 @@ def test_every_route_with_every_caller(platform, issuer, stranger):
                     assert answer.status_code == 401, where
                     assert answer.json()["error"] == "UNAUTHENTICATED", where
                     assert answer.headers["WWW-Authenticate"].startswith("Bearer"), where
+                elif ROLE_OF[caller] not in rule.roles:
+                    assert answer.status_code == 403, where
+                    assert answer.json()["error"] == "FORBIDDEN", where
                 elif in_scope:
                     assert answer.status_code in (200, 201, 409), where
                 else:

@@ -2,6 +2,7 @@
 does: staff with passwords (hocvu.devstack.accounts), a learner with the code texted to them,
 read here from the SMS gateway simulator."""
 import re
+import secrets
 
 import requests
 
@@ -25,7 +26,7 @@ def learner_headers(platform, phone_local: str) -> dict:
 
 def commune_admin(platform, admin: accounts.StaffSession, username: str,
                   commune: str) -> accounts.StaffSession:
-    password = "commune-admin-" + username
+    password = secrets.token_urlsafe(18)
     created = requests.post(platform.url("identity", "staff"), headers=admin.headers(), json={
         "username": username, "display_name": username, "role": "commune_admin",
         "province": "38", "communes": [commune], "password": password})
