@@ -31,6 +31,7 @@ SERVICES = [EnrollmentService, LessonsService, CertificatesService, Notification
             IdentityService]
 PHONE, OTHER_PHONE = "+84912345678", "+84987654321"
 COMMUNE, OTHER_COMMUNE = "14845", "16000"
+PASSWORD = "a walked long passphrase"
 LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912345678", "national_id": "038195001234",
            "birth_year": 1995, "group": "citizen", "province_code": "38",
            "commune_code": COMMUNE}
@@ -52,6 +53,8 @@ def extra_config(service, sms_gateway, tmp_path) -> dict:
         keys.write_new_key(tmp_path / "identity.pem")
         return {"JWT_SIGNING_KEYS": str(tmp_path / "identity.pem"),
                 "IDENTITY_HASH_KEY": "identity-hash-key-" + "0" * 32,
+                "BOOTSTRAP_ADMIN_USERNAME": "walk.admin", "BOOTSTRAP_ADMIN_PASSWORD": PASSWORD,
+                "BOOTSTRAP_ADMIN_PROVINCE": "38",
                 "PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_KIB": 8192,
                 "PASSWORD_HASH_PARALLELISM": 1}
     return {}
@@ -80,14 +83,29 @@ def platform(service_config, run_service, sms_gateway, issuer, tmp_path):
         what="certificate")[0]
     wait_for(lambda: len(requests.get(f"{urls['notifications']}/api/notifications/messages",
                                       headers=staff).json()["items"]) == 2, what="both SMS")
-    return {"urls": urls, "path_values": {
+    return {"urls": urls, "staff_subjects": identity_accounts(urls["identity"], issuer),
+            "path_values": {"username": "walk.facilitator",
         "enrollment_id": record["id"], "lesson_id": plan["lessons"][0]["id"],
         "course_id": "citizen-digital-basics", "code": certificate["verification_code"],
         "learner_id": record["learner_id"]},
         "secrets": [record["id"], record["learner_id"], certificate["verification_code"]]}
 
 
-def callers(issuer, stranger):
+def identity_accounts(url, issuer) -> dict[str, str]:
+    """The staff "here" as accounts in identity too (a walked facilitator and commune admin
+    next to the bootstrap province admin), so that changing one's own password, which needs
+    the account, is walked in scope: role -> subject."""
+    admin = issuer.province_admin()
+    for username, role in (("walk.facilitator", "facilitator"), ("walk.commune", "commune_admin")):
+        created = requests.post(f"{url}/api/identity/staff", headers=admin, json={
+            "username": username, "display_name": username, "role": role, "province": "38",
+            "communes": [COMMUNE], "password": PASSWORD})
+        assert created.status_code == 201, created.text
+    accounts = requests.get(f"{url}/api/identity/staff", headers=admin).json()["items"]
+    return {account["role"]: account["subject"] for account in accounts}
+
+
+def callers(issuer, stranger, subjects):
     """name -> (headers, may see the learner's records)"""
     return {
         "no token": ({}, False),
@@ -97,11 +115,14 @@ def callers(issuer, stranger):
         "malformed": ({"Authorization": "Bearer not.a.jwt"}, False),
         "the learner": (issuer.learner(PHONE), True),
         "another learner": (issuer.learner(OTHER_PHONE), False),
-        "facilitator here": (issuer.facilitator(communes=(COMMUNE,)), True),
+        "facilitator here": (issuer.facilitator(communes=(COMMUNE,),
+                                                subject=subjects["facilitator"]), True),
         "facilitator elsewhere": (issuer.facilitator(communes=(OTHER_COMMUNE,)), False),
-        "commune admin here": (issuer.commune_admin(COMMUNE), True),
+        "commune admin here": (issuer.commune_admin(COMMUNE, subject=subjects["commune_admin"]),
+                               True),
         "commune admin elsewhere": (issuer.commune_admin(OTHER_COMMUNE), False),
-        "province admin here": (issuer.province_admin("38"), True),
+        "province admin here": (issuer.province_admin("38", subject=subjects["province_admin"]),
+                                True),
         "province admin elsewhere": (issuer.province_admin("01"), False),
     }
 
@@ -112,6 +133,9 @@ BODIES = {
     "/api/identity/staff": {"username": "walked-facilitator", "display_name": "Trần Văn Bình",
                             "role": "facilitator", "province": "38", "communes": [COMMUNE],
                             "password": "a-long-enough-password"},
+    # the staff "here" are identity accounts with PASSWORD; the one reset is walk.facilitator
+    "/api/identity/staff/password": {"current_password": PASSWORD, "new_password": PASSWORD},
+    "/api/identity/staff/<username>/password": {"new_password": PASSWORD},
 }
 ROLE_OF = {"the learner": "learner", "another learner": "learner",
            **{f"{who} {where}": role for who, role in (
@@ -138,7 +162,8 @@ def test_every_route_with_every_caller(platform, issuer, stranger):
     for service in SERVICES:
         for name, route in routes(service):
             rule = access_rule(service, name)
-            for caller, (headers, in_scope) in callers(issuer, stranger).items():
+            for caller, (headers, in_scope) in callers(
+                    issuer, stranger, platform["staff_subjects"]).items():
                 answer = call(platform, service, route, headers)
                 where = f"{route.method} {route.url} as {caller}: {answer.status_code} {answer.text[:200]}"
                 checked.append(where)
