@@ -35,6 +35,8 @@ class ErrorOut(Schema):
     message = fields.String(required=True)
     enrollment_id = fields.String(metadata={
         "description": "409 ALREADY_ENROLLED: the existing enrollment, if the caller may see it"})
+    retry_after = fields.Integer(metadata={
+        "description": "429 from a service: seconds to wait, as in the Retry-After header"})
     # last: the attribute hides marshmallow's `fields` module inside the class body
     fields = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
                          required=True)

@@ -10,6 +10,11 @@ from phonenumbers import PhoneNumberType
 _MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 
 
+# what a phone field may look like at all (the number plan itself is normalize_phone's);
+# stated in the OpenAPI documents of every route that takes a number
+PHONE_PATTERN = r"^[+]?[0-9 .()-]{9,20}$"
+
+
 class InvalidPhone(ValueError):
     pass
 

@@ -8,7 +8,7 @@ import hmac
 import re
 import unicodedata
 
-from hocvu.phones import InvalidPhone, normalize_phone  # noqa: F401  (enrollment's API)
+from hocvu.phones import PHONE_PATTERN, InvalidPhone, normalize_phone  # noqa: F401  (enrollment's API)
 from hocvu.places import PROVINCE_CODES  # noqa: F401
 
 # A CCCD starts with the code of the province where the citizen was born or registered
@@ -19,7 +19,6 @@ CCCD_PROVINCE_CODES = frozenset(f"{n:03d}" for n in (
     72, 74, 75, 77, 79, 80, 82, 83, 84, 86, 87, 89, 91, 92, 93, 94, 95, 96))
 
 # What the HTTP API accepts before the number plan is checked, as its OpenAPI document states.
-PHONE_PATTERN = r"^[+]?[0-9 .()-]{9,20}$"
 NATIONAL_ID_PATTERN = "^(" + "|".join(sorted(CCCD_PROVINCE_CODES)) + ")[0-9]{9}$"
 
 

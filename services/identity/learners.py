@@ -22,7 +22,8 @@ CODES, LIMITS = "sign_in_codes", "rate_limits"
 
 
 class InvalidCode(ApiError):
-    status = 400
+    """A wrong code is a failed sign-in, like a wrong password: 401, not a malformed body."""
+    status = 401
     code = "INVALID_CODE"
 
     def __init__(self):

@@ -4,7 +4,8 @@ from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, va
                          validates, validates_schema)
 
 from hocvu.contracts import UtcDateTime
-from hocvu.phones import InvalidPhone, normalize_phone
+from hocvu.phones import PHONE_PATTERN, InvalidPhone, normalize_phone
+from hocvu.places import PROVINCE_CODES
 from services.identity import domain
 
 
@@ -23,17 +24,24 @@ class StaffSignInIn(_In):
 
 # the bounds here document the field; the other rules need the account's username and
 # are checked by staff.py (domain.password_problems)
-_NEW_PASSWORD_LENGTH = validate.Length(min=domain.PASSWORD_MIN, max=domain.PASSWORD_MAX)
+# "not only spaces" and "not containing the username" are checked in domain.password_problems;
+# the pattern (a non-space somewhere) lets the document say the first
+_NEW_PASSWORD_LENGTH = [validate.Length(min=domain.PASSWORD_MIN, max=domain.PASSWORD_MAX),
+                        validate.Regexp(r"\S", error="must not be only spaces")]
+_NEW_PASSWORD_TEXT = {"description": f"{domain.PASSWORD_MIN} to {domain.PASSWORD_MAX} "
+                                     "characters, not only spaces, not containing the username"}
 
 
 class PasswordChangeIn(_In):
     current_password = fields.String(required=True, validate=validate.Length(
         min=1, max=domain.PASSWORD_MAX))
-    new_password = fields.String(required=True, validate=_NEW_PASSWORD_LENGTH)
+    new_password = fields.String(required=True, validate=_NEW_PASSWORD_LENGTH,
+                                 metadata=_NEW_PASSWORD_TEXT)
 
 
 class PasswordResetIn(_In):
-    new_password = fields.String(required=True, validate=_NEW_PASSWORD_LENGTH)
+    new_password = fields.String(required=True, validate=_NEW_PASSWORD_LENGTH,
+                                 metadata=_NEW_PASSWORD_TEXT)
 
 
 class PasswordSetOut(Schema):
@@ -41,14 +49,21 @@ class PasswordSetOut(Schema):
 
 
 class StaffIn(_In):
-    username = fields.String(required=True)
+    username = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$", error="3 to 64 letters, digits, dots, hyphens "
+        "and underscores, starting with a letter or digit"),
+        metadata={"description": "case-insensitive: stored in lower case"})
     display_name = fields.String(required=True, validate=validate.Length(min=2, max=100))
     role = fields.String(required=True, validate=validate.OneOf(
         (domain.FACILITATOR, domain.COMMUNE_ADMIN)))
-    province = fields.String(required=True)
-    communes = fields.List(fields.String(), required=True,
-                           validate=validate.Length(max=domain.MAX_COMMUNES))
-    password = fields.String(required=True)
+    province = fields.String(required=True, validate=validate.OneOf(sorted(PROVINCE_CODES)))
+    communes = fields.List(
+        fields.String(validate=validate.Regexp(r"^[0-9]{5}$", error="5 digits")),
+        required=True, validate=validate.Length(min=1, max=domain.MAX_COMMUNES),
+        metadata={"description": "communes of `province` (hocvu.reference), none repeated: "
+                                 "exactly one for a commune admin"})
+    password = fields.String(required=True, validate=_NEW_PASSWORD_LENGTH,
+                             metadata=_NEW_PASSWORD_TEXT)
 
     @validates("username")
     def _username(self, value, **_):
@@ -95,7 +110,10 @@ class StaffPageOut(Schema):
 
 
 class _PhoneIn(_In):
-    phone = fields.String(required=True, validate=validate.Length(max=32))
+    phone = fields.String(required=True, validate=validate.Regexp(
+        PHONE_PATTERN, error="digits, with an optional + and spaces, dots, dashes or brackets"),
+        metadata={"description": "a Vietnamese mobile number (10 digits starting 03, 05, 07, "
+                                 "08 or 09; or +84 / 84 and 9 digits)"})
 
     @validates("phone")
     def _phone(self, value, **_):
@@ -116,7 +134,7 @@ class LearnerCodeIn(_PhoneIn):
 
 class LearnerTokenIn(_PhoneIn):
     code = fields.String(required=True, validate=validate.Regexp(
-        r"^\d{6}$", error="the 6 digits of the code we sent by SMS"))
+        r"^[0-9]{6}$", error="the 6 digits of the code we sent by SMS"))
 
 
 class CodeSentOut(Schema):

@@ -218,7 +218,8 @@ class IdentityService:
 
     @http("GET", "/api/identity/staff", summary="staff accounts in your scope, oldest first",
           query=pagination.PageQuery,
-          answers={200: StaffPageOut, 401: "no valid token", 403: "not an admin"})
+          answers={200: StaffPageOut, 400: "invalid page", 401: "no valid token",
+                   403: "not an admin"})
     def list_staff(self, request):
         caller = _staff(request.principal)
         scope = domain.visible_staff(caller)
@@ -266,7 +267,8 @@ class IdentityService:
         return 202, {"status": "sent", "expires_in": int(policy.lifetime.total_seconds())}
 
     @http("POST", "/api/identity/learners/token", summary="exchange the code for a token",
-          body=LearnerTokenIn, answers={200: TokenOut, 400: "invalid body, or wrong code"})
+          body=LearnerTokenIn, answers={200: TokenOut, 400: "invalid body",
+                                        401: "wrong, used or expired code (INVALID_CODE)"})
     def learner_token(self, request):
         body = load_body(request, token_in)
         now = utcnow()

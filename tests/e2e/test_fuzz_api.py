@@ -113,31 +113,61 @@ COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi"
 
 @schemathesis.hook
 def map_case(context, case):
-    """A positive enrollment meets the rules its document can only state in words.
+    """A positive case meets the rules its document can only state in words.
 
     JSON Schema cannot say "letters of any script", the mobile number plan, "the CCCD encodes
-    the birth year" or "not after this year" (LearnerIn's description says them). Only in
-    cases generated as valid, and only where a value breaks one of those rules, it is
-    replaced by one that keeps them, so such a case stays valid and is expected to pass;
-    invalid cases are left as generated."""
+    the birth year", "not after this year", "communes of that province" or "a password not
+    containing the username" (the fields' descriptions say them). Only in cases generated as
+    valid, and only where a value breaks one of those rules, it is replaced by one that keeps
+    them, so such a case stays valid and is expected to pass; invalid cases are left as
+    generated."""
     if case.meta is None or not case.meta.generation.mode.is_positive \
-            or case.path != "/api/enrollment/enrollments" or not isinstance(case.body, dict) \
-            or not isinstance(case.body.get("learner"), dict):
+            or not isinstance(case.body, dict):
         return case
-    learner = case.body["learner"]
+    repair = REPAIRS.get(case.path)
+    if repair:
+        repair(case.body)
+    return case
+
+
+def _valid_phone(body: dict, field: str = "phone") -> None:
+    try:
+        identity.normalize_phone(body.get(field, ""))
+    except identity.InvalidPhone:
+        body[field] = "0912345678"
+
+
+def _repair_learner(body: dict) -> None:
+    learner = body.get("learner")
+    if not isinstance(learner, dict):
+        return
     this_year = datetime.date.today().year
     if learner.get("birth_year", 0) > this_year:
         learner["birth_year"] = this_year
     if identity.name_problems(identity.normalize_name(learner.get("full_name", ""))):
         learner["full_name"] = "Nguyễn Văn An"
-    try:
-        identity.normalize_phone(learner.get("phone", ""))
-    except identity.InvalidPhone:
-        learner["phone"] = "0912345678"
+    _valid_phone(learner)
     national_id, birth_year = learner.get("national_id", ""), learner.get("birth_year", 1900)
     encoded = f"{(birth_year // 100 - 19) * 2}{birth_year % 100:02d}"
     learner["national_id"] = national_id[:3] + encoded + national_id[6:]
-    return case
+
+
+def _repair_password(body: dict, field: str, username: str = "") -> None:
+    if username and username.lower() in str(body.get(field, "")).lower():
+        body[field] = "Mật-khẩu-đủ-dài-" + "7" * 4
+
+
+def _repair_staff(body: dict) -> None:
+    body["province"], body["communes"] = "38", [COMMUNE]   # a commune of that province
+    _repair_password(body, "password", str(body.get("username", "")))
+
+
+REPAIRS = {
+    "/api/enrollment/enrollments": _repair_learner,
+    "/api/identity/learners/code": _valid_phone,
+    "/api/identity/learners/token": _valid_phone,
+    "/api/identity/staff": _repair_staff,
+}
 
 
 def tokenless_operations(service_class) -> set[str]:

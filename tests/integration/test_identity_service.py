@@ -461,7 +461,7 @@ def test_a_learner_signs_in_with_the_code_only_notifications_can_read(
 
     wrong = str((int(code) + 1) % 10 ** 6).zfill(6)
     refused = ask_token(identity, wrong)
-    assert refused.status_code == 400 and refused.json()["error"] == "INVALID_CODE"
+    assert refused.status_code == 401 and refused.json()["error"] == "INVALID_CODE"
     granted = ask_token(identity, code)
     assert granted.status_code == 200, granted.text
     assert granted.json()["expires_in"] == 3600
@@ -469,7 +469,7 @@ def test_a_learner_signs_in_with_the_code_only_notifications_can_read(
     assert claims["sub"] == learner_subject(PHONE, SUBJECT_KEY.encode())
     assert claims["role"] == "learner" and claims["phone_number"] == PHONE
     assert claims["phone_number_verified"] is True
-    assert ask_token(identity, code).status_code == 400  # used up
+    assert ask_token(identity, code).status_code == 401  # used up
 
     # identity's store holds neither the phone nor the code in clear
     with MongoClient(start_identity.mongo_uri) as client:
@@ -485,8 +485,8 @@ def test_a_code_allows_few_attempts(identity, pika_client, sealing_keys):
     code = sealing.Opener(sealing_keys["private"]).open(raw[0]["data"]["code"])
     wrong = str((int(code) + 1) % 10 ** 6).zfill(6)
     for _ in range(5):
-        assert ask_token(identity, wrong).status_code == 400
-    assert ask_token(identity, code).status_code == 400  # the code is gone
+        assert ask_token(identity, wrong).status_code == 401
+    assert ask_token(identity, code).status_code == 401  # the code is gone
 
 
 def test_codes_are_rate_limited_per_phone_and_per_address(start_identity, pika_client):
