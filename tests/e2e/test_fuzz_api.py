@@ -127,6 +127,8 @@ def map_case(context, case):
     repair = REPAIRS.get(case.path)
     if repair:
         repair(case.body)
+    if case.path == "/api/identity/staff/{username}/password":
+        _repair_password(case.body, "new_password", str(case.path_parameters.get("username")))
     return case
 
 
