@@ -81,3 +81,16 @@ def _epoch_millis(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return (moment - _EPOCH) // _MILLISECOND
+
+
+def scoped_page(collection, caller, args: dict, filter_keys: tuple[str, ...],
+                time_field: str) -> dict:
+    """One page of the records `caller` (a hocvu.auth.Principal) may see, narrowed by the
+    filters among `filter_keys` that `args` (a loaded query) gives. The records carry the
+    scope fields every service keeps: province_code, commune_code, learner_subject."""
+    limit, after = page_request(args)
+    query = caller.scope_filter("province_code", "commune_code", "learner_subject")
+    filters = {key: args[key] for key in filter_keys if key in args}
+    if filters:
+        query = {"$and": [query, filters]}
+    return fetch_page(collection, query, time_field, limit, after)

@@ -72,12 +72,8 @@ class CertificatesService:
           query=CertificatesQuery, answers={200: CertificatePageOut, 400: "invalid filter or page"})
     def list_certificates(self, request):
         args = load_query(request, certificates_query)
-        limit, after = pagination.page_request(args)
-        query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
-        filters = {key: args[key] for key in ("enrollment_id", "learner_id") if key in args}
-        if filters:
-            query = {"$and": [query, filters]}
-        page = pagination.fetch_page(self.store.db.certificates, query, "issued_at", limit, after)
+        page = pagination.scoped_page(self.store.db.certificates, request.principal, args,
+                                      ("enrollment_id", "learner_id"), "issued_at")
         return page_out.dump(page)
 
     @http("GET", "/api/certificates/verify/<code>", summary="verify a certificate (public)",

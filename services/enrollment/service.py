@@ -171,12 +171,8 @@ class EnrollmentService:
           query=EnrollmentsQuery, answers={200: EnrollmentPageOut, 400: "invalid filter or page"})
     def list_enrollments(self, request):
         args = load_query(request, enrollments_query)
-        limit, after = pagination.page_request(args)
-        query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
-        filters = {key: args[key] for key in ("commune_code", "course_id") if key in args}
-        if filters:
-            query = {"$and": [query, filters]}
-        page = pagination.fetch_page(self.store.db.enrollments, query, "enrolled_at", limit, after)
+        page = pagination.scoped_page(self.store.db.enrollments, request.principal, args,
+                                      ("commune_code", "course_id"), "enrolled_at")
         return page_out.dump(page)
 
     @http("GET", "/api/enrollment/enrollments/<enrollment_id>", summary="one enrollment",

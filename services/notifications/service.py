@@ -152,12 +152,8 @@ class NotificationsService:
           query=MessagesQuery, answers={200: MessagePageOut, 400: "invalid filter or page"})
     def list_messages(self, request):
         args = load_query(request, messages_query)
-        limit, after = pagination.page_request(args)
-        query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
-        filters = {key: args[key] for key in ("learner_id", "enrollment_id") if key in args}
-        if filters:
-            query = {"$and": [query, filters]}
-        page = pagination.fetch_page(self.store.db.messages, query, "created_at", limit, after)
+        page = pagination.scoped_page(self.store.db.messages, request.principal, args,
+                                      ("learner_id", "enrollment_id"), "created_at")
         return page_out.dump(page)
 
     @http("POST", "/api/notifications/delivery-reports", summary="the SMS gateway's delivery report",
