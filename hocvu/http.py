@@ -48,6 +48,9 @@ class ApiError(Exception):
         body.update(self.extra)
         return body
 
+    def headers(self) -> dict | None:
+        return None
+
 
 class ValidationFailed(ApiError):
     status = 400
@@ -276,8 +279,7 @@ class JsonHttpEntrypoint(HttpRequestHandler):
 
     def response_from_exception(self, exc):
         if isinstance(exc, ApiError):
-            headers = exc.headers() if hasattr(exc, "headers") else None
-            return json_response(exc.body(), exc.status, headers)
+            return json_response(exc.body(), exc.status, exc.headers())
         incident = uuid.uuid4().hex[:12]
         log.error("unexpected error answering an HTTP request (incident %s): %r", incident, exc)
         return json_response({"error": "INTERNAL_ERROR", "fields": {},
