@@ -28,6 +28,7 @@ from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, json_response, load_body, load_query
 from hocvu.messaging import subscribe
+from hocvu.outbox import drop_indexes_if_present
 from hocvu.sealing import Sealer
 from hocvu.store import ServiceStore, Store
 from services.enrollment import enrolling, identity, migrations
@@ -54,7 +55,7 @@ def prepare(store: Store) -> None:
                                 unique=True)
     db.enrollments.create_index([("commune_code", ASCENDING), ("enrolled_at", ASCENDING)])
     db.enrollments.create_index([("learner_subject", ASCENDING), ("enrolled_at", ASCENDING)])
-    migrations.drop_index_if_present(db.enrollments, "commune_code_1_group_1")
+    drop_indexes_if_present(db.enrollments, "commune_code_1_group_1")
 
 
 def _key_setting(config: dict, name: str, minimum: int = 32) -> bytes:

@@ -30,9 +30,7 @@ import requests
 import schemathesis
 from schemathesis.engine import Status, events, from_schema
 
-from hocvu.devstack import accounts, config, proxy
-from hocvu.devstack.processes import free_port
-from hocvu.devstack.stack import Stack, StackSettings
+from hocvu.devstack import accounts, proxy
 from hocvu.http import access_rule
 from hocvu.openapi import routes
 from services.certificates.service import CertificatesService
@@ -41,8 +39,7 @@ from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
 from services.enrollment import identity
-from tests.e2e.conftest import PARTS
-from tests.support.broker import Vhost
+from tests.e2e.conftest import running_platform
 from tests.support.signin import commune_admin, learner_headers
 from tests.support.waiting import wait_for
 
@@ -64,22 +61,13 @@ LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912345678", "national_i
 @pytest.fixture(scope="module")
 def platform(mongo_uri, tmp_path_factory):
     """The platform as `make run` runs it, without the edge's rate limits."""
-    base = tmp_path_factory.mktemp("fuzzed")
-    with Vhost() as vhost:
-        stack = Stack(StackSettings(
-            amqp_uri=vhost.amqp_uri, mongo_uri=mongo_uri,
-            secrets=config.platform_secrets({}, base / "secrets.env"),
-            ports={part: free_port() for part in PARTS}, log_dir=base / "log",
-            run_dir=base / "run", database_prefix=f"fuzz_{SEED}_",
+    with running_platform(
+            mongo_uri, tmp_path_factory.mktemp("fuzzed"), f"fuzz_{SEED}_",
             service_env={"OUTBOX_POLL_SECONDS": "0.2", "STAFF_TOKEN_MINUTES": "120",
-                         "PASSWORD_HASH_TIME_COST": "1",
-                         "PASSWORD_HASH_MEMORY_KIB": "8192", "PASSWORD_HASH_PARALLELISM": "1"},
-            edge=proxy.EdgeSettings.unthrottled()))
-        stack.start()
-        try:
-            yield stack
-        finally:
-            stack.stop()
+                         "PASSWORD_HASH_TIME_COST": "1", "PASSWORD_HASH_MEMORY_KIB": "8192",
+                         "PASSWORD_HASH_PARALLELISM": "1"},
+            edge=proxy.EdgeSettings.unthrottled()) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

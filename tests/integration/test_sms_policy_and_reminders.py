@@ -3,7 +3,6 @@ is made, the gateway simulator), with a controllable clock in Asia/Ho_Chi_Minh t
 import time
 
 import pytest
-import requests
 
 from hocvu.leases import claim_batch
 from services.notifications import messages, optout, policy, reminders, templates
