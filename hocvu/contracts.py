@@ -6,9 +6,10 @@ added, never renamed or removed, within one SCHEMA_VERSION.
 
 Who publishes what (exchange `<service>.events`, routing key = event type):
     lessons       course_published, lessons_assigned, lesson_completed, course_completed
-    enrollment    learner_enrolled, learner_contact_registered
-    certificates  certificate_issued
+    enrollment    learner_enrolled, learner_contact_registered, enrollment_cancelled
+    certificates  certificate_issued, certificate_revoked
     identity      sign_in_code_requested
+    notifications sms_outcome
 `learner_contact_registered` and `sign_in_code_requested` are the only events that carry a
 phone number (the latter also a one-time code), sealed so that only notifications (their only
 subscriber) can read it (hocvu.sealing). No event ever carries a national ID.
@@ -36,6 +37,10 @@ SUBSCRIBERS = {
                          ("notifications", "stop_reminders")],
     "certificate_issued": [("notifications", "announce_certificate")],
     "sign_in_code_requested": [("notifications", "send_sign_in_code")],
+    # contracts agreed before their consumers are built (issues 12 and 14)
+    "enrollment_cancelled": [],
+    "certificate_revoked": [],
+    "sms_outcome": [],
 }
 
 
@@ -94,6 +99,21 @@ class _NamedLearnerInACommune(_AboutAnEnrollment):
 
 class LearnerEnrolled(_NamedLearnerInACommune):
     enrolled_at = UtcDateTime(required=True)
+    # added: for reports by age band (the campaign counts people of 60 and over apart);
+    # absent from events of an older enrollment service
+    birth_year = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                validate=validate.Range(min=1900, max=2100))
+
+
+class EnrollmentCancelled(_AboutAnEnrollment):
+    """The learner, or staff covering their commune, cancelled: lessons stop, no certificate
+    and no reminder follow."""
+    group = fields.String(**_group)
+    province_code = fields.String(required=True, **_province)
+    commune_code = fields.String(required=True, **_commune)
+    learner_subject = fields.String(**_subject)
+    cancelled_at = UtcDateTime(required=True)
+    cancelled_by = fields.String(required=True, validate=validate.OneOf(("learner", "staff")))
 
 
 class LearnerContactRegistered(_Data):
@@ -142,6 +162,35 @@ class CertificateIssued(_AboutAnEnrollment):
     learner_subject = fields.String(**_subject)
 
 
+class CertificateRevoked(_AboutAnEnrollment):
+    """A province admin revoked a certificate; verification answers revoked from then on."""
+    certificate_id = fields.String(**_id)
+    serial = fields.String(**_id)
+    full_name = fields.String(**_full_name)
+    course_title = fields.String(**_title)
+    group = fields.String(required=True, validate=validate.OneOf(LEARNER_GROUPS))
+    province_code = fields.String(required=True, **_province)
+    commune_code = fields.String(required=True, **_commune)
+    learner_subject = fields.String(**_subject)
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+    revoked_at = UtcDateTime(required=True)
+
+
+class SmsOutcome(_Data):
+    """An SMS reached its end: delivered, or failed for good. Carries where the learner is,
+    for reports; never the number or the text."""
+    message_id = fields.String(**_id)
+    template = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    status = fields.String(required=True, validate=validate.OneOf(("delivered", "failed")))
+    enrollment_id = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(min=1, max=64))
+    province_code = fields.String(load_default=None, allow_none=True, **_province)
+    commune_code = fields.String(load_default=None, allow_none=True, **_commune)
+    group = fields.String(load_default=None, allow_none=True,
+                          validate=validate.OneOf(LEARNER_GROUPS))
+    settled_at = UtcDateTime(required=True)
+
+
 # a hocvu.sealing value: base64 of a sealed box (48 bytes of overhead) around a short text
 _sealed = dict(required=True, validate=[validate.Length(min=64, max=512), validate.Regexp(
     r"^[A-Za-z0-9+/]+={0,2}$", error="must be a sealed value (base64)")])
@@ -159,8 +208,10 @@ SOURCES = {
     "course_published": "lessons", "lessons_assigned": "lessons",
     "lesson_completed": "lessons", "course_completed": "lessons",
     "learner_enrolled": "enrollment", "learner_contact_registered": "enrollment",
-    "certificate_issued": "certificates",
+    "certificate_issued": "certificates", "certificate_revoked": "certificates",
+    "enrollment_cancelled": "enrollment",
     "sign_in_code_requested": "identity",
+    "sms_outcome": "notifications",
 }
 
 _SCHEMAS = {
@@ -172,6 +223,9 @@ _SCHEMAS = {
     "course_completed": CourseCompleted(),
     "certificate_issued": CertificateIssued(),
     "sign_in_code_requested": SignInCodeRequested(),
+    "enrollment_cancelled": EnrollmentCancelled(),
+    "certificate_revoked": CertificateRevoked(),
+    "sms_outcome": SmsOutcome(),
 }
 
 EVENT_TYPES = tuple(_SCHEMAS)
