@@ -4,7 +4,7 @@
 reused when a guest login works, else installed from Debian's packages if missing and
 started with `rabbitmq-server -detached`. It is a system service and is left running.
 
-`PrivateRabbitMQ` is a node of a test's own, which the test may stop and restart.
+`PrivateRabbitMQ` is a node of a test's own, which the test may stop, kill and restart.
 `Vhost` is a throwaway virtual host on a broker (created with rabbitmqctl, so as root or
 with password-less sudo), for tests and benchmarks that must not see anyone else's queues.
 
@@ -26,10 +26,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pika
+import psutil
 
 from hocvu import contracts, topology
 from hocvu.devstack import system
-from hocvu.devstack.processes import Process, StartError, free_port, port_holder
+from hocvu.devstack.processes import Process, StartError, free_port, port_holder, wait_gone
 
 DEFAULT_URI = "amqp://guest:guest@127.0.0.1:5672/"
 # Debian's /usr/sbin/rabbitmq-server is a wrapper that, run as root, switches to the rabbitmq
@@ -177,6 +178,15 @@ class PrivateRabbitMQ:
     def restart(self, timeout: float = 90) -> None:
         self._stop_node()
         self.start(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group, as a crash would: no orderly shutdown, and
+        what the node had not written to disk is gone (it confirms a persistent message only
+        once it is). Start it again on the same data with `start()`."""
+        if self.process and self.process.alive():
+            family = psutil.Process(self.process.pid).children(recursive=True)
+            self.process.kill()
+            wait_gone(family, 30)  # else the restarted node could find its ports still held
 
     def _stop_node(self) -> None:
         if self.process:

@@ -140,8 +140,15 @@ class Stack:
 
     def restart_service(self, service: str) -> None:
         """Start a service again (after it stopped or was killed) and wait until it answers."""
-        self._launch(service, self.service_process(service))
-        self.processes[service].wait_http(self.url_direct(service, "health/ready"), timeout=90)
+        self.restart_services([service])
+
+    def restart_services(self, services: list[str]) -> None:
+        """Start several services again at once, then wait until each answers."""
+        for service in services:
+            self._launch(service, self.service_process(service))
+        for service in services:
+            self.processes[service].wait_http(self.url_direct(service, "health/ready"),
+                                              timeout=90)
 
     def _launch(self, name: str, process: Process) -> Process:
         self.processes[name] = process.start()

@@ -2,6 +2,7 @@
 it disturbs nobody), a private SecantusDB per service (so stopping them disturbs nobody),
 the SMS gateway simulator and the services as separate processes, all on free ports."""
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hocvu.devstack.processes import free_port
 from hocvu.devstack.rabbitmq import PrivateRabbitMQ
 from hocvu.devstack.stack import SERVICES, Stack, StackSettings
 from hocvu.devstack.store import ServiceStores
+from tests.faults.journeys import progress
 
 REPORT: list[str] = []
 PARTS = ("edge", "sms_simulator", *SERVICES)
@@ -36,27 +38,65 @@ class FaultPlatform:
         self.store_outage_seconds = time.monotonic() - stopping
         return self.store_outage_seconds
 
+    def kill_stores(self) -> None:
+        """SIGKILL every service's store at once, then start them on the same data."""
+        self.stores.kill()
+        for service in self.stores.services:
+            self.stores.restart(service)
 
-@pytest.fixture
-def fault_platform(tmp_path):
+    def kill_broker(self) -> None:
+        """SIGKILL the RabbitMQ node, then start it on the same data."""
+        self.broker.kill()
+        self.broker.start()
+
+    def kill_services_at_once(self) -> None:
+        """SIGKILL every service together, then start them all and wait for each."""
+        for service in SERVICES:
+            self.stack.processes[service].kill()
+        self.stack.restart_services(list(SERVICES))
+
+
+@contextmanager
+def started_platform(tmp_path: Path, sync_on_commit: bool = False):
     log_dir = tmp_path / "log"
     log_dir.mkdir()
+    progress(f"starting a platform of its own (logs in {log_dir})")
     broker = PrivateRabbitMQ(tmp_path / "rabbitmq", free_port(), free_port()).start()
     stores = ServiceStores(SERVICES, tmp_path / "stores", log_dir,
-                           {service: free_port() for service in SERVICES}).start()
+                           {service: free_port() for service in SERVICES},
+                           sync_on_commit=sync_on_commit).start()
     stack = Stack(StackSettings(
         amqp_uri=broker.amqp_uri, mongo_uri=None, mongo_uris=stores.uris,
         secrets=config.platform_secrets({}, tmp_path / "secrets.env"),
         ports={part: free_port() for part in PARTS},
-        log_dir=log_dir, run_dir=tmp_path / "run", with_edge=False))
+        log_dir=log_dir, run_dir=tmp_path / "run", with_edge=False,
+        # a provider keeps trying a delivery report for hours; the simulator's default 5 tries
+        # (7.5 s) end while notifications restarts, leaving a delivered SMS `accepted`
+        # until the reconciler calls it `unknown`: 12 tries span about 3 minutes
+        simulator_args=["--callback-attempts", "12"]))
     platform = FaultPlatform(broker, stores, log_dir, stack)
     try:
         stack.start()
+        progress("platform ready")
         yield platform
     finally:
         stack.stop()
         platform.stores.stop()
         broker.stop()
+
+
+@pytest.fixture
+def fault_platform(tmp_path):
+    with started_platform(tmp_path) as platform:
+        yield platform
+
+
+@pytest.fixture
+def crash_safe_fault_platform(tmp_path):
+    """Stores that fsync every commit before acknowledging it (SYNC_ON_COMMIT), for the
+    scenario that kills them with SIGKILL."""
+    with started_platform(tmp_path, sync_on_commit=True) as platform:
+        yield platform
 
 
 def pytest_terminal_summary(terminalreporter):

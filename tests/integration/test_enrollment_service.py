@@ -1,10 +1,14 @@
 """enrollment against real RabbitMQ and SecantusDB: validation, de-duplication, events."""
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
+import pymongo
 import pytest
 import requests
 
 from hocvu.events import new_event
+from hocvu.outbox import CHANGES_WITH_EVENTS
 from hocvu.sealing import Opener
 from services.enrollment.service import EnrollmentService
 from tests.support.fixtures import SEALING_PRIVATE_KEY, base_url
@@ -169,3 +173,50 @@ def test_lists_are_scoped_and_paged(enrollment, issuer):
         answer = requests.get(url, params=bad, headers=staff)
         assert answer.status_code == 400, bad
     assert requests.get(url).status_code == 401
+
+
+def relay_caught_up(db) -> bool:
+    """The service's relay confirmed every event written so far (its saved resume token is
+    at the end of the change stream): whatever it will ever publish is in the queues."""
+    state = db.relay_state.find_one({"_id": "relay"})
+    if state is None:
+        return False
+    with db.watch(CHANGES_WITH_EVENTS, resume_after=state["resume_token"],
+                  max_await_time_ms=10) as stream:
+        return stream.try_next() is None
+
+
+def test_the_same_learner_posted_by_many_at_once_is_enrolled_once(enrollment, pika_client,
+                                                                  issuer, service_config):
+    """Eight facilitators' screens sending the same learner at the same moment: one wins
+    (201), every other answer is 409 naming that enrollment, and one enrollment and one
+    pair of events exist."""
+    staff = issuer.facilitator()
+    url = f"{enrollment}/api/enrollment/enrollments"
+    racers = 8
+    start = threading.Barrier(racers)
+
+    def post(_):
+        session = requests.Session()
+        start.wait()
+        return session.post(url, json=body(), headers=staff, timeout=30)
+
+    with ThreadPoolExecutor(racers) as pool:
+        answers = list(pool.map(post, range(racers)))
+
+    assert sorted(a.status_code for a in answers) == [201] + [409] * (racers - 1), \
+        [(a.status_code, a.text) for a in answers]
+    created = next(a.json() for a in answers if a.status_code == 201)
+    for refused in (a.json() for a in answers if a.status_code == 409):
+        assert refused["error"] == "ALREADY_ENROLLED"
+        assert refused["enrollment_id"] == created["id"]
+
+    config = service_config("enrollment")
+    with pymongo.MongoClient(config["MONGO_URI"]) as client:
+        db = client[config["MONGO_DATABASE"]]
+        assert db.enrollments.count_documents({}) == 1
+        assert db.learners.count_documents({}) == 1
+        wait_for(lambda: relay_caught_up(db), what="the relay past every event")
+    enrolled, contact = pika_client.drain(LESSONS_QUEUE), pika_client.drain(CONTACT_QUEUE)
+    assert [e["data"]["enrollment_id"] for e in enrolled] == [created["id"]]
+    assert [e["data"]["enrollment_id"] for e in contact] == [created["id"]]

@@ -1,6 +1,7 @@
 """notifications against real RabbitMQ, SecantusDB and the SMS gateway simulator."""
 import json
 import time
+from datetime import timedelta
 
 import pymongo
 import pytest
@@ -9,6 +10,8 @@ import requests
 from hocvu import signatures
 from hocvu.clock import utcnow
 from hocvu.events import new_event
+from services.notifications import messages as notification_messages, providers
+from services.notifications.dispatcher import DispatchLoop
 from services.notifications.service import NotificationsService
 from hocvu.devstack.processes import free_port
 from hocvu.sealing import Sealer
@@ -181,3 +184,56 @@ def test_without_a_configured_secret_every_report_is_refused(service_config, run
                          secret="")
     assert answer.status_code == 503  # a deployment fault, said as such: nothing is accepted
     assert answer.json()["error"] == "UNAVAILABLE"
+
+
+class ReportArrivesFirst:
+    """The real simulator adapter, except that the gateway's delivery report reaches the
+    service (through its real, signed route) before `send` returns: the order a fast
+    handset and a slow store produce, made certain."""
+    name = "simulator"
+
+    def __init__(self, gateway: str, service_url: str, status: str):
+        self.inner = providers.SimulatorProvider({"SMS_GATEWAY_URL": gateway})
+        self.service_url = service_url
+        self.status = status
+
+    def send(self, request):
+        result = self.inner.send(request)
+        assert result.outcome == providers.ACCEPTED, result
+        answer = post_report(self.service_url, {
+            "request_id": request.request_id, "message_id": result.provider_message_id,
+            "status": self.status})
+        assert answer.status_code == 200, answer.text
+        return result
+
+
+@pytest.mark.parametrize("status", [
+    "delivered",
+    pytest.param("expired", marks=pytest.mark.xfail(strict=True, reason=(
+        "a failure report for a message still `queued` (the dispatcher has not recorded the "
+        "acceptance yet) matches nothing and is answered 200: it is lost, and the message "
+        "stays `accepted` (services/notifications/service.py delivery_report)"))),
+])
+def test_a_report_that_arrives_before_the_acceptance_is_recorded_still_counts(
+        notifications_and_config, sms_gateway, status):
+    url, config = notifications_and_config
+    db = pymongo.MongoClient(config["MONGO_URI"], tz_aware=True)[config["MONGO_DATABASE"]]
+    # due an hour from now, so the service's own dispatcher leaves it to ours
+    later = utcnow() + timedelta(hours=1)
+    db.contacts.insert_one({"_id": LEARNER, "phone": "+84987001234"})
+    message = notification_messages.create(
+        db, "enrollment_confirmed", "report-first", LEARNER, "enr-5",
+        {"full_name": "Vũ Đức Anh", "course_title": "Kỹ năng số"}, "corr-5", later, True)
+    loop = DispatchLoop(db.messages, ReportArrivesFirst(sms_gateway, url, status), config,
+                        clock=lambda: later)
+
+    loop.run_once()
+
+    stored = db.messages.find_one({"_id": message["_id"]})
+    # the acceptance is recorded too (who took it, when, how often we tried)
+    assert stored["attempts"] == 1 and stored["provider"] == "simulator"
+    assert stored["accepted_at"] and stored["provider_message_id"]
+    if status == "delivered":
+        assert stored["status"] == "delivered"
+    else:
+        assert (stored["status"], stored["last_error"]) == ("undelivered", status)

@@ -12,6 +12,7 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 CERTIFICATES_QUEUE = "evt-lessons-course_completed--certificates.issue_certificate"
+REMEMBER_LESSONS_QUEUE = "evt-lessons-lessons_assigned--notifications.remember_lessons"
 
 
 def completed(enrollment_id: str, title: str) -> dict:
@@ -20,6 +21,12 @@ def completed(enrollment_id: str, title: str) -> dict:
         "course_title": title, "full_name": "Lê Văn A", "group": "citizen",
         "province_code": "38", "commune_code": "14845", "completed_at": utcnow()},
         correlation_id="order")
+
+
+def assigned(enrollment_id: str) -> dict:
+    return new_event("lessons_assigned", {
+        "enrollment_id": enrollment_id, "learner_id": "l", "course_id": "c",
+        "lesson_ids": ["a"], "assigned_at": utcnow()}, correlation_id="order")
 
 
 def spawn(run, identifier=None):
@@ -129,5 +136,45 @@ def test_events_an_earlier_release_left_in_its_outbox_go_out_first(lessons_db, p
     try:
         assert received(pika_client, 2) == [e["event_id"] for e in old]
         assert db.outbox.count_documents({"status": "pending"}) == 0
+    finally:
+        relay.stop()
+
+
+def test_an_event_nobody_receives_does_not_hold_up_the_others(lessons_db, pika_client,
+                                                               caplog):
+    """An event type no service subscribes to is published all the same (nobody is owed
+    it); an event whose only subscriber's queue was deleted waits, with the events behind
+    it, until the queue is back, and none of them is lost or reordered."""
+    config, db = lessons_db
+    relay = new_relay(config, db)
+    relay.start(spawn)
+    try:
+        # no service subscribes to enrollment_cancelled yet (hocvu.contracts.SUBSCRIBERS)
+        unsubscribed = new_event("enrollment_cancelled", {
+            "enrollment_id": "enr-0", "learner_id": "l", "course_id": "c", "group": "citizen",
+            "province_code": "38", "commune_code": "14845", "cancelled_at": utcnow(),
+            "cancelled_by": "staff"}, correlation_id="nobody")
+        first = completed("enr-1", "after an event nobody takes")
+        db.plans.insert_one(with_events({"_id": "enr-1"}, [unsubscribed, first]))
+        assert received(pika_client, 1) == [first["event_id"]]
+        assert relay.published == 2
+
+        # lessons_assigned has one subscriber: without its queue the broker routes it nowhere
+        pika_client.channel.queue_delete(REMEMBER_LESSONS_QUEUE)
+        stuck = [assigned(f"enr-{n}") for n in (2, 3)]
+        for event in stuck:
+            db.plans.insert_one(with_events({"_id": event["data"]["enrollment_id"]}, [event]))
+        wait_for(lambda: "no queue is bound for lessons_assigned" in caplog.text, timeout=20,
+                 what="the relay to find the event unroutable")
+        assert relay.published == 2
+
+        # the consumer comes back and declares its queue, as it does at every start
+        pika_client.channel.queue_declare(REMEMBER_LESSONS_QUEUE, durable=True)
+        pika_client.channel.queue_bind(REMEMBER_LESSONS_QUEUE, "lessons.events",
+                                       "lessons_assigned")
+        arrived = []
+        wait_for(lambda: arrived.extend(pika_client.drain(REMEMBER_LESSONS_QUEUE))
+                 or len(arrived) >= 2, timeout=30, what="the events that waited")
+        assert [e["event_id"] for e in arrived] == [e["event_id"] for e in stuck]
     finally:
         relay.stop()
