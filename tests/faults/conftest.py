@@ -70,9 +70,9 @@ def started_platform(tmp_path: Path, sync_on_commit: bool = False):
         secrets=config.platform_secrets({}, tmp_path / "secrets.env"),
         ports={part: free_port() for part in PARTS},
         log_dir=log_dir, run_dir=tmp_path / "run", with_edge=False,
-        # a provider keeps trying a delivery report for hours; the simulator's default 5 tries
-        # (7.5 s) end while notifications restarts, leaving a delivered SMS `accepted`
-        # until the reconciler calls it `unknown`: 12 tries span about 3 minutes
+        # the simulator's default 5 tries of a delivery report (7.5 s) can end while
+        # notifications restarts, leaving a delivered SMS `accepted` until the reconciler
+        # calls it `unknown`: 12 tries span about 3 minutes
         simulator_args=["--callback-attempts", "12"]))
     platform = FaultPlatform(broker, stores, log_dir, stack)
     try:

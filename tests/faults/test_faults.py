@@ -142,7 +142,7 @@ def test_services_stopped_and_killed_while_busy(fault_platform):
         Fault("SIGTERM and restart each service in turn", stop_each, after=0.05),
         Fault("kill -9 each service in turn", kill_each, after=0.3),
         Fault("kill -9 every service at once", fault_platform.kill_services_at_once,
-              after=0.55)])
+              after=0.45)])
 
 
 def test_rabbitmq_restarted_then_killed(fault_platform):
@@ -153,7 +153,7 @@ def test_rabbitmq_restarted_then_killed(fault_platform):
     drive_and_check(fault_platform, "RabbitMQ restarted, then killed", [
         Fault("RabbitMQ restarted", fault_platform.broker.restart, after=0.2),
         Fault("RabbitMQ killed with SIGKILL and started", fault_platform.kill_broker,
-              after=0.55)])
+              after=0.45)])
 
 
 def test_stores_stopped_then_killed(crash_safe_fault_platform):
@@ -165,7 +165,7 @@ def test_stores_stopped_then_killed(crash_safe_fault_platform):
     drive_and_check(platform, "stores stopped for 10 s, then killed", [
         Fault("every store stopped for 10 s", lambda: platform.stop_stores_for(10), after=0.2),
         Fault("every store killed with SIGKILL and started", platform.kill_stores,
-              after=0.55)])
+              after=0.45)])
     assert platform.store_outage_seconds >= 10
     REPORT.append(f"  ... the stores were unreachable for "
                   f"{platform.store_outage_seconds:.1f} s (shutdown, 10 s stopped, start-up)")
