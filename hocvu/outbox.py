@@ -21,7 +21,7 @@ from nameko.amqp.publish import Publisher, UndeliverableMessage
 from nameko.standalone.events import get_event_exchange
 from pymongo import ASCENDING
 
-from hocvu import contracts
+from hocvu import contracts, metrics
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch, release
@@ -130,6 +130,8 @@ class OutboxRelay(WakeableLoop):
                 try:
                     self._publish(doc)
                     sent.append(doc["_id"])
+                    metrics.event_published(self.service_name, doc["event_type"],
+                                            (utcnow() - doc["created_at"]).total_seconds())
                 except UndeliverableMessage:
                     unroutable.append(doc)
                     blocked.add(doc["aggregate_id"])
@@ -193,3 +195,17 @@ class OutboxRelay(WakeableLoop):
         done = set(sent_ids) | {d["_id"] for d in unroutable} | set(waiting)
         # the broker failed mid-batch: hand the rest back at once, still in order
         release(self.outbox, [d["_id"] for d in claimed if d["_id"] not in done])
+
+
+def backlog_gauges(outbox, service_name: str):
+    """hocvu_outbox_pending and hocvu_outbox_oldest_pending_seconds, read at each scrape
+    (hocvu.metrics.on_scrape): what was committed and not yet published, and for how long."""
+    pending = outbox.count_documents({"status": PENDING})
+    oldest = next(iter(outbox.find({"status": PENDING}, projection={"created_at": 1})
+                       .sort(_ORDER).limit(1)), None)
+    age = (utcnow() - oldest["created_at"]).total_seconds() if oldest else 0.0
+    yield metrics.gauge("hocvu_outbox_pending", "Events committed, not yet published.",
+                        service_name, pending)
+    yield metrics.gauge("hocvu_outbox_oldest_pending_seconds",
+                        "Age of the oldest event committed and not yet published (0: none).",
+                        service_name, max(age, 0.0))

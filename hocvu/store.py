@@ -11,6 +11,7 @@ write conflict, a primary stepping down), so `work` must only touch the store th
 """
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Callable, TypeVar
 
 from nameko.extensions import DependencyProvider
@@ -18,9 +19,9 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
-from hocvu import events
+from hocvu import events, metrics
 from hocvu.clock import utcnow
-from hocvu.outbox import OutboxRelay, outbox_document, prepare_outbox
+from hocvu.outbox import OutboxRelay, backlog_gauges, outbox_document, prepare_outbox
 from hocvu.retention import RetentionRule
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,11 @@ class ServiceStore(DependencyProvider):
         if self.prepare:
             self.prepare(self.store)
         self.store.relay.start(self.container.spawn_managed_thread)
+        metrics.on_scrape(self.store.service_name, "outbox", partial(
+            backlog_gauges, self.store.db[OutboxRelay.COLLECTION], self.store.service_name))
 
     def stop(self):
+        metrics.forget(self.store.service_name, "outbox")
         self.store.relay.stop()
         self.store.client.close()
 

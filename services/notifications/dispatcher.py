@@ -13,17 +13,19 @@ is put back without counting an attempt. A sign-in code SMS whose code has expir
 """
 import logging
 from datetime import timedelta
+from functools import partial
 
 from eventlet import GreenPool
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 
+from hocvu import metrics
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch, release
 from hocvu.privacy import mask_phone
 from hocvu.store import ServiceStore
-from services.notifications import policy, providers, reminders, sign_in_codes
+from services.notifications import policy, providers, reconcile, reminders, sign_in_codes
 from services.notifications.reconcile import Reconciler
 from services.notifications.messages import ACCEPTED, FAILED, QUEUED, SUPPRESSED
 
@@ -103,6 +105,7 @@ class DispatchLoop(WakeableLoop):
                 "status": FAILED, "last_error": result.error, "failed_at": now}})
             return
         attempts = message["attempts"] + 1
+        metrics.sms_send_attempt("notifications", result.outcome)
         if result.outcome == providers.ACCEPTED:
             # recorded and released in one write: each write of a message costs the store
             accepted = {"provider": result.provider or self.provider.name, "attempts": attempts,
@@ -155,11 +158,14 @@ class SmsDispatcher(DependencyProvider):
         self.reconciler = Reconciler(store.db.messages, self.provider, config)
         for loop in self._loops():
             loop.start(self.container.spawn_managed_thread)
+        metrics.on_scrape(self.container.service_name, "sms", partial(
+            reconcile.gauges, store.db.messages, config, self.container.service_name))
 
     def _loops(self):
         return [loop for loop in (self.loop, self.planner, self.reconciler) if loop]
 
     def stop(self):
+        metrics.forget(self.container.service_name, "sms")
         for loop in self._loops():
             loop.stop()
 
