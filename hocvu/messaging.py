@@ -145,6 +145,10 @@ class EventSubscriber(EventHandler):
     def _count(self, outcome: str, handler_seconds: float | None = None) -> None:
         metrics.event_consumed(self.container.service_name, self.event_type, outcome,
                                handler_seconds)
+        if handler_seconds is not None and outcome in ("ok", "duplicate"):
+            # one line per event handled, with its ids: how a journey is followed in the logs
+            log.info("%s handled %s from %s: %s in %.1f ms", self.method_name, self.event_type,
+                     self.source_service, outcome, handler_seconds * 1000)
 
     def _republish(self, message, exchange, routing_key: str, headers: dict) -> None:
         """Publish a copy of `message` with `headers`, then acknowledge the original; if the

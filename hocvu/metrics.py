@@ -43,7 +43,7 @@ disable_created_metrics()
 
 # the route's description, for the services' @http declarations and their OpenAPI documents
 SUMMARY = "this process's metrics in the Prometheus text format (operations only)"
-ANSWERS = {200: "text/plain; version=0.0.4"}
+ANSWERS = {200: "the Prometheus text exposition format (text/plain)"}
 SCRAPE_READ_TIMEOUT_SECONDS = 2.0
 
 # seconds: a request or handler is usually a few ms, one stuck on the store up to its timeout
