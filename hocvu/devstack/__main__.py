@@ -209,6 +209,9 @@ def print_summary(stack: Stack, store: Process | None, amqp_uri: str, mongo_uri:
     print(f"\nhocvu is running at {stack.base_url} (started in {seconds:.1f} s)\n")
     for name, url, note, log in rows:
         print(f"  {name:<14} {url:<46} {note:<16} log: {_relative(log)}")
+    print(f"\nMetrics (Prometheus text; operations only, the edge does not route them): "
+          f"{stack.url_direct('enrollment', 'metrics')}, and the same on each service's port. "
+          f"Logs: one JSON object a line, in {_relative(log_dir)}/.")
     print(f"\nSign in as the province admin of {PROVINCE}: user {BOOTSTRAP_ADMIN}, password in "
           f"{_relative(VAR / 'secrets.env')} (BOOTSTRAP_ADMIN_PASSWORD); README, the journey.")
     print(f"\nCtrl-C stops everything started here (RabbitMQ keeps running); so do `make stop` "

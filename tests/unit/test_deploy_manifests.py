@@ -333,7 +333,7 @@ def test_hadolint_refuses_an_unpinned_base_image(tmp_path):
 def test_the_image_installs_the_runtime_lock_only_and_runs_as_non_root():
     dockerfile = "\n".join(line for line in (DEPLOY / "docker" / "Dockerfile").read_text().splitlines()
                            if not line.lstrip().startswith("#"))
-    assert "pip install --no-cache-dir -r requirements/runtime.lock" in dockerfile
+    assert "pip install --no-cache-dir --require-hashes -r requirements/runtime.lock" in dockerfile
     users = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert users and users[-1] not in ("root", "0")
     assert "dev.lock" not in dockerfile
