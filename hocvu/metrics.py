@@ -28,6 +28,7 @@ read under a short timeout so that a slow store never stops the route answering.
 No label carries personal data: routes are URL rules (`/api/.../<learner_id>`), not paths.
 """
 import logging
+from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 import pymongo
@@ -93,6 +94,14 @@ def event_published(service: str, event_type: str, lag_seconds: float) -> None:
     """The relay published an event, `lag_seconds` after its commit (broker confirm time)."""
     EVENTS_PUBLISHED.labels(service, event_type).inc()
     RELAY_LAG.labels(service).observe(max(lag_seconds, 0.0))
+
+
+def seconds_since(moment: datetime) -> float:
+    """Seconds from `moment` (a stored time; naive ones are UTC, as pymongo reads them
+    without tz_aware) until now."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - moment).total_seconds()
 
 
 def sms_send_attempt(service: str, outcome: str) -> None:

@@ -131,7 +131,7 @@ class OutboxRelay(WakeableLoop):
                     self._publish(doc)
                     sent.append(doc["_id"])
                     metrics.event_published(self.service_name, doc["event_type"],
-                                            (utcnow() - doc["created_at"]).total_seconds())
+                                            metrics.seconds_since(doc["created_at"]))
                 except UndeliverableMessage:
                     unroutable.append(doc)
                     blocked.add(doc["aggregate_id"])
@@ -203,7 +203,7 @@ def backlog_gauges(outbox, service_name: str):
     pending = outbox.count_documents({"status": PENDING})
     oldest = next(iter(outbox.find({"status": PENDING}, projection={"created_at": 1})
                        .sort(_ORDER).limit(1)), None)
-    age = (utcnow() - oldest["created_at"]).total_seconds() if oldest else 0.0
+    age = metrics.seconds_since(oldest["created_at"]) if oldest else 0.0
     yield metrics.gauge("hocvu_outbox_pending", "Events committed, not yet published.",
                         service_name, pending)
     yield metrics.gauge("hocvu_outbox_oldest_pending_seconds",
