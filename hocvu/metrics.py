@@ -13,8 +13,10 @@ edge never routes it, like health (hocvu.auth.OPERATIONS). Every hocvu_* series 
         to this process until its handler finished (a wait for a free worker included)
     hocvu_events_published_total{service,event_type}           counter (confirmed by the broker)
     hocvu_outbox_relay_lag_seconds{service}                    histogram: commit -> confirm
-    hocvu_outbox_pending{service}, hocvu_outbox_oldest_pending_seconds{service}   gauges, read
-        at scrape time: events committed and not yet published
+    hocvu_outbox_relay_failures_total{service}                 counter: the relay's rounds that
+        failed (store or broker away); it retries every second
+    hocvu_outbox_relay_leader{service}   gauge read at scrape time: 1 on the instance that
+        holds the relay's lease (summed over instances: 1; 0 means nobody relays)
     notifications only: hocvu_sms_messages{service,status}, hocvu_sms_stuck{service},
         hocvu_sms_dispatch_backlog{service} (gauges read at scrape time),
         hocvu_sms_send_attempts_total{service,outcome} (accepted, retry, rejected)
@@ -69,6 +71,9 @@ EVENTS_PUBLISHED = Counter("hocvu_events_published",
 RELAY_LAG = Histogram("hocvu_outbox_relay_lag_seconds",
                       "From an event's commit to the broker's confirm of its publication.",
                       ["service"], buckets=LAG_BUCKETS)
+RELAY_FAILURES = Counter("hocvu_outbox_relay_failures",
+                         "Rounds of the outbox relay that failed (store or broker away).",
+                         ["service"])
 SMS_SEND_ATTEMPTS = Counter("hocvu_sms_send_attempts",
                             "SMS sent to the provider, by its answer (accepted, retry, rejected).",
                             ["service", "outcome"])
@@ -90,10 +95,16 @@ def event_consumed(service: str, event_type: str, outcome: str,
         HANDLER_DURATION.labels(service, event_type).observe(handler_seconds)
 
 
-def event_published(service: str, event_type: str, lag_seconds: float) -> None:
-    """The relay published an event, `lag_seconds` after its commit (broker confirm time)."""
+def event_published(service: str, event_type: str, lag_seconds: float | None) -> None:
+    """The relay published an event, `lag_seconds` after its commit (at the broker's
+    confirm; None when the event does not say when it was committed)."""
     EVENTS_PUBLISHED.labels(service, event_type).inc()
-    RELAY_LAG.labels(service).observe(max(lag_seconds, 0.0))
+    if lag_seconds is not None:
+        RELAY_LAG.labels(service).observe(max(lag_seconds, 0.0))
+
+
+def relay_failed(service: str) -> None:
+    RELAY_FAILURES.labels(service).inc()
 
 
 def seconds_since(moment: datetime) -> float:
@@ -166,7 +177,7 @@ def series() -> dict[str, tuple[str, ...]]:
     the dashboard and the alert rules may name (tests/unit/test_monitoring.py)."""
     found = dict(SCRAPE_TIME_GAUGES)
     for collector in (HTTP_REQUESTS, HTTP_DURATION, EVENTS_CONSUMED, HANDLER_DURATION,
-                      EVENTS_PUBLISHED, RELAY_LAG, SMS_SEND_ATTEMPTS):
+                      EVENTS_PUBLISHED, RELAY_LAG, RELAY_FAILURES, SMS_SEND_ATTEMPTS):
         labels = tuple(collector._labelnames)
         for family in collector.describe():
             if family.type == "histogram":
@@ -178,10 +189,9 @@ def series() -> dict[str, tuple[str, ...]]:
 
 
 # every gauge a reader may serve, with its labels (the readers are registered where their
-# data lives: hocvu.outbox.backlog_gauges, services.notifications.reconcile.gauges)
+# data lives: hocvu.outbox.relay_gauges, services.notifications.reconcile.gauges)
 SCRAPE_TIME_GAUGES = {
-    "hocvu_outbox_pending": ("service",),
-    "hocvu_outbox_oldest_pending_seconds": ("service",),
+    "hocvu_outbox_relay_leader": ("service",),
     "hocvu_sms_messages": ("service", "status"),
     "hocvu_sms_stuck": ("service",),
     "hocvu_sms_dispatch_backlog": ("service",),

@@ -13,16 +13,16 @@ def test_a_failing_reader_is_left_out_and_the_others_are_served():
 
     metrics.on_scrape("unit", "broken", broken)
     metrics.on_scrape("unit", "outbox", lambda: [
-        metrics.gauge("hocvu_outbox_pending", "pending", "unit", 3)])
+        metrics.gauge("hocvu_outbox_relay_leader", "pending", "unit", 1)])
     try:
         text = metrics.response().get_data(as_text=True)
-        assert 'hocvu_outbox_pending{service="unit"} 3.0' in text
+        assert 'hocvu_outbox_relay_leader{service="unit"} 1.0' in text
         # a second registration replaces the first (a restarted container)
         metrics.on_scrape("unit", "outbox", lambda: [
-            metrics.gauge("hocvu_outbox_pending", "pending", "unit", 4)])
+            metrics.gauge("hocvu_outbox_relay_leader", "pending", "unit", 0)])
         text = generate_latest().decode()
-        assert 'hocvu_outbox_pending{service="unit"} 4.0' in text
-        assert 'hocvu_outbox_pending{service="unit"} 3.0' not in text
+        assert 'hocvu_outbox_relay_leader{service="unit"} 0.0' in text
+        assert 'hocvu_outbox_relay_leader{service="unit"} 1.0' not in text
     finally:
         metrics.forget("unit", "broken")
         metrics.forget("unit", "outbox")
