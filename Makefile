@@ -29,10 +29,12 @@ test: venv
 # The benchmark (docs/performance.md): BENCH_ARGS="--scale 0.1 --stage-seconds 30" and so on.
 BENCH_ARGS ?=
 # Every locked package against the advisories PyPI publishes (pip-audit's default source; it
-# needs PyPI's JSON API, so it is not part of the offline `make test`). --strict: a package it
-# could not look up fails the audit instead of passing unseen.
+# needs PyPI's JSON API, so it is not part of the offline `make test`; AUDIT_ARGS="-s osv"
+# asks the OSV database instead). --strict: a package it could not look up fails the audit
+# instead of passing unseen.
+AUDIT_ARGS ?=
 audit: venv
-	$(VENV)/bin/pip-audit --strict --disable-pip --require-hashes -r requirements/dev.lock
+	$(VENV)/bin/pip-audit --strict --disable-pip --require-hashes $(AUDIT_ARGS) -r requirements/dev.lock
 
 bench: venv
 	$(VENV)/bin/python -m hocvu.bench $(BENCH_ARGS)
