@@ -115,7 +115,7 @@ def test_services_stopped_and_killed_while_busy(fault_platform):
 
     The narrow windows cannot be aimed at without hooks in the services, so the kills rely
     on the load keeping them busy: enrollment commits an enrollment every few milliseconds
-    and its relay publishes within OUTBOX_AWAIT_SECONDS (50 ms) after, so a kill of
+    and its relay publishes within OUTBOX_AWAIT_SECONDS (0.1 s) after, so a kill of
     enrollment nearly always lands between a commit and its publish (the relay must resume
     from its saved token and publish again); lessons, certificates and notifications each
     handle several events a second, so a kill often lands between a handler's write and its

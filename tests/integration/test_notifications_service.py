@@ -11,7 +11,7 @@ from hocvu import signatures
 from hocvu.clock import utcnow
 from hocvu.events import new_event
 from services.notifications import messages as notification_messages, providers
-from services.notifications.dispatcher import DispatchLoop
+from services.notifications.dispatcher import DispatchLoop, SmsDispatcher
 from services.notifications.service import NotificationsService
 from hocvu.devstack.processes import free_port
 from hocvu.sealing import Sealer
@@ -215,10 +215,15 @@ class ReportArrivesFirst:
         "stays `accepted` (services/notifications/service.py delivery_report)"))),
 ])
 def test_a_report_that_arrives_before_the_acceptance_is_recorded_still_counts(
-        notifications_and_config, sms_gateway, status):
-    url, config = notifications_and_config
+        service_config, run_service, sms_gateway, status):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = service_config("notifications", WEB_SERVER_ADDRESS=f"127.0.0.1:{port}",
+                            SMS_GATEWAY_URL=sms_gateway)
+    container = run_service(NotificationsService, config)
+    # the service's own dispatcher stops and hands back its lease: the test's sends instead
+    next(ext for ext in container.extensions if isinstance(ext, SmsDispatcher)).loop.stop()
     db = pymongo.MongoClient(config["MONGO_URI"], tz_aware=True)[config["MONGO_DATABASE"]]
-    # due an hour from now, so the service's own dispatcher leaves it to ours
     later = utcnow() + timedelta(hours=1)
     db.contacts.insert_one({"_id": LEARNER, "phone": "+84987001234"})
     message = notification_messages.create(

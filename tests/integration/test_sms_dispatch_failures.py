@@ -86,8 +86,10 @@ def test_a_provider_that_never_answers_is_retried_with_backoff(
         silent.listen(8)
         clock = Clock(local(2026, 11, 25, 10, 0))
         message_id = queue(notifications_store, clock)
-        dispatcher(notifications_store, f"http://127.0.0.1:{silent.getsockname()[1]}",
-                   clock).run_once()
+        stuck = dispatcher(notifications_store, f"http://127.0.0.1:{silent.getsockname()[1]}",
+                           clock)
+        stuck.run_once()
+        stuck.stop()  # hands its lease back, as a stopped instance does
 
     waiting = notifications_store.db.messages.find_one({"_id": message_id})
     assert waiting["status"] == messages.QUEUED and waiting["attempts"] == 1
