@@ -275,6 +275,16 @@ def test_duplicated_and_malformed_events(fault_platform):
         Fault("real events since published twice more", republish_twice, after=0.5),
         Fault("malformed events published again", publish_malformed, after=0.65)], expected)
     assert len(duplicated) > LEARNERS  # the fault really happened
+    with connect() as connection:
+        channel = connection.channel()
+        reasons = []
+        for queue in expected:
+            while True:
+                method, properties, _ = channel.basic_get(queue, auto_ack=False)
+                if method is None:
+                    break
+                reasons.append((properties.headers or {}).get("x-hocvu-reason"))
+        assert len(reasons) == sum(expected.values()) and all(reasons), reasons
     REPORT.append(f"  ... {len(duplicated)} real events each published twice more "
                   f"({', '.join(sorted(set(duplicated)))})")
     REPORT.append(f"  ... dead-letter queues hold exactly the {sum(expected.values())} malformed "
