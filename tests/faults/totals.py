@@ -168,10 +168,14 @@ def wait_for_quiet(expected_learners: int, snapshot, timeout: float = 420,
                 and not any(totals.relay_behind.values())
                 and not any(totals.waiting.values()))
         now = time.monotonic()
-        if not done or totals.figures() != previous:
-            stable_since, previous = (now if done else None), totals.figures()
+        figures = totals.figures()
+        if not done:
+            stable_since = None
+        elif stable_since is None or figures != previous:
+            stable_since = now  # done, and from now on nothing may change
         elif now - stable_since >= settle_seconds:
             return totals, now - started
+        previous = figures
         if now - started > timeout:
             progress(f"not quiet after {timeout:.0f} s: {totals}")
             return totals, now - started
