@@ -312,7 +312,9 @@ class BulkImports(DependencyProvider):
         now = utcnow()
         job_id = uuid.uuid4().hex
         rows = [[row, cells] for row, cells in parsed.rows]
-        communes = sorted(_commune_like(rows, commune_code))
+        # rows of communes the creator does not cover are refused: they give no one a view
+        communes = sorted(code for code in _commune_like(rows, commune_code)
+                          if caller.covers(caller.province, code))
         job = {"_id": job_id, "status": UPLOADING, "course_id": course["_id"],
                "created_by": caller.subject, "caller": caller_document(caller),
                "province_code": caller.province, "commune_code": commune_code,
