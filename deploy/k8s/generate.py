@@ -293,8 +293,8 @@ def _ingress(name: str, paths: list[tuple[str, str, str]], annotations: dict) ->
             "nginx.ingress.kubernetes.io/cors-expose-headers":
                 "X-Request-ID, X-Correlation-ID, Retry-After, Location",
             "nginx.ingress.kubernetes.io/cors-max-age": "600",
-            # bulk CSV imports of learner lists are the largest bodies we expect
-            "nginx.ingress.kubernetes.io/proxy-body-size": "10m"}
+            # bulk CSV imports of learner lists are the largest bodies we expect (BULK_MAX_BYTES)
+            "nginx.ingress.kubernetes.io/proxy-body-size": "21m"}
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": {**_meta(name), "annotations": {**cors, **annotations}},
             "spec": {"ingressClassName": "nginx",

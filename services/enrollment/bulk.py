@@ -40,6 +40,7 @@ from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.http import ApiError, NotFound, ValidationFailed, flatten_errors
 from hocvu.leases import NEVER, claim_batch
+from hocvu.reference import province_of
 from hocvu.retention import HourlyPurge, RetentionRule
 from services.enrollment import bulk_csv, enrolling
 from services.enrollment.schemas import EnrollmentIn
@@ -104,7 +105,7 @@ def caller_from(document: dict) -> Principal:
 
 def may_see(caller: Principal, job: dict) -> bool:
     return caller.subject == job["created_by"] or any(
-        caller.covers(job.get("province_code"), commune) for commune in job["commune_codes"])
+        caller.covers(province_of(commune), commune) for commune in job["commune_codes"])
 
 
 def job_view(job: dict) -> dict:
@@ -314,7 +315,7 @@ class BulkImports(DependencyProvider):
         rows = [[row, cells] for row, cells in parsed.rows]
         # rows of communes the creator does not cover are refused: they give no one a view
         communes = sorted(code for code in _commune_like(rows, commune_code)
-                          if caller.covers(caller.province, code))
+                          if caller.covers(province_of(code), code))
         job = {"_id": job_id, "status": UPLOADING, "course_id": course["_id"],
                "created_by": caller.subject, "caller": caller_document(caller),
                "province_code": caller.province, "commune_code": commune_code,

@@ -39,6 +39,7 @@ from hocvu.http import (Forbidden, NotFound, ValidationFailed, http, json_respon
                         load_query)
 from hocvu.messaging import subscribe
 from hocvu.outbox import drop_indexes_if_present
+from hocvu.reference import province_of
 from hocvu.sealing import Sealer
 from hocvu.store import ServiceStore, Store
 from services.enrollment import bulk, enrolling, identity, lookup, migrations
@@ -242,7 +243,7 @@ class EnrollmentService:
         caller = request.principal
         args = load_query(request, import_query)
         commune_code = args.get("commune_code")
-        if commune_code and not caller.covers(caller.province, commune_code):
+        if commune_code and not caller.covers(province_of(commune_code), commune_code):
             raise Forbidden("you may import learners only in the communes you work in",
                             {"commune_code": ["outside your communes"]})
         course = self._find_course(args["course_id"])

@@ -19,6 +19,7 @@ from pymongo.errors import DuplicateKeyError
 from hocvu.auth import Principal
 from hocvu.clock import utcnow
 from hocvu.http import NotFound
+from hocvu.reference import province_of
 from services.lessons import repository
 from services.lessons.domain import UnknownLesson
 
@@ -45,7 +46,7 @@ def open_session(db, caller: Principal, body: dict) -> tuple[dict, bool]:
     session = {"_id": session_id(body["commune_code"], body["site"], date, body["course_id"],
                                  body["lesson_id"]),
                "course_id": body["course_id"], "lesson_id": body["lesson_id"],
-               "commune_code": body["commune_code"], "province_code": caller.province,
+               "commune_code": body["commune_code"], "province_code": province_of(body["commune_code"]),
                "site": body["site"], "date": date, "recorded_by": caller.subject,
                "created_at": utcnow(), "present": []}
     try:

@@ -27,6 +27,7 @@ from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
 from hocvu.http import Forbidden, NotFound, http, load_body
 from hocvu.messaging import subscribe
+from hocvu.reference import province_of
 from hocvu.store import ServiceStore
 from services.lessons import attendance, repository
 from services.lessons.domain import Learner, LessonPlan, UnknownLesson
@@ -138,7 +139,7 @@ class LessonsService:
     def record_session(self, request):
         caller = request.principal
         body = load_body(request, session_in)
-        if not caller.covers(caller.province, body["commune_code"]):
+        if not caller.covers(province_of(body["commune_code"]), body["commune_code"]):
             raise Forbidden("you may record classes only in the communes you work in",
                             {"commune_code": ["outside your communes"]})
         session, created = attendance.open_session(self.store.db, caller, body)
