@@ -20,17 +20,23 @@ Exactly once per row, across crashes:
 The job's progress is those counters; nothing counts rows in the store.
 
 A job is the business of its creator and of staff covering a commune of its rows (a province
-admin: its province). The file itself is not kept: only its rows, which are personal data (the
-national IDs in them are read by nobody but this loop), deleted with the job after
+admin: its province). The file itself is not kept. Its rows are personal data (names, phone
+numbers, national IDs in clear): a chunk keeps them encrypted (libsodium secret box, with a
+key derived from NATIONAL_ID_HASH_KEY, so only enrollment reads them) and drops them once its
+rows are done; what stays is row numbers and outcomes, deleted with the job after
 BULK_RETENTION_DAYS.
 """
+import base64
 import hashlib
+import hmac
+import json
 import logging
 import uuid
 from datetime import timedelta
 
 from eventlet import GreenPool
 from marshmallow import ValidationError
+from nacl.secret import SecretBox
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
@@ -89,6 +95,21 @@ def parse_upload(data: bytes, max_rows: int, required=bulk_csv.REQUIRED_COLUMNS)
     except bulk_csv.CsvProblem as exc:
         raise ValidationFailed(exc.message_en, exc.fields or {"_file": [exc.message_en]},
                                message_vi=exc.message_vi) from None
+
+
+class RowBox:
+    """A chunk's rows encrypted at rest, with a key only enrollment can derive."""
+
+    def __init__(self, national_id_key: bytes):
+        self._box = SecretBox(hmac.new(national_id_key, b"hocvu bulk import rows",
+                                       hashlib.sha256).digest())
+
+    def seal(self, cells: list[dict]) -> str:
+        plain = json.dumps(cells, ensure_ascii=False).encode("utf-8")
+        return base64.b64encode(self._box.encrypt(plain)).decode("ascii")
+
+    def open(self, sealed: str) -> list[dict]:
+        return json.loads(self._box.decrypt(base64.b64decode(sealed)))
 
 
 def caller_document(caller: Principal) -> dict:
@@ -194,8 +215,9 @@ def tally(outcomes: list[dict]) -> dict:
 class ImportLoop(WakeableLoop):
     name = "enrollment.bulk_imports"
 
-    def __init__(self, db, enroller: RowEnroller, settings: dict):
+    def __init__(self, db, enroller: RowEnroller, box: RowBox, settings: dict):
         super().__init__()
+        self.box = box
         self.jobs, self.chunks = db[JOBS], db[CHUNKS]
         self.enroller = enroller
         self.concurrency = settings["concurrency"]
@@ -220,11 +242,13 @@ class ImportLoop(WakeableLoop):
             return   # a job whose upload failed before it was recorded; its lease keeps it
         caller = caller_from(job["caller"])
         outcomes = list(chunk.get("outcomes") or [])
-        for row, cells in chunk["rows"][len(outcomes):]:
-            outcomes.append(self.enroller.outcome(job, caller, row, cells))
-            if len(outcomes) % self.save_every == 0 and len(outcomes) < len(chunk["rows"]):
-                self._save(chunk, outcomes)
-        self._save(chunk, outcomes)
+        if len(outcomes) < len(chunk["rows"]):
+            rows = list(zip(chunk["rows"], self.box.open(chunk["sealed_rows"])))
+            for row, cells in rows[len(outcomes):]:
+                outcomes.append(self.enroller.outcome(job, caller, row, cells))
+                if len(outcomes) % self.save_every == 0 and len(outcomes) < len(rows):
+                    self._save(chunk, outcomes)
+            self._save(chunk, outcomes)
         self._count(chunk, outcomes)
 
     def _save(self, chunk: dict, outcomes: list[dict]) -> None:
@@ -242,9 +266,10 @@ class ImportLoop(WakeableLoop):
              "$push": {"counted_chunks": chunk["chunk_no"]}, "$set": {"updated_at": now}})
         # the chunk is done only after its counts are in: a crash in between runs it again,
         # every outcome already saved, and the condition above keeps the counts right
+        # and its rows' personal data goes: the report needs only row numbers and outcomes
         self.chunks.update_one({"_id": chunk["_id"]}, {
             "$set": {"status": DONE, "lease_until": NEVER, "done_at": now},
-            "$unset": {"lease_owner": ""}})
+            "$unset": {"lease_owner": "", "sealed_rows": ""}})
         job = self.jobs.find_one({"_id": chunk["job_id"]},
                                  projection={"chunk_count": 1, "counted_chunks": 1,
                                              "finished_at": 1, "counts": 1})
@@ -281,7 +306,8 @@ class BulkImports(DependencyProvider):
         self.db = store.db
         prepare(self.db)
         enroller = RowEnroller(store, keys, lambda course_id: find_course(store.db, course_id))
-        self.loop = ImportLoop(self.db, enroller, self.settings)
+        self.box = RowBox(keys.national_id_key)
+        self.loop = ImportLoop(self.db, enroller, self.box, self.settings)
         for collection in (self.db[JOBS], self.db[CHUNKS]):
             self.loop.housekeeping.add(RetentionRule(
                 collection, expired=lambda cutoff: {"created_at": {"$lt": cutoff}},
@@ -312,7 +338,7 @@ class BulkImports(DependencyProvider):
                 message_vi="tệp không có cột Mã xã: hãy ghi mã xã trong ?commune_code=")
         now = utcnow()
         job_id = uuid.uuid4().hex
-        rows = [[row, cells] for row, cells in parsed.rows]
+        rows = parsed.rows
         # rows of communes the creator does not cover are refused: they give no one a view
         communes = sorted(code for code in _commune_like(rows, commune_code)
                           if caller.covers(province_of(code), code))
@@ -332,7 +358,10 @@ class BulkImports(DependencyProvider):
         # were stored are still enrolled; uploading again reports them as repeats)
         self.db[JOBS].insert_one(job)
         chunks = [{"_id": f"{job_id}:{number:05d}", "job_id": job_id, "chunk_no": number,
-                   "rows": rows[start:start + self.chunk_rows], "outcomes": [],
+                   "rows": [row for row, _ in rows[start:start + self.chunk_rows]],
+                   "sealed_rows": self.box.seal(
+                       [cells for _, cells in rows[start:start + self.chunk_rows]]),
+                   "outcomes": [],
                    "status": PENDING, "lease_until": NEVER, "created_at": now}
                   for number, start in enumerate(range(0, len(rows), self.chunk_rows))]
         for start in range(0, len(chunks), 40):   # bounded messages to the store
@@ -357,7 +386,7 @@ class BulkImports(DependencyProvider):
         cursor = self.db[CHUNKS].find({"job_id": job["_id"]},
                                       projection={"rows": 1, "outcomes": 1}).sort("_id", 1)
         for chunk in cursor:
-            for (row, _cells), outcome in zip(chunk["rows"], chunk.get("outcomes") or []):
+            for row, outcome in zip(chunk["rows"], chunk.get("outcomes") or []):
                 for field_name, message in outcome.get("e", []):
                     problems.append((row, outcome["o"], field_name, message))
         return bulk_csv.report_lines(problems)

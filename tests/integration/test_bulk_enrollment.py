@@ -3,6 +3,7 @@ same rules as one enrollment, as a job that survives a restart and never enrolls
 import codecs
 import csv
 import io
+import re
 
 import pytest
 import requests
@@ -10,8 +11,10 @@ from nameko.containers import ServiceContainer
 from pymongo import MongoClient
 
 from hocvu.events import new_event
+from services.enrollment import bulk_csv
+from services.enrollment.bulk import RowBox
 from services.enrollment.service import EnrollmentService
-from tests.support.fixtures import base_url
+from tests.support.fixtures import HASH_KEY, base_url
 from tests.support.waiting import wait_for
 from tests.unit.test_bulk_csv import to_windows_1258
 
@@ -65,6 +68,14 @@ def db(config, mongo_uri):
     client.close()
 
 
+def drained(pika_client, count: int) -> list[dict]:
+    """The learner_enrolled events lessons was sent, once `count` of them have arrived."""
+    found = []
+    wait_for(lambda: found.extend(pika_client.drain(LESSONS_QUEUE)) or len(found) >= count,
+             what=f"{count} learner_enrolled")
+    return found
+
+
 def upload(url, headers, data: bytes, **query):
     return requests.post(f"{url}/api/enrollment/imports", params={"course_id": COURSE, **query},
                          data=data, headers={**headers, "Content-Type": "text/csv"}, timeout=60)
@@ -102,6 +113,9 @@ def test_every_kind_of_bad_row_is_reported_and_changes_nothing_and_a_reupload_re
     answer = upload(enrollment, staff, data)
     assert answer.status_code == 202, answer.text
     created = answer.json()
+    waiting = db.import_chunks.find_one({"job_id": created["id"]})
+    assert waiting["rows"] == list(range(2, 2 + len(lines)))
+    assert "Nguyễn" not in repr(waiting) and "038" + "1" not in repr(waiting)
     assert created["rows"] == len(lines) and created["status"] in ("queued", "running")
     assert created["file"]["encoding"] == "windows-1258" and created["file"]["delimiter"] == ";"
     assert answer.headers["Location"] == f"/api/enrollment/imports/{created['id']}"
@@ -127,8 +141,10 @@ def test_every_kind_of_bad_row_is_reported_and_changes_nothing_and_a_reupload_re
         next(r["message_vi"] for r in rows if int(r["row"]) == 7)
     # invalid rows changed nothing; valid rows were announced like any enrollment
     assert db.enrollments.count_documents({}) == 3 and db.learners.count_documents({}) == 3
-    announced = wait_for(lambda: (lambda found: len(found) >= 3 and found)(
-        pika_client.drain(LESSONS_QUEUE)), what="three learner_enrolled")
+    # the rows were personal data: once done, no chunk keeps them, sealed or not
+    stored = repr(list(db.import_chunks.find())) + repr(list(db.imports.find()))
+    assert "sealed_rows" not in stored and not re.search(r"0380\d{8}|0912\d{6}", stored)
+    announced = drained(pika_client, 3)
     assert sorted(e["data"]["full_name"] for e in announced) == sorted(
         line.split(";")[1] for line in good)
     assert all(e["correlation_id"].startswith(f"imp-{created['id']}-") for e in announced)
@@ -175,17 +191,20 @@ def test_a_restart_mid_job_and_a_crash_before_outcomes_were_saved_enroll_each_ro
 
     # a crash just after a row's enrollment was written, before its outcome was: the chunk
     # is taken again with one outcome saved, and the counts not yet added to the job
+    # (its rows, which a done chunk no longer keeps, sealed again as the upload had them)
     chunk = db.import_chunks.find_one({"job_id": created["id"], "chunk_no": 3})
+    cells = [cells for row, cells in bulk_csv.parse(csv_file(lines).encode(), 100).rows
+             if row in chunk["rows"]]
     db.import_chunks.update_one({"_id": chunk["_id"]}, {"$set": {
-        "outcomes": chunk["outcomes"][:1], "status": "pending"}})
+        "outcomes": chunk["outcomes"][:1], "status": "pending",
+        "sealed_rows": RowBox(HASH_KEY.encode()).seal(cells)}})
     db.imports.update_one({"_id": created["id"]}, {
         "$pull": {"counted_chunks": 3}, "$set": {"finished_at": None},
         "$inc": {"counts.valid": -4, "counts.enrolled": -4}})
     job = finished(url, staff, created["id"])
     assert job["counts"] == {"valid": 40, "enrolled": 40, "already_enrolled": 0, "invalid": 0}
     assert db.enrollments.count_documents({}) == 40
-    announced = wait_for(lambda: (lambda found: len(found) >= 40 and found)(
-        pika_client.drain(LESSONS_QUEUE)), what="forty learner_enrolled")
+    announced = drained(pika_client, 40)
     assert len({e["data"]["enrollment_id"] for e in announced}) == len(announced) == 40
 
 
