@@ -186,16 +186,16 @@ class RowEnroller:
         national_id_hash = self.keys.national_id_hash(learner["national_id"])
         sealed_phone = self.keys.sealer.seal(learner["phone"])
 
-        def work(tx):
-            return enrolling.enroll(tx, caller, course, learner, national_id_hash, subject,
-                                    sealed_phone, correlation_id, utcnow())
+        def attempt():
+            return enrolling.enroll(self.store.db, caller, course, learner, national_id_hash,
+                                    subject, sealed_phone, correlation_id, utcnow())
 
         try:
-            return self.store.transact(work)
+            return attempt()
         except DuplicateKeyError:
             # the same person on a row being enrolled at this moment (another chunk, another
-            # upload): now the transaction sees them and reuses the learner or refuses a repeat
-            return self.store.transact(work)
+            # upload) wrote first: now we see it, and reuse the learner or refuse a repeat
+            return attempt()
 
 
 def _invalid(fields: dict) -> dict:

@@ -16,9 +16,9 @@ HTTP (under /api/enrollment/; who may call each route: ACCESS below)
 Consumes   lessons.course_published  -> catalog copy
 Publishes  learner_enrolled (to lessons, notifications),
            learner_contact_registered (the phone number, sealed: to notifications only)
-State      its own database: learners (no phone in clear), enrollments, catalog, outbox, inbox,
-           imports and import_chunks (bulk.py: a job and its rows, personal data, kept
-           BULK_RETENTION_DAYS)
+State      its own database: learners (no phone in clear), enrollments (with the events they
+           cause, until relayed), catalog, imports and import_chunks (bulk.py: a job, and its
+           rows encrypted until done; kept BULK_RETENTION_DAYS)
 Background the import loop (bulk.py), one per process: enrolls the rows of pending chunks
 """
 import re
@@ -38,10 +38,9 @@ from hocvu.clock import utcnow
 from hocvu.http import (Forbidden, NotFound, ValidationFailed, http, json_response, load_body,
                         load_query)
 from hocvu.messaging import subscribe
-from hocvu.outbox import drop_indexes_if_present
 from hocvu.reference import province_of
 from hocvu.sealing import Sealer
-from hocvu.store import ServiceStore, Store
+from hocvu.store import ServiceStore, Store, drop_indexes_if_present
 from services.enrollment import bulk, enrolling, identity, lookup, migrations
 from services.enrollment.schemas import (CSV_BODY, CatalogCourseOut, EnrollmentCreatedOut,
                                          EnrollmentIn, EnrollmentOut, EnrollmentPageOut,
@@ -178,16 +177,16 @@ class EnrollmentService:
 
         course = enrolling.course_for(self._find_course, body["course_id"], learner["group"])
 
-        def work(tx):
-            return enrolling.enroll(tx, caller, course, learner, national_id_hash, subject,
-                                    sealed_phone, correlation_id, utcnow())
+        def attempt():
+            return enrolling.enroll(self.store.db, caller, course, learner, national_id_hash,
+                                    subject, sealed_phone, correlation_id, utcnow())
 
         try:
-            enrollment = self.store.transact(work)
+            enrollment = attempt()
         except DuplicateKeyError:
-            # a concurrent request for the same person committed first; this time the
-            # transaction sees it and answers 409 or reuses the learner
-            enrollment = self.store.transact(work)
+            # a concurrent request for the same person wrote first; this time we see what it
+            # wrote and answer 409 or reuse the learner
+            enrollment = attempt()
         return json_response(created_out.dump(enrollment), 201,
                              {"X-Correlation-ID": correlation_id,
                               "Location": f"/api/enrollment/enrollments/{enrollment['_id']}"})
@@ -274,9 +273,5 @@ class EnrollmentService:
 
     @subscribe("lessons", "course_published")
     def remember_course(self, event):
-        def work(tx):
-            tx.claim_event("remember_course", event)
-            enrolling.remember_course(tx, event.data, event.occurred_at)
-
-        self.store.transact(work)
+        enrolling.remember_course(self.store.db, event.data, event.occurred_at)
         _catalog.forget(event.data["course_id"])

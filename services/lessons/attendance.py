@@ -18,8 +18,11 @@ from pymongo.errors import DuplicateKeyError
 
 from hocvu.auth import Principal
 from hocvu.clock import utcnow
+from hocvu.events import new_event
 from hocvu.http import NotFound
+from hocvu.outbox import with_events
 from hocvu.reference import province_of
+from hocvu.store import read_modify_write
 from services.lessons import repository
 from services.lessons.domain import UnknownLesson
 
@@ -84,25 +87,24 @@ def record_present(store, caller: Principal, session: dict, enrollment_ids: list
 
 
 def _complete(store, caller, session, enrollment_id, now) -> str:
-    """One learner: the same rule as online completion, in one unit of work with its events
-    (the one place that writes a plan here: adapted with lessons' write path)."""
-    def work(tx):
-        doc = tx["plans"].find_one({"_id": enrollment_id})
-        plan = doc and repository.plan_from_doc(doc)
+    """One learner: the same rule as online completion, the plan and the events it causes
+    written together, as POST .../complete does (the one place that writes a plan here)."""
+    def decide(current):
+        plan = current and repository.plan_from_doc(current)
         if plan is None or not plan.visible_to(caller):
-            return NOT_FOUND
+            return NOT_FOUND, None
         if plan.course_id != session["course_id"]:
-            return OTHER_COURSE
+            return OTHER_COURSE, None
         try:
             events = plan.complete_lesson(session["lesson_id"], None, now,
                                           reason=f"session:{session['_id']}")
         except UnknownLesson:
-            return OTHER_COURSE
+            return OTHER_COURSE, None
         if not events:
-            return ALREADY
-        tx["plans"].replace_one({"_id": enrollment_id}, repository.plan_to_doc(plan))
-        for event_type, data in events:
-            tx.publish(event_type, data, plan.correlation_id)
-        return COMPLETED
+            return ALREADY, None
+        return COMPLETED, with_events(repository.plan_to_doc(plan), [
+            new_event(event_type, data, plan.correlation_id) for event_type, data in events])
 
-    return store.transact(work)
+    # conditional on the plan's version: a lesson completed online at the same moment makes
+    # this run again on what that write left
+    return read_modify_write(store.db.plans, enrollment_id, decide)
