@@ -258,3 +258,21 @@ def test_uploads_refused_before_any_row_is_read(enrollment, issuer, db):
     assert site.status_code == 202, site.text
     assert finished(enrollment, staff, site.json()["id"])["counts"]["enrolled"] == 1
     assert db.imports.count_documents({}) == 1
+
+
+def test_two_enrollment_instances_share_a_job_and_enroll_each_row_once(
+        config, db, issuer, pika_client, run_service):
+    settings = {**config, "BULK_CHUNK_ROWS": 3, "BULK_CONCURRENCY": 2}
+    first = base_url(run_service(EnrollmentService, settings))
+    second = base_url(run_service(EnrollmentService, settings))
+    publish_course(pika_client, first)
+    wait_for(lambda: requests.get(f"{second}/api/enrollment/courses").json(),
+             what="the second instance's catalog")
+    staff = issuer.facilitator()
+    lines = [person(n) for n in range(200, 230)]
+    created = upload(first, staff, csv_file(lines).encode("utf-8")).json()
+    # either instance answers for the job; the second works it too (it polls for chunks)
+    job = finished(second, staff, created["id"])
+    assert job["counts"] == {"valid": 30, "enrolled": 30, "already_enrolled": 0, "invalid": 0}
+    assert db.enrollments.count_documents({}) == 30
+    assert db.import_chunks.count_documents({"job_id": created["id"], "status": "done"}) == 10
