@@ -35,7 +35,7 @@ def csv_file(lines: list[str]) -> str:
     return "\r\n".join([HEADER, *lines]) + "\r\n"
 
 
-def start_enrollment(config: dict, pika_client=None) -> ServiceContainer:
+def start_enrollment(config: dict) -> ServiceContainer:
     container = ServiceContainer(EnrollmentService, config)
     container.start()
     return container
