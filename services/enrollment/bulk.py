@@ -39,7 +39,7 @@ from marshmallow import ValidationError
 from nacl.secret import SecretBox
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from hocvu.auth import Principal
 from hocvu.background import WakeableLoop
@@ -60,6 +60,7 @@ ENROLLED, ALREADY, INVALID = "enrolled", "already_enrolled", "invalid"
 # a job's stored state; "running" and "done" are read from its counters
 UPLOADING, ACCEPTED = "uploading", "accepted"
 _ORDER = [("created_at", ASCENDING), ("_id", ASCENDING)]
+GAVE_UP = "could not be processed after {} attempts; upload this row again"
 _enrollment_in = EnrollmentIn()
 
 
@@ -223,6 +224,7 @@ class ImportLoop(WakeableLoop):
         self.concurrency = settings["concurrency"]
         self.save_every = settings["save_every"]
         self.lease = timedelta(seconds=settings["lease_seconds"])
+        self.max_attempts = settings["max_attempts"]
         self.poll_seconds = settings["poll_seconds"]
         self.pool = GreenPool(self.concurrency)
         self.housekeeping = HourlyPurge()
@@ -243,11 +245,26 @@ class ImportLoop(WakeableLoop):
         caller = caller_from(job["caller"])
         outcomes = list(chunk.get("outcomes") or [])
         if len(outcomes) < len(chunk["rows"]):
-            rows = list(zip(chunk["rows"], self.box.open(chunk["sealed_rows"])))
-            for row, cells in rows[len(outcomes):]:
-                outcomes.append(self.enroller.outcome(job, caller, row, cells))
-                if len(outcomes) % self.save_every == 0 and len(outcomes) < len(rows):
-                    self._save(chunk, outcomes)
+            attempts = chunk.get("attempts", 0) + 1
+            self.chunks.update_one({"_id": chunk["_id"]}, {"$set": {"attempts": attempts}})
+            try:
+                rows = list(zip(chunk["rows"], self.box.open(chunk["sealed_rows"])))
+                for row, cells in rows[len(outcomes):]:
+                    outcomes.append(self.enroller.outcome(job, caller, row, cells))
+                    if len(outcomes) % self.save_every == 0 and len(outcomes) < len(rows):
+                        self._save(chunk, outcomes)
+            except PyMongoError:
+                raise   # the store is away: the chunk waits for it, however long
+            except Exception as exc:
+                # the same failure every time (a bug, rows sealed under another key): after
+                # a few tries the chunk's remaining rows are reported, so the job can finish
+                if attempts < self.max_attempts:
+                    raise
+                log.error("import %s chunk %s: %s rows given up after %s attempts (%s)",
+                          chunk["job_id"], chunk["chunk_no"],
+                          len(chunk["rows"]) - len(outcomes), attempts, type(exc).__name__)
+                outcomes += [{"o": INVALID, "e": [["_row", GAVE_UP.format(attempts)]]}
+                             for _ in chunk["rows"][len(outcomes):]]
             self._save(chunk, outcomes)
         self._count(chunk, outcomes)
 
@@ -283,6 +300,7 @@ class BulkImports(DependencyProvider):
     """The import jobs of this service: submitting one, reading it, and the loop that works
     them. Config: BULK_MAX_BYTES (20 MiB), BULK_MAX_ROWS (100,000), BULK_CHUNK_ROWS (250),
     BULK_CONCURRENCY (chunks at once per process, 4), BULK_LEASE_SECONDS (60),
+    BULK_MAX_ATTEMPTS (5: a chunk failing as often has its remaining rows reported),
     BULK_POLL_SECONDS (2), BULK_RETENTION_DAYS (30)."""
 
     def setup(self):
@@ -294,6 +312,7 @@ class BulkImports(DependencyProvider):
         self.settings = {"concurrency": int(config.get("BULK_CONCURRENCY", 4)),
                          "save_every": int(config.get("BULK_SAVE_EVERY_ROWS", 25)),
                          "lease_seconds": float(config.get("BULK_LEASE_SECONDS", 60)),
+                         "max_attempts": int(config.get("BULK_MAX_ATTEMPTS", 5)),
                          "poll_seconds": float(config.get("BULK_POLL_SECONDS", 2))}
         self.loop = None
 

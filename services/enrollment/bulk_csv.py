@@ -66,7 +66,7 @@ FIELD_NAMES_VI = {
     "full_name": "Họ và tên", "national_id": "Số CCCD", "phone": "Số điện thoại",
     "birth_year": "Năm sinh", "group": "Đối tượng", "commune_code": "Mã xã",
     "province_code": "Mã tỉnh", "course_id": "Khoá học", "enrollment_id": "Mã ghi danh",
-    "row": "Dòng", "learner": "Học viên", "_schema": "Dòng",
+    "row": "Dòng", "learner": "Học viên", "_schema": "Dòng", "_row": "Dòng",
 }
 
 
@@ -244,7 +244,8 @@ _MESSAGES_VI = [
     (r"already enrolled in this course", "đã ghi danh khoá học này"),
     (r"differs from the registered person",
      "khác thông tin người đã đăng ký; chỉ chính họ hoặc cán bộ xã của họ được sửa"),
-    (r"the same person appears on an earlier row", "người này đã có ở một dòng trước"),
+    (r"could not be processed after (\d+) attempts; upload this row again",
+     r"không xử lý được sau \1 lần thử; hãy tải lại dòng này"),
     (r"unknown enrollment, or not in your communes",
      "không có ghi danh này, hoặc ngoài các xã bạn phụ trách"),
     (r"no enrollment in this course.*", "chưa ghi danh khoá học này, hoặc ngoài các xã bạn "

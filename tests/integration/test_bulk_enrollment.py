@@ -276,3 +276,30 @@ def test_two_enrollment_instances_share_a_job_and_enroll_each_row_once(
     assert job["counts"] == {"valid": 30, "enrolled": 30, "already_enrolled": 0, "invalid": 0}
     assert db.enrollments.count_documents({}) == 30
     assert db.import_chunks.count_documents({"job_id": created["id"], "status": "done"}) == 10
+
+
+def test_a_chunk_that_keeps_failing_is_reported_and_its_job_finishes(
+        config, db, issuer, pika_client, run_service):
+    url = base_url(run_service(EnrollmentService, {
+        **config, "BULK_CHUNK_ROWS": 3, "BULK_LEASE_SECONDS": 0.5, "BULK_MAX_ATTEMPTS": 2}))
+    publish_course(pika_client, url)
+    staff = issuer.facilitator()
+    created = upload(url, staff, csv_file([person(n) for n in range(300, 306)]).encode()).json()
+    finished(url, staff, created["id"])
+    # rows that cannot be read every time they are tried (sealed under another key, as after
+    # a change of NATIONAL_ID_HASH_KEY that the docs forbid): the chunk is taken again
+    db.import_chunks.update_one({"job_id": created["id"], "chunk_no": 1}, {"$set": {
+        "outcomes": [], "status": "pending", "attempts": 0,
+        "sealed_rows": RowBox(b"another key" * 4).seal([{}, {}, {}])}})
+    db.imports.update_one({"_id": created["id"]}, {
+        "$pull": {"counted_chunks": 1}, "$set": {"finished_at": None},
+        "$inc": {"counts.valid": -3, "counts.enrolled": -3}})
+    job = finished(url, staff, created["id"])
+    assert job["counts"] == {"valid": 3, "enrolled": 3, "already_enrolled": 0, "invalid": 3}
+    assert db.import_chunks.find_one({"job_id": created["id"], "chunk_no": 1})["attempts"] == 2
+    report = requests.get(f"{url}/api/enrollment/imports/{created['id']}/report",
+                          headers=staff).content.decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(report)))
+    assert [int(r["row"]) for r in rows] == [5, 6, 7]
+    assert rows[0]["message_en"] == "could not be processed after 2 attempts; upload this row again"
+    assert rows[0]["message_vi"] == "Dòng: không xử lý được sau 2 lần thử; hãy tải lại dòng này"
