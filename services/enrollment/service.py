@@ -3,6 +3,7 @@
 HTTP (under /api/enrollment/; who may call each route: ACCESS below)
     GET  health/live                    operations only (service port)
     GET  health/ready                   broker and store reachable? operations only
+    GET  metrics                        Prometheus text; operations only
     GET  openapi.json
     GET  courses                    the catalog as enrollment knows it (from lessons' events)
     POST enrollments                {"course_id", "learner": {...}} -> 201, 400, 403, 404, 409
@@ -21,8 +22,6 @@ State      its own database: learners (no phone in clear), enrollments (with the
            rows encrypted until done; kept BULK_RETENTION_DAYS)
 Background the import loop (bulk.py), one per process: enrolls the rows of pending chunks
 """
-import re
-import uuid
 
 from nameko.dependency_providers import Config
 from nameko.exceptions import ConfigurationError
@@ -31,7 +30,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 from werkzeug.wrappers import Response
 
-from hocvu import auth, health, openapi, pagination
+from hocvu import auth, health, metrics, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN, STAFF
 from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
@@ -58,7 +57,6 @@ import_out = ImportOut()
 lookup_query = LookupQuery()
 lookup_out = LookupOut()
 
-_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # courses change rarely; another instance's copy may lag by this many seconds
 _catalog = TtlCache(seconds=30)
 
@@ -121,6 +119,7 @@ class EnrollmentService:
     ACCESS = {
         "health_live": auth.OPERATIONS,
         "health_ready": auth.OPERATIONS,
+        "metrics": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_courses": auth.PUBLIC,
         "create_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
@@ -148,6 +147,10 @@ class EnrollmentService:
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
 
+    @http("GET", "/api/enrollment/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
+    def metrics(self, request):
+        return metrics.response()
+
     @http("GET", "/api/enrollment/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
         return openapi.document(EnrollmentService)
@@ -171,9 +174,7 @@ class EnrollmentService:
         enrolling.check_caller_may_enroll(caller, learner, subject)
         national_id_hash = self.keys.national_id_hash(learner["national_id"])
         sealed_phone = self.keys.sealer.seal(learner["phone"])
-        correlation_id = request.headers.get("X-Correlation-ID", "")
-        if not _CORRELATION_ID.match(correlation_id):
-            correlation_id = str(uuid.uuid4())
+        correlation_id = request.correlation_id  # hocvu.logcontext.correlation_id_of
 
         course = enrolling.course_for(self._find_course, body["course_id"], learner["group"])
 
