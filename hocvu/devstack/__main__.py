@@ -55,7 +55,7 @@ def run(environ=os.environ) -> int:
             mongo_uri = store_uri(ports["store"])
             print(f"store: ready after {time.monotonic() - began:.1f} s", flush=True)
             record_state(STATE_FILE, [store])
-        print("starting the SMS gateway simulator, the five services and nginx ...", flush=True)
+        print("starting the SMS gateway simulator, the six services and nginx ...", flush=True)
         stack = Stack(StackSettings(amqp_uri=amqp_uri, mongo_uri=mongo_uri,
                                     secrets=platform_secrets, ports=ports,
                                     log_dir=log_dir, run_dir=run_dir,

@@ -96,7 +96,8 @@ def enroll(tx: Transaction, caller: Principal, course: dict, learner_in: dict,
         "course_id": course_id, "course_title": course["title"],
         "full_name": learner["full_name"], "group": learner["group"],
         "province_code": enrollment["province_code"], "commune_code": enrollment["commune_code"],
-        "learner_subject": learner["subject"], "enrolled_at": now}, correlation_id)
+        "learner_subject": learner["subject"], "enrolled_at": now,
+        "birth_year": learner["birth_year"]}, correlation_id)
     tx.publish("learner_contact_registered", {
         "learner_id": learner["_id"], "enrollment_id": enrollment["_id"],
         "full_name": learner["full_name"], "sealed_phone": sealed_phone}, correlation_id)

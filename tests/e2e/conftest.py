@@ -12,7 +12,7 @@ from hocvu.devstack.stack import Stack, StackSettings
 from tests.support.broker import Vhost
 
 PARTS = ("edge", "sms_simulator", "enrollment", "lessons", "certificates", "notifications",
-         "identity")
+         "identity", "reporting")
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from hocvu.devstack import config
 
 REPORT: list[str] = []
 PARTS = ("edge", "sms_simulator", "enrollment", "lessons", "certificates", "notifications",
-         "identity")
+         "identity", "reporting")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from services.identity import keys
 from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
+from services.reporting.service import ReportingService
 from tests.support.fixtures import base_url
 from tests.support.tokens import TestIssuer
 from tests.support.waiting import wait_for
@@ -28,7 +29,7 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
-            IdentityService]
+            IdentityService, ReportingService]
 PHONE, OTHER_PHONE = "+84912345678", "+84987654321"
 COMMUNE, OTHER_COMMUNE = "14845", "16000"
 PASSWORD = "a walked long passphrase"
