@@ -84,11 +84,15 @@ def platform(service_config, run_service, sms_gateway, issuer, tmp_path):
         what="certificate")[0]
     wait_for(lambda: len(requests.get(f"{urls['notifications']}/api/notifications/messages",
                                       headers=staff).json()["items"]) == 2, what="both SMS")
+    # reporting has counted the learner: what it answers outside the scope is then telling
+    wait_for(lambda: requests.get(f"{urls['reporting']}/api/reporting/communes", headers=staff,
+                                  params={"commune": COMMUNE}).json()["totals"]
+             ["certificates_issued"] == 1, what="reporting's figures")
     return {"urls": urls, "staff_subjects": identity_accounts(urls["identity"], issuer),
             "path_values": {"username": "walk.facilitator",
         "enrollment_id": record["id"], "lesson_id": plan["lessons"][0]["id"],
         "course_id": "citizen-digital-basics", "code": certificate["verification_code"],
-        "learner_id": record["learner_id"]},
+        "learner_id": record["learner_id"], "commune_code": COMMUNE, "name": "app.js"},
         "secrets": [record["id"], record["learner_id"], certificate["verification_code"]]}
 
 
@@ -137,6 +141,7 @@ BODIES = {
     # the staff "here" are identity accounts with PASSWORD; the one reset is walk.facilitator
     "/api/identity/staff/password": {"current_password": PASSWORD, "new_password": PASSWORD},
     "/api/identity/staff/<username>/password": {"new_password": PASSWORD},
+    "/api/reporting/targets/<commune_code>": {"target_rate": 0.8},
 }
 ROLE_OF = {"the learner": "learner", "another learner": "learner",
            **{f"{who} {where}": role for who, role in (
@@ -156,6 +161,19 @@ def call(platform, service, route, headers):
     if route.url.endswith("/sms-preferences"):
         body = {"reminders": True}
     return requests.request(route.method, url, json=body, headers=headers, timeout=10)
+
+
+def assert_no_figures_of_the_learner(url: str, text: str, where: str) -> None:
+    """Reporting answers every staff member the figures of their own scope: out of the
+    learner's, that is rows of nothing (no count), never the learner's commune."""
+    if url.endswith(".csv"):
+        assert len(text.strip().splitlines()) == 1, where  # the header only
+        return
+    body = json.loads(text)
+    for row in body["items"]:
+        assert row.get("commune_code") != COMMUNE, where
+        assert not any(row.get(metric) for metric in ("enrolled", "lessons_completed",
+                                                      "certificates_issued")), where
 
 
 def test_every_route_with_every_caller(platform, issuer, stranger):
@@ -188,7 +206,9 @@ def test_every_route_with_every_caller(platform, issuer, stranger):
                                          if secret not in answer.request.url]
                     text = answer.text
                     assert not any(secret in text for secret in unknown_to_caller), where
-                    if answer.status_code == 200:
+                    if answer.status_code == 200 and service is ReportingService:
+                        assert_no_figures_of_the_learner(route.url, text, where)
+                    elif answer.status_code == 200:
                         assert json.loads(text)["items"] == [], where
     assert len(checked) == sum(len(routes(s)) for s in SERVICES) * 13
 
