@@ -108,7 +108,12 @@ def days(db, principal, args: dict) -> dict:
         for key, counts in doc["by"].items():
             if domain.matches(key, args.get("group"), args.get("age_band")):
                 domain.add(total, counts)
-    result["items"] = [{"day": day, **by_day[day]} for day in sorted(by_day)]
+    # every day of the range, those without figures too: a trend with gaps left out would
+    # draw a steady line over days when nothing happened
+    first = date.fromisoformat(start)
+    span = (date.fromisoformat(end) - first).days + 1
+    every_day = [(first + timedelta(days=k)).isoformat() for k in range(span)]
+    result["items"] = [{"day": day, **by_day.get(day, domain.empty())} for day in every_day]
     return result
 
 

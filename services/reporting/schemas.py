@@ -87,7 +87,8 @@ class DayFiguresOut(FiguresOut):
 
 
 class DaysOut(RangeOut):
-    items = fields.List(fields.Nested(DayFiguresOut), required=True)
+    items = fields.List(fields.Nested(DayFiguresOut), required=True, metadata={
+        "description": "every day of the range, in order (zeros where nothing happened)"})
 
 
 class TargetIn(Schema):

@@ -66,7 +66,8 @@ def sign_in(page, platform, username: str, password: str) -> None:
 def reload_after(page, action) -> None:
     before = page.get_attribute("body", "data-loaded")
     action()
-    page.wait_for_function(f"document.body.dataset.loaded !== '{before}'")
+    # a selector, not a script: the page's Content-Security-Policy forbids evaluating strings
+    page.wait_for_selector(f"body:not([data-loaded='{before}'])")
 
 
 def count(text: str) -> int:

@@ -67,7 +67,10 @@ def settled(url, headers, **params):
     def counted():
         body = figures(url, headers, **params)
         totals = {k: v for k, v in body["totals"].items() if k != "active"}
-        return totals == SETTLED and body
+        # the days are summed after the communes (the province's days last of all)
+        trend = figures(url, headers, "days", **{"from": D1, "to": D3})["items"]
+        by_days = {k: sum(d[k] for d in trend) for k in SETTLED}
+        return totals == SETTLED == by_days and body
     return wait_for(counted, what="the workload's figures")
 
 
@@ -109,6 +112,7 @@ def test_figures_from_duplicated_and_out_of_order_events(reporting, pika_client,
 
     trend = figures(url, issuer.province_admin(), "days", **{"from": D1, "to": D3})["items"]
     by_day = {d["day"]: d for d in trend}
+    assert [d["day"] for d in trend][::18] == [D1, D3] and len(trend) == 19  # every day
     assert by_day[D1]["enrolled"] == 3 and by_day[D2]["enrolled"] == 1
     assert by_day[D3]["certificates_revoked"] == 1 and by_day[D3]["cancellations"] == 1
     assert sum(d["lessons_completed"] for d in trend) == 3
