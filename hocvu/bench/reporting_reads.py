@@ -89,6 +89,10 @@ def main() -> None:
             print(f"recomputed every commune (a restart, or a rebuild after its replay) in "
                   f"{time.perf_counter() - began:.1f} s: {db.commune_days.count_documents({}):,} "
                   f"commune-days, {db.province_days.count_documents({})} province-days")
+            began = time.perf_counter()
+            repository.refresh(db, communes, active_days=7)
+            print(f"recomputed every commune again, nothing changed (a restart) in "
+                  f"{time.perf_counter() - began:.1f} s")
             province = auth.Principal("admin", auth.PROVINCE_ADMIN, province=PROVINCE)
             commune = auth.Principal("c", auth.COMMUNE_ADMIN, province=PROVINCE,
                                      communes=frozenset(communes[:1]))
