@@ -32,7 +32,8 @@ def _range(args: dict, default_days: int | None) -> tuple[str | None, str]:
     end = args.get("date_to") or date.fromisoformat(domain.today())
     start = args.get("date_from")
     if start is None and default_days:
-        start = end - timedelta(days=default_days - 1)
+        # (the first days of year 1 have no 30 days before them)
+        start = date.fromordinal(max(1, end.toordinal() - default_days + 1))
     return (start.isoformat() if start else None), end.isoformat()
 
 

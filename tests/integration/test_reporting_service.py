@@ -211,3 +211,16 @@ def test_a_rebuild_from_the_retained_events_gives_the_same_figures(reporting, pi
     kept = db.events.find_one({"event_type": "learner_enrolled"})["fact"]
     assert set(kept) == {"enrollment_id", "course_id", "group", "province_code",
                          "commune_code", "age_band", "day"}
+
+
+def test_an_event_breaking_its_contract_is_dead_lettered_and_changes_nothing(reporting,
+                                                                           pika_client):
+    url, config = reporting
+    _, event = ev.learner_enrolled("e9", "citizen", A, D1)
+    event["data"]["commune_code"] = "not-a-commune"
+    pika_client.publish("enrollment.events", "learner_enrolled", event)
+    dlq = "evt-enrollment-learner_enrolled--reporting.count_enrollment.dlq"
+    dead = wait_for(lambda: pika_client.drain(dlq), what="the dead letter")
+    assert [body["event_id"] for body in dead] == [event["event_id"]]
+    db = MongoClient(config["MONGO_URI"], tz_aware=True)[config["MONGO_DATABASE"]]
+    assert db.events.count_documents({}) == 0 and db.enrollments.count_documents({}) == 0
