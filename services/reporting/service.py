@@ -24,6 +24,7 @@ State      its own database: events (the retained stream of facts, by event_id),
 """
 import logging
 import threading
+import time
 from pathlib import Path
 
 from nameko.dependency_providers import Config
@@ -61,17 +62,20 @@ READERS = auth.roles(auth.FACILITATOR, auth.COMMUNE_ADMIN, auth.PROVINCE_ADMIN)
 
 class Refresher(WakeableLoop):
     """Recomputes the figures of the communes whose facts changed. It keeps them in memory:
-    after a restart it recomputes every commune once, which also covers what a crash left."""
+    after a restart it recomputes every commune once, which also covers what a crash left.
+    It also sweeps every commune each `sweep_seconds`: two instances recomputing one commune
+    at once may leave the older result last, and the sweep (which only reads when nothing
+    changed) puts it right."""
     name = "reporting refresher"
     poll_seconds = 5.0
     linger_seconds = 0.2  # gather a burst's communes into one round
 
-    def __init__(self, db, active_days: int):
+    def __init__(self, db, active_days: int, sweep_seconds: float):
         super().__init__()
-        self.db, self.active_days = db, active_days
+        self.db, self.active_days, self.sweep_seconds = db, active_days, sweep_seconds
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
-        self._everything = True
+        self._next_sweep = time.monotonic()
 
     def mark(self, commune: str | None) -> None:
         if commune:
@@ -81,7 +85,9 @@ class Refresher(WakeableLoop):
 
     def run_once(self) -> bool:
         with self._lock:
-            everything, self._everything = self._everything, False
+            everything = time.monotonic() >= self._next_sweep
+            if everything:
+                self._next_sweep = time.monotonic() + self.sweep_seconds
             communes, self._dirty = self._dirty, set()
         if everything:
             communes |= set(repository.known_communes(self.db))
@@ -101,11 +107,12 @@ class Figures(DependencyProvider):
 
     def setup(self):
         self.active_days = int(self.container.config.get("ACTIVE_DAYS", 7))
+        self.sweep_seconds = float(self.container.config.get("SWEEP_SECONDS", 1800))
 
     def start(self):
         provider = next(ext for ext in self.container.dependencies
                         if isinstance(ext, ServiceStore))
-        self.refresher = Refresher(provider.store.db, self.active_days)
+        self.refresher = Refresher(provider.store.db, self.active_days, self.sweep_seconds)
         self.refresher.start(self.container.spawn_managed_thread)
 
     def stop(self):

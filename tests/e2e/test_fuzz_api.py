@@ -46,7 +46,8 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-SERVICES = [ReportingService]
+SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
+            IdentityService, ReportingService]
 # Past about 16 examples an operation, Hypothesis adds its targeting pass (schemathesis steers
 # towards accepted inputs), which multiplies the cost; 10 keeps the module near two minutes
 # on a quiet machine (the others' tests slow it several times over).
