@@ -1,7 +1,7 @@
 """Schemathesis fuzzes every service, through the nginx edge, against the OpenAPI document
 it serves.
 
-The whole platform runs as `make run` runs it (the five services as their own processes,
+The whole platform runs as `make run` runs it (the six services as their own processes,
 nginx in front, identity issuing the tokens), with one learner taken through the whole
 journey, so an enrollment, a lesson plan, a certificate and its SMS exist. For each kind of
 caller (no token: every route; a learner signed in by SMS code, a facilitator, a commune
