@@ -8,7 +8,8 @@ HTTP (under /api/certificates/; who may call each route: ACCESS below)
     GET  verify/<verification_code>     public, no login
 Consumes   lessons.course_completed  -> issues the certificate
 Publishes  certificate_issued
-State      its own database: certificates, counters (serial numbers), outbox, inbox
+State      its own database: certificates (each with the event it caused, until relayed),
+           counters (serial numbers)
 """
 from nameko.dependency_providers import Config
 from pymongo import ASCENDING
@@ -90,8 +91,4 @@ class CertificatesService:
     def issue_certificate(self, event):
         verify_url = self.config["PUBLIC_BASE_URL"].rstrip("/") + "/api/certificates/verify/{code}"
 
-        def work(tx):
-            tx.claim_event("issue_certificate", event)
-            issuing.issue(tx, event.data, event.correlation_id, verify_url, utcnow())
-
-        self.store.transact(work)
+        issuing.issue(self.store, event.data, event.correlation_id, verify_url, utcnow())

@@ -5,7 +5,9 @@ from pathlib import Path
 import yaml
 from pymongo import ASCENDING
 
-from hocvu.store import Store, Transaction
+from hocvu.events import new_event
+from hocvu.outbox import OUTBOX_FIELD, with_events
+from hocvu.store import Store, insert_once
 from services.lessons.domain import Course, Learner, Lesson, LessonPlan, LessonProgress
 
 SEED_FILE = Path(__file__).with_name("catalog_seed.yaml")
@@ -19,22 +21,21 @@ def prepare(store: Store) -> None:
     store.db.plans.create_index([("learner.commune_code", ASCENDING),
                                  ("learner.group", ASCENDING)])
     seed = [Course.from_seed(entry) for entry in yaml.safe_load(SEED_FILE.read_text())["courses"]]
-    store.transact(lambda tx: publish_missing_courses(tx, seed))
+    publish_missing_courses(store.db, seed)
 
 
-def publish_missing_courses(tx: Transaction, courses: list[Course]) -> int:
+def publish_missing_courses(db, courses: list[Course]) -> int:
     """Store and announce each course the catalog lacks (several instances may race here:
-    the transaction lets exactly one of them insert a course and publish it)."""
+    the course's _id lets exactly one of them insert it, with its announcement)."""
     added = 0
     for course in courses:
-        if tx["courses"].find_one({"_id": course.id}, projection={"_id": 1}):
+        if db.courses.find_one({"_id": course.id}, projection={"_id": 1}):
             continue
-        tx["courses"].insert_one(course_to_doc(course))
-        tx.publish("course_published", {
+        published = new_event("course_published", {
             "course_id": course.id, "title": course.title, "group": course.group,
             "lessons": [asdict(lesson) for lesson in course.lessons]},
             correlation_id=f"catalog-{course.id}")
-        added += 1
+        added += insert_once(db.courses, with_events(course_to_doc(course), [published]))
     return added
 
 
@@ -55,7 +56,7 @@ def plan_to_doc(plan: LessonPlan) -> dict:
 
 
 def plan_from_doc(doc: dict) -> LessonPlan:
-    doc = dict(doc)
+    doc = {key: value for key, value in doc.items() if key not in (OUTBOX_FIELD, "_v")}
     return LessonPlan(
         enrollment_id=doc.pop("_id"),
         learner=Learner(**doc.pop("learner")),

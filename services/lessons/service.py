@@ -11,7 +11,7 @@ HTTP (under /api/lessons/; who may call each route: ACCESS below)
          (the learner, online; or staff of the learner's commune, for an in-person class)
 Consumes   enrollment.learner_enrolled   -> assigns the course's lessons
 Publishes  course_published, lessons_assigned, lesson_completed, course_completed
-State      its own database: courses, plans, outbox, inbox
+State      its own database: courses, plans (each with the events it caused, until relayed)
 """
 from nameko.dependency_providers import Config
 
@@ -21,7 +21,9 @@ from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, load_body
 from hocvu.messaging import subscribe
-from hocvu.store import ServiceStore
+from hocvu.events import new_event
+from hocvu.outbox import with_events
+from hocvu.store import ServiceStore, insert_once, read_modify_write
 from services.lessons import repository
 from services.lessons.domain import Learner, LessonPlan, UnknownLesson
 from services.lessons.schemas import CompleteLessonIn, CourseOut, ProgressOut
@@ -100,44 +102,42 @@ class LessonsService:
     def complete_lesson(self, request, enrollment_id, lesson_id):
         score = load_body(request, complete_in, allow_empty=True)["score"]
 
-        def complete(tx):
-            doc = tx["plans"].find_one({"_id": enrollment_id})
-            plan = doc and repository.plan_from_doc(doc)
-            if plan is None or not plan.visible_to(request.principal):
+        caller = request.principal
+
+        def complete(current):
+            plan = current and repository.plan_from_doc(current)
+            if plan is None or not plan.visible_to(caller):
                 raise NotFound(f"no lessons assigned to enrollment {enrollment_id}")
             try:
                 events = plan.complete_lesson(lesson_id, score, utcnow())
             except UnknownLesson:
                 raise NotFound(f"enrollment {enrollment_id} has no lesson {lesson_id}") from None
-            if events:
-                tx["plans"].replace_one({"_id": enrollment_id}, repository.plan_to_doc(plan))
-            for event_type, data in events:
-                tx.publish(event_type, data, plan.correlation_id)
-            return plan
+            if not events:
+                return plan, None  # done before: nothing changes, nothing is announced
+            return plan, with_events(repository.plan_to_doc(plan), [
+                new_event(event_type, data, plan.correlation_id) for event_type, data in events])
 
-        return progress_out.dump(self.store.transact(complete))
+        # a read, then a write only if nobody changed the plan in between (another lesson
+        # completed at the same moment): else it runs again on what that write left
+        return progress_out.dump(read_modify_write(self.store.db.plans, enrollment_id, complete))
 
     @subscribe("enrollment", "learner_enrolled")
     def assign_lessons(self, event):
         data = event.data
 
-        def assign(tx):
-            tx.claim_event("assign_lessons", event)
-            if tx["plans"].find_one({"_id": data["enrollment_id"]}, projection={"_id": 1}):
-                return  # a replay of an enrollment that already has its plan
-            course_doc = _courses.get(data["course_id"],
-                                      lambda: tx["courses"].find_one({"_id": data["course_id"]}))
-            if course_doc is None:
-                raise UnknownCourse(data["course_id"])
-            learner = Learner(learner_id=data["learner_id"], full_name=data["full_name"],
-                              group=data["group"], province_code=data["province_code"],
-                              commune_code=data["commune_code"],
-                              subject=data.get("learner_subject"))
-            plan, events = LessonPlan.assign(
-                data["enrollment_id"], repository.course_from_doc(course_doc), learner,
-                event.correlation_id, utcnow())
-            tx["plans"].insert_one(repository.plan_to_doc(plan))
-            for event_type, event_data in events:
-                tx.publish(event_type, event_data, event.correlation_id)
-
-        self.store.transact(assign)
+        if self.store.db.plans.find_one({"_id": data["enrollment_id"]}, projection={"_id": 1}):
+            return  # a redelivery: the plan (the enrollment's natural key) exists
+        course_doc = _courses.get(data["course_id"],
+                                  lambda: self.store.db.courses.find_one({"_id": data["course_id"]}))
+        if course_doc is None:
+            raise UnknownCourse(data["course_id"])
+        learner = Learner(learner_id=data["learner_id"], full_name=data["full_name"],
+                          group=data["group"], province_code=data["province_code"],
+                          commune_code=data["commune_code"], subject=data.get("learner_subject"))
+        plan, events = LessonPlan.assign(
+            data["enrollment_id"], repository.course_from_doc(course_doc), learner,
+            event.correlation_id, utcnow())
+        # a concurrent redelivery may insert it first: then this one is the duplicate
+        insert_once(self.store.db.plans, with_events(repository.plan_to_doc(plan), [
+            new_event(event_type, event_data, event.correlation_id)
+            for event_type, event_data in events]))

@@ -19,6 +19,7 @@ import logging
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
+from hocvu.store import insert_once
 from services.reporting import domain
 
 log = logging.getLogger(__name__)
@@ -38,15 +39,6 @@ def prepare(store) -> None:
     db.province_days.create_index([("province_code", ASCENDING), ("day", ASCENDING)])
     db.targets.create_index("province_code")
     db.targets.create_index("commune_code")
-
-
-def insert_once(collection, document: dict) -> bool:
-    """Insert by natural key; False when it is already there (a duplicate delivery)."""
-    try:
-        collection.insert_one(document)
-        return True
-    except DuplicateKeyError:
-        return False
 
 
 def retain(db, event_id: str, event_type: str, occurred_at, fact: dict, received_at) -> bool:
