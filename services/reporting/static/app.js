@@ -132,7 +132,9 @@ function drawTrend(days) {
                              days[days.length - 1].day));
   for (const [key, colour] of series) {
     const points = days.map((d, i) => `${x(i)},${y(d[key])}`).join(" ");
-    svg.appendChild(svgElement("polyline", { points, fill: "none", stroke: colour, "stroke-width": 2 }));
+    // certificates follow completions within seconds: dashed, so the two lines stay visible
+    svg.appendChild(svgElement("polyline", { points, fill: "none", stroke: colour, "stroke-width": 2,
+      ...(key === "certificates_issued" ? { "stroke-dasharray": "6 4" } : {}) }));
     days.forEach((d, i) => svg.appendChild(svgElement("circle", {
       cx: x(i), cy: y(d[key]), r: 2.5, fill: colour, "data-day": d.day, "data-series": key })));
   }
