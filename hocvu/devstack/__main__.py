@@ -198,6 +198,8 @@ def print_summary(stack: Stack, stores: ServiceStores | None, amqp_uri: str,
         print(f"  {name:<14} {url:<46} {note:<16} log: {_relative(log)}")
     print(f"\nSign in as the province admin of {PROVINCE}: user {BOOTSTRAP_ADMIN}, password in "
           f"{_relative(VAR / 'secrets.env')} (BOOTSTRAP_ADMIN_PASSWORD); README, the journey.")
+    print(f"The progress page: {stack.base_url}/reporting/ (figures after "
+          "`.venv/bin/python -m hocvu.devstack.demo`; README).")
     print("\nCtrl-C stops everything started here (RabbitMQ keeps running).", flush=True)
 
 
