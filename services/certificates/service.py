@@ -3,6 +3,7 @@
 HTTP (under /api/certificates/; who may call each route: ACCESS below)
     GET  health/live                    operations only (service port)
     GET  health/ready                   broker and store reachable? operations only
+    GET  metrics                        Prometheus text; operations only
     GET  openapi.json
     GET  certificates[?enrollment_id=|learner_id=]  the caller's own or their communes'; paged
     GET  verify/<verification_code>     public, no login
@@ -14,7 +15,7 @@ State      its own database: certificates (each with the event it caused, until 
 from nameko.dependency_providers import Config
 from pymongo import ASCENDING
 
-from hocvu import auth, health, openapi, pagination
+from hocvu import auth, health, metrics, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, load_query
@@ -46,6 +47,7 @@ class CertificatesService:
     ACCESS = {
         "health_live": auth.OPERATIONS,
         "health_ready": auth.OPERATIONS,
+        "metrics": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_certificates": auth.roles(*EVERYONE_SIGNED_IN),
         "verify": auth.PUBLIC,
@@ -63,6 +65,10 @@ class CertificatesService:
           answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
+
+    @http("GET", "/api/certificates/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
+    def metrics(self, request):
+        return metrics.response()
 
     @http("GET", "/api/certificates/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):

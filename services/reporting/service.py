@@ -4,6 +4,7 @@ the events the other services publish (it reads no other database and calls no s
 HTTP (under /api/reporting/; who may call each route: ACCESS below)
     GET  health/live                    operations only (service port)
     GET  health/ready                   broker and store reachable? operations only
+    GET  metrics                        Prometheus text; operations only
     GET  openapi.json
     GET  communes[?province=&commune=&group=&age_band=&from=&to=]   a row per commune, with
          its certification rate against its target, and the totals
@@ -31,7 +32,7 @@ from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
-from hocvu import auth, health, openapi
+from hocvu import auth, health, metrics, openapi
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, load_body, load_query
@@ -131,6 +132,7 @@ class ReportingService:
     ACCESS = {
         "health_live": auth.OPERATIONS,
         "health_ready": auth.OPERATIONS,
+        "metrics": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "page_index": auth.PUBLIC,
         "page_asset": auth.PUBLIC,
@@ -154,6 +156,10 @@ class ReportingService:
           answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
+
+    @http("GET", "/api/reporting/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
+    def metrics(self, request):
+        return metrics.response()
 
     @http("GET", "/api/reporting/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
