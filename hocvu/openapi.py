@@ -140,8 +140,9 @@ def service_classes() -> list:
     from services.identity.service import IdentityService
     from services.lessons.service import LessonsService
     from services.notifications.service import NotificationsService
+    from services.reporting.service import ReportingService
     return [IdentityService, EnrollmentService, LessonsService, CertificatesService,
-            NotificationsService]
+            NotificationsService, ReportingService]
 
 
 def render(service_class) -> str:

@@ -1,7 +1,7 @@
 """Schemathesis fuzzes every service, through the nginx edge, against the OpenAPI document
 it serves.
 
-The whole platform runs as `make run` runs it (the five services as their own processes,
+The whole platform runs as `make run` runs it (the six services as their own processes,
 nginx in front, identity issuing the tokens), with one learner taken through the whole
 journey, so an enrollment, a lesson plan, a certificate and its SMS exist. For each kind of
 caller (no token: every route; a learner signed in by SMS code, a facilitator, a commune
@@ -38,6 +38,7 @@ from services.enrollment.service import EnrollmentService
 from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
+from services.reporting.service import ReportingService
 from services.enrollment import identity
 from tests.e2e.conftest import running_platform
 from tests.support.signin import commune_admin, learner_headers
@@ -46,7 +47,7 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
-            IdentityService]
+            IdentityService, ReportingService]
 # Past about 16 examples an operation, Hypothesis adds its targeting pass (schemathesis steers
 # towards accepted inputs), which multiplies the cost; 10 keeps the module near two minutes
 # on a quiet machine (the others' tests slow it several times over).
@@ -116,6 +117,8 @@ def map_case(context, case):
         # what a valid file is (the header names are stated in the route's description)
         case.body = CSV_FILES[case.path]
         return case
+    if case.path.startswith("/api/reporting/") and case.query:
+        _repair_range(case.query)
     if not isinstance(case.body, dict):
         return case
     repair = REPAIRS.get(case.path)
@@ -146,6 +149,17 @@ def _repair_learner(body: dict) -> None:
     national_id, birth_year = learner.get("national_id", ""), learner.get("birth_year", 1900)
     encoded = f"{(birth_year // 100 - 19) * 2}{birth_year % 100:02d}"
     learner["national_id"] = national_id[:3] + encoded + national_id[6:]
+
+
+def _repair_range(query: dict) -> None:
+    """reporting's `from` is not after `to` (default today) and at most 366 days before it."""
+    try:
+        end = datetime.date.fromisoformat(str(query.get("to") or datetime.date.today()))
+        start = datetime.date.fromisoformat(str(query["from"])) if query.get("from") else None
+    except ValueError:
+        return  # not a date: the case's own business
+    if start and not 0 <= (end - start).days < 366:
+        query["from"] = str(query["to"]) if query.get("to") else end.isoformat()
 
 
 def _repair_password(body: dict, field: str, username: str = "") -> None:

@@ -12,7 +12,7 @@ from tests.support.signin import learner_headers
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
+SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")
 CAPTURE_QUEUE = "e2e-capture-every-event"
 
 LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912 345 678",
@@ -256,6 +256,14 @@ def test_no_national_id_or_phone_number_where_it_should_not_be(platform, capture
                 if hits:
                     found[f"store {service}.{name} {doc.get('_id')}"] = hits
     assert documents > 20
+    # reports hold counts and places: not even a name, a sign-in subject or a birth year
+    reporting = pymongo.MongoClient(platform.settings.mongo_uris["reporting"])[
+        f"{platform.settings.database_prefix}reporting"]
+    kept = json.dumps([doc for name in reporting.list_collection_names()
+                       for doc in reporting[name].find()], default=str, ensure_ascii=False)
+    assert "14845" in kept  # the learner's commune was counted
+    for personal in (LEARNER["full_name"], "learner:", "birth_year", "full_name"):
+        assert personal not in kept, personal
     lines = 0
     # the simulator stands in for the SMS provider, who is given the number to text it
     for log in platform.settings.log_dir.glob("*.log"):

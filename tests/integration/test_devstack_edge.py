@@ -13,7 +13,7 @@ import requests
 from hocvu.devstack import proxy
 from hocvu.devstack.processes import Process, free_port
 
-SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
+SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")
 ORIGINS = ("https://app.hocvu.example", "http://localhost:5173")
 
 UPSTREAM = textwrap.dedent("""

@@ -9,7 +9,7 @@ from hocvu.devstack import proxy
 from hocvu.devstack.rabbitmq import PrivateRabbitMQ
 
 PORTS = {"enrollment": 9101, "lessons": 9102, "certificates": 9103, "notifications": 9104,
-         "identity": 9105}
+         "identity": 9105, "reporting": 9106}
 
 
 def rendered(**kwargs) -> str:
