@@ -33,3 +33,9 @@ def provinces() -> dict[str, str]:
 
 def communes_of(province_code: str) -> list[Commune]:
     return [c for c in communes().values() if c.province_code == province_code]
+
+
+def province_of(commune_code: str) -> str | None:
+    """The province a commune or ward belongs to; None for a code that is none."""
+    commune = communes().get(commune_code)
+    return commune.province_code if commune else None

@@ -44,6 +44,8 @@ class LessonProgress:
     status: str = ASSIGNED
     completed_at: datetime | None = None
     score: int | None = None
+    # why it counts as done: None online; "session:<id>" when the learner was present in class
+    reason: str | None = None
 
 
 @dataclass
@@ -91,15 +93,17 @@ class LessonPlan:
     def completed(self) -> bool:
         return self.completed_at is not None
 
-    def complete_lesson(self, lesson_id: str, score: int | None, now: datetime) -> list:
-        """Mark a lesson done; return the events that follow. Completing twice changes nothing."""
+    def complete_lesson(self, lesson_id: str, score: int | None, now: datetime,
+                        reason: str | None = None) -> list:
+        """Mark a lesson done; return the events that follow. Completing twice changes nothing
+        (the first completion's reason stays)."""
         index = next((i for i, l in enumerate(self.lessons) if l.id == lesson_id), None)
         if index is None:
             raise UnknownLesson(lesson_id)
         if self.lessons[index].status == COMPLETED:
             return []
         self.lessons[index] = replace(self.lessons[index], status=COMPLETED,
-                                      completed_at=now, score=score)
+                                      completed_at=now, score=score, reason=reason)
         events = [("lesson_completed", {
             "enrollment_id": self.enrollment_id, "learner_id": self.learner.learner_id,
             "course_id": self.course_id, "lesson_id": lesson_id, "score": score,
