@@ -197,6 +197,19 @@ SAMPLES = {
         "certificate_id": "x", "serial": "s", "verification_code": "v", "enrollment_id": "e",
         "learner_id": "l", "course_id": "c", "course_title": "t", "full_name": "Lê Văn A",
         "issued_at": utcnow(), "verify_url": "http://hocvu.test/v"},
+    "enrollment_cancelled": {
+        "enrollment_id": "e", "learner_id": "l", "course_id": "c", "group": "citizen",
+        "province_code": "38", "commune_code": "14845", "cancelled_at": utcnow(),
+        "cancelled_by": "staff"},
+    "certificate_revoked": {
+        "enrollment_id": "e", "learner_id": "l", "course_id": "c", "certificate_id": "x",
+        "serial": "s", "full_name": "Lê Văn A", "course_title": "t", "group": "citizen",
+        "province_code": "38", "commune_code": "14845", "reason": "issued in error",
+        "revoked_at": utcnow()},
+    "sms_outcome": {
+        "message_id": "m", "template": "enrollment_confirmed", "status": "delivered",
+        "enrollment_id": "e", "province_code": "38", "commune_code": "14845",
+        "group": "citizen", "settled_at": utcnow()},
     "course_published": {
         "course_id": "c", "title": "t", "group": "citizen",
         "lessons": [{"id": "a", "title": "b", "position": 1}]},
