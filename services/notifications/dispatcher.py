@@ -19,7 +19,7 @@ from functools import partial
 
 from eventlet import GreenPool
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
 from hocvu import metrics
@@ -29,13 +29,13 @@ from hocvu.leases import OwnerLease
 from hocvu.privacy import mask_phone
 from hocvu.store import ServiceStore
 from services.notifications import policy, providers, reconcile, reminders, sign_in_codes
+from services.notifications.due import DueReader
 from services.notifications.reconcile import Reconciler
 from services.notifications.messages import (ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED,
                                              with_outcome)
 
 log = logging.getLogger(__name__)
 
-_ORDER = [("next_attempt_at", ASCENDING), ("created_at", ASCENDING)]
 # what _send answers for a code that expired before it could go out: nothing was sent
 _EXPIRED = providers.SendResult(outcome=providers.REJECTED, error=sign_in_codes.CODE_EXPIRED)
 
@@ -59,13 +59,13 @@ class DispatchLoop(WakeableLoop):
         self.owner = OwnerLease(messages.database["sms_dispatcher"], "dispatcher",
                                 timedelta(seconds=float(config.get("SMS_LEASE_SECONDS", 30))))
         self.pool = GreenPool(self.concurrency)
+        self.due = DueReader(messages, self.batch_size)
         self.opener = sign_in_codes.opener_from_config(config)
 
     def run_once(self) -> bool:
         if not self.owner.hold():
             return False  # another instance dispatches
-        due = {"status": QUEUED, "next_attempt_at": {"$lte": self.clock()}}
-        batch = list(self.messages.find(due).sort(_ORDER).limit(self.batch_size))
+        batch, more = self.due.read(self.clock())
         sendable, decisions, outcomes = [], {}, []
         for message in batch:
             decision = self.policy.decide(message) if self.policy else policy.Decision(policy.SEND)
@@ -80,7 +80,7 @@ class DispatchLoop(WakeableLoop):
             outcomes += self._record(message, result)
         if outcomes:
             self.messages.bulk_write(outcomes, ordered=True)
-        return len(batch) == self.batch_size
+        return more
 
     def stop(self, wait: bool = True) -> None:
         super().stop(wait)
