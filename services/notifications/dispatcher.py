@@ -19,7 +19,7 @@ from functools import partial
 
 from eventlet import GreenPool
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
 from hocvu import metrics
@@ -29,12 +29,13 @@ from hocvu.leases import OwnerLease
 from hocvu.privacy import mask_phone
 from hocvu.store import ServiceStore
 from services.notifications import policy, providers, reconcile, reminders, sign_in_codes
+from services.notifications.due import DueReader
 from services.notifications.reconcile import Reconciler
-from services.notifications.messages import ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED
+from services.notifications.messages import (ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED,
+                                             with_outcome)
 
 log = logging.getLogger(__name__)
 
-_ORDER = [("next_attempt_at", ASCENDING), ("created_at", ASCENDING)]
 # what _send answers for a code that expired before it could go out: nothing was sent
 _EXPIRED = providers.SendResult(outcome=providers.REJECTED, error=sign_in_codes.CODE_EXPIRED)
 
@@ -58,13 +59,13 @@ class DispatchLoop(WakeableLoop):
         self.owner = OwnerLease(messages.database["sms_dispatcher"], "dispatcher",
                                 timedelta(seconds=float(config.get("SMS_LEASE_SECONDS", 30))))
         self.pool = GreenPool(self.concurrency)
+        self.due = DueReader(messages, self.batch_size)
         self.opener = sign_in_codes.opener_from_config(config)
 
     def run_once(self) -> bool:
         if not self.owner.hold():
             return False  # another instance dispatches
-        due = {"status": QUEUED, "next_attempt_at": {"$lte": self.clock()}}
-        batch = list(self.messages.find(due).sort(_ORDER).limit(self.batch_size))
+        batch, more = self.due.read(self.clock())
         sendable, decisions, outcomes = [], {}, []
         for message in batch:
             decision = self.policy.decide(message) if self.policy else policy.Decision(policy.SEND)
@@ -79,7 +80,7 @@ class DispatchLoop(WakeableLoop):
             outcomes += self._record(message, result)
         if outcomes:
             self.messages.bulk_write(outcomes, ordered=True)
-        return len(batch) == self.batch_size
+        return more
 
     def stop(self, wait: bool = True) -> None:
         super().stop(wait)
@@ -116,7 +117,7 @@ class DispatchLoop(WakeableLoop):
             log.info("SMS %s to %s not sent: its sign-in code expired first",
                      message["_id"], mask_phone(message["to"]))
             return [_change(message, {"status": FAILED, "last_error": result.error,
-                                      "failed_at": now})]
+                                      "failed_at": now}, outcome=now)]
         attempts = message["attempts"] + 1
         metrics.sms_send_attempt("notifications", result.outcome)
         if result.outcome == providers.ACCEPTED:
@@ -138,12 +139,16 @@ class DispatchLoop(WakeableLoop):
         log.error("SMS %s to %s failed for good after %s attempts: %s",
                   message["_id"], mask_phone(message["to"]), attempts, result.error)
         return [_change(message, {"status": FAILED, "attempts": attempts,
-                                  "last_error": result.error, "failed_at": now})]
+                                  "last_error": result.error, "failed_at": now}, outcome=now)]
 
 
-def _change(message: dict, fields: dict) -> UpdateOne:
-    """Change a message the dispatcher read as queued, if nothing settled it meanwhile."""
-    return UpdateOne({"_id": message["_id"], "status": QUEUED}, {"$set": fields})
+def _change(message: dict, fields: dict, outcome=None) -> UpdateOne:
+    """Change a message the dispatcher read as queued, if nothing settled it meanwhile;
+    `outcome` (when) announces that it failed for good (sms_outcome)."""
+    update = {"$set": fields}
+    if outcome is not None:
+        update = with_outcome(update, message, FAILED, outcome)
+    return UpdateOne({"_id": message["_id"], "status": QUEUED}, update)
 
 
 class SmsDispatcher(DependencyProvider):

@@ -1,0 +1,105 @@
+"""The dispatcher's reader of due messages walks next_attempt_at in narrow slices (pure logic,
+with a stand-in for the collection that answers range queries over a list)."""
+from datetime import datetime, timedelta, timezone
+
+from services.notifications.due import DueReader
+
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
+
+
+class Messages:
+    """Enough of a pymongo collection for DueReader: find(range).sort().limit()."""
+
+    def __init__(self, times):
+        self.docs = [{"_id": n, "status": "queued", "next_attempt_at": t, "created_at": t}
+                     for n, t in enumerate(times)]
+        self.decoded = 0  # documents a query touched: what the store would decode
+
+    def find(self, query):
+        when = query["next_attempt_at"]
+        hits = [d for d in self.docs if d["status"] == query["status"]
+                and d["next_attempt_at"] >= when.get("$gte", datetime.min.replace(tzinfo=timezone.utc))
+                and d["next_attempt_at"] <= when["$lte"]]
+        self.decoded += len(hits)
+        return Cursor(hits)
+
+    def send(self, batch):
+        for doc in batch:
+            doc["status"] = "accepted"
+
+
+class Cursor:
+    def __init__(self, docs):
+        self.docs = docs
+
+    def sort(self, order):
+        self.docs.sort(key=lambda d: (d["next_attempt_at"], d["created_at"]))
+        return self
+
+    def limit(self, n):
+        return self.docs[:n]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def drain(reader, messages, now, rounds=1000):
+    sent = []
+    for _ in range(rounds):
+        batch, more = reader.read(now)
+        messages.send(batch)
+        sent += [d["_id"] for d in batch]
+        if not more:
+            break
+    return sent
+
+
+def test_a_backlog_is_read_slice_by_slice_not_all_at_every_round():
+    # 2,000 messages over 20 s, all due: the first read (a sweep) sees them all once, then
+    # each round decodes about one second's worth
+    times = [T0 + timedelta(milliseconds=10 * n) for n in range(2000)]
+    messages = Messages(times)
+    reader = DueReader(messages, batch_size=100, monotonic=Clock())
+    now = T0 + timedelta(seconds=30)
+    sent = drain(reader, messages, now)
+    assert sorted(sent) == list(range(2000))  # each once
+    assert messages.decoded < 2000 + 2000 * 3  # not 2,000 per round (20 rounds: 40,000)
+
+
+def test_a_message_due_later_is_read_when_its_time_comes():
+    clock = Clock()
+    messages = Messages([T0, T0 + timedelta(hours=9)])  # a reminder held until the morning
+    reader = DueReader(messages, batch_size=100, monotonic=clock)
+    assert drain(reader, messages, T0 + timedelta(seconds=1)) == [0]
+    assert drain(reader, messages, T0 + timedelta(hours=8)) == []
+    assert drain(reader, messages, T0 + timedelta(hours=9, seconds=1)) == [1]
+
+
+def test_a_message_stamped_just_before_the_cursor_passed_is_still_read():
+    clock = Clock()
+    messages = Messages([])
+    reader = DueReader(messages, batch_size=100, monotonic=clock)
+    now = T0 + timedelta(seconds=10)
+    assert drain(reader, messages, now) == []
+    # written late: stamped half a second before the dispatcher's last look
+    messages.docs.append({"_id": "late", "status": "queued", "created_at": now,
+                          "next_attempt_at": now - timedelta(milliseconds=500)})
+    assert drain(reader, messages, now + timedelta(seconds=0.2)) == ["late"]
+
+
+def test_the_sweep_finds_what_the_cursor_left_behind():
+    clock = Clock()
+    messages = Messages([])
+    reader = DueReader(messages, batch_size=100, monotonic=clock)
+    now = T0 + timedelta(minutes=5)
+    drain(reader, messages, now)
+    messages.docs.append({"_id": "skewed", "status": "queued", "created_at": now,
+                          "next_attempt_at": now - timedelta(minutes=2)})
+    assert drain(reader, messages, now + timedelta(seconds=1)) == []  # behind the margin
+    clock.now += 61  # a minute on: the sweep
+    assert drain(reader, messages, now + timedelta(seconds=62)) == ["skewed"]
