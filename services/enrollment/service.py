@@ -5,6 +5,8 @@ HTTP (under /api/enrollment/; who may call each route: ACCESS below)
     GET  health/ready                   broker and store reachable? operations only
     GET  openapi.json
     GET  courses                    the catalog as enrollment knows it (from lessons' events)
+    GET  provinces                  the 34 provinces (official list since 1 July 2025)
+    GET  communes?province=38       that province's communes and wards, with their names
     POST enrollments                {"course_id", "learner": {...}} -> 201, 400, 403, 404, 409
     GET  enrollments                the caller's own, or those of the communes they cover; paged
     GET  enrollments/<id>
@@ -22,7 +24,7 @@ from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from hocvu import auth, health, openapi, pagination
+from hocvu import auth, health, openapi, pagination, reference
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
@@ -32,8 +34,9 @@ from hocvu.outbox import drop_indexes_if_present
 from hocvu.sealing import Sealer
 from hocvu.store import ServiceStore, Store
 from services.enrollment import enrolling, identity, migrations
-from services.enrollment.schemas import (CatalogCourseOut, EnrollmentCreatedOut, EnrollmentIn,
-                                         EnrollmentOut, EnrollmentPageOut, EnrollmentsQuery)
+from services.enrollment.schemas import (CatalogCourseOut, CommunesOut, CommunesQuery,
+                                         EnrollmentCreatedOut, EnrollmentIn, EnrollmentOut,
+                                         EnrollmentPageOut, EnrollmentsQuery, PlaceOut)
 
 enrollment_in = EnrollmentIn()
 created_out = EnrollmentCreatedOut()
@@ -41,6 +44,11 @@ enrollment_out = EnrollmentOut()
 page_out = EnrollmentPageOut()
 catalog_out = CatalogCourseOut(many=True)
 enrollments_query = EnrollmentsQuery()
+places_out = PlaceOut(many=True)
+communes_query = CommunesQuery()
+communes_out = CommunesOut()
+# the list of units changes by decree, with a release of this service: a day's cache is safe
+_REFERENCE_CACHING = {"Cache-Control": "public, max-age=86400"}
 
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # courses change rarely; another instance's copy may lag by this many seconds
@@ -103,6 +111,9 @@ class EnrollmentService:
         "health_ready": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_courses": auth.PUBLIC,
+        # the official list of units: public data the frontend's pickers need before sign-in
+        "list_provinces": auth.PUBLIC,
+        "list_communes": auth.PUBLIC,
         "create_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
         "list_enrollments": auth.roles(*EVERYONE_SIGNED_IN),
         "get_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
@@ -130,6 +141,25 @@ class EnrollmentService:
           answers={200: CatalogCourseOut(many=True)})
     def list_courses(self, request):
         return catalog_out.dump(self.store.db.catalog.find().sort([("group", 1), ("_id", 1)]))
+
+    @http("GET", "/api/enrollment/provinces",
+          summary="the 34 provinces since 1 July 2025, by code, with their names",
+          answers={200: PlaceOut(many=True)})
+    def list_provinces(self, request):
+        provinces = [{"code": code, "name": name}
+                     for code, name in sorted(reference.provinces().items())]
+        return json_response(places_out.dump(provinces), headers=_REFERENCE_CACHING)
+
+    @http("GET", "/api/enrollment/communes",
+          summary="a province's communes and wards (official list since 1 July 2025)",
+          query=CommunesQuery, answers={200: CommunesOut, 400: "no such province"})
+    def list_communes(self, request):
+        province = load_query(request, communes_query)["province"]
+        communes = sorted(reference.communes_of(province), key=lambda commune: commune.code)
+        return json_response(communes_out.dump({
+            "province": {"code": province, "name": reference.provinces()[province]},
+            "communes": [{"code": c.code, "name": c.name} for c in communes]}),
+            headers=_REFERENCE_CACHING)
 
     @http("POST", "/api/enrollment/enrollments", summary="enroll a learner in a course",
           body=EnrollmentIn, answers={201: EnrollmentCreatedOut, 400: "invalid fields",

@@ -30,6 +30,7 @@ import requests
 import schemathesis
 from schemathesis.engine import Status, events, from_schema
 
+from hocvu import reference
 from hocvu.devstack import accounts, proxy
 from hocvu.http import access_rule
 from hocvu.openapi import routes
@@ -140,6 +141,10 @@ def _repair_learner(body: dict) -> None:
     national_id, birth_year = learner.get("national_id", ""), learner.get("birth_year", 1900)
     encoded = f"{(birth_year // 100 - 19) * 2}{birth_year % 100:02d}"
     learner["national_id"] = national_id[:3] + encoded + national_id[6:]
+    province = learner.get("province_code")
+    if province in reference.provinces() and reference.commune_problems(
+            province, str(learner.get("commune_code"))):
+        learner["commune_code"] = reference.communes_of(province)[0].code
 
 
 def _repair_password(body: dict, field: str, username: str = "") -> None:
