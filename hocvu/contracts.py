@@ -37,9 +37,10 @@ SUBSCRIBERS = {
                          ("notifications", "stop_reminders")],
     "certificate_issued": [("notifications", "announce_certificate")],
     "sign_in_code_requested": [("notifications", "send_sign_in_code")],
-    # contracts agreed before their consumers are built (issues 12 and 14)
-    "enrollment_cancelled": [],
-    "certificate_revoked": [],
+    "enrollment_cancelled": [("certificates", "note_cancellation"), ("lessons", "stop_plan"),
+                             ("notifications", "stop_reminders_for_cancellation")],
+    "certificate_revoked": [("notifications", "announce_revocation")],
+    # contracts agreed before their consumers are built (issue 14)
     "sms_outcome": [],
 }
 

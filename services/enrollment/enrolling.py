@@ -22,7 +22,7 @@ from hocvu.http import Conflict, Forbidden, NotFound
 from hocvu.privacy import mask_phone
 from hocvu.store import Transaction
 
-ACTIVE = "active"
+ACTIVE, CANCELLED = "active", "cancelled"
 PROFILE_FIELDS = ("full_name", "subject", "birth_year", "group")
 
 
@@ -135,3 +135,34 @@ def remember_course(tx: Transaction, data: dict, published_at: datetime) -> None
         {"$set": {"title": data["title"], "group": data["group"],
                   "lesson_count": len(data["lessons"]), "published_at": published_at}},
         upsert=True)
+
+
+def find_visible(enrollments, enrollment_id: str, caller: Principal) -> dict:
+    """The enrollment if the caller may see it (theirs, or in their communes); 404 otherwise."""
+    enrollment = enrollments.find_one({"_id": enrollment_id})
+    if enrollment is None or not caller.may_see(enrollment["province_code"],
+                                                enrollment["commune_code"],
+                                                enrollment.get("learner_subject")):
+        raise NotFound(f"no enrollment {enrollment_id}")
+    return enrollment
+
+
+def cancel(tx: Transaction, enrollment: dict, caller: Principal, now: datetime) -> dict:
+    """Cancel an active enrollment and announce it (lessons stop, no certificate, no
+    reminder); a cancelled one is returned as it is, announced once only. One document
+    changed, conditionally on its status, with the one event it causes."""
+    if enrollment["status"] == CANCELLED:
+        return enrollment
+    change = {"status": CANCELLED, "cancelled_at": now, "cancelled_by": caller.subject}
+    updated = tx["enrollments"].update_one({"_id": enrollment["_id"], "status": ACTIVE},
+                                           {"$set": change})
+    if not updated.modified_count:
+        return tx["enrollments"].find_one({"_id": enrollment["_id"]})
+    cancelled = {**enrollment, **change}
+    tx.publish("enrollment_cancelled", {
+        **{key: cancelled[key] for key in ("learner_id", "course_id", "group", "province_code",
+                                            "commune_code")},
+        "enrollment_id": cancelled["_id"], "learner_subject": cancelled.get("learner_subject"),
+        "cancelled_at": now, "cancelled_by": "staff" if caller.is_staff else "learner"},
+        cancelled.get("correlation_id") or cancelled["_id"])
+    return cancelled

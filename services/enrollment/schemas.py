@@ -116,6 +116,8 @@ class LearnerOut(Schema):
 
 class EnrollmentOut(EnrollmentCreatedOut):
     course_title = fields.String(required=True)
+    cancelled_at = UtcDateTime(metadata={"description": "when it was cancelled (status "
+                                                        "cancelled)"})
     province_code = fields.String(required=True)
     commune_code = fields.String(required=True)
     learner = fields.Nested(LearnerOut, required=True, allow_none=True)
@@ -123,6 +125,7 @@ class EnrollmentOut(EnrollmentCreatedOut):
 
 class EnrollmentSummaryOut(EnrollmentCreatedOut):
     course_title = fields.String(required=True)
+    cancelled_at = UtcDateTime()
     province_code = fields.String(required=True)
     commune_code = fields.String(required=True)
     group = fields.String(required=True)

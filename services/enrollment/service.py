@@ -10,9 +10,12 @@ HTTP (under /api/enrollment/; who may call each route: ACCESS below)
     POST enrollments                {"course_id", "learner": {...}} -> 201, 400, 403, 404, 409
     GET  enrollments                the caller's own, or those of the communes they cover; paged
     GET  enrollments/<id>
+    POST enrollments/<id>/cancel    the learner (their own) or staff covering the commune;
+                                    again: the same answer, no second event
 Consumes   lessons.course_published  -> catalog copy
 Publishes  learner_enrolled (to lessons, notifications),
-           learner_contact_registered (the phone number, sealed: to notifications only)
+           learner_contact_registered (the phone number, sealed: to notifications only),
+           enrollment_cancelled (to lessons, certificates, notifications)
 State      its own database: learners (no phone in clear), enrollments, catalog, outbox, inbox
 """
 import re
@@ -117,6 +120,8 @@ class EnrollmentService:
         "create_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
         "list_enrollments": auth.roles(*EVERYONE_SIGNED_IN),
         "get_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
+        # the learner, or staff covering the enrollment's commune (checked in the handler)
+        "cancel_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
     }
 
     config = Config()
@@ -209,11 +214,23 @@ class EnrollmentService:
     @http("GET", "/api/enrollment/enrollments/<enrollment_id>", summary="one enrollment",
           answers={200: EnrollmentOut, 404: "no such enrollment (or not yours to see)"})
     def get_enrollment(self, request, enrollment_id):
-        enrollment = self.store.db.enrollments.find_one({"_id": enrollment_id})
-        if enrollment is None or not request.principal.may_see(
-                enrollment["province_code"], enrollment["commune_code"],
-                enrollment.get("learner_subject")):
-            raise NotFound(f"no enrollment {enrollment_id}")
+        enrollment = enrolling.find_visible(self.store.db.enrollments, enrollment_id,
+                                            request.principal)
+        enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
+        return enrollment_out.dump(enrollment)
+
+    @http("POST", "/api/enrollment/enrollments/<enrollment_id>/cancel",
+          summary="cancel an enrollment: its lessons stop, no certificate or reminder follows "
+                  "(again: the same answer)",
+          answers={200: EnrollmentOut, 404: "no such enrollment (or not yours to cancel)"})
+    def cancel_enrollment(self, request, enrollment_id):
+        caller = request.principal
+
+        def work(tx):
+            enrollment = enrolling.find_visible(tx["enrollments"], enrollment_id, caller)
+            return enrolling.cancel(tx, enrollment, caller, utcnow())
+
+        enrollment = self.store.transact(work)
         enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
         return enrollment_out.dump(enrollment)
 

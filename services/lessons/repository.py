@@ -6,20 +6,29 @@ import yaml
 from pymongo import ASCENDING
 
 from hocvu.store import Store, Transaction
-from services.lessons.domain import Course, Learner, Lesson, LessonPlan, LessonProgress
+from services.lessons.domain import CANCELLED, FREE, Course, Learner, Lesson, LessonPlan, LessonProgress
 
 SEED_FILE = Path(__file__).with_name("catalog_seed.yaml")
 
 
 def prepare(store: Store) -> None:
     """Collections and indexes, then the seed catalog on first start."""
-    store.ensure_collections("courses", "plans")
+    store.ensure_collections("courses", "plans", "cancellations")
     store.db.courses.create_index([("group", ASCENDING), ("_id", ASCENDING)])
     store.db.plans.create_index("learner.learner_id")
     store.db.plans.create_index([("learner.commune_code", ASCENDING),
                                  ("learner.group", ASCENDING)])
     seed = [Course.from_seed(entry) for entry in yaml.safe_load(SEED_FILE.read_text())["courses"]]
     store.transact(lambda tx: publish_missing_courses(tx, seed))
+    apply_course_rules(store.db, seed)
+
+
+def apply_course_rules(db, courses: list[Course]) -> None:
+    """The seed's order and pass mark for courses published before it set them (or with
+    other values): rules only; a published course's lessons never change. Idempotent."""
+    for course in courses:
+        db.courses.update_one({"_id": course.id}, {"$set": {"order": course.order,
+                                                            "pass_mark": course.pass_mark}})
 
 
 def publish_missing_courses(tx: Transaction, courses: list[Course]) -> int:
@@ -40,12 +49,14 @@ def publish_missing_courses(tx: Transaction, courses: list[Course]) -> int:
 
 def course_to_doc(course: Course) -> dict:
     return {"_id": course.id, "title": course.title, "group": course.group,
-            "lessons": [asdict(lesson) for lesson in course.lessons]}
+            "lessons": [asdict(lesson) for lesson in course.lessons],
+            "order": course.order, "pass_mark": course.pass_mark}
 
 
 def course_from_doc(doc: dict) -> Course:
     return Course(id=doc["_id"], title=doc["title"], group=doc["group"],
-                  lessons=tuple(Lesson(**lesson) for lesson in doc["lessons"]))
+                  lessons=tuple(Lesson(**lesson) for lesson in doc["lessons"]),
+                  order=doc.get("order", FREE), pass_mark=doc.get("pass_mark"))
 
 
 def plan_to_doc(plan: LessonPlan) -> dict:
@@ -61,3 +72,29 @@ def plan_from_doc(doc: dict) -> LessonPlan:
         learner=Learner(**doc.pop("learner")),
         lessons=[LessonProgress(**lesson) for lesson in doc.pop("lessons")],
         **doc)
+
+
+def save_plan_if_changed(tx: Transaction, before: dict, plan: LessonPlan) -> None:
+    after = plan_to_doc(plan)
+    if after != before:
+        tx["plans"].replace_one({"_id": after["_id"]}, after)
+
+
+# --- cancellations: a note per cancelled enrollment, then its plan stopped -----------------
+
+def note_cancellation(tx: Transaction, enrollment_id: str, cancelled_at) -> None:
+    tx["cancellations"].update_one({"_id": enrollment_id},
+                                   {"$setOnInsert": {"cancelled_at": cancelled_at}}, upsert=True)
+
+
+def was_cancelled(tx: Transaction, enrollment_id: str) -> bool:
+    return tx["cancellations"].find_one({"_id": enrollment_id}, projection={"_id": 1}) is not None
+
+
+def stop_if_cancelled(tx: Transaction, enrollment_id: str, now) -> None:
+    """Stop the plan of a cancelled enrollment (no plan, or not cancelled: nothing to do).
+    Conditional on the plan's status, so that doing it twice changes nothing."""
+    if not was_cancelled(tx, enrollment_id):
+        return
+    tx["plans"].update_one({"_id": enrollment_id, "status": {"$ne": CANCELLED}},
+                           {"$set": {"status": CANCELLED, "cancelled_at": now}})

@@ -8,22 +8,27 @@ HTTP (under /api/lessons/; who may call each route: ACCESS below)
     GET  courses/<course_id>
     GET  enrollments/<enrollment_id>                     a learner's progress
     POST enrollments/<enrollment_id>/lessons/<lesson_id>/complete   {"score": 0..100}
-         (the learner, online; or staff of the learner's commune, for an in-person class)
-Consumes   enrollment.learner_enrolled   -> assigns the course's lessons
+         (the learner, online; or staff of the learner's commune, for an in-person class);
+         409 in a strict-order course before the lessons ahead of it (naming the first
+         missing), or once the enrollment is cancelled; below the pass mark: an attempt only
+Consumes   enrollment.learner_enrolled     -> assigns the course's lessons
+           enrollment.enrollment_cancelled -> the plan stops: nothing more completes, no
+                                              course_completed follows
 Publishes  course_published, lessons_assigned, lesson_completed, course_completed
-State      its own database: courses, plans, outbox, inbox
+State      its own database: courses, plans, cancellations (enrollment ids), outbox, inbox
 """
 from nameko.dependency_providers import Config
 
 from hocvu import auth, health, openapi
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.cache import TtlCache
-from hocvu.clock import utcnow
-from hocvu.http import NotFound, http, load_body
+from hocvu.clock import isoformat, utcnow
+from hocvu.http import Conflict, NotFound, ValidationFailed, http, load_body
 from hocvu.messaging import subscribe
 from hocvu.store import ServiceStore
 from services.lessons import repository
-from services.lessons.domain import Learner, LessonPlan, UnknownLesson
+from services.lessons.domain import (CompletedOutOfOrder, Learner, LessonPlan, PlanCancelled,
+                                     ScoreRequired, UnknownLesson)
 from services.lessons.schemas import CompleteLessonIn, CourseOut, ProgressOut
 
 courses_out = CourseOut(many=True)
@@ -36,6 +41,14 @@ _courses = TtlCache(seconds=60)
 
 class UnknownCourse(Exception):
     """learner_enrolled named a course this catalog does not have."""
+
+
+class EnrollmentCancelled(Conflict):
+    code = "ENROLLMENT_CANCELLED"
+
+
+class LessonOutOfOrder(Conflict):
+    code = "LESSON_OUT_OF_ORDER"
 
 
 class LessonsService:
@@ -95,22 +108,22 @@ class LessonsService:
     @http("POST", "/api/lessons/enrollments/<enrollment_id>/lessons/<lesson_id>/complete",
           summary="complete a lesson (again: no change)", body=CompleteLessonIn,
           body_required=False,
-          answers={200: ProgressOut, 400: "invalid score",
-                   404: "unknown enrollment or lesson, or not yours"})
+          answers={200: ProgressOut,
+                   400: "invalid score, or none where the course has a pass mark (a learner)",
+                   404: "unknown enrollment or lesson, or not yours",
+                   409: "a lesson before it is not completed (strict order; named in "
+                        "blocking_lesson), or the enrollment was cancelled"})
     def complete_lesson(self, request, enrollment_id, lesson_id):
         score = load_body(request, complete_in, allow_empty=True)["score"]
+        caller = request.principal
 
         def complete(tx):
             doc = tx["plans"].find_one({"_id": enrollment_id})
             plan = doc and repository.plan_from_doc(doc)
-            if plan is None or not plan.visible_to(request.principal):
+            if plan is None or not plan.visible_to(caller):
                 raise NotFound(f"no lessons assigned to enrollment {enrollment_id}")
-            try:
-                events = plan.complete_lesson(lesson_id, score, utcnow())
-            except UnknownLesson:
-                raise NotFound(f"enrollment {enrollment_id} has no lesson {lesson_id}") from None
-            if events:
-                tx["plans"].replace_one({"_id": enrollment_id}, repository.plan_to_doc(plan))
+            events = _complete(plan, lesson_id, score, not caller.is_staff)
+            repository.save_plan_if_changed(tx, doc, plan)
             for event_type, data in events:
                 tx.publish(event_type, data, plan.correlation_id)
             return plan
@@ -125,6 +138,8 @@ class LessonsService:
             tx.claim_event("assign_lessons", event)
             if tx["plans"].find_one({"_id": data["enrollment_id"]}, projection={"_id": 1}):
                 return  # a replay of an enrollment that already has its plan
+            if repository.was_cancelled(tx, data["enrollment_id"]):
+                return  # the cancellation came first: no lessons to assign
             course_doc = _courses.get(data["course_id"],
                                       lambda: tx["courses"].find_one({"_id": data["course_id"]}))
             if course_doc is None:
@@ -141,3 +156,37 @@ class LessonsService:
                 tx.publish(event_type, event_data, event.correlation_id)
 
         self.store.transact(assign)
+        # a cancellation noted between the look above and the plan's insertion stops it now
+        self.store.transact(lambda tx: repository.stop_if_cancelled(tx, data["enrollment_id"],
+                                                                    utcnow()))
+
+    @subscribe("enrollment", "enrollment_cancelled")
+    def stop_plan(self, event):
+        # idempotent by itself, in either order with learner_enrolled: the note first (which
+        # assign_lessons checks before and after it writes a plan), then the plan, if any
+        enrollment_id = event.data["enrollment_id"]
+        self.store.transact(lambda tx: repository.note_cancellation(
+            tx, enrollment_id, event.data["cancelled_at"]))
+        self.store.transact(lambda tx: repository.stop_if_cancelled(tx, enrollment_id, utcnow()))
+
+
+def _complete(plan: LessonPlan, lesson_id: str, score: int | None,
+              score_required: bool) -> list:
+    """The plan's rule, as HTTP answers."""
+    try:
+        return plan.complete_lesson(lesson_id, score, utcnow(), score_required)
+    except UnknownLesson:
+        raise NotFound(f"enrollment {plan.enrollment_id} has no lesson {lesson_id}") from None
+    except PlanCancelled:
+        raise EnrollmentCancelled("this enrollment was cancelled: its lessons stopped",
+                                  cancelled_at=isoformat(plan.cancelled_at)) from None
+    except CompletedOutOfOrder as exc:
+        blocking = exc.blocking
+        raise LessonOutOfOrder(
+            f"complete lesson {blocking.position}, \"{blocking.title}\", first: this course "
+            "takes its lessons in order",
+            blocking_lesson={"id": blocking.id, "title": blocking.title,
+                             "position": blocking.position}) from None
+    except ScoreRequired:
+        raise ValidationFailed("this course has a pass mark: give the score you obtained",
+                               {"score": [f"required: the pass mark is {plan.pass_mark}"]}) from None
