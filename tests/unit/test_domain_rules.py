@@ -144,3 +144,13 @@ def test_templates_carry_the_values():
                             course_title="Kỹ năng số", verification_code="K7QM-2XRT-9BH4",
                             verify_url="http://x/v")
     assert "Lê Văn Đức" in text and "K7QM-2XRT-9BH4" in text and "http://x/v" in text
+
+
+def test_the_revocation_sms_says_which_certificate_when_and_why_in_vietnam_s_day():
+    revoked_on = templates.vietnamese_day(datetime(2026, 11, 25, 18, 0, tzinfo=timezone.utc))
+    assert revoked_on == "26/11/2026"
+    text = templates.render(templates.CERTIFICATE_REVOKED, full_name="Lê Văn Đức",
+                            course_title="Kỹ năng số", serial="HV-38-2026-000123",
+                            revoked_on=revoked_on, reason="Cấp nhầm người")
+    assert all(part in text for part in ("Lê Văn Đức", "HV-38-2026-000123", "26/11/2026",
+                                         "Cấp nhầm người", "thu hồi"))
