@@ -87,8 +87,9 @@ def platform(service_config, run_service, sms_gateway, issuer, tmp_path):
             "path_values": {"username": "walk.facilitator",
         "enrollment_id": record["id"], "lesson_id": plan["lessons"][0]["id"],
         "course_id": "citizen-digital-basics", "code": certificate["verification_code"],
-        "learner_id": record["learner_id"]},
-        "secrets": [record["id"], record["learner_id"], certificate["verification_code"]]}
+        "learner_id": record["learner_id"], "certificate_id": certificate["id"]},
+        "secrets": [record["id"], record["learner_id"], certificate["verification_code"],
+                    certificate["id"]]}
 
 
 def identity_accounts(url, issuer) -> dict[str, str]:
@@ -136,6 +137,7 @@ BODIES = {
     # the staff "here" are identity accounts with PASSWORD; the one reset is walk.facilitator
     "/api/identity/staff/password": {"current_password": PASSWORD, "new_password": PASSWORD},
     "/api/identity/staff/<username>/password": {"new_password": PASSWORD},
+    "/api/certificates/certificates/<certificate_id>/revoke": {"reason": "Cấp nhầm người học"},
 }
 ROLE_OF = {"the learner": "learner", "another learner": "learner",
            **{f"{who} {where}": role for who, role in (
