@@ -8,8 +8,9 @@ in REMINDER_DAYS_BY_COURSE ("course-id=3,other-course=10").
 
 It is fed by events: learner_enrolled starts it, lessons_assigned tells the lessons and
 their titles, lesson_completed moves it on, course_completed ends it. `stop()` ends it for
-any other reason: the future `enrollment_cancelled` consumer only calls
-`stop(tx, enrollment_id, "cancelled")`. A stopped enrollment is never reminded again.
+any other reason: the `enrollment_cancelled` consumer calls
+`stop(tx, enrollment_id, "cancelled", now, data)`. A stopped enrollment is never reminded
+again.
 
 The planner loop claims due enrollments under a lease and, in one transaction, creates the
 reminder message (its dedupe key carries the reminder's sequence number) and moves
