@@ -28,6 +28,15 @@ def note(tx: Transaction, cancellation: dict, now: datetime) -> None:
         upsert=True)
 
 
+def recheck(tx: Transaction, enrollment_id: str, now: datetime) -> None:
+    """After issuing: a cancellation noted between issuing's look at the notes and its
+    insertion revokes the certificate now (either side then sees the other's write)."""
+    found = tx["cancellations"].find_one({"_id": enrollment_id})
+    if found:
+        revoke_if_completed_after(tx, {"enrollment_id": enrollment_id,
+                                       "cancelled_at": found["cancelled_at"]}, now)
+
+
 def revoke_if_completed_after(tx: Transaction, cancellation: dict, now: datetime) -> None:
     """Revoke the certificate of a completion that came after the cancellation (written after
     the note: if this step is lost, the redelivered event finds the note and does it)."""

@@ -170,6 +170,8 @@ class CertificatesService:
                           self.codes.new_code, utcnow())
 
         self.store.transact(work)
+        self.store.transact(lambda tx: cancellations.recheck(tx, event.data["enrollment_id"],
+                                                             utcnow()))
 
     @subscribe("enrollment", "enrollment_cancelled")
     def note_cancellation(self, event):

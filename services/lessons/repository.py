@@ -74,10 +74,14 @@ def plan_from_doc(doc: dict) -> LessonPlan:
         **doc)
 
 
-def save_plan_if_changed(tx: Transaction, before: dict, plan: LessonPlan) -> None:
+def save_plan_if_changed(tx: Transaction, before: dict, plan: LessonPlan) -> bool:
+    """Write the plan back unless a cancellation stopped it since it was read (False then):
+    a completion must never overwrite the cancelled status."""
     after = plan_to_doc(plan)
-    if after != before:
-        tx["plans"].replace_one({"_id": after["_id"]}, after)
+    if after == before:
+        return True
+    written = tx["plans"].replace_one({"_id": after["_id"], "status": {"$ne": CANCELLED}}, after)
+    return written.matched_count == 1
 
 
 # --- cancellations: a note per cancelled enrollment, then its plan stopped -----------------

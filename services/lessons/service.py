@@ -123,7 +123,8 @@ class LessonsService:
             if plan is None or not plan.visible_to(caller):
                 raise NotFound(f"no lessons assigned to enrollment {enrollment_id}")
             events = _complete(plan, lesson_id, score, not caller.is_staff)
-            repository.save_plan_if_changed(tx, doc, plan)
+            if not repository.save_plan_if_changed(tx, doc, plan):
+                raise EnrollmentCancelled("this enrollment was cancelled: its lessons stopped")
             for event_type, data in events:
                 tx.publish(event_type, data, plan.correlation_id)
             return plan
