@@ -1,195 +1,231 @@
-"""The outbox relay: publishes the events that transactions stored, and marks them sent.
+"""Events travel inside the document whose change causes them, and a relay publishes them.
 
-A transaction writes its events into the `outbox` collection (hocvu.store). The relay,
-one green thread per service process, claims pending events in batches under a lease (so
-several instances of a service never publish the same event at once, and a crashed
-instance's claim runs out), publishes each with publisher confirms and the mandatory flag
-to `<service>.events` with the event type as routing key, and marks it sent.
+A service that changes an aggregate and must tell others about it writes both at once, in
+one single-document write (atomic in every MongoDB-wire store, with no transaction):
 
-The relay wakes at once when its own process commits events, and polls every
-OUTBOX_POLL_SECONDS for events that another instance, or a crashed process, left behind.
+    db.plans.insert_one(with_events(plan, [lessons_assigned]))
+    db.certificates.update_one(which, set_events({"$set": {...}}, [certificate_revoked]))
+
+The events sit in the document's `_outbox` field, which holds only the last write's events.
+The relay tails the service database's change stream, keeps the changes that wrote an
+`_outbox`, publishes their events to `<service>.events` with publisher confirms (mandatory
+when the event has subscribers), and saves its resume token only after the broker confirmed
+them. A crash between the confirm and the save publishes a few events again: consumers are
+idempotent (natural keys). Nothing polls a backlog: the relay reads each change once, in
+commit order, so an aggregate's events leave in the order they were written.
+
+One instance of a service relays at a time, under a lease it renews in `relay_state`; the
+others stand by and take over, from the saved token, when the lease runs out.
 Before its first publish the relay declares the queues of every known subscriber
 (hocvu.contracts.SUBSCRIBERS), so an event waits in a durable queue for a consumer that has
-not started yet. Events with subscribers are published mandatory: if the broker still cannot
-route one (someone deleted a queue), it stays pending and is retried with backoff.
+not started yet. If the broker still cannot route one (someone deleted a queue), the relay
+retries it with backoff and does not move past it.
 """
 import logging
-import threading
-from datetime import timedelta
+import time
+import uuid
+from datetime import datetime, timedelta
 
 from nameko.amqp.publish import Publisher, UndeliverableMessage
 from nameko.standalone.events import get_event_exchange
-from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from hocvu import contracts
-from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
-from hocvu.leases import NEVER, claim_batch, release
-from hocvu.retention import HourlyPurge, RetentionRule
 from hocvu.topology import known_subscriber_queues
 
 log = logging.getLogger(__name__)
 
-PENDING, SENT = "pending", "sent"
-_ORDER = [("created_at", ASCENDING), ("seq", ASCENDING)]
-_seq_lock = threading.Lock()
-_seq = 0
+OUTBOX_FIELD = "_outbox"
+STATE_COLLECTION = "relay_state"
+_STATE_ID = "relay"
+LEGACY_OUTBOX = "outbox"  # where releases before the change-stream relay kept events
+
+# only the changes that carry events reach the relay (the store filters the rest)
+CHANGES_WITH_EVENTS = [{"$match": {"$or": [
+    {"operationType": {"$in": ["insert", "replace"]},
+     f"fullDocument.{OUTBOX_FIELD}": {"$exists": True}},
+    {"operationType": "update",
+     f"updateDescription.updatedFields.{OUTBOX_FIELD}": {"$exists": True}},
+]}}]
 
 
-def _next_seq() -> int:
-    # orders events committed in the same millisecond by one process
-    global _seq
-    with _seq_lock:
-        _seq += 1
-        return _seq
+def with_events(document: dict, envelopes: list[dict]) -> dict:
+    """`document`, carrying the events its insertion causes."""
+    return {**document, OUTBOX_FIELD: list(envelopes)} if envelopes else document
 
 
-def aggregate_of(envelope: dict) -> str:
-    """What the event is about, for ordering: its enrollment, else its course."""
-    data = envelope["data"]
-    return str(data.get("enrollment_id") or data.get("course_id") or envelope["event_id"])
+def set_events(update: dict, envelopes: list[dict]) -> dict:
+    """`update`, also recording the events it causes (replacing the previous write's)."""
+    if not envelopes:
+        return update
+    return {**update, "$set": {**update.get("$set", {}), OUTBOX_FIELD: list(envelopes)}}
 
 
-def outbox_document(envelope: dict, service_name: str) -> dict:
-    now = utcnow()
-    return {
-        "_id": envelope["event_id"],
-        "event_type": envelope["event_type"],
-        "aggregate_id": aggregate_of(envelope),
-        "source": service_name,
-        "payload": envelope,
-        "status": PENDING,
-        "created_at": now,
-        "seq": _next_seq(),
-        "attempts": 0,
-        "next_attempt_at": now,
-        "lease_until": NEVER,
-    }
+def events_of(change: dict) -> list[dict]:
+    """The envelopes a change stream event wrote."""
+    if change.get("operationType") == "update":
+        return list(change["updateDescription"]["updatedFields"].get(OUTBOX_FIELD) or [])
+    return list((change.get("fullDocument") or {}).get(OUTBOX_FIELD) or [])
 
 
-def prepare_outbox(db) -> None:
-    outbox = db[OutboxRelay.COLLECTION]
-    outbox.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
-    outbox.create_index([("aggregate_id", ASCENDING), ("status", ASCENDING)])
-    # every write of an outbox document rewrites all its index entries, and the outbox is
-    # written three times per event: these two cost more than they gave (docs/performance.md)
-    drop_indexes_if_present(outbox, "lease_owner_1", "sent_at_1")
-
-
-def drop_indexes_if_present(collection, *names: str) -> None:
-    present = collection.index_information()
-    for name in names:
-        if name in present:
-            collection.drop_index(name)
-
-
-class OutboxRelay(WakeableLoop):
-    COLLECTION = "outbox"
-
+class ChangeStreamRelay:
     def __init__(self, db, service_name: str, config: dict):
-        super().__init__()
-        self.name = f"{service_name}.outbox_relay"
-        self.outbox = db[self.COLLECTION]
+        self.db = db
+        self.state = db[STATE_COLLECTION]
         self.service_name = service_name
+        self.name = f"{service_name}.outbox_relay"
+        self.owner = f"{service_name}-{uuid.uuid4().hex[:12]}"
         self.exchange = get_event_exchange(service_name, config)
         self.publisher = Publisher(
             config["AMQP_URI"], use_confirms=True,
             declare=[self.exchange, *known_subscriber_queues(service_name, config)])
         self.batch_size = int(config.get("OUTBOX_BATCH_SIZE", 200))
-        self.poll_seconds = float(config.get("OUTBOX_POLL_SECONDS", 1.0))
-        self.linger_seconds = float(config.get("OUTBOX_LINGER_SECONDS", 0.02))
+        # how long one read of the stream waits for changes: the relay's latency when idle,
+        # and its cost to the store (one short read per interval)
+        self.await_ms = int(float(config.get("OUTBOX_AWAIT_SECONDS", 0.05)) * 1000)
         self.lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", 15)))
         self.max_backoff_seconds = float(config.get("OUTBOX_MAX_BACKOFF_SECONDS", 60))
-        # sent events are kept a while so operations can see what went out (and the benchmark
-        # can time each hop); an event's next_attempt_at is never after its sending, so the
-        # claim index finds the old ones
-        self.housekeeping = HourlyPurge()
-        self.housekeeping.add(RetentionRule(
-            self.outbox,
-            expired=lambda cutoff: {"status": SENT, "next_attempt_at": {"$lt": cutoff}},
-            keep=timedelta(days=float(config.get("OUTBOX_RETENTION_DAYS", 7)))))
+        self.published = 0
+        self.last_lag_seconds = None
+        self._stopping = False
+        self._thread = None
 
-    def pending_count(self) -> int:
-        return self.outbox.count_documents({"status": PENDING})
-
-    def run_once(self) -> bool:
-        self.housekeeping.run_when_due()
-        return self.relay_due() == self.batch_size
-
-    def relay_due(self) -> int:
-        """Publish one batch of due events; return how many were claimed."""
-        claimed = self._claim_batch()
-        if not claimed:
-            return 0
-        blocked = self._aggregates_with_older_pending_events(claimed)
-        sent, unroutable = [], []
+    # -- the starting point ------------------------------------------------------------
+    def mark_start(self) -> None:
+        """On a database's first start, remember where its history begins, before anything
+        writes events (the service's `prepare` may), so that none is missed."""
+        if self.state.find_one({"_id": _STATE_ID}, projection={"_id": 1}):
+            return
+        with self.db.watch(CHANGES_WITH_EVENTS, max_await_time_ms=1) as stream:
+            stream.try_next()
+            token = stream.resume_token
         try:
-            for doc in claimed:
-                if doc["aggregate_id"] in blocked:
-                    continue  # handed back below, to follow its aggregate's older event
-                try:
-                    self._publish(doc)
-                    sent.append(doc["_id"])
-                except UndeliverableMessage:
-                    unroutable.append(doc)
-                    blocked.add(doc["aggregate_id"])
-        finally:
-            self._settle(claimed, sent, unroutable, blocked)
-        return len(claimed)
+            self.state.insert_one({"_id": _STATE_ID, "resume_token": token,
+                                   "owner": None, "lease_until": utcnow()})
+        except DuplicateKeyError:
+            pass  # another instance of the service marked it first
 
-    def _aggregates_with_older_pending_events(self, claimed: list[dict]) -> set[str]:
-        """Aggregates of this batch that have an older event still pending outside it (in
-        another instance's batch, or waiting to be retried): their events must wait, so that
-        each aggregate's events are published in the order they were committed."""
-        first = {}
-        for doc in claimed:
-            first.setdefault(doc["aggregate_id"], (doc["created_at"], doc["seq"]))
-        others = self.outbox.find(
-            {"aggregate_id": {"$in": list(first)}, "status": PENDING,
-             "_id": {"$nin": [doc["_id"] for doc in claimed]}},
-            projection={"aggregate_id": 1, "created_at": 1, "seq": 1})
-        return {doc["aggregate_id"] for doc in others
-                if (doc["created_at"], doc["seq"]) < first[doc["aggregate_id"]]}
+    # -- the loop ----------------------------------------------------------------------
+    def start(self, spawn) -> None:
+        self._stopping = False
+        self._thread = spawn(self._run, identifier=self.name)
 
-    def _claim_batch(self) -> list[dict]:
-        due = {"status": PENDING, "next_attempt_at": {"$lte": utcnow()}}
-        claimed = claim_batch(self.outbox, due, _ORDER, self.batch_size, self.lease)
-        for doc in claimed:
-            doc.setdefault("aggregate_id", doc["_id"])  # stored before aggregates were kept
-        return claimed
+    def stop(self, wait: bool = True) -> None:
+        self._stopping = True
+        if self._thread is not None:
+            if wait:
+                self._thread.wait()
+            else:
+                self._thread.kill()
+        self._release_lease()
 
-    def _publish(self, doc: dict) -> None:
-        envelope = doc["payload"]
-        self.publisher.publish(
-            envelope,
-            exchange=self.exchange,
-            routing_key=doc["event_type"],
-            mandatory=bool(contracts.SUBSCRIBERS.get(doc["event_type"])),
-            message_id=envelope["event_id"],
-            type=doc["event_type"],
-            app_id=self.service_name,
-        )
+    def wake(self) -> None:
+        """Nothing to do: the change stream brings new events within OUTBOX_AWAIT_SECONDS."""
 
-    def _settle(self, claimed, sent_ids, unroutable, blocked) -> None:
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                if self._take_lease():
+                    self._relay_while_owner()
+                else:
+                    self._sleep(self.lease.total_seconds() / 3)
+            except Exception:
+                # the store or the broker is away: the events stay in their documents and the
+                # saved token says where to resume
+                log.exception("%s: relaying failed; retrying in 1 s", self.name)
+                self._sleep(1.0)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.2, seconds))
+
+    def _take_lease(self) -> bool:
         now = utcnow()
-        if sent_ids:
-            self.outbox.update_many(
-                {"_id": {"$in": sent_ids}},
-                {"$set": {"status": SENT, "sent_at": now}, "$unset": {"lease_owner": ""}})
-        for doc in unroutable:
-            attempts = doc["attempts"] + 1
-            delay = min(2 ** attempts, self.max_backoff_seconds)
-            log.warning("no queue is bound for %s event %s yet; retrying in %ss",
-                        doc["event_type"], doc["_id"], delay)
-            release(self.outbox, [doc["_id"]], {"$set": {
-                "attempts": attempts, "last_error": "unroutable",
-                "next_attempt_at": now + timedelta(seconds=delay)}})
-        waiting = [d["_id"] for d in claimed
-                   if d["aggregate_id"] in blocked and d["_id"] not in sent_ids
-                   and d not in unroutable]
-        # look again shortly: the older event is usually being published by another relay
-        release(self.outbox, waiting, {"$set": {
-            "next_attempt_at": now + timedelta(seconds=min(self.poll_seconds, 0.5))}})
-        done = set(sent_ids) | {d["_id"] for d in unroutable} | set(waiting)
-        # the broker failed mid-batch: hand the rest back at once, still in order
-        release(self.outbox, [d["_id"] for d in claimed if d["_id"] not in done])
+        taken = self.state.update_one(
+            {"_id": _STATE_ID, "$or": [{"owner": self.owner}, {"lease_until": {"$lte": now}}]},
+            {"$set": {"owner": self.owner, "lease_until": now + self.lease}})
+        return bool(taken.matched_count)
+
+    def _release_lease(self) -> None:
+        try:
+            self.state.update_one({"_id": _STATE_ID, "owner": self.owner},
+                                  {"$set": {"owner": None, "lease_until": utcnow()}})
+        except PyMongoError:
+            pass  # the store is away: the lease runs out by itself
+
+    def _publish_legacy_outbox(self) -> None:
+        """Events an earlier release left pending in its `outbox` collection go out first,
+        in their commit order (read once: the collection gets no new events)."""
+        legacy = self.db[LEGACY_OUTBOX]
+        for doc in legacy.find({"status": "pending"}).sort([("created_at", 1), ("seq", 1)]):
+            self._publish(doc["payload"])
+            legacy.update_one({"_id": doc["_id"]}, {"$set": {"status": "sent",
+                                                             "sent_at": utcnow()}})
+
+    def _relay_while_owner(self) -> None:
+        if LEGACY_OUTBOX in self.db.list_collection_names():
+            self._publish_legacy_outbox()
+        token = self.state.find_one({"_id": _STATE_ID})["resume_token"]
+        renew_every = self.lease.total_seconds() / 3
+        renewed = time.monotonic()
+        with self.db.watch(CHANGES_WITH_EVENTS, resume_after=token,
+                           max_await_time_ms=self.await_ms, batch_size=self.batch_size) as stream:
+            while not self._stopping:
+                changes = self._read_batch(stream)
+                for change in changes:
+                    for envelope in events_of(change):
+                        self._publish(envelope)
+                due = time.monotonic() - renewed >= renew_every
+                if changes or due:
+                    if not self._save(stream.resume_token):
+                        log.warning("%s: lost the relay lease; standing by", self.name)
+                        return
+                    renewed = time.monotonic()
+
+    def _read_batch(self, stream) -> list[dict]:
+        changes = []
+        while len(changes) < self.batch_size:
+            change = stream.try_next()
+            if change is None:
+                break
+            changes.append(change)
+        return changes
+
+    def _save(self, token) -> bool:
+        saved = self.state.update_one(
+            {"_id": _STATE_ID, "owner": self.owner},
+            {"$set": {"resume_token": token, "lease_until": utcnow() + self.lease}})
+        return bool(saved.matched_count)
+
+    def _publish(self, envelope: dict) -> None:
+        attempts = 0
+        while True:
+            try:
+                self.publisher.publish(
+                    envelope, exchange=self.exchange, routing_key=envelope["event_type"],
+                    mandatory=bool(contracts.SUBSCRIBERS.get(envelope["event_type"])),
+                    message_id=envelope["event_id"], type=envelope["event_type"],
+                    app_id=self.service_name)
+                break
+            except UndeliverableMessage:
+                # publishing the next event first would break the aggregate's order
+                attempts += 1
+                delay = min(2 ** attempts, self.max_backoff_seconds)
+                log.warning("no queue is bound for %s event %s; retrying in %ss",
+                            envelope["event_type"], envelope["event_id"], delay)
+                self._sleep(delay)
+                if self._stopping:
+                    raise
+        self.published += 1
+        self.last_lag_seconds = _lag_seconds(envelope)
+
+
+def _lag_seconds(envelope: dict) -> float | None:
+    """From the event's commit (its occurred_at) to the broker's confirm."""
+    try:
+        occurred = datetime.fromisoformat(envelope["occurred_at"].replace("Z", "+00:00"))
+    except (KeyError, AttributeError, ValueError):
+        return None
+    return (utcnow() - occurred).total_seconds()

@@ -1,123 +1,112 @@
-"""Each service's MongoDB database, and the unit of work that keeps rule 1 of the brief.
+"""Each service's MongoDB database, and how it keeps rule 1 of the brief without transactions.
 
-A service declares `store = ServiceStore(prepare=...)`. Its workers get a `Store` whose
-`transact(work)` runs `work(tx)` in one MongoDB transaction: the documents the work
-changes and the events it publishes (written to the `outbox` collection) commit together
-or not at all. The outbox relay (hocvu.outbox) then publishes them to RabbitMQ.
+A service declares `store = ServiceStore(prepare=...)`; its workers get a `Store` whose `db`
+is the service's own database. Every state change is one single-document write, atomic in
+any MongoDB-wire store; the events it causes travel inside that document
+(hocvu.outbox.with_events / set_events) and the service's relay publishes them.
 
-`work` may run more than once: pymongo retries a transaction on a transient error (a
-write conflict, a primary stepping down), so `work` must only touch the store through
-`tx` and keep its side effects (HTTP calls, sending SMS) outside.
+Consumers are idempotent by natural keys instead of an inbox: a plan's `_id` is its
+enrollment's, a message's is what it tells, and so on. `insert_once` answers False when the
+key exists, which for a redelivered event means "already done". Where a service truly needs
+two documents to agree, its code says why the moment between the two writes is harmless.
 """
 import logging
+import time
 from datetime import timedelta
-from typing import Callable, TypeVar
+from typing import Callable
 
 from nameko.extensions import DependencyProvider
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
-from hocvu import events
-from hocvu.clock import utcnow
-from hocvu.outbox import OutboxRelay, outbox_document, prepare_outbox
-from hocvu.retention import RetentionRule
+from hocvu.outbox import OUTBOX_FIELD, STATE_COLLECTION, ChangeStreamRelay
+from hocvu.retention import HourlyPurge
+from hocvu.storeprofile import StoreProfile
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-INBOX = "inbox"
-
 
 class AlreadyProcessed(Exception):
-    """This consumer already handled this event: the delivery is a duplicate."""
+    """A handler found that this event's effect already happened: the delivery is a duplicate
+    (acknowledged, not retried)."""
 
 
-class SessionCollection:
-    """A collection whose every operation runs inside the transaction's session."""
-
-    def __init__(self, collection: Collection, session):
-        self._collection = collection
-        self._session = session
-
-    def __getattr__(self, name):
-        operation = getattr(self._collection, name)
-        if not callable(operation):
-            return operation
-
-        def in_session(*args, **kwargs):
-            return operation(*args, session=self._session, **kwargs)
-
-        return in_session
+def insert_once(collection: Collection, document: dict) -> bool:
+    """Insert `document`; False if a document with its natural key exists already."""
+    try:
+        collection.insert_one(document)
+    except DuplicateKeyError:
+        return False
+    return True
 
 
-class Transaction:
-    def __init__(self, db, session, service_name: str):
-        self._db = db
-        self.session = session
-        self._service_name = service_name
-        self._outbox: list[dict] = []
+class WriteConflict(Exception):
+    """Other writers kept changing a document between our read and our write."""
 
-    def __getitem__(self, collection_name: str) -> SessionCollection:
-        return SessionCollection(self._db[collection_name], self.session)
 
-    def publish(self, event_type: str, data: dict, correlation_id: str) -> dict:
-        """Queue an event to be stored in the outbox when the transaction commits."""
-        envelope = events.new_event(event_type, data, correlation_id)
-        self._outbox.append(outbox_document(envelope, self._service_name))
-        return envelope
+DELETE = object()  # what `decide` answers to delete the document
 
-    def claim_event(self, consumer: str, event: events.Event) -> None:
-        """Record that `consumer` handles `event`; raise AlreadyProcessed if it did before."""
-        key = f"{consumer}:{event.event_id}"
-        try:
-            # no look first: the unique _id answers in the same round trip (a duplicate key
-            # aborts the transaction, which is what AlreadyProcessed does anyway)
-            self[INBOX].insert_one({"_id": key, "event_type": event.event_type,
-                                    "processed_at": utcnow()})
-        except DuplicateKeyError:
-            raise AlreadyProcessed(key) from None
 
-    def _write_outbox(self) -> int:
-        if self._outbox:
-            self[OutboxRelay.COLLECTION].insert_many(self._outbox, ordered=True)
-        return len(self._outbox)
+def read_modify_write(collection: Collection, doc_id, decide: Callable, attempts: int = 10):
+    """Change one document from what it is now, without a transaction.
+
+    `decide(current)` (current is None when there is no document) returns
+    `(result, new_document)`: the new content (its `_id` aside), DELETE, or None to leave it
+    as it is. The write is conditional on the document's version (`_v`), so a concurrent
+    writer makes ours fail and `decide` runs again on what that writer left.
+    """
+    for _ in range(attempts):
+        current = collection.find_one({"_id": doc_id})
+        # the previous write's events stay out of what `decide` sees: copied into the new
+        # document they would be published again
+        result, new = decide(current and {key: value for key, value in current.items()
+                                          if key not in (OUTBOX_FIELD, "_v")})
+        if new is None:
+            return result
+        version = (current or {}).get("_v")
+        same_version = {"_id": doc_id, "_v": version}
+        if new is DELETE:
+            if current is None or collection.delete_one(same_version).deleted_count:
+                return result
+            continue
+        new = {key: value for key, value in new.items() if key != "_id"}
+        new["_v"] = (version or 0) + 1
+        if current is None:
+            if insert_once(collection, {"_id": doc_id, **new}):
+                return result
+        elif collection.replace_one(same_version, new).matched_count:
+            return result
+    raise WriteConflict(f"{collection.name} {doc_id}: changed by others {attempts} times")
 
 
 class Store:
-    """What a worker sees: the database, and transactions that carry an outbox."""
+    """What a worker sees: the service's database, and its relay."""
 
     def __init__(self, client: MongoClient, database_name: str, service_name: str,
-                 relay: OutboxRelay | None):
+                 relay: ChangeStreamRelay | None, profile: StoreProfile):
         self.client = client
         self.db = client[database_name]
         self.service_name = service_name
         self.relay = relay
+        self.profile = profile
+        # what STORE_PROFILE=embedded deletes by the hour instead of with TTL indexes
+        self.housekeeping = HourlyPurge()
 
-    def transact(self, work: Callable[[Transaction], T]) -> T:
-        with self.client.start_session() as session:
-            def attempt(session):
-                tx = Transaction(self.db, session, self.service_name)
-                result = work(tx)
-                return result, tx._write_outbox()
+    def expire(self, collection_name: str, field: str, keep: timedelta) -> None:
+        """Forget documents of `collection_name` once `field` is older than `keep`."""
+        self.profile.expire(self.db[collection_name], field, keep, self.housekeeping)
 
-            result, published = session.with_transaction(attempt)
-        if published and self.relay:
-            self.relay.wake()
-        return result
+    def next_value(self, counter_id: str) -> int:
+        return self.profile.next_value(self.db["counters"], counter_id)
 
     def ping(self) -> None:
         self.db.command("ping")
 
     def ensure_collections(self, *names: str) -> None:
-        """Create the collections that transactions write to, before any transaction runs.
-
-        A transaction that writes to a missing collection creates it inside the transaction:
-        MongoDB before 4.4 refuses that, and SecantusDB can deadlock when another client
-        creates a collection or an index at the same moment (seen when four services start
-        together on an empty store).
-        """
+        """Create collections before the service's workers write to them: SecantusDB can
+        deadlock when another client creates a collection or an index at the same moment
+        (seen when several services start together on an empty store)."""
         existing = set(self.db.list_collection_names())
         for name in names:
             if name not in existing:
@@ -126,25 +115,12 @@ class Store:
                 except CollectionInvalid:
                     pass  # another instance created it first
 
-    def ensure_inbox(self, retention: timedelta) -> None:
-        """Index the inbox for its hourly purge (its unique key is its _id).
-
-        A TTL index did this before; SecantusDB's sweeper scans the whole collection for it
-        every minute (hocvu/retention.py), so it is replaced by a plain one."""
-        inbox = self.db[INBOX]
-        if inbox.index_information().get("processed_at_1", {}).get("expireAfterSeconds"):
-            inbox.drop_index("processed_at_1")
-        inbox.create_index("processed_at")
-        if self.relay:
-            self.relay.housekeeping.add(RetentionRule(
-                inbox, expired=lambda cutoff: {"processed_at": {"$lt": cutoff}}, keep=retention))
-
 
 class ServiceStore(DependencyProvider):
-    """Provides a `Store` on the service's own database and runs its outbox relay.
+    """Provides a `Store` on the service's own database and runs its relay.
 
-    Config: MONGO_URI, MONGO_DATABASE, and the relay's OUTBOX_* settings.
-    `prepare(store)` runs once at start: indexes, seed data.
+    Config: MONGO_URI, MONGO_DATABASE, STORE_PROFILE (hocvu.storeprofile) and the relay's
+    OUTBOX_* settings. `prepare(store)` runs once at start: indexes, seed data.
     """
 
     def __init__(self, prepare: Callable[[Store], None] | None = None, **kwargs):
@@ -155,32 +131,59 @@ class ServiceStore(DependencyProvider):
     def setup(self):
         config = self.container.config
         service_name = self.container.service_name
+        profile = StoreProfile.from_config(config)
         client = MongoClient(
             config["MONGO_URI"],
             tz_aware=True,
             serverSelectionTimeoutMS=int(config.get("MONGO_TIMEOUT_MS", 5000)),
             appname=f"hocvu-{service_name}",
+            **profile.client_options(),
         )
         database = config.get("MONGO_DATABASE") or f"hocvu_{service_name}"
-        relay = OutboxRelay(client[database], service_name, config)
-        self.store = Store(client, database, service_name, relay)
+        relay = ChangeStreamRelay(client[database], service_name, config)
+        self.store = Store(client, database, service_name, relay, profile)
 
     def start(self):
-        self.store.ensure_collections(OutboxRelay.COLLECTION, INBOX)
-        prepare_outbox(self.store.db)
-        self.store.ensure_inbox(retention=timedelta(
-            days=float(self.container.config.get("INBOX_RETENTION_DAYS", 30))))
+        self.store.ensure_collections(STATE_COLLECTION)
+        self.store.relay.mark_start()
         if self.prepare:
             self.prepare(self.store)
         self.store.relay.start(self.container.spawn_managed_thread)
+        self._purge = None
+        if self.store.housekeeping.rules:
+            self._purge = self.container.spawn_managed_thread(
+                self._purge_hourly, identifier=f"{self.store.service_name}.purge")
+
+    def _purge_hourly(self):
+        while True:
+            try:
+                self.store.housekeeping.run_when_due()
+            except Exception:
+                log.exception("the hourly purge failed; it runs again within the hour")
+            time.sleep(60)
 
     def stop(self):
+        self._stop_purge()
         self.store.relay.stop()
         self.store.client.close()
 
     def kill(self):
+        self._stop_purge()
         self.store.relay.stop(wait=False)
+
+    def _stop_purge(self):
+        if getattr(self, "_purge", None) is not None:
+            self._purge.kill()  # it only sleeps between purges; one cut short runs next hour
+            self._purge = None
 
     def get_dependency(self, worker_ctx) -> Store:
         return self.store
 
+
+def drop_indexes_if_present(collection: Collection, *names: str) -> None:
+    """Drop indexes an earlier release made and this one no longer wants (each index makes
+    every write of the collection dearer)."""
+    present = collection.index_information()
+    for name in names:
+        if name in present:
+            collection.drop_index(name)

@@ -16,7 +16,7 @@ from hocvu.devstack import config, proxy
 from hocvu.devstack.processes import VAR, Process, StartError, port_holder, wait_gone
 from hocvu.devstack.rabbitmq import DEFAULT_URI, ensure_rabbitmq, reachable, service_users
 from hocvu.devstack.stack import BOOTSTRAP_ADMIN, PROVINCE, SERVICES, Stack, StackSettings
-from hocvu.devstack.store import start_secantus, store_uri
+from hocvu.devstack.store import ServiceStores
 
 STATE_FILE = VAR / "run" / "devstack.json"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -27,10 +27,14 @@ def run(environ=os.environ) -> int:
     ports = config.ports(environ)
     amqp_uri = config.external_uri(environ, "AMQP_URI")
     mongo_uri = config.external_uri(environ, "MONGO_URI")
+    mongo_uris = config.service_store_uris(environ, SERVICES)
+    store_ports = config.store_ports(ports, SERVICES)
     log_dir, run_dir = VAR / "log", VAR / "run"
     stop_leftovers(STATE_FILE)
-    check_ports_free({part: port for part, port in ports.items()
-                      if not (part == "store" and mongo_uri)})
+    check_ports_free({**{part: port for part, port in ports.items() if part != "store"},
+                      **({} if mongo_uri else {f"store-{service}": port for service, port
+                                               in store_ports.items()
+                                               if service not in mongo_uris})})
     platform_secrets = config.platform_secrets(environ, VAR / "secrets.env")
     try:
         edge = proxy.EdgeSettings(cors_origins=proxy.cors_origins(environ))
@@ -39,7 +43,7 @@ def run(environ=os.environ) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     record_state(STATE_FILE, [])
 
-    store: Process | None = None
+    stores: ServiceStores | None = None
     stack: Stack | None = None
     stop_on_signals()
     try:
@@ -47,23 +51,29 @@ def run(environ=os.environ) -> int:
         if not amqp_uri:  # our own broker: each service logs in as itself (deploy/README.md)
             amqp_uri = ensure_rabbitmq()
             amqp_uris = own_broker_users()
-        if not mongo_uri:
-            print(f"store: starting SecantusDB on 127.0.0.1:{ports['store']}, data in "
-                  f"{VAR / 'store'}", flush=True)
+        own = [service for service in SERVICES if not mongo_uri and service not in mongo_uris]
+        if own:
+            print(f"store: starting a SecantusDB for each of {', '.join(own)} on 127.0.0.1:"
+                  f"{min(store_ports[s] for s in own)}-{max(store_ports[s] for s in own)}, "
+                  f"data in {VAR / 'stores'}/<service>", flush=True)
             began = time.monotonic()
-            store = start_secantus(ports["store"], VAR / "store", log_dir)
-            mongo_uri = store_uri(ports["store"])
+            stores = ServiceStores(own, VAR / "stores", log_dir,
+                                   {service: store_ports[service] for service in own}).start()
+            mongo_uris = {**stores.uris, **mongo_uris}
             print(f"store: ready after {time.monotonic() - began:.1f} s", flush=True)
-            record_state(STATE_FILE, [store])
+            record_state(STATE_FILE, list(stores.processes.values()))
         print("starting the SMS gateway simulator, the five services and nginx ...", flush=True)
         stack = Stack(StackSettings(amqp_uri=amqp_uri, mongo_uri=mongo_uri,
-                                    secrets=platform_secrets, ports=ports,
+                                    mongo_uris=mongo_uris, secrets=platform_secrets, ports=ports,
                                     log_dir=log_dir, run_dir=run_dir,
-                                    edge=edge, amqp_uris=amqp_uris))
+                                    edge=edge, amqp_uris=amqp_uris,
+                                    store_profile=environ.get("STORE_PROFILE") or (
+                                        "embedded" if stores else "mongodb")))
         stack.start()
-        record_state(STATE_FILE, [store, *stack.processes.values()])
-        print_summary(stack, store, amqp_uri, mongo_uri, log_dir, time.monotonic() - started)
-        return watch([*stack.processes.values(), *([store] if store else [])])
+        store_processes = list(stores.processes.values()) if stores else []
+        record_state(STATE_FILE, [*store_processes, *stack.processes.values()])
+        print_summary(stack, stores, amqp_uri, log_dir, time.monotonic() - started)
+        return watch([*stack.processes.values(), *store_processes])
     except KeyboardInterrupt:
         return 0
     except StartError as error:
@@ -75,8 +85,8 @@ def run(environ=os.environ) -> int:
         print("stopping what was started here ...", flush=True)
         if stack:
             stack.stop()
-        if store:  # last: the services may write while they finish their work
-            store.stop()
+        if stores:  # last: the services may write while they finish their work
+            stores.stop()
         STATE_FILE.unlink(missing_ok=True)
         print("stopped.", flush=True)
 
@@ -170,15 +180,18 @@ def _running(identity: dict) -> psutil.Process | None:
         return None
 
 
-def print_summary(stack: Stack, store: Process | None, amqp_uri: str, mongo_uri: str,
+def print_summary(stack: Stack, stores: ServiceStores | None, amqp_uri: str,
                   log_dir: Path, seconds: float) -> None:
     rows = [(service, stack.url(service), f"127.0.0.1:{stack.ports[service]}",
              log_dir / f"{service}.log") for service in SERVICES]
     rows.append(("SMS gateway", f"{stack.sms_gateway}/v1/messages", "simulator",
                  log_dir / "sms_simulator.log"))
     rows.append(("edge (nginx)", stack.base_url, "", log_dir / "nginx-access.log"))
-    rows.append(("store", mask_uri(mongo_uri), "SecantusDB" if store else "external",
-                 log_dir / "store.log" if store else "-"))
+    for service in SERVICES:
+        started_here = stores is not None and service in stores.processes
+        uri = stack.settings.mongo_uris.get(service, stack.settings.mongo_uri)
+        rows.append((f"store {service}", mask_uri(uri), "SecantusDB" if started_here
+                     else "external", log_dir / f"store-{service}.log" if started_here else "-"))
     rows.append(("RabbitMQ", mask_uri(amqp_uri), "left running", "-"))
     print(f"\nhocvu is running at {stack.base_url} (started in {seconds:.1f} s)\n")
     for name, url, note, log in rows:

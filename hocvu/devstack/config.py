@@ -36,6 +36,18 @@ def ports(environ: Mapping[str, str]) -> dict[str, int]:
     return chosen
 
 
+def store_ports(chosen: dict[str, int], services) -> dict[str, int]:
+    """One store per service, from HOCVU_STORE_PORT on: 27017 enrollment, 27018 lessons..."""
+    return {service: chosen["store"] + n for n, service in enumerate(services)}
+
+
+def service_store_uris(environ: Mapping[str, str], services) -> dict[str, str]:
+    """MONGO_URI_<SERVICE> when set: that service's database is there and no store is
+    started for it (MONGO_URI, when set, serves the services not named)."""
+    return {service: environ[f"MONGO_URI_{service.upper()}"].strip() for service in services
+            if environ.get(f"MONGO_URI_{service.upper()}", "").strip()}
+
+
 def external_uri(environ: Mapping[str, str], name: str) -> str | None:
     """AMQP_URI or MONGO_URI when set: then that server is used and none is started."""
     return environ.get(name, "").strip() or None

@@ -24,7 +24,7 @@ STARTUP_ORDER = ("identity", "enrollment", "certificates", "notifications", "les
 @dataclass
 class StackSettings:
     amqp_uri: str
-    mongo_uri: str
+    mongo_uri: str | None            # every service's store, unless mongo_uris names its own
     secrets: dict[str, str]          # hocvu.devstack.config.platform_secrets
     ports: dict[str, int]            # edge, sms_simulator and one per service
     log_dir: Path
@@ -42,6 +42,10 @@ class StackSettings:
     edge: proxy.EdgeSettings = field(default_factory=proxy.EdgeSettings)  # limits, CORS
     # a service's own broker login (hocvu.devstack.rabbitmq.service_users), else amqp_uri
     amqp_uris: dict[str, str] = field(default_factory=dict)
+    # a service's own store (hocvu.devstack.store.ServiceStores), else mongo_uri
+    mongo_uris: dict[str, str] = field(default_factory=dict)
+    # hocvu.storeprofile: "embedded" for the SecantusDB stores started here
+    store_profile: str = "embedded"
 
 
 class Stack:
@@ -81,7 +85,9 @@ class Stack:
                         port: int | None = None) -> Process:
         s = self.settings
         env = {
-            "AMQP_URI": s.amqp_uris.get(service, s.amqp_uri), "MONGO_URI": s.mongo_uri,
+            "AMQP_URI": s.amqp_uris.get(service, s.amqp_uri),
+            "MONGO_URI": s.mongo_uris.get(service, s.mongo_uri),
+            "STORE_PROFILE": s.store_profile,
             "MONGO_DATABASE": f"{s.database_prefix}{service}",
             "HTTP_ADDRESS": f"127.0.0.1:{port or self.ports[service]}",
             **s.secrets,

@@ -12,10 +12,17 @@ def store_uri(port: int) -> str:
     return f"mongodb://127.0.0.1:{port}/?retryWrites=false"
 
 
+# the relay resumes from its saved token through the store's change history (hocvu.outbox):
+# keep a week of it, and more entries than a launch day writes, so that a relay stopped for a
+# while (a long outage, a weekend) still finds where it left off
+OPLOG_RETENTION = ["--oplog-retention-seconds", str(7 * 24 * 3600),
+                   "--oplog-max-entries", str(5_000_000)]
+
+
 def secantus(port: int, storage: Path, log_dir: Path, name: str = "store") -> Process:
     Path(storage).mkdir(parents=True, exist_ok=True)
     return Process(name, [BIN / "secantusd-py", "--host", "127.0.0.1", "--port", str(port),
-                          "--storage-path", Path(storage).resolve()], log_dir)
+                          "--storage-path", Path(storage).resolve(), *OPLOG_RETENTION], log_dir)
 
 
 def store_ready(uri: str) -> bool:
@@ -42,3 +49,55 @@ def start_secantus(port: int, storage: Path, log_dir: Path, timeout: float = 60,
         process.stop()
         raise
     return process
+
+
+class ServiceStores:
+    """One SecantusDB per service, as production gives each service a database of its own:
+    `<data_dir>/<service>` on `ports[service]`, logging to `<log_dir>/store-<service>.log`."""
+
+    def __init__(self, services, data_dir: Path, log_dir: Path, ports: dict[str, int]):
+        self.services = tuple(services)
+        self.data_dir = Path(data_dir)
+        self.log_dir = Path(log_dir)
+        self.ports = dict(ports)
+        self.processes: dict[str, Process] = {}
+
+    def uri(self, service: str) -> str:
+        return store_uri(self.ports[service])
+
+    @property
+    def uris(self) -> dict[str, str]:
+        return {service: self.uri(service) for service in self.services}
+
+    def start(self, timeout: float = 60) -> "ServiceStores":
+        """Start them all at once, then wait for each; stop all if one fails."""
+        try:
+            for service in self.services:
+                holder = port_holder(self.ports[service])
+                if holder:
+                    raise StartError(f"cannot start the {service} store on 127.0.0.1:"
+                                     f"{self.ports[service]}: the port is taken by {holder}")
+                self.processes[service] = self._process(service).start()
+            for service, process in self.processes.items():
+                process.wait_until(lambda s=service: store_ready(self.uri(s)), timeout,
+                                   what=f"answering ping on port {self.ports[service]}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _process(self, service: str) -> Process:
+        return secantus(self.ports[service], self.data_dir / service, self.log_dir,
+                        name=f"store-{service}")
+
+    def restart(self, service: str, timeout: float = 60) -> None:
+        """Start one again on the same data (after it was stopped or killed)."""
+        self.processes[service] = self._process(service).start()
+        self.processes[service].wait_until(lambda: store_ready(self.uri(service)), timeout,
+                                           what=f"answering ping on port {self.ports[service]}")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.request_stop()
+        for process in self.processes.values():
+            process.wait_stopped()

@@ -12,7 +12,6 @@ before the cancellation keeps its certificate: the learner finished it.
 """
 from datetime import datetime
 
-from hocvu.store import Transaction
 from services.certificates import issuing
 from services.certificates.domain import VALID
 
@@ -20,28 +19,28 @@ REASON = "Ghi danh đã bị hủy trước khi hoàn thành khóa học"
 SYSTEM = "system:enrollment_cancelled"
 
 
-def note(tx: Transaction, cancellation: dict, now: datetime) -> None:
+def note(db, cancellation: dict, now: datetime) -> None:
     """Record the cancellation once (a redelivery keeps the first note)."""
-    tx["cancellations"].update_one(
+    db.cancellations.update_one(
         {"_id": cancellation["enrollment_id"]},
         {"$setOnInsert": {"cancelled_at": cancellation["cancelled_at"], "noted_at": now}},
         upsert=True)
 
 
-def recheck(tx: Transaction, enrollment_id: str, now: datetime) -> None:
+def recheck(db, enrollment_id: str, now: datetime) -> None:
     """After issuing: a cancellation noted between issuing's look at the notes and its
     insertion revokes the certificate now (either side then sees the other's write)."""
-    found = tx["cancellations"].find_one({"_id": enrollment_id})
+    found = db.cancellations.find_one({"_id": enrollment_id})
     if found:
-        revoke_if_completed_after(tx, {"enrollment_id": enrollment_id,
+        revoke_if_completed_after(db, {"enrollment_id": enrollment_id,
                                        "cancelled_at": found["cancelled_at"]}, now)
 
 
-def revoke_if_completed_after(tx: Transaction, cancellation: dict, now: datetime) -> None:
+def revoke_if_completed_after(db, cancellation: dict, now: datetime) -> None:
     """Revoke the certificate of a completion that came after the cancellation (written after
     the note: if this step is lost, the redelivered event finds the note and does it)."""
-    certificate = tx["certificates"].find_one({"enrollment_id": cancellation["enrollment_id"],
-                                               "status": VALID})
+    certificate = db.certificates.find_one({"enrollment_id": cancellation["enrollment_id"],
+                                            "status": VALID})
     if certificate and certificate.get("completed_at") and \
             certificate["completed_at"] >= cancellation["cancelled_at"]:
-        issuing.revoke(tx, certificate, REASON, SYSTEM, now)
+        issuing.revoke(db, certificate, REASON, SYSTEM, now)

@@ -13,8 +13,9 @@ Consumes   lessons.course_completed         -> issues the certificate (not after
            enrollment.enrollment_cancelled  -> notes it; revokes a certificate of a course
                                                completed after it (cancellations.py)
 Publishes  certificate_issued, certificate_revoked
-State      its own database: certificates (learner's name: personal data), counters (serial
-           numbers), cancellations (enrollment id and time only), outbox, inbox
+State      its own database: certificates (each with the event it caused, until relayed; the
+           learner's name: personal data), counters (serial numbers), cancellations
+           (enrollment id and time only)
 Config     CERTIFICATE_CODE_KEY (required; comma-separated for rotation), PUBLIC_BASE_URL
 """
 from nameko.dependency_providers import Config
@@ -142,11 +143,9 @@ class CertificatesService:
         reason = load_body(request, revoke_in)["reason"]
         caller = request.principal
 
-        def work(tx):
-            certificate = issuing.find_for(tx, certificate_id, caller)
-            return issuing.revoke(tx, certificate, reason, caller.subject, utcnow())
-
-        return certificate_out.dump(self.store.transact(work))
+        certificate = issuing.find_for(self.store.db, certificate_id, caller)
+        return certificate_out.dump(issuing.revoke(self.store.db, certificate, reason,
+                                                   caller.subject, utcnow()))
 
     @http("GET", "/api/certificates/verify/<code>", summary="verify a certificate (public)",
           answers={200: VerificationOut, 404: "no certificate has this code"})
@@ -164,24 +163,14 @@ class CertificatesService:
 
     @subscribe("lessons", "course_completed")
     def issue_certificate(self, event):
-        def work(tx):
-            tx.claim_event("issue_certificate", event)
-            issuing.issue(tx, event.data, event.correlation_id, self._verify_url(),
-                          self.codes.new_code, utcnow())
-
-        self.store.transact(work)
-        self.store.transact(lambda tx: cancellations.recheck(tx, event.data["enrollment_id"],
-                                                             utcnow()))
+        issuing.issue(self.store, event.data, event.correlation_id, self._verify_url(),
+                      self.codes.new_code, utcnow())
+        # a cancellation noted while this one issued (its handler found no certificate yet)
+        cancellations.recheck(self.store.db, event.data["enrollment_id"], utcnow())
 
     @subscribe("enrollment", "enrollment_cancelled")
     def note_cancellation(self, event):
         # two documents, the note first: a redelivery after a crash between them finds the
         # note already there and still revokes (the revocation is conditional on the status)
-        def note(tx):
-            cancellations.note(tx, event.data, utcnow())
-
-        def revoke(tx):
-            cancellations.revoke_if_completed_after(tx, event.data, utcnow())
-
-        self.store.transact(note)
-        self.store.transact(revoke)
+        cancellations.note(self.store.db, event.data, utcnow())
+        cancellations.revoke_if_completed_after(self.store.db, event.data, utcnow())

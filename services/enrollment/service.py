@@ -16,7 +16,8 @@ Consumes   lessons.course_published  -> catalog copy
 Publishes  learner_enrolled (to lessons, notifications),
            learner_contact_registered (the phone number, sealed: to notifications only),
            enrollment_cancelled (to lessons, certificates, notifications)
-State      its own database: learners (no phone in clear), enrollments, catalog, outbox, inbox
+State      its own database: learners (no phone in clear), enrollments (with the events they
+           cause, until relayed), catalog
 """
 import re
 import uuid
@@ -33,9 +34,8 @@ from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, json_response, load_body, load_query
 from hocvu.messaging import subscribe
-from hocvu.outbox import drop_indexes_if_present
 from hocvu.sealing import Sealer
-from hocvu.store import ServiceStore, Store
+from hocvu.store import ServiceStore, Store, drop_indexes_if_present
 from services.enrollment import enrolling, identity, migrations
 from services.enrollment.schemas import (CatalogCourseOut, CommunesOut, CommunesQuery,
                                          EnrollmentCreatedOut, EnrollmentIn, EnrollmentOut,
@@ -186,16 +186,16 @@ class EnrollmentService:
 
         course = enrolling.course_for(self._find_course, body["course_id"], learner["group"])
 
-        def work(tx):
-            return enrolling.enroll(tx, caller, course, learner, national_id_hash, subject,
-                                    sealed_phone, correlation_id, utcnow())
+        def attempt():
+            return enrolling.enroll(self.store.db, caller, course, learner, national_id_hash,
+                                    subject, sealed_phone, correlation_id, utcnow())
 
         try:
-            enrollment = self.store.transact(work)
+            enrollment = attempt()
         except DuplicateKeyError:
-            # a concurrent request for the same person committed first; this time the
-            # transaction sees it and answers 409 or reuses the learner
-            enrollment = self.store.transact(work)
+            # a concurrent request for the same person wrote first; this time we see what it
+            # wrote and answer 409 or reuse the learner
+            enrollment = attempt()
         return json_response(created_out.dump(enrollment), 201,
                              {"X-Correlation-ID": correlation_id,
                               "Location": f"/api/enrollment/enrollments/{enrollment['_id']}"})
@@ -226,19 +226,12 @@ class EnrollmentService:
     def cancel_enrollment(self, request, enrollment_id):
         caller = request.principal
 
-        def work(tx):
-            enrollment = enrolling.find_visible(tx["enrollments"], enrollment_id, caller)
-            return enrolling.cancel(tx, enrollment, caller, utcnow())
-
-        enrollment = self.store.transact(work)
+        enrollment = enrolling.find_visible(self.store.db.enrollments, enrollment_id, caller)
+        enrollment = enrolling.cancel(self.store.db, enrollment, caller, utcnow())
         enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
         return enrollment_out.dump(enrollment)
 
     @subscribe("lessons", "course_published")
     def remember_course(self, event):
-        def work(tx):
-            tx.claim_event("remember_course", event)
-            enrolling.remember_course(tx, event.data, event.occurred_at)
-
-        self.store.transact(work)
+        enrolling.remember_course(self.store.db, event.data, event.occurred_at)
         _catalog.forget(event.data["course_id"])

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 
 from hocvu import sealing
 from hocvu.http import ApiError, TooManyRequests
-from hocvu.retention import RetentionRule
-from hocvu.store import Store
+from hocvu.events import new_event
+from hocvu.outbox import with_events
+from hocvu.store import DELETE, Store, read_modify_write
 from services.identity import domain
 
 CODES, LIMITS = "sign_in_codes", "rate_limits"
@@ -43,16 +44,9 @@ class CodePolicy:
 
 def prepare(store: Store) -> None:
     store.ensure_collections(CODES, LIMITS)
-    store.db[CODES].create_index("expires_at")
-    store.db[LIMITS].create_index("updated_at")
-    if store.relay:
-        longest = timedelta(days=1)
-        store.relay.housekeeping.add(RetentionRule(
-            store.db[LIMITS], expired=lambda cutoff: {"updated_at": {"$lt": cutoff}},
-            keep=longest))
-        store.relay.housekeeping.add(RetentionRule(
-            store.db[CODES], expired=lambda cutoff: {"expires_at": {"$lt": cutoff}},
-            keep=timedelta(hours=1)))
+    # a day is the longest rate-limit window; an expired code is kept an hour for support
+    store.expire(LIMITS, "updated_at", keep=timedelta(days=1))
+    store.expire(CODES, "expires_at", keep=timedelta(hours=1))
 
 
 def client_address(headers, peer: str | None) -> str:
@@ -80,35 +74,42 @@ def request_code(store: Store, policy: CodePolicy, phone: str, address: str, now
     by_phone = f"phone:{digest}"
     by_address = f"address:{domain.keyed_digest(policy.hash_key, f'address:{address}')}"
 
-    def work(tx):
-        limits = tx[LIMITS]
-        histories = {key: (limits.find_one({"_id": key}) or {}).get("requests", [])
-                     for key in (by_phone, by_address)}
-        waits = [wait for wait in (
-            domain.retry_after(histories[by_phone], now, policy.per_phone),
-            domain.retry_after(histories[by_address], now, policy.per_address)) if wait]
-        if waits:
-            return max(waits)
-        for key, windows in ((by_phone, policy.per_phone), (by_address, policy.per_address)):
-            limits.replace_one({"_id": key}, {
-                "requests": domain.record_request(histories[key], now, windows),
-                "updated_at": now}, upsert=True)
-        code, request_id = domain.new_code(), str(uuid.uuid4())
-        expires_at = now + policy.lifetime
-        tx[CODES].replace_one({"_id": digest}, {
-            "code_digest": domain.code_digest(policy.hash_key, digest, code),
-            "expires_at": expires_at, "attempts_left": policy.attempts,
-            "request_id": request_id, "created_at": now}, upsert=True)
-        tx.publish("sign_in_code_requested", {
-            "request_id": request_id,
-            "phone": policy.sealer.seal(phone),
-            "code": policy.sealer.seal(code),
-            "expires_at": expires_at}, correlation_id)
-        return None
+    limits = ((by_address, policy.per_address), (by_phone, policy.per_phone))
+    # a refused request counts nothing: both limits are read before either is written
+    waits = [_count_request(store.db[LIMITS].find_one({"_id": key}), now, windows)[0]
+             for key, windows in limits]
+    if any(waits):
+        raise TooManyRequests("too many codes asked for; wait before asking again",
+                              max(wait for wait in waits if wait))
+    # each limit is then one document, changed only if nobody changed it since we read it,
+    # so concurrent requests cannot both pass; only such a race, refused on the phone after
+    # the address was counted, leaves a count behind (erring towards refusing)
+    for key, windows in limits:
+        wait = read_modify_write(store.db[LIMITS], key,
+                                 lambda current, w=windows: _count_request(current, now, w))
+        if wait:
+            raise TooManyRequests("too many codes asked for; wait before asking again", wait)
+    code, request_id = domain.new_code(), str(uuid.uuid4())
+    expires_at = now + policy.lifetime
+    requested = new_event("sign_in_code_requested", {
+        "request_id": request_id,
+        "phone": policy.sealer.seal(phone),
+        "code": policy.sealer.seal(code),
+        "expires_at": expires_at}, correlation_id)
+    # the code and the event that sends it, in one write (through the version, so that a
+    # redemption racing with it cannot write the old code back)
+    read_modify_write(store.db[CODES], digest, lambda current: (None, with_events({
+        "code_digest": domain.code_digest(policy.hash_key, digest, code),
+        "expires_at": expires_at, "attempts_left": policy.attempts,
+        "request_id": request_id, "created_at": now}, [requested])))
 
-    wait = store.transact(work)
+
+def _count_request(current: dict | None, now: datetime, windows) -> tuple:
+    history = (current or {}).get("requests", [])
+    wait = domain.retry_after(history, now, windows)
     if wait:
-        raise TooManyRequests("too many codes asked for; wait before asking again", wait)
+        return wait, None
+    return None, {"requests": domain.record_request(history, now, windows), "updated_at": now}
 
 
 def redeem_code(store: Store, policy: CodePolicy, phone: str, code: str, now: datetime) -> None:
@@ -116,16 +117,11 @@ def redeem_code(store: Store, policy: CodePolicy, phone: str, code: str, now: da
     digest = phone_digest(policy, phone)
     offered = domain.code_digest(policy.hash_key, digest, code)
 
-    def work(tx):
-        stored = tx[CODES].find_one({"_id": digest})
+    def use(stored):
         outcome, keep = domain.check_code(stored, offered, now)
         if keep:
-            tx[CODES].replace_one({"_id": digest}, keep)
-        elif stored:
-            tx[CODES].delete_one({"_id": digest})
-        return outcome
+            return outcome, keep
+        return outcome, (DELETE if stored else None)
 
-    if store.transact(work) != domain.ACCEPTED:
+    if read_modify_write(store.db[CODES], digest, use) != domain.ACCEPTED:
         raise InvalidCode()
-
-

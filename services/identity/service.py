@@ -22,8 +22,8 @@ Consumes   nothing
 Publishes  sign_in_code_requested (phone and code sealed for notifications)
 State      its own database: staff (argon2id password hashes, password_changed_at,
            password_reset_by), sign_in_attempts (lockout, by keyed hash of the username),
-           sign_in_codes (keyed hashes only), rate_limits (by keyed hash of phone / client
-           address), outbox, inbox
+           sign_in_codes (keyed hashes only, with the sealed event that sends each code until
+           it is relayed), rate_limits (by keyed hash of phone / client address)
 Config     keys and secrets: JWT_SIGNING_KEYS, IDENTITY_HASH_KEY, LEARNER_SUBJECT_KEY,
            NOTIFICATIONS_SEALING_PUBLIC_KEY; see docs/identity.md
 """

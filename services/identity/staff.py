@@ -19,8 +19,7 @@ from pymongo.errors import DuplicateKeyError
 from hocvu import pagination
 from hocvu.http import (ApiError, Conflict, Forbidden, NotFound, TooManyRequests,
                         ValidationFailed)
-from hocvu.retention import RetentionRule
-from hocvu.store import Store
+from hocvu.store import Store, read_modify_write
 from services.identity import domain
 
 log = logging.getLogger(__name__)
@@ -73,12 +72,8 @@ def prepare(store: Store) -> None:
     store.db[ACCOUNTS].create_index("username", unique=True)
     store.db[ACCOUNTS].create_index([("province", ASCENDING), ("created_at", ASCENDING),
                                      ("_id", ASCENDING)])
-    store.db[ATTEMPTS].create_index("updated_at")
-    if store.relay:
-        # failures of unknown usernames would pile up; a day is far past any window or lock
-        store.relay.housekeeping.add(RetentionRule(
-            store.db[ATTEMPTS], expired=lambda cutoff: {"updated_at": {"$lt": cutoff}},
-            keep=timedelta(days=1)))
+    # failures of unknown usernames would pile up; a day is far past any window or lock
+    store.expire(ATTEMPTS, "updated_at", keep=timedelta(days=1))
 
 
 def bootstrap_admin(store: Store, passwords: Passwords, username: str, password: str,
@@ -124,14 +119,11 @@ def _checked_password(store: Store, passwords: Passwords, policy: domain.Lockout
     if wait:
         raise TooManyRequests("too many failed sign-ins; try again later", wait)
     if not passwords.verify(account and account["password_hash"], password):
-        def record_failure(tx):
-            state = domain.after_failure(tx[ATTEMPTS].find_one({"_id": attempts_id}), now,
-                                         policy)
-            tx[ATTEMPTS].replace_one({"_id": attempts_id}, {**state, "updated_at": now},
-                                     upsert=True)
-            return state
+        def record_failure(current):
+            state = domain.after_failure(current, now, policy)
+            return state, {**state, "updated_at": now}
 
-        if domain.locked_for(store.transact(record_failure), now):
+        if domain.locked_for(read_modify_write(attempts, attempts_id, record_failure), now):
             # the username itself stays out of the log: people type passwords into it
             log.warning("a username (attempts record %s) is locked after %s failed sign-ins",
                         attempts_id[:12], policy.max_failures)

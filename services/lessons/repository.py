@@ -5,8 +5,11 @@ from pathlib import Path
 import yaml
 from pymongo import ASCENDING
 
-from hocvu.store import Store, Transaction
-from services.lessons.domain import CANCELLED, FREE, Course, Learner, Lesson, LessonPlan, LessonProgress
+from hocvu.events import new_event
+from hocvu.outbox import OUTBOX_FIELD, with_events
+from hocvu.store import Store, insert_once
+from services.lessons.domain import (CANCELLED, FREE, Course, Learner, Lesson, LessonPlan,
+                                     LessonProgress)
 
 SEED_FILE = Path(__file__).with_name("catalog_seed.yaml")
 
@@ -19,7 +22,7 @@ def prepare(store: Store) -> None:
     store.db.plans.create_index([("learner.commune_code", ASCENDING),
                                  ("learner.group", ASCENDING)])
     seed = [Course.from_seed(entry) for entry in yaml.safe_load(SEED_FILE.read_text())["courses"]]
-    store.transact(lambda tx: publish_missing_courses(tx, seed))
+    publish_missing_courses(store.db, seed)
     apply_course_rules(store.db, seed)
 
 
@@ -31,19 +34,18 @@ def apply_course_rules(db, courses: list[Course]) -> None:
                                                             "pass_mark": course.pass_mark}})
 
 
-def publish_missing_courses(tx: Transaction, courses: list[Course]) -> int:
+def publish_missing_courses(db, courses: list[Course]) -> int:
     """Store and announce each course the catalog lacks (several instances may race here:
-    the transaction lets exactly one of them insert a course and publish it)."""
+    the course's _id lets exactly one of them insert it, with its announcement)."""
     added = 0
     for course in courses:
-        if tx["courses"].find_one({"_id": course.id}, projection={"_id": 1}):
+        if db.courses.find_one({"_id": course.id}, projection={"_id": 1}):
             continue
-        tx["courses"].insert_one(course_to_doc(course))
-        tx.publish("course_published", {
+        published = new_event("course_published", {
             "course_id": course.id, "title": course.title, "group": course.group,
             "lessons": [asdict(lesson) for lesson in course.lessons]},
             correlation_id=f"catalog-{course.id}")
-        added += 1
+        added += insert_once(db.courses, with_events(course_to_doc(course), [published]))
     return added
 
 
@@ -66,7 +68,7 @@ def plan_to_doc(plan: LessonPlan) -> dict:
 
 
 def plan_from_doc(doc: dict) -> LessonPlan:
-    doc = dict(doc)
+    doc = {key: value for key, value in doc.items() if key not in (OUTBOX_FIELD, "_v")}
     return LessonPlan(
         enrollment_id=doc.pop("_id"),
         learner=Learner(**doc.pop("learner")),
@@ -74,31 +76,23 @@ def plan_from_doc(doc: dict) -> LessonPlan:
         **doc)
 
 
-def save_plan_if_changed(tx: Transaction, before: dict, plan: LessonPlan) -> bool:
-    """Write the plan back unless a cancellation stopped it since it was read (False then):
-    a completion must never overwrite the cancelled status."""
-    after = plan_to_doc(plan)
-    if after == before:
-        return True
-    written = tx["plans"].replace_one({"_id": after["_id"], "status": {"$ne": CANCELLED}}, after)
-    return written.matched_count == 1
-
-
 # --- cancellations: a note per cancelled enrollment, then its plan stopped -----------------
 
-def note_cancellation(tx: Transaction, enrollment_id: str, cancelled_at) -> None:
-    tx["cancellations"].update_one({"_id": enrollment_id},
-                                   {"$setOnInsert": {"cancelled_at": cancelled_at}}, upsert=True)
+def note_cancellation(db, enrollment_id: str, cancelled_at) -> None:
+    db.cancellations.update_one({"_id": enrollment_id},
+                                {"$setOnInsert": {"cancelled_at": cancelled_at}}, upsert=True)
 
 
-def was_cancelled(tx: Transaction, enrollment_id: str) -> bool:
-    return tx["cancellations"].find_one({"_id": enrollment_id}, projection={"_id": 1}) is not None
+def was_cancelled(db, enrollment_id: str) -> bool:
+    return db.cancellations.find_one({"_id": enrollment_id}, projection={"_id": 1}) is not None
 
 
-def stop_if_cancelled(tx: Transaction, enrollment_id: str, now) -> None:
+def stop_if_cancelled(db, enrollment_id: str, now) -> None:
     """Stop the plan of a cancelled enrollment (no plan, or not cancelled: nothing to do).
-    Conditional on the plan's status, so that doing it twice changes nothing."""
-    if not was_cancelled(tx, enrollment_id):
+    Conditional on the plan's status, so that doing it twice changes nothing; it moves the
+    plan's version on (`_v`, hocvu.store.read_modify_write), so that a completion read
+    before it cannot write over it."""
+    if not was_cancelled(db, enrollment_id):
         return
-    tx["plans"].update_one({"_id": enrollment_id, "status": {"$ne": CANCELLED}},
-                           {"$set": {"status": CANCELLED, "cancelled_at": now}})
+    db.plans.update_one({"_id": enrollment_id, "status": {"$ne": CANCELLED}},
+                        {"$set": {"status": CANCELLED, "cancelled_at": now}, "$inc": {"_v": 1}})

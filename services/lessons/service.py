@@ -15,7 +15,8 @@ Consumes   enrollment.learner_enrolled     -> assigns the course's lessons
            enrollment.enrollment_cancelled -> the plan stops: nothing more completes, no
                                               course_completed follows
 Publishes  course_published, lessons_assigned, lesson_completed, course_completed
-State      its own database: courses, plans, cancellations (enrollment ids), outbox, inbox
+State      its own database: courses, plans (each with the events it caused, until relayed),
+           cancellations (enrollment ids)
 """
 from nameko.dependency_providers import Config
 
@@ -25,7 +26,9 @@ from hocvu.cache import TtlCache
 from hocvu.clock import isoformat, utcnow
 from hocvu.http import Conflict, NotFound, ValidationFailed, http, load_body
 from hocvu.messaging import subscribe
-from hocvu.store import ServiceStore
+from hocvu.events import new_event
+from hocvu.outbox import with_events
+from hocvu.store import ServiceStore, insert_once, read_modify_write
 from services.lessons import repository
 from services.lessons.domain import (CompletedOutOfOrder, Learner, LessonPlan, PlanCancelled,
                                      ScoreRequired, UnknownLesson)
@@ -117,58 +120,55 @@ class LessonsService:
         score = load_body(request, complete_in, allow_empty=True)["score"]
         caller = request.principal
 
-        def complete(tx):
-            doc = tx["plans"].find_one({"_id": enrollment_id})
-            plan = doc and repository.plan_from_doc(doc)
+        def complete(current):
+            plan = current and repository.plan_from_doc(current)
             if plan is None or not plan.visible_to(caller):
                 raise NotFound(f"no lessons assigned to enrollment {enrollment_id}")
             events = _complete(plan, lesson_id, score, not caller.is_staff)
-            if not repository.save_plan_if_changed(tx, doc, plan):
-                raise EnrollmentCancelled("this enrollment was cancelled: its lessons stopped")
-            for event_type, data in events:
-                tx.publish(event_type, data, plan.correlation_id)
-            return plan
+            after = repository.plan_to_doc(plan)
+            if after == current:
+                return plan, None  # done before: nothing changes, nothing is announced
+            # an attempt below the pass mark changes the plan and announces nothing
+            return plan, with_events(after, [new_event(event_type, data, plan.correlation_id)
+                                             for event_type, data in events])
 
-        return progress_out.dump(self.store.transact(complete))
+        # a read, then a write only if nobody changed the plan in between (another lesson
+        # completed at the same moment): else it runs again on what that write left
+        return progress_out.dump(read_modify_write(self.store.db.plans, enrollment_id, complete))
 
     @subscribe("enrollment", "learner_enrolled")
     def assign_lessons(self, event):
         data = event.data
 
-        def assign(tx):
-            tx.claim_event("assign_lessons", event)
-            if tx["plans"].find_one({"_id": data["enrollment_id"]}, projection={"_id": 1}):
-                return  # a replay of an enrollment that already has its plan
-            if repository.was_cancelled(tx, data["enrollment_id"]):
-                return  # the cancellation came first: no lessons to assign
-            course_doc = _courses.get(data["course_id"],
-                                      lambda: tx["courses"].find_one({"_id": data["course_id"]}))
-            if course_doc is None:
-                raise UnknownCourse(data["course_id"])
-            learner = Learner(learner_id=data["learner_id"], full_name=data["full_name"],
-                              group=data["group"], province_code=data["province_code"],
-                              commune_code=data["commune_code"],
-                              subject=data.get("learner_subject"))
-            plan, events = LessonPlan.assign(
-                data["enrollment_id"], repository.course_from_doc(course_doc), learner,
-                event.correlation_id, utcnow())
-            tx["plans"].insert_one(repository.plan_to_doc(plan))
-            for event_type, event_data in events:
-                tx.publish(event_type, event_data, event.correlation_id)
-
-        self.store.transact(assign)
-        # a cancellation noted between the look above and the plan's insertion stops it now
-        self.store.transact(lambda tx: repository.stop_if_cancelled(tx, data["enrollment_id"],
-                                                                    utcnow()))
+        if self.store.db.plans.find_one({"_id": data["enrollment_id"]}, projection={"_id": 1}):
+            return  # a redelivery: the plan (the enrollment's natural key) exists
+        if repository.was_cancelled(self.store.db, data["enrollment_id"]):
+            return  # the cancellation came first: no lessons to assign
+        course_doc = _courses.get(data["course_id"],
+                                  lambda: self.store.db.courses.find_one({"_id": data["course_id"]}))
+        if course_doc is None:
+            raise UnknownCourse(data["course_id"])
+        learner = Learner(learner_id=data["learner_id"], full_name=data["full_name"],
+                          group=data["group"], province_code=data["province_code"],
+                          commune_code=data["commune_code"], subject=data.get("learner_subject"))
+        plan, events = LessonPlan.assign(
+            data["enrollment_id"], repository.course_from_doc(course_doc), learner,
+            event.correlation_id, utcnow())
+        # a concurrent redelivery may insert it first: then this one is the duplicate
+        insert_once(self.store.db.plans, with_events(repository.plan_to_doc(plan), [
+            new_event(event_type, event_data, event.correlation_id)
+            for event_type, event_data in events]))
+        # a cancellation noted between the look above and the insertion stops the plan now
+        # (the cancellation's own handler may have looked for the plan before it existed)
+        repository.stop_if_cancelled(self.store.db, data["enrollment_id"], utcnow())
 
     @subscribe("enrollment", "enrollment_cancelled")
     def stop_plan(self, event):
         # idempotent by itself, in either order with learner_enrolled: the note first (which
         # assign_lessons checks before and after it writes a plan), then the plan, if any
         enrollment_id = event.data["enrollment_id"]
-        self.store.transact(lambda tx: repository.note_cancellation(
-            tx, enrollment_id, event.data["cancelled_at"]))
-        self.store.transact(lambda tx: repository.stop_if_cancelled(tx, enrollment_id, utcnow()))
+        repository.note_cancellation(self.store.db, enrollment_id, event.data["cancelled_at"])
+        repository.stop_if_cancelled(self.store.db, enrollment_id, utcnow())
 
 
 def _complete(plan: LessonPlan, lesson_id: str, score: int | None,

@@ -16,7 +16,9 @@ import uuid
 from datetime import datetime
 
 from hocvu.leases import NEVER
-from hocvu.store import Transaction
+from pymongo.errors import DuplicateKeyError
+
+from hocvu.store import insert_once
 from services.notifications import policy, sms, templates
 from services.notifications.providers import DELIVERED as REPORTED_DELIVERED, PENDING
 
@@ -50,59 +52,57 @@ def reason(message: dict) -> str | None:
 SCOPE_FIELDS = ("province_code", "commune_code", "learner_subject")
 
 
-def create(tx: Transaction, template: str, dedupe_key: str, learner_id: str,
-           enrollment_id: str, values: dict, correlation_id: str, now: datetime,
-           unaccented: bool, scope: dict | None = None) -> dict | None:
-    """Create the message for `dedupe_key`, or return None if it exists already. `scope`
-    (province_code, commune_code, learner_subject) says who may read it (hocvu.auth)."""
-    if tx["messages"].find_one({"dedupe_key": dedupe_key}, projection={"_id": 1}):
-        return None
+def create(db, template: str, dedupe_key: str, learner_id: str, enrollment_id: str,
+           values: dict, correlation_id: str, now: datetime, unaccented: bool,
+           scope: dict | None = None) -> dict | None:
+    """Create the message for `dedupe_key`, or return None if it exists already (a
+    redelivery). `scope` (province_code, commune_code, learner_subject) says who may read it
+    (hocvu.auth)."""
     text = sms.prepare(templates.render(template, **values), unaccented)
-    contact = touch_contact(tx, learner_id, now)
+    phone = phone_of(db, learner_id)
     message = {
         "_id": str(uuid.uuid4()), "dedupe_key": dedupe_key, "template": template,
         "learner_id": learner_id, "enrollment_id": enrollment_id,
-        "sms_class": policy.class_of(template), "to": contact.get("phone"),
+        "sms_class": policy.class_of(template), "to": phone,
         "text": text.text, "encoding": text.encoding, "segments": text.segments,
-        "status": QUEUED if contact.get("phone") else AWAITING_CONTACT,
+        "status": QUEUED if phone else AWAITING_CONTACT,
         "created_at": now, "attempts": 0, "next_attempt_at": now, "lease_until": NEVER,
         "correlation_id": correlation_id,
         **{key: (scope or {}).get(key) for key in SCOPE_FIELDS},
     }
-    tx["messages"].insert_one(message)
+    if not insert_once(db.messages, message):
+        return None
+    if not phone:
+        # the number may have come between our read and our write: remember_contact writes
+        # the number and then releases waiting messages, we write the message and then look
+        # for the number; whichever comes second sees the other's write
+        phone = phone_of(db, learner_id)
+        if phone and _release(db, {"_id": message["_id"]}, phone, now):
+            message.update(to=phone, status=QUEUED)
     return message
 
 
-def touch_contact(tx: Transaction, learner_id: str, now: datetime) -> dict:
-    """Read the learner's contact, writing to it as well.
-
-    Creating a message and learning the phone number happen in concurrent transactions;
-    if each only read the other's documents, both could commit without seeing each other
-    and the message would wait for a number that already came. Writing the same contact
-    document makes them conflict, and the one that loses is retried and sees the other.
-
-    An update and a read, not find_one_and_update: SecantusDB serves findAndModify of an
-    existing document with a scan of the whole collection (50 ms at 5,000 contacts, and
-    growing), an update by _id with the index (docs/performance.md).
-    """
-    contacts = tx["contacts"]
-    contacts.update_one({"_id": learner_id}, {"$set": {"touched_at": now}}, upsert=True)
-    return contacts.find_one({"_id": learner_id})
+def phone_of(db, learner_id: str) -> str | None:
+    contact = db.contacts.find_one({"_id": learner_id}, projection={"phone": 1})
+    return (contact or {}).get("phone")
 
 
-def remember_contact(tx: Transaction, learner_id: str, phone: str, as_of: datetime,
-                     now: datetime) -> int:
+def _release(db, which: dict, phone: str, now: datetime) -> int:
+    return db.messages.update_many(
+        {**which, "status": AWAITING_CONTACT},
+        {"$set": {"to": phone, "status": QUEUED, "next_attempt_at": now}}).modified_count
+
+
+def remember_contact(db, learner_id: str, phone: str, as_of: datetime, now: datetime) -> int:
     """Keep the learner's newest phone number; queue the messages that waited for it."""
-    known = touch_contact(tx, learner_id, now)
-    if known.get("as_of") is None or known["as_of"] <= as_of:
-        tx["contacts"].update_one({"_id": learner_id},
-                                  {"$set": {"phone": phone, "as_of": as_of}})
-    else:
-        phone = known["phone"]  # an older event arrived late: the newer number stands
-    released = tx["messages"].update_many(
-        {"learner_id": learner_id, "status": AWAITING_CONTACT},
-        {"$set": {"to": phone, "status": QUEUED, "next_attempt_at": now}})
-    return released.modified_count
+    newer_or_none = {"_id": learner_id, "$or": [{"as_of": {"$lte": as_of}}, {"as_of": None}]}
+    try:
+        db.contacts.update_one(newer_or_none, {"$set": {"phone": phone, "as_of": as_of,
+                                                        "touched_at": now}}, upsert=True)
+    except DuplicateKeyError:
+        # the contact holds a newer number (an older event arrived late): that one stands
+        phone = phone_of(db, learner_id)
+    return _release(db, {"learner_id": learner_id}, phone, now)
 
 
 def record_report(messages, report, now: datetime) -> bool:

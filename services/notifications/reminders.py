@@ -9,13 +9,13 @@ in REMINDER_DAYS_BY_COURSE ("course-id=3,other-course=10").
 It is fed by events: learner_enrolled starts it, lessons_assigned tells the lessons and
 their titles, lesson_completed moves it on, course_completed ends it. `stop()` ends it for
 any other reason: the `enrollment_cancelled` consumer calls
-`stop(tx, enrollment_id, "cancelled", now, data)`. A stopped enrollment is never reminded
+`stop(db, enrollment_id, "cancelled", now, data)`. A stopped enrollment is never reminded
 again.
 
-The planner loop claims due enrollments under a lease and, in one transaction, creates the
-reminder message (its dedupe key carries the reminder's sequence number) and moves
-`next_reminder_at` on. After a crash or a restart either both happened or neither did: no
-reminder is sent twice and none is lost. The message then goes through the send policy
+The planner loop claims due enrollments under a lease, creates the reminder message (its
+dedupe key carries the reminder's sequence number), then moves `next_reminder_at` on. After a
+crash between the two the next round makes the same message again, which its dedupe key
+refuses, and moves on: no reminder is sent twice and none is lost. The message then goes through the send policy
 like any reminder-like SMS (day window, daily cap, opt-out).
 """
 import logging
@@ -27,7 +27,7 @@ from pymongo import ASCENDING
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch
-from hocvu.store import Store, Transaction
+from hocvu.store import Store, insert_once
 from services.notifications import messages, templates
 
 log = logging.getLogger(__name__)
@@ -55,69 +55,81 @@ def prepare(db) -> None:
     db.reminders.create_index([("status", ASCENDING), ("next_reminder_at", ASCENDING)])
 
 
-def _upsert(tx: Transaction, data: dict, now: datetime) -> dict:
+def _initial_state(data: dict, now: datetime) -> dict:
+    return {"_id": data["enrollment_id"], "learner_id": data["learner_id"],
+            "course_id": data["course_id"], "status": ACTIVE, "lessons": [],
+            "completed_lesson_ids": [], "reminders_sent": 0, "last_progress_at": None,
+            "last_reminded_at": None, "next_reminder_at": None, "lease_until": NEVER,
+            "touched_at": now}
+
+
+def _upsert(db, data: dict, now: datetime) -> dict:
     """The enrollment's reminder state, created if this is the first event about it."""
-    reminders = tx["reminders"]
-    reminders.update_one({"_id": data["enrollment_id"]}, {
-        "$set": {"touched_at": now},
-        "$setOnInsert": {"learner_id": data["learner_id"], "course_id": data["course_id"],
-                         "status": ACTIVE, "lessons": [], "completed_lesson_ids": [],
-                         "reminders_sent": 0, "last_progress_at": None,
-                         "last_reminded_at": None, "next_reminder_at": None,
-                         "lease_until": NEVER}}, upsert=True)
-    return reminders.find_one({"_id": data["enrollment_id"]})
+    state = db.reminders.find_one({"_id": data["enrollment_id"]})
+    if state is not None:
+        return state
+    insert_once(db.reminders, _initial_state(data, now))  # or a concurrent event created it
+    return db.reminders.find_one({"_id": data["enrollment_id"]})
 
 
-def _reschedule(tx: Transaction, state: dict, days: int, change: dict) -> None:
+def _reschedule(db, state: dict, days: int, change: dict) -> None:
     state = {**state, **change}
     if state["status"] != ACTIVE or state.get("last_progress_at") is None:
         next_at = None  # stopped, or learner_enrolled (the starting point) not seen yet
     else:
         since = max(d for d in (state["last_progress_at"], state.get("last_reminded_at")) if d)
         next_at = since + timedelta(days=days)
-    tx["reminders"].update_one({"_id": state["_id"]},
-                               {"$set": {**change, "next_reminder_at": next_at}})
+    db.reminders.update_one({"_id": state["_id"]},
+                            {"$set": {**change, "next_reminder_at": next_at}})
 
 
-def on_enrolled(tx: Transaction, data: dict, days: ReminderDays, now: datetime) -> None:
-    state = _upsert(tx, data, now)
+def on_enrolled(db, data: dict, days: ReminderDays, now: datetime) -> None:
+    about = {"full_name": data["full_name"], "course_title": data["course_title"],
+             "province_code": data["province_code"], "commune_code": data["commune_code"],
+             "learner_subject": data.get("learner_subject")}
+    first = {**_initial_state(data, now), **about, "last_progress_at": data["enrolled_at"],
+             "next_reminder_at": data["enrolled_at"] + timedelta(days=days(data["course_id"]))}
+    if insert_once(db.reminders, first):
+        return  # the usual case: the first event about the enrollment, one write
+    # a redelivery, or progress that arrived first: recompute from what is stored
+    state = db.reminders.find_one({"_id": data["enrollment_id"]})
     progress = max(d for d in (state.get("last_progress_at"), data["enrolled_at"]) if d)
-    _reschedule(tx, state, days(data["course_id"]), {
-        "full_name": data["full_name"], "course_title": data["course_title"],
-        "province_code": data["province_code"], "commune_code": data["commune_code"],
-        "learner_subject": data.get("learner_subject"), "last_progress_at": progress})
+    _reschedule(db, state, days(data["course_id"]), {**about, "last_progress_at": progress})
 
 
-def on_lessons_assigned(tx: Transaction, data: dict, now: datetime) -> None:
+def on_lessons_assigned(db, data: dict, now: datetime) -> None:
     lessons = data.get("lessons")  # only newer lessons services send titles
     if not lessons:
         return
-    _upsert(tx, data, now)
     ordered = sorted(lessons, key=lambda lesson: lesson["position"])
-    tx["reminders"].update_one({"_id": data["enrollment_id"]}, {"$set": {
-        "lessons": [{"id": lesson["id"], "title": lesson["title"]} for lesson in ordered]}})
+    titles = {"lessons": [{"id": lesson["id"], "title": lesson["title"]} for lesson in ordered]}
+    if db.reminders.update_one({"_id": data["enrollment_id"]}, {"$set": titles}).matched_count:
+        return
+    # before learner_enrolled: start the state with the lessons (or set them on the state a
+    # concurrent event just created)
+    if not insert_once(db.reminders, {**_initial_state(data, now), **titles}):
+        db.reminders.update_one({"_id": data["enrollment_id"]}, {"$set": titles})
 
 
-def on_lesson_completed(tx: Transaction, data: dict, days: ReminderDays, now: datetime) -> None:
-    state = _upsert(tx, data, now)
+def on_lesson_completed(db, data: dict, days: ReminderDays, now: datetime) -> None:
+    state = _upsert(db, data, now)
     done = sorted(set(state["completed_lesson_ids"]) | {data["lesson_id"]})
     last = state.get("last_progress_at")
     progress = data["completed_at"] if last is None else max(last, data["completed_at"])
     if state.get("full_name") is None:
         # enrolled not seen yet: learner_enrolled will set the starting point
-        tx["reminders"].update_one({"_id": state["_id"]}, {"$set": {
+        db.reminders.update_one({"_id": state["_id"]}, {"$set": {
             "completed_lesson_ids": done, "last_progress_at": progress}})
         return
-    _reschedule(tx, state, days(data["course_id"]),
+    _reschedule(db, state, days(data["course_id"]),
                 {"completed_lesson_ids": done, "last_progress_at": progress})
 
 
-def stop(tx: Transaction, enrollment_id: str, why: str, now: datetime,
-         data: dict | None = None) -> None:
+def stop(db, enrollment_id: str, why: str, now: datetime, data: dict | None = None) -> None:
     """No reminder for this enrollment ever again (course completed, enrollment cancelled)."""
     if data is not None:
-        _upsert(tx, data, now)
-    tx["reminders"].update_one({"_id": enrollment_id}, {"$set": {
+        _upsert(db, data, now)
+    db.reminders.update_one({"_id": enrollment_id}, {"$set": {
         "status": why, "next_reminder_at": None, "stopped_at": now}})
 
 
@@ -147,13 +159,16 @@ class ReminderPlanner(WakeableLoop):
         batch = claim_batch(self.store.db.reminders, due, _ORDER, self.batch_size, self.lease)
         created = 0
         for state in batch:
-            created += bool(self.store.transact(lambda tx, s=state: self._remind(tx, s, now)))
+            created += bool(self._remind(self.store.db, state, now))
         if created:
             self.on_message()
         return len(batch) == self.batch_size
 
-    def _remind(self, tx: Transaction, claimed: dict, now: datetime):
-        reminders = tx["reminders"]
+    def _remind(self, db, claimed: dict, now: datetime):
+        """The reminder message, then the state moved on: two writes. After a crash between
+        them the next round makes the same message (its dedupe key carries the sequence
+        number), which insert_once refuses, and moves the state on: none sent twice."""
+        reminders = db.reminders
         state = reminders.find_one({"_id": claimed["_id"], "lease_owner": claimed["lease_owner"]})
         free = {"lease_until": NEVER}
         if state is None or state["status"] != ACTIVE or not state.get("next_reminder_at") \
@@ -176,7 +191,7 @@ class ReminderPlanner(WakeableLoop):
         if lesson:
             template, values["lesson_title"] = templates.LESSON_REMINDER, lesson["title"]
         message = messages.create(
-            tx, template, f"reminder:{state['_id']}:{sequence}", state["learner_id"],
+            db, template, f"reminder:{state['_id']}:{sequence}", state["learner_id"],
             state["_id"], values, f"reminder-{state['_id']}-{sequence}", now, self.unaccented,
             {key: state.get(key) for key in messages.SCOPE_FIELDS})
         reminders.update_one({"_id": state["_id"]}, {

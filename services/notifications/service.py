@@ -24,8 +24,8 @@ Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            identity.sign_in_code_requested        -> SMS sign_in_code (transactional; the
                                                      code is stored redacted, sent unsealed)
 Publishes  nothing yet
-State      its own database: contacts, messages, reminders, sms_optouts, sms_daily_counts,
-           outbox, inbox
+State      its own database: contacts, messages, reminders, sms_optouts, sms_daily_counts
+
 Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_PROVIDER
            under the send policy (policy.py); the reminder planner (reminders.py); the
            reconciler (reconcile.py) settles messages that wait too long
@@ -48,7 +48,7 @@ from hocvu.http import NotFound, ValidationFailed, http, load_body, load_query, 
 from hocvu.events import MalformedEvent
 from hocvu.messaging import subscribe
 from hocvu.sealing import CannotOpen, Opener
-from hocvu.outbox import drop_indexes_if_present
+from hocvu.store import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
 from services.notifications import (messages, optout, providers, reconcile, reminders,
                                     sign_in_codes, templates)
@@ -296,64 +296,44 @@ class NotificationsService:
     @subscribe("enrollment", "learner_contact_registered")
     def remember_contact(self, event):
         phone = self.sealed.phone(event.data)
-
-        def work(tx):
-            tx.claim_event("remember_contact", event)
-            return messages.remember_contact(tx, event.data["learner_id"], phone,
-                                             event.occurred_at, utcnow())
-
-        if self.store.transact(work):
+        if messages.remember_contact(self.store.db, event.data["learner_id"], phone,
+                                     event.occurred_at, utcnow()):
             self.dispatcher.wake()
 
     @subscribe("enrollment", "learner_enrolled")
     def confirm_enrollment(self, event):
         data = event.data
-        self._create_message(event, "confirm_enrollment", templates.ENROLLMENT_CONFIRMED,
+        reminders.on_enrolled(self.store.db, data, self.dispatcher.reminder_days, utcnow())
+        self._create_message(event, templates.ENROLLMENT_CONFIRMED,
                              f"enrollment_confirmed:{data['enrollment_id']}",
                              {"full_name": data["full_name"],
-                              "course_title": data["course_title"]},
-                             also=lambda tx: reminders.on_enrolled(
-                                 tx, data, self.dispatcher.reminder_days, utcnow()))
+                              "course_title": data["course_title"]})
 
     @subscribe("lessons", "lessons_assigned")
     def remember_lessons(self, event):
-        def work(tx):
-            tx.claim_event("remember_lessons", event)
-            reminders.on_lessons_assigned(tx, event.data, utcnow())
-
-        self.store.transact(work)
+        reminders.on_lessons_assigned(self.store.db, event.data, utcnow())
 
     @subscribe("lessons", "lesson_completed")
     def note_progress(self, event):
-        def work(tx):
-            tx.claim_event("note_progress", event)
-            reminders.on_lesson_completed(tx, event.data, self.dispatcher.reminder_days, utcnow())
-
-        self.store.transact(work)
+        reminders.on_lesson_completed(self.store.db, event.data, self.dispatcher.reminder_days,
+                                      utcnow())
 
     @subscribe("lessons", "course_completed")
     def stop_reminders(self, event):
-        def work(tx):
-            tx.claim_event("stop_reminders", event)
-            reminders.stop(tx, event.data["enrollment_id"], reminders.COMPLETED, utcnow(),
-                           event.data)
-
-        self.store.transact(work)
+        reminders.stop(self.store.db, event.data["enrollment_id"], reminders.COMPLETED, utcnow(),
+                       event.data)
 
     @subscribe("enrollment", "enrollment_cancelled")
     def stop_reminders_for_cancellation(self, event):
         # idempotent by itself: stopping a stopped enrollment changes nothing; arriving before
         # learner_enrolled, it leaves a stopped state that enrollment will not restart
-        def work(tx):
-            reminders.stop(tx, event.data["enrollment_id"], reminders.CANCELLED, utcnow(),
-                           event.data)
-
-        self.store.transact(work)
+        reminders.stop(self.store.db, event.data["enrollment_id"], reminders.CANCELLED, utcnow(),
+                       event.data)
 
     @subscribe("certificates", "certificate_revoked")
     def announce_revocation(self, event):
         data = event.data
-        self._create_message(event, "announce_revocation", templates.CERTIFICATE_REVOKED,
+        self._create_message(event, templates.CERTIFICATE_REVOKED,
                              f"certificate_revoked:{data['certificate_id']}",
                              {"full_name": data["full_name"], "course_title": data["course_title"],
                               # a long reason would cost several SMS; the whole of it
@@ -365,7 +345,7 @@ class NotificationsService:
     @subscribe("certificates", "certificate_issued")
     def announce_certificate(self, event):
         data = event.data
-        self._create_message(event, "announce_certificate", templates.CERTIFICATE_ISSUED,
+        self._create_message(event, templates.CERTIFICATE_ISSUED,
                              f"certificate_issued:{data['certificate_id']}",
                              {"full_name": data["full_name"], "course_title": data["course_title"],
                               "verification_code": data["verification_code"],
@@ -374,27 +354,16 @@ class NotificationsService:
     @subscribe("identity", "sign_in_code_requested")
     def send_sign_in_code(self, event):
         unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
-
-        def work(tx):
-            tx.claim_event("send_sign_in_code", event)
-            return sign_in_codes.create(tx, self.sealed.opener, event.data,
-                                        event.correlation_id, utcnow(), unaccented)
-
-        if self.store.transact(work):
+        if sign_in_codes.create(self.store.db, self.sealed.opener, event.data,
+                                event.correlation_id, utcnow(), unaccented):
             self.dispatcher.wake()
 
-    def _create_message(self, event, consumer, template, dedupe_key, values, also=None):
+    def _create_message(self, event, template, dedupe_key, values):
+        """The message `dedupe_key` names, once however often the event comes."""
         unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
-
-        def work(tx):
-            tx.claim_event(consumer, event)
-            if also:
-                also(tx)
-            return messages.create(tx, template, dedupe_key, event.data["learner_id"],
-                                   event.data["enrollment_id"], values, event.correlation_id,
-                                   utcnow(), unaccented,
-                                   {key: event.data.get(key) for key in messages.SCOPE_FIELDS})
-
-        message = self.store.transact(work)
+        message = messages.create(self.store.db, template, dedupe_key, event.data["learner_id"],
+                                  event.data["enrollment_id"], values, event.correlation_id,
+                                  utcnow(), unaccented,
+                                  {key: event.data.get(key) for key in messages.SCOPE_FIELDS})
         if message and message["status"] == messages.QUEUED:
             self.dispatcher.wake()

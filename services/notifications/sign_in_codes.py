@@ -16,7 +16,7 @@ from datetime import datetime
 from hocvu.events import MalformedEvent
 from hocvu.leases import NEVER
 from hocvu.sealing import CannotOpen, Opener
-from hocvu.store import Transaction
+from hocvu.store import insert_once
 from services.notifications import policy, sms, templates
 from services.notifications.messages import QUEUED, SCOPE_FIELDS
 
@@ -30,12 +30,10 @@ def opener_from_config(config: dict) -> Opener | None:
     return Opener(key) if key else None
 
 
-def create(tx: Transaction, opener: Opener, data: dict, correlation_id: str, now: datetime,
+def create(db, opener: Opener, data: dict, correlation_id: str, now: datetime,
            unaccented: bool) -> dict | None:
     """Queue the SMS of one code request; None if it exists already (a redelivery)."""
     dedupe_key = f"sign_in_code:{data['request_id']}"
-    if tx["messages"].find_one({"dedupe_key": dedupe_key}, projection={"_id": 1}):
-        return None
     try:
         phone = opener.open(data["phone"])
         code = opener.open(data["code"])  # kept sealed; it must open when the SMS goes out
@@ -55,8 +53,7 @@ def create(tx: Transaction, opener: Opener, data: dict, correlation_id: str, now
         "status": QUEUED, "created_at": now, "expires_at": data["expires_at"], "attempts": 0,
         "next_attempt_at": now, "lease_until": NEVER, "correlation_id": correlation_id,
     }
-    tx["messages"].insert_one(message)
-    return message
+    return message if insert_once(db.messages, message) else None
 
 
 def text_to_send(message: dict, opener: Opener | None) -> str:

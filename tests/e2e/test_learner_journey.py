@@ -244,9 +244,9 @@ def test_no_national_id_or_phone_number_where_it_should_not_be(platform, capture
     for body in events:
         found.update({f"event: {body[:120]!r}": hits for hits in [personal_data_in(body.decode())]
                       if hits})
-    client = pymongo.MongoClient(platform.settings.mongo_uri)
     documents = 0
     for service in SERVICES:
+        client = pymongo.MongoClient(platform.settings.mongo_uris[service])
         db = client[f"{platform.settings.database_prefix}{service}"]
         for name in db.list_collection_names():
             for doc in db[name].find():

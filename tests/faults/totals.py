@@ -7,6 +7,7 @@ import pika
 import pymongo
 import requests
 
+from hocvu.outbox import CHANGES_WITH_EVENTS
 from hocvu.topology import all_subscriber_queue_names, dead_letter_queue_name
 
 
@@ -22,18 +23,18 @@ class Totals:
     sms_received: int
     sms_distinct_requests: int
     sms_resends_deduplicated: int
-    outbox_pending: int
+    relay_behind: dict       # service -> events written but not yet past its relay
     dead_letters: dict        # queue -> count
 
     def delivered(self, template: str) -> int:
         return self.messages.get((template, "delivered"), 0)
 
 
-def count(store_uri: str, database_prefix: str, sms_gateway: str, amqp_uri: str) -> Totals:
-    client = pymongo.MongoClient(store_uri, serverSelectionTimeoutMS=5000)
+def count(store_uris: dict, database_prefix: str, sms_gateway: str, amqp_uri: str) -> Totals:
+    clients = {name: pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+               for name, uri in store_uris.items()}
     try:
-        db = {name: client[f"{database_prefix}{name}"] for name in
-              ("enrollment", "lessons", "certificates", "notifications")}
+        db = {name: client[f"{database_prefix}{name}"] for name, client in clients.items()}
         messages = {(row["_id"]["template"], row["_id"]["status"]): row["n"] for row in
                     db["notifications"].messages.aggregate([{"$group": {
                         "_id": {"template": "$template", "status": "$status"},
@@ -42,7 +43,7 @@ def count(store_uri: str, database_prefix: str, sms_gateway: str, amqp_uri: str)
             {"$group": {"_id": {"learner": "$learner_id", "template": "$template"},
                         "n": {"$sum": 1}}},
             {"$match": {"n": {"$gt": 1}}}]))
-        outbox = sum(d.outbox.count_documents({"status": "pending"}) for d in db.values())
+        behind = {name: relay_behind(d) for name, d in db.items()}
         totals = dict(
             enrollments=db["enrollment"].enrollments.count_documents({}),
             plans=db["lessons"].plans.count_documents({}),
@@ -50,9 +51,10 @@ def count(store_uri: str, database_prefix: str, sms_gateway: str, amqp_uri: str)
             certificates=db["certificates"].certificates.count_documents({}),
             certified_enrollments=len(db["certificates"].certificates.distinct("enrollment_id")),
             messages=messages, learner_templates_more_than_once=len(repeated),
-            outbox_pending=outbox)
+            relay_behind=behind)
     finally:
-        client.close()
+        for client in clients.values():
+            client.close()
     received = requests.get(f"{sms_gateway}/v1/messages", params={"limit": 1_000_000},
                             timeout=30).json()["messages"]
     stats = requests.get(f"{sms_gateway}/v1/stats", timeout=10).json()
@@ -60,6 +62,20 @@ def count(store_uri: str, database_prefix: str, sms_gateway: str, amqp_uri: str)
                   sms_distinct_requests=len({m["request_id"] for m in received}),
                   sms_resends_deduplicated=stats.get("duplicates", 0),
                   dead_letters=dead_letter_counts(amqp_uri))
+
+
+def relay_behind(db) -> int:
+    """Changes with events that the service's relay has not yet confirmed: the stream from
+    its saved resume token onwards (0 when it is caught up)."""
+    state = db.relay_state.find_one({"_id": "relay"})
+    if state is None:
+        return 0
+    with db.watch(CHANGES_WITH_EVENTS, resume_after=state["resume_token"],
+                  max_await_time_ms=10) as stream:
+        behind = 0
+        while stream.try_next() is not None:
+            behind += 1
+        return behind
 
 
 def dead_letter_counts(amqp_uri: str) -> dict:
@@ -91,7 +107,7 @@ def wait_for_quiet(expected_learners: int, snapshot, timeout: float = 300) -> tu
                 and totals.certificates >= expected_learners
                 and totals.delivered("enrollment_confirmed") >= expected_learners
                 and totals.delivered("certificate_issued") >= expected_learners
-                and totals.outbox_pending == 0)
+                and not any(totals.relay_behind.values()))
         waited = time.monotonic() - started
         if done or waited > timeout:
             return totals, waited

@@ -1,13 +1,13 @@
-"""The outbox relay against real RabbitMQ and SecantusDB: what it publishes, and in which
-order when another relay or a retry holds an older event of the same enrollment."""
-from datetime import timedelta
-
+"""The change-stream relay against real RabbitMQ and SecantusDB: what it publishes, in which
+order, where it resumes, and that one instance of a service relays at a time."""
+import eventlet
 import pymongo
 import pytest
 
 from hocvu.clock import utcnow
 from hocvu.events import new_event
-from hocvu.outbox import PENDING, SENT, OutboxRelay, outbox_document, prepare_outbox
+from hocvu.outbox import STATE_COLLECTION, ChangeStreamRelay, set_events, with_events
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,41 +22,112 @@ def completed(enrollment_id: str, title: str) -> dict:
         correlation_id="order")
 
 
+def spawn(run, identifier=None):
+    return eventlet.spawn(run)
+
+
 @pytest.fixture
-def relay(service_config):
-    config = service_config("lessons")
-    db = pymongo.MongoClient(config["MONGO_URI"])[config["MONGO_DATABASE"]]
-    prepare_outbox(db)
-    return OutboxRelay(db, "lessons", config), db.outbox
+def lessons_db(service_config):
+    config = service_config("lessons", OUTBOX_LEASE_SECONDS=2)
+    client = pymongo.MongoClient(config["MONGO_URI"], tz_aware=True)
+    db = client[config["MONGO_DATABASE"]]
+    db.create_collection(STATE_COLLECTION)
+    db.create_collection("plans")
+    yield config, db
+    client.close()
 
 
-def test_pending_events_are_published_once_in_commit_order(relay, pika_client):
-    relay, outbox = relay
-    envelopes = [completed(f"enr-{n}", f"course {n}") for n in range(5)]
-    outbox.insert_many([outbox_document(e, "lessons") for e in envelopes])
-    assert relay.relay_due() == 5
-    assert relay.relay_due() == 0
-    published = pika_client.drain(CERTIFICATES_QUEUE)
-    assert [e["event_id"] for e in published] == [e["event_id"] for e in envelopes]
-    assert outbox.count_documents({"status": SENT}) == 5
+def new_relay(config, db) -> ChangeStreamRelay:
+    relay = ChangeStreamRelay(db, "lessons", config)
+    relay.mark_start()
+    return relay
 
 
-def test_an_event_waits_for_an_older_one_of_its_enrollment(relay, pika_client):
-    relay, outbox = relay
-    older, newer, other = completed("enr-1", "first"), completed("enr-1", "second"), \
-        completed("enr-2", "unrelated")
-    docs = [outbox_document(e, "lessons") for e in (older, newer, other)]
-    # another relay holds the older event under its lease
-    docs[0].update(lease_owner="another-relay", lease_until=utcnow() + timedelta(seconds=30))
-    outbox.insert_many(docs)
+def received(pika_client, count: int) -> list[str]:
+    """Event ids from the queue, waiting until `count` came (and a moment for any extra)."""
+    ids = []
+    wait_for(lambda: ids.extend(e["event_id"] for e in pika_client.drain(CERTIFICATES_QUEUE))
+             or len(ids) >= count, timeout=20, what=f"{count} events")
+    eventlet.sleep(0.5)
+    ids.extend(e["event_id"] for e in pika_client.drain(CERTIFICATES_QUEUE))
+    return ids
 
-    relay.relay_due()
-    assert [e["event_id"] for e in pika_client.drain(CERTIFICATES_QUEUE)] == [other["event_id"]]
-    assert outbox.find_one({"_id": newer["event_id"]})["status"] == PENDING
 
-    # the other relay dies: its lease runs out and ours takes over, older first
-    outbox.update_one({"_id": older["event_id"]}, {"$set": {"lease_until": utcnow()}})
-    outbox.update_many({}, {"$set": {"next_attempt_at": utcnow()}})
-    relay.relay_due()
-    assert [e["event_id"] for e in pika_client.drain(CERTIFICATES_QUEUE)] == [
-        older["event_id"], newer["event_id"]]
+def test_events_written_with_their_documents_are_published_once_in_commit_order(
+        lessons_db, pika_client):
+    config, db = lessons_db
+    relay = new_relay(config, db)
+    relay.start(spawn)
+    try:
+        first = [completed(f"enr-{n}", f"course {n}") for n in range(3)]
+        db.plans.insert_many([with_events({"_id": f"enr-{n}"}, [event])
+                              for n, event in enumerate(first)])
+        later = completed("enr-0", "again")
+        db.plans.update_one({"_id": "enr-0"}, set_events({"$set": {"x": 1}}, [later]))
+        # a write that causes no event publishes nothing, though the document holds old ones
+        db.plans.update_one({"_id": "enr-1"}, {"$set": {"x": 2}})
+        assert received(pika_client, 4) == [e["event_id"] for e in (*first, later)]
+    finally:
+        relay.stop()
+
+
+def test_a_relay_resumes_after_the_last_confirmed_event(lessons_db, pika_client):
+    config, db = lessons_db
+    relay = new_relay(config, db)
+    relay.start(spawn)
+    before = completed("enr-1", "before the stop")
+    db.plans.insert_one(with_events({"_id": "enr-1"}, [before]))
+    assert received(pika_client, 1) == [before["event_id"]]
+    relay.stop()
+
+    while_down = [completed(f"enr-{n}", "while the relay was down") for n in (2, 3)]
+    db.plans.insert_many([with_events({"_id": e["data"]["enrollment_id"]}, [e])
+                          for e in while_down])
+    relay = new_relay(config, db)
+    relay.start(spawn)
+    try:
+        assert received(pika_client, 2) == [e["event_id"] for e in while_down]
+    finally:
+        relay.stop()
+
+
+def test_one_instance_relays_and_another_takes_over_when_it_stops(lessons_db, pika_client):
+    config, db = lessons_db
+    first, second = new_relay(config, db), new_relay(config, db)
+    first.start(spawn)
+    wait_for(lambda: db[STATE_COLLECTION].find_one()["owner"] == first.owner, timeout=10,
+             what="the first relay to take the lease")
+    second.start(spawn)
+    try:
+        events = [completed(f"enr-{n}", "shared") for n in range(5)]
+        for event in events:
+            db.plans.insert_one(with_events({"_id": event["data"]["enrollment_id"]}, [event]))
+        assert received(pika_client, 5) == [e["event_id"] for e in events]
+        assert (first.published, second.published) == (5, 0)
+
+        first.stop()  # hands the lease back: the standby takes over from the saved token
+        after = completed("enr-9", "after the handover")
+        db.plans.insert_one(with_events({"_id": "enr-9"}, [after]))
+        assert received(pika_client, 1) == [after["event_id"]]
+        assert second.published == 1
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_events_an_earlier_release_left_in_its_outbox_go_out_first(lessons_db, pika_client):
+    config, db = lessons_db
+    old = [completed(f"enr-{n}", "left pending") for n in range(2)]
+    sent = completed("enr-7", "already sent")
+    db.outbox.insert_many([
+        {"_id": e["event_id"], "status": "pending", "created_at": utcnow(), "seq": n,
+         "payload": e} for n, e in enumerate(old)] + [
+        {"_id": sent["event_id"], "status": "sent", "created_at": utcnow(), "seq": 9,
+         "payload": sent}])
+    relay = new_relay(config, db)
+    relay.start(spawn)
+    try:
+        assert received(pika_client, 2) == [e["event_id"] for e in old]
+        assert db.outbox.count_documents({"status": "pending"}) == 0
+    finally:
+        relay.stop()

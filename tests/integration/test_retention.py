@@ -1,52 +1,61 @@
-"""Old outbox and inbox records are purged once an hour through plain indexes, against a real
-SecantusDB; a store that still has the inbox's old TTL index gets the plain one instead."""
+"""What expires, per store profile, against a real SecantusDB: on the embedded store an hourly
+purge through a plain index; on MongoDB a TTL index. Switching profile swaps the index."""
 from datetime import timedelta
 
 import pymongo
 import pytest
 
 from hocvu.clock import utcnow
-from hocvu.outbox import PENDING, SENT, OutboxRelay, prepare_outbox
-from hocvu.store import INBOX, Store
+from hocvu.store import Store
+from hocvu.storeprofile import EMBEDDED, MONGODB, StoreProfile
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def store(service_config):
-    config = service_config("lessons")
+def client(service_config):
+    config = service_config("identity")
     client = pymongo.MongoClient(config["MONGO_URI"], tz_aware=True)
-    db = client[config["MONGO_DATABASE"]]
-    db[INBOX].create_index("processed_at", expireAfterSeconds=30 * 24 * 3600)  # as before
-    prepare_outbox(db)
-    store = Store(client, config["MONGO_DATABASE"], "lessons",
-                  OutboxRelay(db, "lessons", config))
-    store.ensure_inbox(retention=timedelta(days=30))
-    yield store
+    yield client, config["MONGO_DATABASE"]
     client.close()
 
 
-def test_the_inbox_keeps_no_ttl_index(store):
-    index = store.db[INBOX].index_information()["processed_at_1"]
-    assert "expireAfterSeconds" not in index
+def store_with(client, profile: str) -> Store:
+    client, database = client
+    return Store(client, database, "identity", relay=None, profile=StoreProfile(profile))
 
 
-def test_old_records_go_once_an_hour_and_recent_ones_stay(store):
+def test_the_embedded_profile_purges_hourly_through_a_plain_index(client):
+    store = store_with(client, EMBEDDED)
+    store.expire("sign_in_attempts", "updated_at", keep=timedelta(days=1))
+    assert "expireAfterSeconds" not in store.db.sign_in_attempts.index_information()[
+        "updated_at_1"]
     now = utcnow()
-    inbox, outbox = store.db[INBOX], store.db[OutboxRelay.COLLECTION]
-    inbox.insert_many([{"_id": "old", "processed_at": now - timedelta(days=31)},
-                       {"_id": "recent", "processed_at": now - timedelta(days=29)}])
-    outbox.insert_many([
-        {"_id": "sent-old", "status": SENT, "next_attempt_at": now - timedelta(days=8)},
-        {"_id": "sent-recent", "status": SENT, "next_attempt_at": now - timedelta(days=6)},
-        {"_id": "pending-old", "status": PENDING, "next_attempt_at": now - timedelta(days=8)}])
-    housekeeping = store.relay.housekeeping
+    attempts = store.db.sign_in_attempts
+    attempts.insert_many([{"_id": "old", "updated_at": now - timedelta(days=2)},
+                          {"_id": "recent", "updated_at": now - timedelta(hours=23)}])
 
-    assert housekeeping.run_when_due(now) == 2
-    assert sorted(d["_id"] for d in inbox.find()) == ["recent"]
-    assert sorted(d["_id"] for d in outbox.find()) == ["pending-old", "sent-recent"]
+    assert store.housekeeping.run_when_due(now) == 1
+    assert [d["_id"] for d in attempts.find()] == ["recent"]
+    attempts.insert_one({"_id": "old-again", "updated_at": now - timedelta(days=3)})
+    assert store.housekeeping.run_when_due(now + timedelta(minutes=59)) == 0
+    assert store.housekeeping.run_when_due(now + timedelta(minutes=60)) == 1
 
-    inbox.insert_one({"_id": "old-again", "processed_at": now - timedelta(days=40)})
-    assert housekeeping.run_when_due(now + timedelta(minutes=59)) == 0
-    assert housekeeping.run_when_due(now + timedelta(minutes=60)) == 1
-    assert inbox.count_documents({"_id": "old-again"}) == 0
+
+def test_the_mongodb_profile_uses_a_ttl_index_and_switching_swaps_it(client):
+    mongodb = store_with(client, MONGODB)
+    mongodb.expire("sign_in_attempts", "updated_at", keep=timedelta(days=1))
+    index = mongodb.db.sign_in_attempts.index_information()["updated_at_1"]
+    assert index["expireAfterSeconds"] == 86400
+    assert not mongodb.housekeeping.rules
+
+    embedded = store_with(client, EMBEDDED)
+    embedded.expire("sign_in_attempts", "updated_at", keep=timedelta(days=1))
+    assert "expireAfterSeconds" not in embedded.db.sign_in_attempts.index_information()[
+        "updated_at_1"]
+
+
+def test_counters_count_on_both_profiles(client):
+    for profile in (EMBEDDED, MONGODB):
+        store = store_with(client, profile)
+        assert [store.next_value(f"serial-{profile}") for _ in range(3)] == [1, 2, 3]

@@ -97,13 +97,11 @@ def test_opt_out_and_back_in(notifications_store):
 
 
 def _queue(store, n, template, to=PHONE, now=None):
-    def work(tx):
-        tx["contacts"].update_one({"_id": f"lrn-{to}"}, {"$set": {"phone": to}}, upsert=True)
-        return messages.create(tx, template, f"{template}:{n}", f"lrn-{to}", f"enr-{n}",
-                               {"full_name": "Vũ Đức Anh", "course_title": "Kỹ năng số",
-                                "days": 3, "lesson_title": "Bài 1", "verification_code": "K7QM",
-                                "verify_url": "http://v.example.test/K7QM"}, "corr", now, True)
-    return store.transact(work)
+    store.db.contacts.update_one({"_id": f"lrn-{to}"}, {"$set": {"phone": to}}, upsert=True)
+    return messages.create(store.db, template, f"{template}:{n}", f"lrn-{to}", f"enr-{n}",
+                           {"full_name": "Vũ Đức Anh", "course_title": "Kỹ năng số",
+                            "days": 3, "lesson_title": "Bài 1", "verification_code": "K7QM",
+                            "verify_url": "http://v.example.test/K7QM"}, "corr", now, True)
 
 
 def test_the_dispatcher_defers_and_later_sends_never_drops(
@@ -207,12 +205,10 @@ def enrolled(notifications_store):
     start = local(2026, 11, 2, 10, 0)
     days = reminders.ReminderDays({"REMINDER_DAYS_BY_COURSE": "citizen-digital-basics=3"})
 
-    def work(tx):
-        reminders.on_enrolled(tx, enrolled_data(start), days, start)
-        reminders.on_lessons_assigned(tx, about(lessons=LESSONS, assigned_at=start), start)
-        messages.remember_contact(tx, LEARNER, PHONE, start, start)
-
-    notifications_store.transact(work)
+    db = notifications_store.db
+    reminders.on_enrolled(db, enrolled_data(start), days, start)
+    reminders.on_lessons_assigned(db, about(lessons=LESSONS, assigned_at=start), start)
+    messages.remember_contact(db, LEARNER, PHONE, start, start)
     return start, days
 
 
@@ -240,9 +236,10 @@ def test_a_reminder_after_n_days_without_progress_naming_the_next_lesson_once(
     assert "3 ngay" in texts[0]
 
     # progress on day 4 moves the next reminder to day 7 (4 + 3), not day 6 (3 + 3)
-    notifications_store.transact(lambda tx: reminders.on_lesson_completed(
-        tx, about(lesson_id="l1", score=90, completed_at=start + reminders.timedelta(days=4)),
-        days, clock()))
+    reminders.on_lesson_completed(
+        notifications_store.db,
+        about(lesson_id="l1", score=90, completed_at=start + reminders.timedelta(days=4)),
+        days, clock())
     clock.now = start + reminders.timedelta(days=6, hours=23)
     planner(notifications_store, days, clock).run_once()
     assert len(reminder_texts(notifications_store)) == 1
@@ -252,8 +249,7 @@ def test_a_reminder_after_n_days_without_progress_naming_the_next_lesson_once(
     assert len(texts) == 2 and "Dich vu cong truc tuyen" in texts[1]
 
     # completion ends it for good
-    notifications_store.transact(lambda tx: reminders.stop(
-        tx, ENROLLMENT, reminders.COMPLETED, clock()))
+    reminders.stop(notifications_store.db, ENROLLMENT, reminders.COMPLETED, clock())
     clock.now = start + reminders.timedelta(days=60)
     planner(notifications_store, days, clock).run_once()
     assert len(reminder_texts(notifications_store)) == 2
@@ -262,7 +258,7 @@ def test_a_reminder_after_n_days_without_progress_naming_the_next_lesson_once(
 def test_a_planner_that_died_after_claiming_loses_no_reminder(notifications_store, enrolled):
     start, days = enrolled
     clock = Clock(start + reminders.timedelta(days=3, minutes=1))
-    # a planner claims the due enrollment under a short lease, then dies before its transaction
+    # a planner claims the due enrollment under a short lease, then dies before it writes
     claimed = claim_batch(notifications_store.db.reminders,
                           {"status": reminders.ACTIVE, "next_reminder_at": {"$lte": clock()}},
                           [("next_reminder_at", 1)], 10, reminders.timedelta(seconds=0.3))
@@ -279,8 +275,7 @@ def test_a_planner_that_died_after_claiming_loses_no_reminder(notifications_stor
 
 def test_a_cancelled_enrollment_is_never_reminded(notifications_store, enrolled):
     start, days = enrolled
-    notifications_store.transact(lambda tx: reminders.stop(
-        tx, ENROLLMENT, reminders.CANCELLED, start))
+    reminders.stop(notifications_store.db, ENROLLMENT, reminders.CANCELLED, start)
     clock = Clock(start + reminders.timedelta(days=30))
     planner(notifications_store, days, clock).run_once()
     assert reminder_texts(notifications_store) == []
@@ -291,9 +286,10 @@ def test_a_cancelled_enrollment_is_never_reminded(notifications_store, enrolled)
 def test_no_reminder_once_every_lesson_is_done(notifications_store, enrolled):
     start, days = enrolled
     for n, lesson in enumerate(LESSONS, start=1):
-        notifications_store.transact(lambda tx, lesson=lesson, n=n: reminders.on_lesson_completed(
-            tx, about(lesson_id=lesson["id"], score=None,
-                      completed_at=start + reminders.timedelta(hours=n)), days, start))
+        reminders.on_lesson_completed(
+            notifications_store.db, about(lesson_id=lesson["id"], score=None,
+                                          completed_at=start + reminders.timedelta(hours=n)),
+            days, start)
     clock = Clock(start + reminders.timedelta(days=10))
     planner(notifications_store, days, clock).run_once()
     assert reminder_texts(notifications_store) == []
@@ -303,12 +299,13 @@ def test_progress_that_arrives_before_the_enrollment_still_counts(notifications_
     start = local(2026, 11, 2, 10, 0)
     days = reminders.ReminderDays({"REMINDER_DAYS": 3})
     progress_at = start + reminders.timedelta(days=1)
-    notifications_store.transact(lambda tx: reminders.on_lesson_completed(
-        tx, about(lesson_id="l1", score=None, completed_at=progress_at), days, progress_at))
+    reminders.on_lesson_completed(
+        notifications_store.db, about(lesson_id="l1", score=None, completed_at=progress_at),
+        days, progress_at)
     assert notifications_store.db.reminders.find_one({"_id": ENROLLMENT})["next_reminder_at"] \
         is None  # nothing to remind of before the enrollment is known
-    notifications_store.transact(lambda tx: reminders.on_enrolled(
-        tx, enrolled_data(start), days, progress_at))
+    reminders.on_enrolled(
+        notifications_store.db, enrolled_data(start), days, progress_at)
     state = notifications_store.db.reminders.find_one({"_id": ENROLLMENT})
     assert state["next_reminder_at"] == progress_at + reminders.timedelta(days=3)
     assert state["completed_lesson_ids"] == ["l1"]
@@ -344,8 +341,8 @@ def _queue_code(store, opener_keys, request_id, code, now, expires_at):
     sealer = sealing.Sealer(opener_keys["public"])
     data = {"request_id": request_id, "phone": sealer.seal(PHONE), "code": sealer.seal(code),
             "expires_at": expires_at}
-    return store.transact(lambda tx: sign_in_codes.create(
-        tx, sealing.Opener(opener_keys["private"]), data, "corr", now, True))
+    return sign_in_codes.create(store.db, sealing.Opener(opener_keys["private"]), data, "corr",
+                                now, True)
 
 
 def test_a_code_sms_that_waited_past_its_expiry_fails_and_is_never_sent(

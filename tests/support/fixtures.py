@@ -61,7 +61,7 @@ def service_config(amqp_uri, mongo_uri, issuer):
             "MONGO_URI": mongo_uri,
             "MONGO_DATABASE": f"test_{run}_{service}",
             "WEB_SERVER_ADDRESS": "127.0.0.1:0",
-            "OUTBOX_POLL_SECONDS": 0.2,
+            "STORE_PROFILE": "embedded",
             "NATIONAL_ID_HASH_KEY": HASH_KEY,
             "CERTIFICATE_CODE_KEY": CODE_KEY,
             "PUBLIC_BASE_URL": "http://verify.example.test",

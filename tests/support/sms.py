@@ -8,6 +8,7 @@ from pymongo import MongoClient
 
 from hocvu.devstack.processes import BIN, Process, free_port
 from hocvu.store import Store
+from hocvu.storeprofile import EMBEDDED, StoreProfile
 from tests.support.fixtures import CALLBACK_SECRET
 
 VN = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh: no DST since 1975
@@ -38,7 +39,8 @@ def notifications_store(mongo_uri):
     from services.notifications.service import prepare
     client = MongoClient(mongo_uri, tz_aware=True)
     name = f"test_{uuid.uuid4().hex[:8]}_notifications"
-    store = Store(client, name, "notifications", relay=None)
+    store = Store(client, name, "notifications", relay=None,
+                  profile=StoreProfile(EMBEDDED))
     prepare(store)
     yield store
     client.drop_database(name)
