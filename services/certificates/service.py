@@ -18,6 +18,7 @@ State      its own database: certificates (each with the event it caused, until 
            (enrollment id and time only)
 Config     CERTIFICATE_CODE_KEY (required; comma-separated for rotation), PUBLIC_BASE_URL
 """
+from eventlet import tpool
 from nameko.dependency_providers import Config
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
@@ -127,8 +128,11 @@ class CertificatesService:
         if certificate["status"] == REVOKED:
             raise CertificateRevoked("this certificate was revoked: it is no longer printed",
                                      revoked_at=isoformat(certificate["revoked_at"]))
-        document = pdf.render(certificate, display_code(certificate["verification_code"]),
-                              self._verify_url().format(code=certificate["verification_code"]))
+        # a few hundred milliseconds of CPU (fonts): in a thread, so that the other requests
+        # this process serves meanwhile are not held up
+        document = tpool.execute(
+            pdf.render, certificate, display_code(certificate["verification_code"]),
+            self._verify_url().format(code=certificate["verification_code"]))
         # the learner's name: personal data, kept out of shared caches
         return Response(document, content_type="application/pdf", headers={
             "Content-Disposition": f'inline; filename="{certificate["serial"]}.pdf"',
