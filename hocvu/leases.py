@@ -1,14 +1,16 @@
 """Claiming work stored in a collection, so that several processes can share it.
 
-The outbox relay and the SMS dispatcher both keep their work as documents in the store.
-A process claims a batch by stamping it with a lease; while the lease runs no other
-process takes those documents, and if the process dies the lease simply runs out.
-Documents need a `lease_until` field (datetime) from the start; NEVER is "free now".
+The reminder planner keeps its work as documents in the store. A process claims a batch by
+stamping it with a lease; while the lease runs no other process takes those documents, and
+if the process dies the lease simply runs out. Documents need a `lease_until` field
+(datetime) from the start; NEVER is "free now". A job that one instance does for all
+(the SMS dispatcher) holds an OwnerLease instead: no write per document.
 """
 import uuid
 from datetime import datetime, timedelta, timezone
 
 from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
 
 from hocvu.clock import utcnow
 
@@ -42,3 +44,38 @@ def release(collection: Collection, ids: list, update: dict | None = None) -> No
     for operator, values in (update or {}).items():
         change.setdefault(operator, {}).update(values)
     collection.update_many({"_id": {"$in": ids}}, change)
+
+
+class OwnerLease:
+    """One holder at a time, among a service's instances, of a job that must not run twice at
+    once (the SMS dispatcher): a document in `collection` names the owner until when.
+
+    `hold()` takes the lease when it is free or ran out, and renews it once less than half is
+    left, so a busy owner writes it a few times a lease, not every round. A crashed owner's
+    lease runs out; one that stops cleanly hands it back at once."""
+
+    def __init__(self, collection: Collection, job: str, lease: timedelta):
+        self.collection = collection
+        self.job = job
+        self.lease = lease
+        self.owner = uuid.uuid4().hex
+        self._until = NEVER
+
+    def hold(self) -> bool:
+        now = utcnow()
+        if now < self._until - self.lease / 2:
+            return True
+        until = now + self.lease
+        try:
+            taken = self.collection.update_one(
+                {"_id": self.job, "$or": [{"owner": self.owner}, {"until": {"$lte": now}}]},
+                {"$set": {"owner": self.owner, "until": until}}, upsert=True)
+        except DuplicateKeyError:
+            taken = None  # another instance holds it: the upsert found no free lease to take
+        self._until = until if taken and (taken.matched_count or taken.upserted_id) else NEVER
+        return self._until is not NEVER
+
+    def release(self) -> None:
+        self.collection.update_one({"_id": self.job, "owner": self.owner},
+                                   {"$set": {"until": utcnow()}})
+        self._until = NEVER

@@ -83,7 +83,7 @@ class ChangeStreamRelay:
         self.batch_size = int(config.get("OUTBOX_BATCH_SIZE", 200))
         # how long one read of the stream waits for changes: the relay's latency when idle,
         # and its cost to the store (one short read per interval)
-        self.await_ms = int(float(config.get("OUTBOX_AWAIT_SECONDS", 0.05)) * 1000)
+        self.await_ms = int(float(config.get("OUTBOX_AWAIT_SECONDS", 0.1)) * 1000)
         self.lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", 15)))
         self.max_backoff_seconds = float(config.get("OUTBOX_MAX_BACKOFF_SECONDS", 60))
         self.published = 0

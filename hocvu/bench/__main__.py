@@ -2,6 +2,7 @@
 
     python -m hocvu.bench [--preset full|smoke] [--scale 0.1] [--stage-seconds 30]
                           [--workloads enrollment,burst] [--profile] [--out var/bench]
+                          [--mongo-uri [SERVICE=]URI ...] [--store-profile mongodb]
 
 Starts everything it needs as separate processes (see hocvu.bench.platform), prints a
 results table, and writes results.json and report.md to a new folder under --out, with
@@ -26,6 +27,7 @@ from hocvu.bench.profiling import Profiler
 from hocvu.bench.workloads import Driver, enrollment_stage, launch_burst, learning_stage
 from hocvu.contracts import SUBSCRIBERS
 from hocvu.devstack.processes import VAR
+from hocvu.devstack.stack import SERVICES
 
 P99_SMS_BOUND_MS = 2000       # the issue's "p99 enroll -> SMS under 2 s"
 BURST_DRAIN_TARGET_S = 600
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
     for problem in problems:
         print(f"COUNT PROBLEM: {problem}", file=sys.stderr)
     if not args.keep_data:
-        for store in run_dir.glob("*/store"):
+        for store in run_dir.glob("*/store"):  # a folder per service inside
             shutil.rmtree(store, ignore_errors=True)
     return 1 if problems else 0
 
@@ -78,6 +80,13 @@ def parse(argv):
                         help="a setting for every service process (docs/configuration.md), "
                              "e.g. MAX_WORKERS=4; may be repeated")
     parser.add_argument("--keep-data", action="store_true", help="keep the stores' data")
+    parser.add_argument("--mongo-uri", action="append", default=[], metavar="[SERVICE=]URI",
+                        help="measure on your own MongoDB instead of a SecantusDB per service: "
+                             "URI for every service, or SERVICE=URI for one (repeatable); "
+                             "each service's database is hocvu_<service> there")
+    parser.add_argument("--store-profile", choices=["mongodb", "embedded"],
+                        help="STORE_PROFILE for the services (default: embedded on the "
+                             "stores started here, mongodb on --mongo-uri)")
     parser.add_argument("--out", type=Path, default=VAR / "bench")
     parser.add_argument("--report", type=Path, metavar="RESULTS_JSON",
                         help="measure nothing: derive the ceilings, ratios and targets of an "
@@ -95,8 +104,24 @@ def rereport(results_file: Path) -> int:
     return 0
 
 
+def store_uris(given: list[str]) -> dict[str, str]:
+    """--mongo-uri values -> service -> URI."""
+    uris = {}
+    for value in given:
+        service, sep, uri = value.partition("=")
+        if sep and service in SERVICES:
+            uris[service] = uri
+        elif "://" in value:
+            uris.update({name: value for name in SERVICES if name not in uris})
+        else:
+            raise SystemExit(f"--mongo-uri {value!r}: expected URI or SERVICE=URI "
+                             f"(services: {', '.join(SERVICES)})")
+    return uris
+
+
 def configure(args) -> Preset:
     args.service_env = dict(setting.split("=", 1) for setting in args.service_env)
+    args.store_uris = store_uris(args.mongo_uri)
     preset = PRESETS[args.preset].scaled(args.scale)
     if args.stage_seconds:
         preset = replace(preset, stage_seconds=args.stage_seconds,
@@ -110,9 +135,13 @@ def configure(args) -> Preset:
 
 
 def measure(preset: Preset, args, run_dir: Path, results: dict) -> None:
-    platform = BenchPlatform(run_dir / "main", service_env=args.service_env).start()
+    platform = BenchPlatform(run_dir / "main", service_env=args.service_env,
+                             store_uris=args.store_uris, store_profile=args.store_profile).start()
     try:
-        results["machine"] = machine.describe(platform.mongo_uri, platform.amqp_uri)
+        results["machine"] = machine.describe(platform.store_uris["enrollment"],
+                                              platform.amqp_uri)
+        results["stores"] = {"external": sorted(args.store_uris),
+                             "profile": platform.store_profile}
         print(f"machine: {results['machine']}", flush=True)
         results["memory"]["idle"] = platform.resident_memory_mib()
         if "ceilings" in preset.workloads:
@@ -154,7 +183,9 @@ def measure_ceilings(preset: Preset, platform: BenchPlatform, run_dir: Path) -> 
     print("ceilings: broker, store, framework ...", flush=True)
     found = {
         "broker": ceilings.broker_ceiling(platform.amqp_uri, messages=preset.broker_messages),
-        "store": ceilings.store_ceiling(platform.mongo_uri, operations=preset.store_operations),
+        # one service's store: each service has its own, and each is measured alike
+        "store": ceilings.store_ceiling(platform.store_uris["enrollment"],
+                                        operations=preset.store_operations),
         "framework": ceilings.framework_ceiling(platform.amqp_uri,
                                                 events=preset.framework_events,
                                                 log_dir=run_dir / "main" / "logs"),
@@ -167,8 +198,8 @@ def scale_out(preset: Preset, args, run_dir: Path) -> list[dict]:
     rows = []
     for count in preset.scaling_instances:
         deployment = Deployment({"lessons": count, "notifications": count})
-        platform = BenchPlatform(run_dir / f"scaling-{count}", deployment,
-                                 args.service_env).start()
+        platform = BenchPlatform(run_dir / f"scaling-{count}", deployment, args.service_env,
+                                 args.store_uris, args.store_profile).start()
         try:
             driver = Driver(platform, run_dir / f"scaling-{count}")
             for rate in preset.scaling_rates:

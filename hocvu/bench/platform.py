@@ -1,6 +1,6 @@
 """The platform under test, as `make run` starts it but all of its own: RabbitMQ reused (or
-installed and started) with a throwaway virtual host, a SecantusDB on a free port with its
-data in the run's folder, the SMS simulator recording every message it accepts, the four
+installed and started) with a throwaway virtual host, a SecantusDB per service on free ports
+with their data in the run's folder (or the province's own MongoDB, --mongo-uri), the SMS simulator recording every message it accepts, the four
 services (some in several instances) and the nginx edge, each a separate process."""
 import time
 from dataclasses import dataclass, field
@@ -15,7 +15,7 @@ from hocvu.devstack import config, proxy
 from hocvu.devstack.processes import Process, free_port
 from hocvu.devstack.rabbitmq import Vhost, ensure_rabbitmq
 from hocvu.devstack.stack import SERVICES, Stack, StackSettings
-from hocvu.devstack.store import start_secantus, store_uri
+from hocvu.devstack.store import ServiceStores
 from hocvu.topology import all_subscriber_queue_names, dead_letter_queue_name
 
 
@@ -30,14 +30,20 @@ class Deployment:
 
 class BenchPlatform:
     def __init__(self, folder: Path, deployment: Deployment = Deployment(),
-                 service_env: dict | None = None):
+                 service_env: dict | None = None, store_uris: dict | None = None,
+                 store_profile: str | None = None):
+        """`store_uris` (service -> MongoDB URI) measures those services on stores of the
+        province's own instead of starting a SecantusDB for each (`--mongo-uri`)."""
         self.folder = folder
         self.deployment = deployment
+        self.external_stores = dict(store_uris or {})
+        self.store_profile = store_profile or ("mongodb" if self.external_stores
+                                               else "embedded")
         # staff tokens outlive a whole run (15 minutes otherwise): the load generator's requests
         # are written out before they are sent
         self.service_env = {"STAFF_TOKEN_MINUTES": "180", **(service_env or {})}
         self.sms_record = folder / "sms-accepted.jsonl"
-        self.store: Process | None = None
+        self.stores: ServiceStores | None = None
         self.stack: Stack | None = None
         self.vhost: Vhost | None = None
 
@@ -46,12 +52,16 @@ class BenchPlatform:
         try:
             ensure_rabbitmq()
             self.vhost = Vhost("hocvu-bench").__enter__()
-            store_port = free_port()
-            self.store = start_secantus(store_port, self.folder / "store", logs)
-            self.mongo_uri = store_uri(store_port)
+            own = [service for service in SERVICES if service not in self.external_stores]
+            if own:
+                self.stores = ServiceStores(own, self.folder / "store", logs,
+                                            {service: free_port() for service in own}).start()
+            self.store_uris = {**(self.stores.uris if self.stores else {}),
+                               **self.external_stores}
             ports = {part: free_port() for part in {"edge", "sms_simulator", *SERVICES}}
             self.stack = Stack(StackSettings(
-                amqp_uri=self.vhost.amqp_uri, mongo_uri=self.mongo_uri,
+                amqp_uri=self.vhost.amqp_uri, mongo_uri=None, mongo_uris=self.store_uris,
+                store_profile=self.store_profile,
                 secrets=config.platform_secrets({}, self.folder / "secrets.env"),
                 ports=ports, log_dir=logs,
                 run_dir=self.folder / "run", instances=self.deployment.instances,
@@ -63,7 +73,7 @@ class BenchPlatform:
         except BaseException:
             self.stop()
             raise
-        self.mongo = pymongo.MongoClient(self.mongo_uri)
+        self.mongo = {service: pymongo.MongoClient(uri) for service, uri in self.store_uris.items()}
         return self
 
     @property
@@ -71,7 +81,15 @@ class BenchPlatform:
         return self.vhost.amqp_uri
 
     def db(self, service: str):
-        return self.mongo[f"hocvu_{service}"]
+        return self.mongo[service][f"hocvu_{service}"]
+
+    def store_operations(self) -> dict[str, int]:
+        """Operations each kind, summed over every service's store (serverStatus)."""
+        total: dict[str, int] = {}
+        for client in self.mongo.values():
+            for kind, value in client.admin.command("serverStatus")["opcounters"].items():
+                total[kind] = total.get(kind, 0) + value
+        return total
 
     def courses(self) -> dict[str, dict]:
         """The catalog's course per learner group, with its lesson ids."""
@@ -96,7 +114,8 @@ class BenchPlatform:
     def processes(self) -> dict[str, int]:
         """Every process of the platform by name, RabbitMQ's node included: where CPU goes."""
         pids = {name: process.pid for name, process in self.stack.processes.items()}
-        pids["store"] = self.store.pid
+        if self.stores:  # a store of the province's own is measured by the province
+            pids.update({process.name: process.pid for process in self.stores.processes.values()})
         broker = next((p for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"),
                       None)
         if broker:
@@ -145,11 +164,11 @@ class BenchPlatform:
         return None
 
     def stop(self) -> None:
-        if getattr(self, "mongo", None):
-            self.mongo.close()
+        for client in getattr(self, "mongo", {}).values():
+            client.close()
         if self.stack:
             self.stack.stop()
-        if self.store:
-            self.store.stop()
+        if self.stores:
+            self.stores.stop()
         if self.vhost:
             self.vhost.__exit__(None, None, None)

@@ -142,7 +142,16 @@ def _burst(b: dict | None) -> list[str]:
          f"{b['enrollments']:,} / {b['lesson_plans']:,} / {b['confirmation_sms']:,}"],
         ["duplicated SMS / dead letters / request errors",
          f"{b['confirmation_sms_duplicated']} / {b['dead_letters']} / {_errors(b)}"],
+        ["CPU per enrollment: the stores / the services together",
+         f"{b.get('store_cpu_ms_per_enrollment', '-')} ms / "
+         f"{b.get('services_cpu_ms_per_enrollment', '-')} ms"],
+        ["what watching cost: polls / store queries / documents read",
+         " / ".join(str((b.get("harness") or {}).get(k, 0))
+                    for k in ("polls", "store_queries", "documents_read"))],
     ])
+    if b.get("cpu_ms_per_enrollment"):
+        out += ["", "CPU ms per enrollment, each process: " + ", ".join(
+            f"{name} {ms}" for name, ms in b["cpu_ms_per_enrollment"].items())]
     return out
 
 
@@ -156,7 +165,9 @@ def _scaling(rows: list[dict]) -> list[str]:
                   [[r["instances"], r["offered_per_s"], r["succeeded_per_s"], _errors(r),
                     f"{_ms(r['enroll_to_assigned_ms'], 'p50')} / {_ms(r['enroll_to_assigned_ms'])}",
                     f"{_ms(r['enroll_to_sms_ms'], 'p50')} / {_ms(r['enroll_to_sms_ms'])}",
-                    r["cpu_ms_per_enrollment"].get("store", "-"), r.get("ratio_to_ceiling", "-")]
+                    r.get("store_cpu_ms_per_enrollment",
+                          r["cpu_ms_per_enrollment"].get("store", "-")),
+                    r.get("ratio_to_ceiling", "-")]
                    for r in rows])
     return out
 

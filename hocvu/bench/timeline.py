@@ -2,11 +2,10 @@
 records, joined on the correlation id the load generator sent:
 
     due         the load generator's schedule for the HTTP request (loadgen results)
-    enrolled    learner_enrolled committed: its occurred_at (enrollment's outbox)
-    published   learner_enrolled published: the outbox's sent_at
-    assigned    lessons_assigned committed (lessons' outbox)
-    completed   course_completed committed (lessons' outbox)
-    issued      certificate_issued committed (certificates' outbox)
+    enrolled    the enrollment written, with its events (enrollment's enrollments)
+    assigned    the lesson plan written, with lessons_assigned (lessons' plans)
+    completed   the plan's course completed, with course_completed (lessons' plans)
+    issued      the certificate written, with certificate_issued (certificates)
     sms_queued  the SMS message created, per template (notifications' messages)
     sms_received  the SMS gateway simulator accepted it (its record of every message)
 
@@ -28,18 +27,14 @@ def unix(value) -> float:
     return value.timestamp()
 
 
-def event_times(db, event_type: str) -> dict[str, dict]:
-    """correlation id -> {"occurred", "sent", "enrollment_id"} of one event type."""
+def written_times(collection, moment: str, query: dict | None = None) -> dict[str, dict]:
+    """correlation id -> {"occurred", "enrollment_id"}: when each document of `collection`
+    was written (its `moment` field), the events it carried with it."""
     times = {}
-    for doc in db.outbox.find({"event_type": event_type},
-                              {"payload.occurred_at": 1, "payload.correlation_id": 1,
-                               "payload.data.enrollment_id": 1, "sent_at": 1}):
-        payload = doc["payload"]
-        times[payload["correlation_id"]] = {
-            "occurred": unix(payload["occurred_at"]),
-            "sent": unix(doc["sent_at"]) if doc.get("sent_at") else None,
-            "enrollment_id": payload["data"].get("enrollment_id"),
-        }
+    for doc in collection.find({moment: {"$ne": None}, **(query or {})},
+                               {moment: 1, "correlation_id": 1, "enrollment_id": 1}):
+        times[doc["correlation_id"]] = {"occurred": unix(doc[moment]),
+                                        "enrollment_id": doc.get("enrollment_id", doc["_id"])}
     return times
 
 
@@ -78,10 +73,10 @@ class Timeline:
 
     def __init__(self, platform):
         enrollment, lessons = platform.db("enrollment"), platform.db("lessons")
-        self.enrolled = event_times(enrollment, "learner_enrolled")
-        self.assigned = event_times(lessons, "lessons_assigned")
-        self.completed = event_times(lessons, "course_completed")
-        self.issued = event_times(platform.db("certificates"), "certificate_issued")
+        self.enrolled = written_times(enrollment.enrollments, "enrolled_at")
+        self.assigned = written_times(lessons.plans, "assigned_at")
+        self.completed = written_times(lessons.plans, "completed_at")
+        self.issued = written_times(platform.db("certificates").certificates, "issued_at")
         notifications = platform.db("notifications")
         self.confirmation_sms = sms_times(notifications, platform.sms_record,
                                           ENROLLMENT_CONFIRMED)

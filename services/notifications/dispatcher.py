@@ -1,9 +1,11 @@
 """The SMS dispatcher: sends queued messages through the provider, several at a time.
 
-It claims queued messages under a lease (several notifications instances share the work;
-a crashed instance's claim runs out), sends them concurrently, and records the outcome:
-accepted, retry later with exponential backoff (the provider is down, slow or rate
-limiting), or failed for good.
+One notifications instance dispatches at a time, under a lease it renews a few times a
+lease (hocvu.leases.OwnerLease; a crashed owner's lease runs out and another instance takes
+over): so a message needs no claim written on it before it is sent. Each round reads the due
+messages, sends them concurrently, and records every outcome in one bulk write: accepted,
+retry later with exponential backoff (the provider is down, slow or rate limiting), or
+failed for good.
 
 Before a claimed message is sent, the send policy (policy.py) may hold it: a reminder at
 night or over the day's cap waits for the next allowed moment (`held_reason` says why),
@@ -16,16 +18,17 @@ from datetime import timedelta
 
 from eventlet import GreenPool
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
+from pymongo.errors import PyMongoError
 
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
-from hocvu.leases import NEVER, claim_batch, release
+from hocvu.leases import OwnerLease
 from hocvu.privacy import mask_phone
 from hocvu.store import ServiceStore
 from services.notifications import policy, providers, reminders, sign_in_codes
 from services.notifications.reconcile import Reconciler
-from services.notifications.messages import ACCEPTED, FAILED, QUEUED, SUPPRESSED
+from services.notifications.messages import ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED
 
 log = logging.getLogger(__name__)
 
@@ -50,34 +53,45 @@ class DispatchLoop(WakeableLoop):
         self.max_backoff = float(config.get("SMS_MAX_BACKOFF_SECONDS", 300))
         self.poll_seconds = float(config.get("SMS_POLL_SECONDS", 1.0))
         self.linger_seconds = float(config.get("SMS_LINGER_SECONDS", 0.02))
-        self.lease = timedelta(seconds=float(config.get("SMS_LEASE_SECONDS", 30)))
+        self.owner = OwnerLease(messages.database["sms_dispatcher"], "dispatcher",
+                                timedelta(seconds=float(config.get("SMS_LEASE_SECONDS", 30))))
         self.pool = GreenPool(self.concurrency)
         self.opener = sign_in_codes.opener_from_config(config)
 
     def run_once(self) -> bool:
+        if not self.owner.hold():
+            return False  # another instance dispatches
         due = {"status": QUEUED, "next_attempt_at": {"$lte": self.clock()}}
-        batch = claim_batch(self.messages, due, _ORDER, self.batch_size, self.lease)
-        sendable, decisions = [], {}
+        batch = list(self.messages.find(due).sort(_ORDER).limit(self.batch_size))
+        sendable, decisions, outcomes = [], {}, []
         for message in batch:
             decision = self.policy.decide(message) if self.policy else policy.Decision(policy.SEND)
             if decision.action == policy.SEND:
                 sendable.append(message)
                 decisions[message["_id"]] = decision
             else:
-                self._hold(message, decision)
+                outcomes += self._hold(message, decision)
         for message, result in zip(sendable, self.pool.imap(self._send, sendable)):
             if result.outcome != providers.ACCEPTED and self.policy:
                 self.policy.give_back(decisions[message["_id"]])
-            self._record(message, result)
+            outcomes += self._record(message, result)
+        if outcomes:
+            self.messages.bulk_write(outcomes, ordered=True)
         return len(batch) == self.batch_size
 
-    def _hold(self, message: dict, decision: policy.Decision) -> None:
+    def stop(self, wait: bool = True) -> None:
+        super().stop(wait)
+        try:
+            self.owner.release()
+        except PyMongoError:
+            pass  # the store is away: the lease runs out by itself
+
+    def _hold(self, message: dict, decision: policy.Decision) -> list:
         if decision.action == policy.SUPPRESS:
-            release(self.messages, [message["_id"]], {"$set": {
-                "status": SUPPRESSED, "last_error": decision.reason, "suppressed_at": self.clock()}})
-        else:
-            release(self.messages, [message["_id"]], {"$set": {
-                "next_attempt_at": decision.until, "held_reason": decision.reason}})
+            return [_change(message, {"status": SUPPRESSED, "last_error": decision.reason,
+                                      "suppressed_at": self.clock()})]
+        return [_change(message, {"next_attempt_at": decision.until,
+                                  "held_reason": decision.reason})]
 
     def _send(self, message: dict) -> providers.SendResult:
         # here, not at claim time: a message may wait in the pool behind slow sends
@@ -88,46 +102,45 @@ class DispatchLoop(WakeableLoop):
             text=sign_in_codes.text_to_send(message, self.opener),
             encoding=message["encoding"], brandname=self.brandname))
 
-    def _record(self, message: dict, result: providers.SendResult) -> None:
+    def _record(self, message: dict, result: providers.SendResult) -> list:
+        """The writes that record what the provider answered (made in one bulk per round)."""
         now = self.clock()
         if result.throttled:
             # our own bucket said "not yet": no attempt was made, none is counted
-            release(self.messages, [message["_id"]], {"$set": {
+            return [_change(message, {
                 "next_attempt_at": now + timedelta(seconds=result.retry_after or 1),
-                "held_reason": result.error}})
-            return
+                "held_reason": result.error})]
         if result is _EXPIRED:
             log.info("SMS %s to %s not sent: its sign-in code expired first",
                      message["_id"], mask_phone(message["to"]))
-            release(self.messages, [message["_id"]], {"$set": {
-                "status": FAILED, "last_error": result.error, "failed_at": now}})
-            return
+            return [_change(message, {"status": FAILED, "last_error": result.error,
+                                      "failed_at": now})]
         attempts = message["attempts"] + 1
         if result.outcome == providers.ACCEPTED:
-            # recorded and released in one write: each write of a message costs the store
             accepted = {"provider": result.provider or self.provider.name, "attempts": attempts,
-                        "provider_message_id": result.provider_message_id, "accepted_at": now,
-                        "lease_until": NEVER}
-            changed = self.messages.update_one(
-                {"_id": message["_id"], "status": QUEUED},
-                {"$set": {**accepted, "status": ACCEPTED}, "$unset": {"lease_owner": ""}})
-            if not changed.matched_count:
+                        "provider_message_id": result.provider_message_id, "accepted_at": now}
+            return [
+                UpdateOne({"_id": message["_id"], "status": QUEUED},
+                          {"$set": {**accepted, "status": ACCEPTED}}),
                 # the delivery report was quicker than us and already marked it delivered
-                self.messages.update_one({"_id": message["_id"]},
-                                         {"$set": accepted, "$unset": {"lease_owner": ""}})
-        elif result.outcome == providers.RETRY and attempts < self.max_attempts:
+                UpdateOne({"_id": message["_id"], "status": DELIVERED,
+                           "accepted_at": {"$exists": False}}, {"$set": accepted})]
+        if result.outcome == providers.RETRY and attempts < self.max_attempts:
             delay = result.retry_after or min(2 ** attempts, self.max_backoff)
             log.warning("SMS %s to %s not accepted (%s); attempt %s, retrying in %ss",
                         message["_id"], mask_phone(message["to"]), result.error, attempts, delay)
-            release(self.messages, [message["_id"]], {"$set": {
+            return [_change(message, {
                 "attempts": attempts, "last_error": result.error, "held_reason": None,
-                "next_attempt_at": now + timedelta(seconds=delay)}})
-        else:
-            log.error("SMS %s to %s failed for good after %s attempts: %s",
-                      message["_id"], mask_phone(message["to"]), attempts, result.error)
-            release(self.messages, [message["_id"]], {"$set": {
-                "status": FAILED, "attempts": attempts, "last_error": result.error,
-                "failed_at": now}})
+                "next_attempt_at": now + timedelta(seconds=delay)})]
+        log.error("SMS %s to %s failed for good after %s attempts: %s",
+                  message["_id"], mask_phone(message["to"]), attempts, result.error)
+        return [_change(message, {"status": FAILED, "attempts": attempts,
+                                  "last_error": result.error, "failed_at": now})]
+
+
+def _change(message: dict, fields: dict) -> UpdateOne:
+    """Change a message the dispatcher read as queued, if nothing settled it meanwhile."""
+    return UpdateOne({"_id": message["_id"], "status": QUEUED}, {"$set": fields})
 
 
 class SmsDispatcher(DependencyProvider):

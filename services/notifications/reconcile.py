@@ -44,8 +44,10 @@ class Reconciler(WakeableLoop):
 
     def run_once(self) -> bool:
         now = self.clock()
+        # a message awaiting its contact keeps next_attempt_at at its creation time
         self.messages.update_many(
-            {"status": msgs.AWAITING_CONTACT, "created_at": {"$lte": now - self.contact_timeout}},
+            {"status": msgs.AWAITING_CONTACT,
+             "next_attempt_at": {"$lte": now - self.contact_timeout}},
             {"$set": {"status": msgs.FAILED, "last_error": "no phone number", "failed_at": now}})
         waiting = list(self.messages.find({
             "status": msgs.ACCEPTED, "accepted_at": {"$lte": now - self.report_timeout},
@@ -88,7 +90,7 @@ def stuck_query(now: datetime, older_than: timedelta) -> dict:
     """Messages not settled although they should have been by now."""
     before = now - older_than
     return {"$or": [
-        {"status": msgs.AWAITING_CONTACT, "created_at": {"$lte": before}},
+        {"status": msgs.AWAITING_CONTACT, "next_attempt_at": {"$lte": before}},
         {"status": msgs.QUEUED, "next_attempt_at": {"$lte": before}},
         {"status": msgs.ACCEPTED, "accepted_at": {"$lte": before}},
     ]}

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
 
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
@@ -87,11 +88,20 @@ def on_enrolled(db, data: dict, days: ReminderDays, now: datetime) -> None:
     about = {"full_name": data["full_name"], "course_title": data["course_title"],
              "province_code": data["province_code"], "commune_code": data["commune_code"],
              "learner_subject": data.get("learner_subject")}
-    first = {**_initial_state(data, now), **about, "last_progress_at": data["enrolled_at"],
-             "next_reminder_at": data["enrolled_at"] + timedelta(days=days(data["course_id"]))}
-    if insert_once(db.reminders, first):
-        return  # the usual case: the first event about the enrollment, one write
-    # a redelivery, or progress that arrived first: recompute from what is stored
+    starting = {"last_progress_at": data["enrolled_at"],
+                "next_reminder_at": data["enrolled_at"] + timedelta(days=days(data["course_id"]))}
+    try:
+        # the usual case, one write: no progress seen yet (whether lessons_assigned came
+        # first or not), so the enrollment is the starting point; a state already stopped
+        # (a cancellation or completion came first) falls to the path below, which keeps it
+        # stopped
+        db.reminders.update_one(
+            {"_id": data["enrollment_id"], "last_progress_at": None, "status": ACTIVE},
+            {"$set": {**about, **starting}, "$setOnInsert": _unset_fields(data, now, starting)},
+            upsert=True)
+        return
+    except DuplicateKeyError:
+        pass  # progress arrived first (or this is a redelivery): recompute from what is stored
     state = db.reminders.find_one({"_id": data["enrollment_id"]})
     progress = max(d for d in (state.get("last_progress_at"), data["enrolled_at"]) if d)
     _reschedule(db, state, days(data["course_id"]), {**about, "last_progress_at": progress})
@@ -103,12 +113,16 @@ def on_lessons_assigned(db, data: dict, now: datetime) -> None:
         return
     ordered = sorted(lessons, key=lambda lesson: lesson["position"])
     titles = {"lessons": [{"id": lesson["id"], "title": lesson["title"]} for lesson in ordered]}
-    if db.reminders.update_one({"_id": data["enrollment_id"]}, {"$set": titles}).matched_count:
-        return
-    # before learner_enrolled: start the state with the lessons (or set them on the state a
-    # concurrent event just created)
-    if not insert_once(db.reminders, {**_initial_state(data, now), **titles}):
-        db.reminders.update_one({"_id": data["enrollment_id"]}, {"$set": titles})
+    # one write, whether learner_enrolled came first or not
+    db.reminders.update_one({"_id": data["enrollment_id"]},
+                            {"$set": titles, "$setOnInsert": _unset_fields(data, now, titles)},
+                            upsert=True)
+
+
+def _unset_fields(data: dict, now: datetime, written: dict) -> dict:
+    """The initial state's fields that `written` does not set (for $setOnInsert)."""
+    return {key: value for key, value in _initial_state(data, now).items()
+            if key != "_id" and key not in written}
 
 
 def on_lesson_completed(db, data: dict, days: ReminderDays, now: datetime) -> None:

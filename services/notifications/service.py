@@ -99,17 +99,20 @@ def prepare(store: Store) -> None:
     store.ensure_collections("messages", "contacts", "reminders", "sms_optouts",
                              "sms_daily_counts")
     db.messages.create_index("dedupe_key", unique=True)
-    db.messages.create_index("provider_message_id")
-    db.messages.create_index([("status", ASCENDING), ("created_at", ASCENDING)])
-    db.messages.create_index([("status", ASCENDING), ("accepted_at", ASCENDING)])
-    reminders.prepare(db)
+    db.messages.create_index("provider_message_id")  # reports that name only the provider's id
     db.messages.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
-    db.messages.create_index([("learner_id", ASCENDING), ("created_at", ASCENDING)])
-    db.messages.create_index("enrollment_id")
+    db.messages.create_index([("status", ASCENDING), ("accepted_at", ASCENDING)])
     db.messages.create_index([("commune_code", ASCENDING), ("created_at", ASCENDING)])
     db.messages.create_index([("learner_subject", ASCENDING), ("created_at", ASCENDING)])
-    # rewritten on every write of a message (three or four per SMS); leases need no index
-    drop_indexes_if_present(db.messages, "lease_owner_1")
+    # a learner's scope, for their SMS preferences (_phone_of), and their waiting messages
+    db.messages.create_index([("learner_id", ASCENDING), ("created_at", ASCENDING)])
+    reminders.prepare(db)
+    # every write of a message rewrites all its index entries, and a message is written three
+    # or four times: a page filtered by enrollment reads within the caller's scope (commune
+    # or subject) instead, and messages awaiting a contact are found by next_attempt_at,
+    # their creation time (docs/performance.md)
+    drop_indexes_if_present(db.messages, "lease_owner_1", "status_1_created_at_1",
+                            "enrollment_id_1")
 
 
 class NotificationsService:

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from hocvu.devstack.stack import SERVICES
+
 pytestmark = pytest.mark.bench
 
 LATENCIES = ("http_latency_ms", "enroll_to_assigned_ms", "enroll_to_sms_ms")
@@ -34,7 +36,10 @@ def test_the_burst_lost_and_duplicated_nothing(smoke_run):
         == burst["learners"] == 300
     assert burst["confirmation_sms_duplicated"] == burst["dead_letters"] == 0
     assert burst["errors"] == {}
-    assert burst["drained_in_s"] > 0
+    assert burst["drained_in_s"] > 0 and burst["drained_per_s"] > 0
+    assert burst["store_cpu_ms_per_enrollment"] > 0 and burst["services_cpu_ms_per_enrollment"] > 0
+    # the harness says what its watching cost, and it watched without counting collections
+    assert burst["harness"]["polls"] > 0 and burst["harness"]["store_queries"] >= 1
 
 
 def test_every_stage_produced_latencies_for_every_accepted_request(smoke_run):
@@ -44,7 +49,11 @@ def test_every_stage_produced_latencies_for_every_accepted_request(smoke_run):
         for name in LATENCIES:
             assert stage[name]["n"] == stage["succeeded"], name
         assert all(hop["n"] == stage["succeeded"] for hop in stage["hops_ms"].values())
-        assert stage["cpu_ms_per_enrollment"]["store"] > 0
+        assert stage["store_cpu_ms_per_enrollment"] > 0
+        assert stage["services_cpu_ms_per_enrollment"] > 0
+        # a store of its own per service
+        assert {name for name in stage["cpu_ms_per_enrollment"] if name.startswith("store-")} \
+            == {f"store-{service}" for service in SERVICES}
     learning = results["learning"][0]
     assert learning["courses_finished"] == learning["learners"] > 0
     assert learning["last_lesson_to_certificate_sms_ms"]["n"] == learning["learners"]
