@@ -11,10 +11,16 @@ PYTEST_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test bench bench-smoke venv lock clean-data
+.PHONY: run stop test audit bench bench-smoke venv lock clean-data
 
 run: venv
 	$(VENV)/bin/python -m hocvu.devstack run
+
+# Stops a running `make run` from another terminal or a script, as Ctrl-C does. (`kill` of
+# make's own PID works for SIGTERM, which make passes on; not for SIGINT, which make does
+# not pass on, and which a shell's background job ignores anyway.)
+stop:
+	@$(VENV)/bin/python -m hocvu.devstack stop
 
 test: venv
 	$(VENV)/bin/python -m hocvu.devstack ensure-broker
@@ -22,6 +28,14 @@ test: venv
 
 # The benchmark (docs/performance.md): BENCH_ARGS="--scale 0.1 --stage-seconds 30" and so on.
 BENCH_ARGS ?=
+# Every locked package against the advisories PyPI publishes (pip-audit's default source; it
+# needs PyPI's JSON API, so it is not part of the offline `make test`; AUDIT_ARGS="-s osv"
+# asks the OSV database instead). --strict: a package it could not look up fails the audit
+# instead of passing unseen.
+AUDIT_ARGS ?=
+audit: venv
+	$(VENV)/bin/pip-audit --strict --disable-pip --require-hashes $(AUDIT_ARGS) -r requirements/dev.lock
+
 bench: venv
 	$(VENV)/bin/python -m hocvu.bench $(BENCH_ARGS)
 
@@ -41,27 +55,38 @@ define need_python
 		$(APT_GET) update -qq </dev/null && $(APT_GET) install -y -qq python3-venv </dev/null; }
 endef
 
-# Rebuilt when .venv is missing or a lock file is newer than the stamp.
+# Rebuilt when .venv is missing or a lock file is newer than the stamp. Every file pip
+# downloads must match a hash in the lock (--require-hashes), dependencies included.
 $(STAMP): requirements/runtime.lock requirements/dev.lock
 	$(need_python)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-# Regenerate the lock files from requirements/*.in in a throwaway environment; dev.in is
-# constrained by the new runtime.lock, and both replace the old ones only if all went well.
+# Lock requirements/*.in with pip-compile (pip-tools, in a throwaway environment): every
+# package pinned with the hashes of its files. The present pins are kept unless an .in file
+# asks otherwise; LOCK_ARGS=--upgrade moves everything to the newest allowed version, and
+# LOCK_ARGS="--upgrade-package NAME" one package. dev.lock includes the runtime's packages at
+# runtime.lock's versions; both replace the old ones only if all went well.
+LOCK_ARGS ?=
+PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-header \
+	--no-emit-index-url --no-emit-find-links
 lock:
 	$(need_python)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	cp requirements/*.in "$$tmp"/; \
+	cp requirements/*.in requirements/*.lock "$$tmp"/; \
 	$(PYTHON) -m venv "$$tmp/venv"; \
-	"$$tmp/venv/bin/pip" install --quiet --disable-pip-version-check -r "$$tmp/runtime.in"; \
-	"$$tmp/venv/bin/pip" freeze --all --exclude pip > "$$tmp/runtime.lock"; \
-	"$$tmp/venv/bin/pip" install --quiet --disable-pip-version-check -r "$$tmp/dev.in"; \
-	"$$tmp/venv/bin/pip" freeze --all --exclude pip > "$$tmp/dev.lock"; \
-	mv "$$tmp/runtime.lock" "$$tmp/dev.lock" requirements/; \
-	echo "requirements/runtime.lock and requirements/dev.lock regenerated"
+	"$$tmp/venv/bin/pip" install --quiet --disable-pip-version-check pip-tools; \
+	cd "$$tmp"; \
+	for name in runtime dev; do \
+		venv/bin/pip-compile $(PIP_COMPILE_FLAGS) $(LOCK_ARGS) -o $$name.lock $$name.in; \
+		{ echo "# Written by make lock from requirements/$$name.in; installed with --require-hashes."; \
+		  cat $$name.lock; } > $$name.locked; \
+	done; \
+	cd - >/dev/null; \
+	mv "$$tmp/runtime.locked" requirements/runtime.lock; mv "$$tmp/dev.locked" requirements/dev.lock; \
+	echo "requirements/runtime.lock and requirements/dev.lock written"
 
 # Every learner, certificate and message of `make run` is in $(VAR)/store.
 clean-data:

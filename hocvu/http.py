@@ -25,7 +25,7 @@ from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from hocvu import auth, logcontext, signatures
+from hocvu import auth, logcontext, metrics, signatures
 
 log = logging.getLogger(__name__)
 
@@ -246,15 +246,27 @@ class JsonHttpEntrypoint(HttpRequestHandler):
         self.rule = access_rule(self.container.service_cls, self.method_name)
 
     def handle_request(self, request):
-        # the caller's correlation id, else the one the edge gave the request
-        with logcontext.bound(correlation_id=request.headers.get("X-Correlation-ID")
-                              or request.headers.get("X-Request-ID")):
-            request.shallow = False  # as nameko does before reading a body: a signature covers it
-            try:
-                request.principal = self.authenticator.caller(self.rule, request)
-            except ApiError as exc:
-                return self.response_from_exception(exc)
-            return self._handle_request(request)
+        started = time.perf_counter()
+        request.correlation_id = logcontext.correlation_id_of(request.headers)
+        with logcontext.bound(correlation_id=request.correlation_id):
+            response = self._answer(request)
+            seconds = time.perf_counter() - started
+            metrics.http_request(self.container.service_name, self.url, self.method,
+                                 response.status_code, seconds)
+            # reads are the bulk of the traffic and are in the edge's access log already;
+            # a change is worth a line here, with the id that follows its consequences
+            log.log(logging.DEBUG if request.method in ("GET", "HEAD") else logging.INFO,
+                    "%s %s answered %s in %.1f ms", request.method, self.url,
+                    response.status_code, seconds * 1000)
+        return response
+
+    def _answer(self, request):
+        request.shallow = False  # as nameko does before reading a body: a signature covers it
+        try:
+            request.principal = self.authenticator.caller(self.rule, request)
+        except ApiError as exc:
+            return self.response_from_exception(exc)
+        return self._handle_request(request)
 
     def _handle_request(self, request):
         """nameko's handle_request, its worker started in this request's log context."""

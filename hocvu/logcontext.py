@@ -12,6 +12,8 @@ see each other's ids, and a worker gets the entrypoint's ids only through `spawn
 """
 import contextvars
 import logging
+import re
+import uuid
 from contextlib import contextmanager
 
 _correlation_id = contextvars.ContextVar("hocvu_correlation_id", default=None)
@@ -19,6 +21,21 @@ _event_id = contextvars.ContextVar("hocvu_event_id", default=None)
 
 # a correlation id from a caller is logged, so bound its size; ours are UUIDs
 MAX_ID_CHARS = 100
+
+
+# what a caller may choose as a correlation id; nginx's request ids are 32 hex digits
+_WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
+def correlation_id_of(headers) -> str:
+    """The id a request and everything it causes are followed by: the caller's
+    X-Correlation-ID (a frontend keeps one for a learner's whole journey), else the request
+    id the edge gave it (X-Request-ID), else a new one. A malformed value is not used."""
+    for name in ("X-Correlation-ID", "X-Request-ID"):
+        value = headers.get(name) or ""
+        if _WELL_FORMED_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
 
 
 def _clean(value) -> str | None:

@@ -18,6 +18,7 @@ The copy is published (with confirms) before the original is acknowledged: a cra
 between delivers the event twice, which the idempotent handlers absorb.
 """
 import logging
+import time
 from functools import partial
 
 from nameko.amqp.publish import Publisher
@@ -25,7 +26,7 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.events import EventHandler
 from nameko.messaging import QueueConsumer
 
-from hocvu import logcontext, topology
+from hocvu import logcontext, metrics, topology
 from hocvu.clock import isoformat, utcnow
 from hocvu.events import MalformedEvent, parse_event
 from hocvu.store import AlreadyProcessed
@@ -100,6 +101,7 @@ class EventSubscriber(EventHandler):
                                  else exc.reason)
             return
         with logcontext.bound(correlation_id=event.correlation_id, event_id=event.event_id):
+            message.hocvu_received_at = time.perf_counter()  # for the handler's latency
             try:
                 logcontext.spawn_worker(self, (event,), {},
                                         context_data=self.unpack_message_headers(message),
@@ -108,7 +110,9 @@ class EventSubscriber(EventHandler):
                 self.queue_consumer.requeue_message(message)
 
     def handle_message_processed(self, message, result=None, exc_info=None):
+        seconds = time.perf_counter() - getattr(message, "hocvu_received_at", time.perf_counter())
         if exc_info is None or isinstance(exc_info[1], AlreadyProcessed):
+            self._count("ok" if exc_info is None else "duplicate", seconds)
             self.queue_consumer.ack_message(message)
             return
         attempts = int((message.headers or {}).get(ATTEMPTS, 0)) + 1
@@ -122,6 +126,7 @@ class EventSubscriber(EventHandler):
             self.dead_letter(message, f"failed {attempts} times; last: {reason}", attempts)
             return
         delay = self.delays[attempts - 1]
+        self._count("retried", seconds)
         log.warning("%s failed on %s (attempt %s), retrying in %ss: %s",
                     self.method_name, self.event_type, attempts, delay, reason)
         self._republish(message, topology.retry_exchange(delay), self.queue.name,
@@ -132,9 +137,18 @@ class EventSubscriber(EventHandler):
             attempts = int((message.headers or {}).get(ATTEMPTS, 0)) + 1
         log.error("dead-lettering a %s message from %s after %s attempt(s): %s",
                   self.event_type, self.source_service, attempts, reason)
+        self._count("dead_lettered")
         self._republish(message, "", self.dead_letters.name, {
             ATTEMPTS: attempts, REASON: reason[:1000], FAILED_AT: isoformat(utcnow()),
             ORIGINAL_QUEUE: self.queue.name, SERVICE: self.container.service_name})
+
+    def _count(self, outcome: str, handler_seconds: float | None = None) -> None:
+        metrics.event_consumed(self.container.service_name, self.event_type, outcome,
+                               handler_seconds)
+        if handler_seconds is not None and outcome in ("ok", "duplicate"):
+            # one line per event handled, with its ids: how a journey is followed in the logs
+            log.info("%s handled %s from %s: %s in %.1f ms", self.method_name, self.event_type,
+                     self.source_service, outcome, handler_seconds * 1000)
 
     def _republish(self, message, exchange, routing_key: str, headers: dict) -> None:
         """Publish a copy of `message` with `headers`, then acknowledge the original; if the

@@ -30,7 +30,7 @@ from nameko.amqp.publish import Publisher, UndeliverableMessage
 from nameko.standalone.events import get_event_exchange
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from hocvu import contracts
+from hocvu import contracts, metrics
 from hocvu.clock import utcnow
 from hocvu.topology import known_subscriber_queues
 
@@ -134,6 +134,7 @@ class ChangeStreamRelay:
                 # the store or the broker is away: the events stay in their documents and the
                 # saved token says where to resume
                 log.exception("%s: relaying failed; retrying in 1 s", self.name)
+                metrics.relay_failed(self.service_name)
                 self._sleep(1.0)
 
     def _sleep(self, seconds: float) -> None:
@@ -220,6 +221,7 @@ class ChangeStreamRelay:
                     raise
         self.published += 1
         self.last_lag_seconds = _lag_seconds(envelope)
+        metrics.event_published(self.service_name, envelope["event_type"], self.last_lag_seconds)
 
 
 def _lag_seconds(envelope: dict) -> float | None:
@@ -229,3 +231,15 @@ def _lag_seconds(envelope: dict) -> float | None:
     except (KeyError, AttributeError, ValueError):
         return None
     return (utcnow() - occurred).total_seconds()
+
+
+def relay_gauges(relay: ChangeStreamRelay):
+    """hocvu_outbox_relay_leader, read at each scrape (hocvu.metrics.on_scrape): 1 when this
+    instance holds the relay's lease. Summed over a service's instances it is 1; 0 for
+    minutes means nobody publishes that service's events."""
+    state = relay.state.find_one({"_id": _STATE_ID}, projection={"owner": 1, "lease_until": 1})
+    leading = bool(state and state.get("owner") == relay.owner
+                   and metrics.seconds_since(state["lease_until"]) < 0)
+    yield metrics.gauge("hocvu_outbox_relay_leader",
+                        "1 when this instance publishes its service's events (holds the lease).",
+                        relay.service_name, int(leading))

@@ -13,6 +13,7 @@ two documents to agree, its code says why the moment between the two writes is h
 import logging
 import time
 from datetime import timedelta
+from functools import partial
 from typing import Callable
 
 from nameko.extensions import DependencyProvider
@@ -20,7 +21,8 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
-from hocvu.outbox import OUTBOX_FIELD, STATE_COLLECTION, ChangeStreamRelay
+from hocvu import metrics
+from hocvu.outbox import OUTBOX_FIELD, STATE_COLLECTION, ChangeStreamRelay, relay_gauges
 from hocvu.retention import HourlyPurge
 from hocvu.storeprofile import StoreProfile
 
@@ -149,6 +151,7 @@ class ServiceStore(DependencyProvider):
         if self.prepare:
             self.prepare(self.store)
         self.store.relay.start(self.container.spawn_managed_thread)
+        metrics.on_scrape(self.store.service_name, "relay", partial(relay_gauges, self.store.relay))
         self._purge = None
         if self.store.housekeeping.rules:
             self._purge = self.container.spawn_managed_thread(
@@ -163,6 +166,7 @@ class ServiceStore(DependencyProvider):
             time.sleep(60)
 
     def stop(self):
+        metrics.forget(self.store.service_name, "relay")
         self._stop_purge()
         self.store.relay.stop()
         self.store.client.close()

@@ -59,6 +59,8 @@ RESOURCES = {
 MAX_REPLICAS = {"enrollment": 8, "lessons": 8, "certificates": 6, "notifications": 10,
                 "identity": 6}
 MIN_REPLICAS = 2
+# each service's routes for operations only (hocvu.auth.OPERATIONS): never from outside
+OPERATIONS_ROUTES = ("health", "metrics")
 
 
 def _settings(service: str) -> dict:
@@ -321,7 +323,7 @@ def ingresses() -> list[dict]:
     """The edge's routing and limits (deploy/nginx): /api/<service>/ to that service, 50 a
     second per address with a burst of 200; sign-in, password change and code requests 10 a
     minute;
-    certificate verification 60 a minute; health never from outside."""
+    certificate verification 60 a minute; health and metrics never from outside."""
     return [
         _ingress("hocvu", [(f"/api/{service}/", "Prefix", service) for service in SERVICES],
                  _per_address(per_second=50, burst=200)),
@@ -331,9 +333,10 @@ def ingresses() -> list[dict]:
                  _per_address(per_minute=10, burst=10)),
         _ingress("hocvu-verify", [("/api/certificates/verify/", "Prefix", "certificates")],
                  _per_address(per_minute=60, burst=60)),
-        # the longer prefix wins; every address is refused (403): operations probe the pods
-        _ingress("hocvu-health", [(f"/api/{service}/health", "Prefix", service)
-                                  for service in SERVICES],
+        # the longer prefix wins; every address is refused (403): operations probe and
+        # scrape the pods
+        _ingress("hocvu-operations", [(f"/api/{service}/{route}", "Prefix", service)
+                                      for service in SERVICES for route in OPERATIONS_ROUTES],
                  {"nginx.ingress.kubernetes.io/denylist-source-range": "0.0.0.0/0,::/0"}),
     ]
 
@@ -403,13 +406,47 @@ def namespace() -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
 
 
+def pod_monitor(service: str) -> dict:
+    """Prometheus Operator scrapes each pod's metrics route on its own port (the edge never
+    routes it). The job label is "hocvu/hocvu-<service>", which the alert rules match."""
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+            "metadata": _meta(f"hocvu-{service}", service),
+            "spec": {"selector": {"matchLabels": _labels(service)},
+                     "podMetricsEndpoints": [{"port": "http", "path": f"/api/{service}/metrics",
+                                              "interval": "30s", "scrapeTimeout": "10s"}]}}
+
+
+def rabbitmq_pod_monitor() -> dict:
+    """RabbitMQ's own exporter (the rabbitmq_prometheus plugin, on by default in the cluster
+    operator's pods, port 15692): per-queue depths and consumers, which the dead-letter and
+    consumer alerts read."""
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+            "metadata": _meta(f"{RABBITMQ}-queues"),
+            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": RABBITMQ}},
+                     "podMetricsEndpoints": [
+                         {"port": "prometheus", "path": "/metrics", "interval": "30s"},
+                         {"port": "prometheus", "path": "/metrics/detailed", "interval": "60s",
+                          "params": {"family": ["queue_coarse_metrics",
+                                                "queue_consumer_count"]}}]}}
+
+
+def alert_rules() -> dict:
+    """deploy/monitoring/alerts.yaml, the plain Prometheus rule file, as a PrometheusRule."""
+    groups = yaml.safe_load((ROOT / "deploy" / "monitoring" / "alerts.yaml").read_text())["groups"]
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {**_meta("hocvu-alerts"), "labels": {"app.kubernetes.io/part-of": "hocvu"}},
+            "spec": {"groups": groups}}
+
+
 def files() -> dict[str, list[dict]]:
     """File name under base/ -> its documents."""
     out = {"namespace.yaml": [namespace()],
            "rabbitmq.yaml": [rabbitmq_cluster(), rabbitmq_vhost(),
                              *(rabbitmq_user(service) for service in SERVICES),
                              *(rabbitmq_permission(service) for service in SERVICES)],
-           "mongodb.yaml": [mongodb_replica_set()], "ingress.yaml": ingresses()}
+           "mongodb.yaml": [mongodb_replica_set()], "ingress.yaml": ingresses(),
+           "monitoring.yaml": [*(pod_monitor(service) for service in SERVICES),
+                               rabbitmq_pod_monitor(), alert_rules()]}
     out.update({f"{service}.yaml": service_documents(service) for service in SERVICES})
     return out
 

@@ -1,5 +1,5 @@
-"""`python -m hocvu.devstack run` (make run) and `python -m hocvu.devstack ensure-broker`
-(make test). See README, "The two commands"."""
+"""`python -m hocvu.devstack run` (make run), `python -m hocvu.devstack stop` (make stop) and
+`python -m hocvu.devstack ensure-broker` (make test). See README, "The two commands"."""
 import argparse
 import json
 import os
@@ -167,6 +167,32 @@ def stop_leftovers(state_file: Path) -> None:
     state_file.unlink()
 
 
+def stop(state_file: Path = STATE_FILE, timeout: float = 60) -> int:
+    """Stop a running `make run` from anywhere, as Ctrl-C in its terminal does: SIGTERM to
+    its launcher, which stops what it started; then wait until every process it recorded is
+    gone. For scripts: a signal sent to `make` itself is not passed on in every case (make
+    waits for its recipe on SIGINT; a shell starts a background job ignoring SIGINT)."""
+    if not state_file.exists():
+        print("make stop: hocvu is not running (no var/run/devstack.json)")
+        return 0
+    state = json.loads(state_file.read_text())
+    launcher = _running(state["launcher"])
+    everything = [p for p in [launcher, *(_running(c) for c in state["children"])] if p]
+    if launcher:
+        print(f"stopping hocvu (launcher pid {launcher.pid}) ...", flush=True)
+        launcher.terminate()
+    else:  # killed: stop what it left
+        for process in everything:
+            process.terminate()
+    left = wait_gone(everything, timeout)
+    for process in left:
+        process.kill()
+    if not launcher:
+        state_file.unlink(missing_ok=True)
+    print("stopped." if not left else f"killed {len(left)} that would not stop", flush=True)
+    return 0 if not left else 1
+
+
 def _identity(pid: int) -> dict:
     # with the start time: a PID alone may have been reused by now
     return {"pid": pid, "started": psutil.Process(pid).create_time()}
@@ -196,9 +222,13 @@ def print_summary(stack: Stack, stores: ServiceStores | None, amqp_uri: str,
     print(f"\nhocvu is running at {stack.base_url} (started in {seconds:.1f} s)\n")
     for name, url, note, log in rows:
         print(f"  {name:<14} {url:<46} {note:<16} log: {_relative(log)}")
+    print(f"\nMetrics (Prometheus text; operations only, the edge does not route them): "
+          f"{stack.url_direct('enrollment', 'metrics')}, and the same on each service's port. "
+          f"Logs: one JSON object a line, in {_relative(log_dir)}/.")
     print(f"\nSign in as the province admin of {PROVINCE}: user {BOOTSTRAP_ADMIN}, password in "
           f"{_relative(VAR / 'secrets.env')} (BOOTSTRAP_ADMIN_PASSWORD); README, the journey.")
-    print("\nCtrl-C stops everything started here (RabbitMQ keeps running).", flush=True)
+    print(f"\nCtrl-C stops everything started here (RabbitMQ keeps running); so do `make stop` "
+          f"and `kill {os.getpid()}` from elsewhere.", flush=True)
 
 
 def mask_uri(uri: str) -> str:
@@ -234,12 +264,13 @@ def ensure_broker(environ=os.environ) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m hocvu.devstack")
-    parser.add_argument("command", choices=["run", "ensure-broker"],
-                        help="run: the whole platform (make run); ensure-broker: make sure "
-                             "RabbitMQ answers on 127.0.0.1:5672 (make test)")
+    parser.add_argument("command", choices=["run", "stop", "ensure-broker"],
+                        help="run: the whole platform (make run); stop: stop a running one "
+                             "(make stop); ensure-broker: make sure RabbitMQ answers on "
+                             "127.0.0.1:5672 (make test)")
     command = parser.parse_args().command
     try:
-        sys.exit(run() if command == "run" else ensure_broker())
+        sys.exit({"run": run, "stop": stop, "ensure-broker": ensure_broker}[command]())
     except config.ConfigError as error:
         sys.exit(f"python -m hocvu.devstack {command}: {error}")
 

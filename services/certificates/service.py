@@ -3,6 +3,7 @@
 HTTP (under /api/certificates/; who may call each route: ACCESS below)
     GET  health/live                    operations only (service port)
     GET  health/ready                   broker and store reachable? operations only
+    GET  metrics                        Prometheus text; operations only
     GET  openapi.json
     GET  certificates[?enrollment_id=|learner_id=]  the caller's own or their communes'; paged
     GET  certificates/<certificate_id>/pdf     the certificate as a PDF (learner, staff in scope)
@@ -25,7 +26,7 @@ from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from werkzeug.wrappers import Response
 
-from hocvu import auth, health, openapi, pagination
+from hocvu import auth, health, metrics, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import isoformat, utcnow
 from hocvu.http import Conflict, NotFound, http, load_body, load_query
@@ -78,6 +79,7 @@ class CertificatesService:
     ACCESS = {
         "health_live": auth.OPERATIONS,
         "health_ready": auth.OPERATIONS,
+        "metrics": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_certificates": auth.roles(*EVERYONE_SIGNED_IN),
         # the learner, or staff whose communes cover theirs (checked in the handler)
@@ -100,6 +102,10 @@ class CertificatesService:
           answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
+
+    @http("GET", "/api/certificates/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
+    def metrics(self, request):
+        return metrics.response()
 
     @http("GET", "/api/certificates/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):

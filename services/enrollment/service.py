@@ -3,6 +3,7 @@
 HTTP (under /api/enrollment/; who may call each route: ACCESS below)
     GET  health/live                    operations only (service port)
     GET  health/ready                   broker and store reachable? operations only
+    GET  metrics                        Prometheus text; operations only
     GET  openapi.json
     GET  courses                    the catalog as enrollment knows it (from lessons' events)
     GET  provinces                  the 34 provinces (official list since 1 July 2025)
@@ -19,8 +20,6 @@ Publishes  learner_enrolled (to lessons, notifications),
 State      its own database: learners (no phone in clear), enrollments (with the events they
            cause, until relayed), catalog
 """
-import re
-import uuid
 
 from nameko.dependency_providers import Config
 from nameko.exceptions import ConfigurationError
@@ -28,7 +27,7 @@ from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from hocvu import auth, health, openapi, pagination, reference
+from hocvu import auth, health, metrics, openapi, pagination, reference
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
@@ -53,7 +52,6 @@ communes_out = CommunesOut()
 # the list of units changes by decree, with a release of this service: a day's cache is safe
 _REFERENCE_CACHING = {"Cache-Control": "public, max-age=86400"}
 
-_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # courses change rarely; another instance's copy may lag by this many seconds
 _catalog = TtlCache(seconds=30)
 
@@ -112,6 +110,7 @@ class EnrollmentService:
     ACCESS = {
         "health_live": auth.OPERATIONS,
         "health_ready": auth.OPERATIONS,
+        "metrics": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_courses": auth.PUBLIC,
         # the official list of units: public data the frontend's pickers need before sign-in
@@ -137,6 +136,10 @@ class EnrollmentService:
           answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
+
+    @http("GET", "/api/enrollment/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
+    def metrics(self, request):
+        return metrics.response()
 
     @http("GET", "/api/enrollment/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
@@ -180,9 +183,7 @@ class EnrollmentService:
         enrolling.check_caller_may_enroll(caller, learner, subject)
         national_id_hash = self.keys.national_id_hash(learner["national_id"])
         sealed_phone = self.keys.sealer.seal(learner["phone"])
-        correlation_id = request.headers.get("X-Correlation-ID", "")
-        if not _CORRELATION_ID.match(correlation_id):
-            correlation_id = str(uuid.uuid4())
+        correlation_id = request.correlation_id  # hocvu.logcontext.correlation_id_of
 
         course = enrolling.course_for(self._find_course, body["course_id"], learner["group"])
 

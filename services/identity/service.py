@@ -4,6 +4,7 @@ sign-in with a phone number and a one-time code sent by SMS.
 HTTP (under /api/identity/)                                     who may call
     GET  health/live                                            operations (no I/O)
     GET  health/ready                                           operations (broker, store)
+    GET  metrics                                                Prometheus text; operations only
     GET  openapi.json                                           public
     GET  .well-known/openid-configuration                       public
     GET  .well-known/jwks.json                                  public (the verifying keys)
@@ -27,15 +28,13 @@ State      its own database: staff (argon2id password hashes, password_changed_a
 Config     keys and secrets: JWT_SIGNING_KEYS, IDENTITY_HASH_KEY, LEARNER_SUBJECT_KEY,
            NOTIFICATIONS_SEALING_PUBLIC_KEY; see docs/identity.md
 """
-import re
-import uuid
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 
-from hocvu import auth, health, openapi, pagination, sealing
+from hocvu import auth, health, metrics, openapi, pagination, sealing
 from hocvu.auth import OPERATIONS, PUBLIC, learner_subject
 from hocvu.clock import utcnow
 from hocvu.http import Forbidden, http, load_body, load_query
@@ -55,7 +54,6 @@ staff_out, page_out = StaffOut(), StaffPageOut()
 page_query = pagination.PageQuery()
 ADMINS = auth.roles(auth.PROVINCE_ADMIN, auth.COMMUNE_ADMIN)
 ANY_STAFF = auth.roles(*auth.STAFF)
-_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 def prepare(store: Store) -> None:
@@ -136,11 +134,6 @@ class IdentityStore(ServiceStore):
             raise ConfigurationError(str(exc)) from None
 
 
-def _correlation_id(request) -> str:
-    given = request.headers.get("X-Correlation-ID", "")
-    return given if _CORRELATION_ID.fullmatch(given) else uuid.uuid4().hex
-
-
 def _staff(principal: auth.Principal) -> dict:
     return {"subject": principal.subject, "role": principal.role,
             "province": principal.province, "communes": sorted(principal.communes)}
@@ -157,7 +150,7 @@ class IdentityService:
 
     # who may call each route (hocvu.http checks it before the handler runs)
     ACCESS = {
-        "health_live": OPERATIONS, "health_ready": OPERATIONS,
+        "health_live": OPERATIONS, "health_ready": OPERATIONS, "metrics": OPERATIONS,
         "openapi_document": PUBLIC, "openid_configuration": PUBLIC, "jwks": PUBLIC,
         "staff_sign_in": PUBLIC, "learner_code": PUBLIC, "learner_token": PUBLIC,
         "create_staff": ADMINS, "list_staff": ADMINS,
@@ -177,6 +170,10 @@ class IdentityService:
           answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
+
+    @http("GET", "/api/identity/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
+    def metrics(self, request):
+        return metrics.response()
 
     @http("GET", "/api/identity/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):
@@ -263,7 +260,7 @@ class IdentityService:
         policy = self.runtime.codes
         address = learners.client_address(request.headers, request.remote_addr)
         learners.request_code(self.store, policy, body["phone"], address, utcnow(),
-                              _correlation_id(request))
+                              request.correlation_id)
         return 202, {"status": "sent", "expires_in": int(policy.lifetime.total_seconds())}
 
     @http("POST", "/api/identity/learners/token", summary="exchange the code for a token",

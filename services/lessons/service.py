@@ -3,6 +3,7 @@
 HTTP (under /api/lessons/; who may call each route: ACCESS below)
     GET  health/live                    operations only (service port)
     GET  health/ready                   broker and store reachable? operations only
+    GET  metrics                        Prometheus text; operations only
     GET  openapi.json
     GET  courses                                         the catalog
     GET  courses/<course_id>
@@ -20,7 +21,7 @@ State      its own database: courses, plans (each with the events it caused, unt
 """
 from nameko.dependency_providers import Config
 
-from hocvu import auth, health, openapi
+from hocvu import auth, health, metrics, openapi
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.cache import TtlCache
 from hocvu.clock import isoformat, utcnow
@@ -60,6 +61,7 @@ class LessonsService:
     ACCESS = {
         "health_live": auth.OPERATIONS,
         "health_ready": auth.OPERATIONS,
+        "metrics": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_courses": auth.PUBLIC,
         "get_course": auth.PUBLIC,
@@ -79,6 +81,10 @@ class LessonsService:
           answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])
+
+    @http("GET", "/api/lessons/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
+    def metrics(self, request):
+        return metrics.response()
 
     @http("GET", "/api/lessons/openapi.json", summary="this API as an OpenAPI 3 document")
     def openapi_document(self, request):

@@ -15,18 +15,20 @@ is put back without counting an attempt. A sign-in code SMS whose code has expir
 """
 import logging
 from datetime import timedelta
+from functools import partial
 
 from eventlet import GreenPool
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import PyMongoError
 
+from hocvu import metrics
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import OwnerLease
 from hocvu.privacy import mask_phone
 from hocvu.store import ServiceStore
-from services.notifications import policy, providers, reminders, sign_in_codes
+from services.notifications import policy, providers, reconcile, reminders, sign_in_codes
 from services.notifications.reconcile import Reconciler
 from services.notifications.messages import ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED
 
@@ -116,6 +118,7 @@ class DispatchLoop(WakeableLoop):
             return [_change(message, {"status": FAILED, "last_error": result.error,
                                       "failed_at": now})]
         attempts = message["attempts"] + 1
+        metrics.sms_send_attempt("notifications", result.outcome)
         if result.outcome == providers.ACCEPTED:
             accepted = {"provider": result.provider or self.provider.name, "attempts": attempts,
                         "provider_message_id": result.provider_message_id, "accepted_at": now}
@@ -168,11 +171,14 @@ class SmsDispatcher(DependencyProvider):
         self.reconciler = Reconciler(store.db.messages, self.provider, config)
         for loop in self._loops():
             loop.start(self.container.spawn_managed_thread)
+        metrics.on_scrape(self.container.service_name, "sms", partial(
+            reconcile.gauges, store.db.messages, config, self.container.service_name))
 
     def _loops(self):
         return [loop for loop in (self.loop, self.planner, self.reconciler) if loop]
 
     def stop(self):
+        metrics.forget(self.container.service_name, "sms")
         for loop in self._loops():
             loop.stop()
 

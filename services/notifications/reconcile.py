@@ -8,8 +8,8 @@
   the simulator) or still says "pending" after SMS_REPORT_GIVE_UP_SECONDS (default one
   day), the message becomes `unknown`. A delivery report arriving later still wins.
 
-`summary()` counts messages per status and those stuck, for the metrics route and the
-ops command (python -m hocvu.ops sms).
+`summary()` counts messages per status and those stuck, for the metrics route (`gauges()`)
+and the ops command (python -m hocvu.ops sms).
 """
 import logging
 from datetime import datetime, timedelta
@@ -17,6 +17,7 @@ from typing import Callable
 
 import requests
 
+from hocvu import metrics
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from services.notifications import messages as msgs
@@ -104,3 +105,22 @@ def summary(messages, now: datetime, older_than: timedelta) -> dict:
         [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
     return {"by_status": by_status,
             "stuck": messages.count_documents(stuck_query(now, older_than))}
+
+
+def gauges(messages, config: dict, service_name: str):
+    """The SMS gauges of the metrics route (hocvu.metrics.on_scrape): messages per stored
+    status, those stuck (older than SMS_STUCK_AFTER_SECONDS), and the dispatcher's backlog
+    (queued and due now: waiting only for the dispatcher)."""
+    now = utcnow()
+    older_than = timedelta(seconds=float(config.get("SMS_STUCK_AFTER_SECONDS", 900)))
+    counts = summary(messages, now, older_than)
+    by_status = {status: counts["by_status"].get(status, 0)
+                 for status in sorted(set(msgs.LEARNER_STATUSES) | set(counts["by_status"]))}
+    yield metrics.gauge("hocvu_sms_messages", "SMS messages by stored status.", service_name,
+                        {(status,): n for status, n in by_status.items()}, ("status",))
+    yield metrics.gauge("hocvu_sms_stuck", "SMS not settled although they should be by now.",
+                        service_name, counts["stuck"])
+    backlog = messages.count_documents({"status": msgs.QUEUED, "next_attempt_at": {"$lte": now}})
+    yield metrics.gauge("hocvu_sms_dispatch_backlog",
+                        "SMS queued and due now, waiting for the dispatcher.", service_name,
+                        backlog)

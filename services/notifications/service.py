@@ -12,7 +12,8 @@ HTTP (under /api/notifications/; who may call each route: ACCESS below)
     POST inbound-sms                             a learner's reply (simulator format), signed
     GET  learners/<learner_id>/sms-preferences   reminders opted in or out
     PUT  learners/<learner_id>/sms-preferences   opt out of / back into reminders
-    GET  metrics                                 SMS per status, stuck (Prometheus text)
+    GET  metrics                                 Prometheus: requests, events, outbox, SMS
+                                                 per status, stuck, backlog; operations only
 Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            enrollment.learner_enrolled            -> SMS enrollment_confirmed; reminders start
            certificates.certificate_issued        -> SMS certificate_issued
@@ -33,15 +34,13 @@ Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_
 import hmac
 import re
 import textwrap
-from datetime import timedelta
 
 from nameko.dependency_providers import Config
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
-from werkzeug.wrappers import Response
 
-from hocvu import auth, health, openapi, pagination
+from hocvu import auth, health, metrics, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, ValidationFailed, http, load_body, load_query, read_json
@@ -50,7 +49,7 @@ from hocvu.messaging import subscribe
 from hocvu.sealing import CannotOpen, Opener
 from hocvu.store import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
-from services.notifications import (messages, optout, providers, reconcile, reminders,
+from services.notifications import (messages, optout, providers, reminders,
                                     sign_in_codes, templates)
 from services.notifications.dispatcher import SmsDispatcher
 from services.notifications.templates import vietnamese_day
@@ -239,20 +238,9 @@ class NotificationsService:
         return preferences_out.dump({"learner_id": learner_id, "reminders": wanted["reminders"],
                                      "changed_at": now})
 
-    @http("GET", "/api/notifications/metrics",
-          summary="SMS per status and those stuck, in the Prometheus text format",
-          answers={200: "text/plain; version=0.0.4"})
+    @http("GET", "/api/notifications/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
     def metrics(self, request):
-        older_than = timedelta(seconds=float(self.config.get("SMS_STUCK_AFTER_SECONDS", 900)))
-        counts = reconcile.summary(self.store.db.messages, utcnow(), older_than)
-        lines = ["# HELP hocvu_sms_messages SMS messages by stored status.",
-                 "# TYPE hocvu_sms_messages gauge"]
-        for status in sorted(set(messages.LEARNER_STATUSES) | set(counts["by_status"])):
-            lines.append(f'hocvu_sms_messages{{status="{status}"}} '
-                         f'{counts["by_status"].get(status, 0)}')
-        lines += ["# HELP hocvu_sms_stuck SMS not settled although they should be by now.",
-                  "# TYPE hocvu_sms_stuck gauge", f'hocvu_sms_stuck {counts["stuck"]}']
-        return Response("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
+        return metrics.response()
 
     def _provider_report(self, provider_name, payload):
         adapter = providers.PROVIDERS[provider_name]

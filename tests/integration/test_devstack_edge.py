@@ -204,8 +204,10 @@ def assert_envelope(body: bytes, code: str):
     "/api/enrollment/health", "/api/lessons/health/live", "/api/certificates/health/ready",
     "/api/notifications/health/ready", "/api/identity/health/live", "/api/lessons/healthz",
     "/api/enrollment//health/ready", "/api/enrollment/x/../health/ready",
-    "/api/enrollment/%68ealth/ready", "/api/enrollment/health/ready?x=1"])
-def test_health_is_not_routed_whatever_the_spelling(edge, path):
+    "/api/enrollment/%68ealth/ready", "/api/enrollment/health/ready?x=1",
+    "/api/lessons/metrics", "/api/notifications/metrics", "/api/enrollment//metrics",
+    "/api/identity/%6detrics", "/api/certificates/metrics?x=1"])
+def test_health_and_metrics_are_not_routed_whatever_the_spelling(edge, path):
     url, *_ = edge
     status, headers, body = raw(url, f"GET {path} HTTP/1.1\r\nHost: x\r\n"
                                      "Connection: close\r\n\r\n".encode())

@@ -129,3 +129,58 @@ def test_make_run_starts_everything_behind_nginx_and_ctrl_c_stops_it(tmp_path):
     assert not [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not (var / "run" / "devstack.json").exists()
     assert "stopped." in output_path.read_text()
+
+
+def start_make_run(tmp_path, env: dict) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """`make run` in the background, as a script starts it; returns make and every process
+    the platform runs (the launcher, what it started, and their children) once it is up."""
+    output_path = tmp_path / "make-run.out"
+    with open(output_path, "w") as output:
+        make = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO, env=env,
+                                stdin=subprocess.DEVNULL, stdout=output,
+                                stderr=subprocess.STDOUT)
+    began = time.monotonic()
+    while "hocvu is running at" not in output_path.read_text():
+        assert make.poll() is None, output_path.read_text()
+        assert time.monotonic() - began < 300, output_path.read_text()
+        time.sleep(0.5)
+    state = json.loads((tmp_path / "var" / "run" / "devstack.json").read_text())
+    processes = [psutil.Process(p["pid"]) for p in [state["launcher"], *state["children"]]]
+    processes += [child for p in processes for child in p.children(recursive=True)]
+    return make, processes
+
+
+def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    deadline = time.monotonic() + 60
+    while True:
+        running = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.2)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(400)
+def test_a_script_stops_make_run_with_kill_or_make_stop(tmp_path):
+    """`make run &` then `kill $!` (SIGTERM to make, which passes it on), or `make stop`:
+    either stops the whole platform, as Ctrl-C does."""
+    with Vhost() as vhost:
+        env = launcher_env(tmp_path, AMQP_URI=vhost.amqp_uri)
+        make, processes = start_make_run(tmp_path, env)
+        assert make.pid not in [p.pid for p in processes]
+        make.send_signal(signal.SIGTERM)
+        make.wait(60)
+        assert not still_running(processes)
+        assert not (tmp_path / "var" / "run" / "devstack.json").exists()
+
+        make, processes = start_make_run(tmp_path, env)
+        stopper = subprocess.run(["make", "--no-print-directory", "stop"], cwd=REPO, env=env,
+                                 stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 timeout=120)
+        assert stopper.returncode == 0, stopper.stdout + stopper.stderr
+        assert "stopped." in stopper.stdout
+        assert make.wait(60) == 0
+        assert not still_running(processes)
+    stopper = subprocess.run(["make", "--no-print-directory", "stop"], cwd=REPO, env=env,
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert stopper.returncode == 0 and "not running" in stopper.stdout

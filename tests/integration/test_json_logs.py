@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import logging.config
+import re
 import socket
 import time
 
@@ -80,22 +81,22 @@ def test_a_forged_line_in_a_header_or_body_stays_inside_one_json_line(
     status = post_raw(url, {"request_id": "m" + FORGED[:60], "message_id": "g",
                             "status": "delivered"}, folded)
     assert status == 404  # nameko logs the NotFound, with the request id from the body in it
-    status = post_raw(url, {}, "X-Request-ID: edge-id\r\n " + FORGED.strip() + "\r\n")
+    status = post_raw(url, {}, "X-Request-ID: edge-request-1\r\nX-Other: a\r\n "
+                      + FORGED.strip() + "\r\n")
     assert status == 400  # signed, but an empty report
     # the edge's id, when the caller sent none of its own
-    folded_edge_id = "edge-id\r\n " + FORGED.strip()
     wait_for(lambda: [line for line in lines(service_log)
-                      if line.get("correlation_id") == folded_edge_id],
+                      if line.get("correlation_id") == "edge-request-1"],
              what="the empty report's log line")
     everything = lines(service_log)
     for line in everything:
         assert {"timestamp", "level", "service", "logger", "message"} <= set(line), line
         assert line["service"] == "notifications" and line["level"] != "CRITICAL"
-    # the folded header arrives with its line break in it
-    about_404 = [line for line in everything
-                 if line.get("correlation_id") == "corr\r\n " + FORGED.strip()]
-    assert about_404, [line.get("correlation_id") for line in everything]  # the worker's own line carries the caller's id
-    assert any(FORGED[:60] in line["message"] for line in about_404)
+    # a correlation id with a line break in it is not one: the request gets an id of its own
+    about_404 = [line for line in everything if FORGED[:60] in line["message"]]
+    assert about_404, everything
+    assert all(line["correlation_id"] not in ("corr", "corr\r\n " + FORGED.strip())
+               and re.fullmatch(r"[0-9a-f]{32}", line["correlation_id"]) for line in about_404)
     print(json.dumps(about_404[0]))
 
 

@@ -182,8 +182,12 @@ def test_opt_out_and_in_by_api_and_by_inbound_sms(service_config, run_service, p
 
     metrics = requests.get(f"{base}/metrics")
     assert metrics.headers["Content-Type"].startswith("text/plain")
-    assert 'hocvu_sms_messages{status="suppressed"} 0' in metrics.text
-    assert "hocvu_sms_stuck 0" in metrics.text
+    assert 'hocvu_sms_messages{service="notifications",status="suppressed"} 0.0' in metrics.text
+    assert 'hocvu_sms_stuck{service="notifications"} 0.0' in metrics.text
+    assert 'hocvu_sms_dispatch_backlog{service="notifications"} 0.0' in metrics.text
+    # and the rest of the process's metrics, the requests just made among them
+    assert ('hocvu_http_requests_total{method="PUT",route="/api/notifications/learners/'
+            '<learner_id>/sms-preferences",service="notifications",status="400"}') in metrics.text
 
 
 def test_lessons_events_feed_the_reminder_state(service_config, run_service, pika_client,

@@ -20,7 +20,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hocvu import contracts, topology
+from hocvu import auth, contracts, openapi, topology
+from hocvu.http import access_rule
 from hocvu.devstack.rabbitmq import service_permissions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +40,8 @@ CUSTOM_RESOURCES = {
     ("rabbitmq.com/v1beta1", "Permission"): "permission-rabbitmq-v1beta1.json",
     ("mongodbcommunity.mongodb.com/v1", "MongoDBCommunity"):
         "mongodbcommunity-mongodbcommunity-v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
 }
 
 
@@ -244,12 +247,26 @@ def test_the_ingress_routes_every_service_by_prefix_as_the_edge_does():
     assert len(every) == len(set(every))
 
 
-def test_health_stays_inside_and_sign_in_has_the_tighter_limit():
+def _operations_routes() -> list[str]:
+    """Every route a service's ACCESS table keeps for operations (hocvu.auth.OPERATIONS)."""
+    return [route.url for service_class in openapi.service_classes()
+            for name, route in openapi.routes(service_class)
+            if access_rule(service_class, name) is auth.OPERATIONS]
+
+
+def test_operations_routes_stay_inside_and_sign_in_has_the_tighter_limit():
     ingresses = _of("Ingress")
-    health = ingresses["hocvu-health"]
-    assert set(_paths(health)) == {f"/api/{service}/health" for service in SERVICES}
-    assert health["metadata"]["annotations"][
+    operations = ingresses["hocvu-operations"]
+    prefixes = _paths(operations)
+    routes = _operations_routes()
+    assert len(routes) == 3 * len(SERVICES)  # health/live, health/ready, metrics
+    for route in routes:
+        assert any(route.startswith(prefix) for prefix in prefixes), route
+    assert operations["metadata"]["annotations"][
         "nginx.ingress.kubernetes.io/denylist-source-range"] == "0.0.0.0/0,::/0"
+    edge = (DEPLOY / "nginx" / "hocvu.conf.template").read_text()
+    refused = re.search(r"location ~ (\^/api/\[\^/\]\+/\([a-z|]+\)) \{", edge).group(1)
+    assert all(re.match(refused, route) for route in routes)
     sign_in = ingresses["hocvu-sign-in"]
     edge = (DEPLOY / "nginx" / "hocvu.conf.template").read_text()
     routes = re.search(r"\^/api/identity/\(([^)]*)\)\$", edge).group(1).split("|")
@@ -316,7 +333,7 @@ def test_hadolint_refuses_an_unpinned_base_image(tmp_path):
 def test_the_image_installs_the_runtime_lock_only_and_runs_as_non_root():
     dockerfile = "\n".join(line for line in (DEPLOY / "docker" / "Dockerfile").read_text().splitlines()
                            if not line.lstrip().startswith("#"))
-    assert "pip install --no-cache-dir -r requirements/runtime.lock" in dockerfile
+    assert "pip install --no-cache-dir --require-hashes -r requirements/runtime.lock" in dockerfile
     users = re.findall(r"^USER (\S+)$", dockerfile, re.M)
     assert users and users[-1] not in ("root", "0")
     assert "dev.lock" not in dockerfile

@@ -31,3 +31,14 @@ def test_the_filter_adds_only_known_ids_and_bounds_their_size():
         assert logcontext.AddLogContext().filter(record)
     assert record.correlation_id == "c" * logcontext.MAX_ID_CHARS
     assert not hasattr(record, "event_id")
+
+
+def test_the_correlation_id_is_the_callers_else_the_edges_else_a_new_one():
+    assert logcontext.correlation_id_of({"X-Correlation-ID": "journey-0001",
+                                         "X-Request-ID": "edge-0001"}) == "journey-0001"
+    assert logcontext.correlation_id_of({"X-Request-ID": "0123456789abcdef"}) == "0123456789abcdef"
+    # a malformed id of the caller's is not used; the edge's one is
+    assert logcontext.correlation_id_of({"X-Correlation-ID": "a b\nforged line",
+                                         "X-Request-ID": "edge-0001"}) == "edge-0001"
+    fresh = {logcontext.correlation_id_of({"X-Correlation-ID": "short"}) for _ in range(2)}
+    assert len(fresh) == 2 and all(len(value) == 32 for value in fresh)
