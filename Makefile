@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run stop test audit bench bench-smoke venv lock clean-data
+.PHONY: run stop test audit bench bench-smoke venv browser lock clean-data
 
 run: venv
 	$(VENV)/bin/python -m hocvu.devstack run
@@ -22,7 +22,7 @@ run: venv
 stop:
 	@$(VENV)/bin/python -m hocvu.devstack stop
 
-test: venv
+test: venv browser
 	$(VENV)/bin/python -m hocvu.devstack ensure-broker
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -43,6 +43,12 @@ bench-smoke: venv
 	$(VENV)/bin/python -m hocvu.bench --preset smoke $(BENCH_ARGS)
 
 venv: $(STAMP)
+
+# The browser tests (marker `browser`) drive Debian's chromium through Playwright; Playwright's
+# own browser downloads are not used.
+browser:
+	@command -v chromium >/dev/null || { echo "installing chromium from Debian's packages"; \
+		$(APT_GET) update -qq </dev/null && $(APT_GET) install -y -qq chromium </dev/null; }
 
 # Python 3.11 or newer with venv support (Debian ships that as python3-venv).
 define need_python

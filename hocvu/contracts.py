@@ -29,19 +29,23 @@ SCHEMA_VERSION = 1
 # against the services' @subscribe handlers.
 SUBSCRIBERS = {
     "course_published": [("enrollment", "remember_course")],
-    "learner_enrolled": [("lessons", "assign_lessons"), ("notifications", "confirm_enrollment")],
+    "learner_enrolled": [("lessons", "assign_lessons"), ("notifications", "confirm_enrollment"),
+                         ("reporting", "count_enrollment")],
     "learner_contact_registered": [("notifications", "remember_contact")],
     "lessons_assigned": [("notifications", "remember_lessons")],
-    "lesson_completed": [("notifications", "note_progress")],
+    "lesson_completed": [("notifications", "note_progress"), ("reporting", "count_lesson")],
     "course_completed": [("certificates", "issue_certificate"),
-                         ("notifications", "stop_reminders")],
-    "certificate_issued": [("notifications", "announce_certificate")],
+                         ("notifications", "stop_reminders"),
+                         ("reporting", "count_course_completion")],
+    "certificate_issued": [("notifications", "announce_certificate"),
+                           ("reporting", "count_certificate")],
     "sign_in_code_requested": [("notifications", "send_sign_in_code")],
     "enrollment_cancelled": [("certificates", "note_cancellation"), ("lessons", "stop_plan"),
-                             ("notifications", "stop_reminders_for_cancellation")],
-    "certificate_revoked": [("notifications", "announce_revocation")],
-    # contracts agreed before their consumers are built (issue 14)
-    "sms_outcome": [],
+                             ("notifications", "stop_reminders_for_cancellation"),
+                             ("reporting", "count_cancellation")],
+    "certificate_revoked": [("notifications", "announce_revocation"),
+                            ("reporting", "count_revocation")],
+    "sms_outcome": [("reporting", "count_sms")],
 }
 
 

@@ -2,7 +2,7 @@
 
 Each service answers `GET /api/<service>/metrics` on its own port, for operations only: the
 edge never routes it, like health (hocvu.auth.OPERATIONS). Every hocvu_* series carries the
-`service` label, so one dashboard reads all five services. What is measured:
+`service` label, so one dashboard reads every service. What is measured:
 
     hocvu_http_requests_total{service,route,method,status}     counter
     hocvu_http_request_duration_seconds{service,route}         histogram

@@ -41,6 +41,8 @@ class ErrorOut(Schema):
     message = fields.String(required=True)
     enrollment_id = fields.String(metadata={
         "description": "409 ALREADY_ENROLLED: the existing enrollment, if the caller may see it"})
+    message_vi = fields.String(metadata={
+        "description": "a CSV upload's error, in Vietnamese for the facilitator"})
     retry_after = fields.Integer(metadata={
         "description": "429 from a service: seconds to wait, as in the Retry-After header"})
     blocking_lesson = fields.Nested(BlockingLessonOut, metadata={
@@ -106,7 +108,11 @@ def _operation(name: str, route: JsonHttpEntrypoint, path_parameters: list[str],
                  "security": {"roles": [{"bearerToken": []}],
                               "gateway": [{"gatewaySignature": []}]}.get(rule.kind, []),
                  "parameters": parameters, "responses": {}}
-    if route.body_schema is not None:
+    if isinstance(route.body_schema, dict):
+        # a body that is not JSON (a CSV file): {media type: {"schema": ...}}
+        operation["requestBody"] = {"required": route.body_required,
+                                    "content": route.body_schema}
+    elif route.body_schema is not None:
         operation["requestBody"] = {"required": route.body_required, "content": {
             "application/json": {"schema": route.body_schema}}}
     answers = {**_ANSWERS_OF_EVERY_ROUTE, **_ANSWERS_BY_RULE.get(rule.kind, {}), **route.answers}
@@ -146,8 +152,9 @@ def service_classes() -> list:
     from services.identity.service import IdentityService
     from services.lessons.service import LessonsService
     from services.notifications.service import NotificationsService
+    from services.reporting.service import ReportingService
     return [IdentityService, EnrollmentService, LessonsService, CertificatesService,
-            NotificationsService]
+            NotificationsService, ReportingService]
 
 
 def render(service_class) -> str:

@@ -28,7 +28,7 @@ PUBLIC_HOST = "hocvu.example.gov.vn"
 # the browser origins allowed to call the API (the edge's HOCVU_CORS_ORIGINS)
 CORS_ORIGINS = "https://app.example.gov.vn"
 VHOST = "hocvu"
-SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
+SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")
 PORT = 8080
 UID = 10001
 # nameko lets running workers finish on SIGTERM; systemd gives them TimeoutStopSec=30
@@ -55,9 +55,10 @@ RESOURCES = {
     "certificates": ("250m", "256Mi", "1", "512Mi"),
     "notifications": ("250m", "256Mi", "1", "512Mi"),
     "identity": ("500m", "384Mi", "2", "1Gi"),
+    "reporting": ("250m", "256Mi", "1", "512Mi"),
 }
 MAX_REPLICAS = {"enrollment": 8, "lessons": 8, "certificates": 6, "notifications": 10,
-                "identity": 6}
+                "identity": 6, "reporting": 4}
 MIN_REPLICAS = 2
 # each service's routes for operations only (hocvu.auth.OPERATIONS): never from outside
 OPERATIONS_ROUTES = ("health", "metrics")
@@ -298,8 +299,8 @@ def _ingress(name: str, paths: list[tuple[str, str, str]], annotations: dict) ->
             "nginx.ingress.kubernetes.io/cors-expose-headers":
                 "X-Request-ID, X-Correlation-ID, Retry-After, Location",
             "nginx.ingress.kubernetes.io/cors-max-age": "600",
-            # bulk CSV imports of learner lists are the largest bodies we expect
-            "nginx.ingress.kubernetes.io/proxy-body-size": "10m"}
+            # bulk CSV imports of learner lists are the largest bodies we expect (BULK_MAX_BYTES)
+            "nginx.ingress.kubernetes.io/proxy-body-size": "21m"}
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": {**_meta(name), "annotations": {**cors, **annotations}},
             "spec": {"ingressClassName": "nginx",

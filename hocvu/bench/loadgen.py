@@ -4,7 +4,8 @@ the harness that analyses the run.
     python -m hocvu.bench.loadgen REQUESTS.jsonl RESULTS.jsonl --base-url URL
         (--rate R | --concurrency C) [--timeout S]
 
-REQUESTS.jsonl holds one request per line: {"method", "path", "body", "headers", "tag"}.
+REQUESTS.jsonl holds one request per line: {"method", "path", "body", "headers", "tag"}, or
+"data" (text sent as it is, UTF-8: a CSV upload) instead of the JSON "body".
 
 Open loop (--rate): request i is due at start + i / R and is sent then, whether or not the
 earlier ones have answered, so a slow platform shows up as latency and not as a politely
@@ -39,8 +40,10 @@ async def send(session: aiohttp.ClientSession, base_url: str, i: int, request: d
     record = {"i": i, "tag": request.get("tag"), "due": due, "sent": time.time(),
               "done": None, "status": 0, "id": None, "error": None}
     try:
+        body = {"data": request["data"].encode("utf-8")} if "data" in request \
+            else {"json": request.get("body")}
         async with session.request(request["method"], base_url + request["path"],
-                                   json=request.get("body"), headers=request.get("headers"),
+                                   **body, headers=request.get("headers"),
                                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             payload = await response.read()
             record["status"] = response.status

@@ -18,11 +18,14 @@ class Preset:
     broker_messages: int
     store_operations: int
     framework_events: int
+    bulk_sites: int = 1018                  # one CSV file per site, all uploaded at once
+    bulk_rows_per_site: int = 51
     workloads: tuple[str, ...] = field(default=(
-        "ceilings", "enrollment", "learning", "burst", "scaling"))
+        "ceilings", "enrollment", "learning", "burst", "bulk", "scaling"))
 
     def scaled(self, scale: float) -> "Preset":
-        return replace(self, burst_learners=max(1, round(self.burst_learners * scale)))
+        return replace(self, burst_learners=max(1, round(self.burst_learners * scale)),
+                       bulk_sites=max(1, round(self.bulk_sites * scale)))
 
 
 FULL = Preset(
@@ -37,6 +40,7 @@ SMOKE = Preset(
     enrollment_rates=(5, 10), learning_rates=(10,), stage_seconds=5,
     burst_learners=300, burst_concurrency=16,
     scaling_instances=(1, 2), scaling_rates=(10,), scaling_seconds=5,
-    broker_messages=2_000, store_operations=300, framework_events=500)
+    broker_messages=2_000, store_operations=300, framework_events=500,
+    bulk_sites=4, bulk_rows_per_site=10)
 
 PRESETS = {preset.name: preset for preset in (FULL, SMOKE)}

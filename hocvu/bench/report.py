@@ -33,6 +33,7 @@ def markdown(results: dict) -> str:
     out += _enrollment(results.get("enrollment", []))
     out += _learning(results.get("learning", []))
     out += _burst(results.get("burst"))
+    out += _bulk(results.get("bulk"))
     out += _scaling(results.get("scaling", []))
     out += _memory(results.get("memory", {}))
     out += _targets(results.get("targets", {}))
@@ -123,6 +124,22 @@ def _learning(stages: list[dict]) -> list[str]:
     out += _per_unit(stages, "store_operations_per_completion", 0,
                      "Store operations per lesson completion:")
     return out
+
+
+def _bulk(bulk: dict | None) -> list[str]:
+    if not bulk:
+        return []
+    out = ["## Bulk enrollment from CSV files (until every learner has a plan and an SMS)", ""]
+    rows = []
+    for case, b in bulk.items():
+        rows.append([case.replace("_", " "), f"{b['files']:,} × {b['rows_per_file']:,}",
+                     b["concurrency"], _errors(b), b["uploaded_in_s"], b["drained_in_s"],
+                     b["learners_per_s"], f"{b['enrolled']:,}", f"{b['lesson_plans']:,}",
+                     f"{b['confirmation_sms']:,}", b["confirmation_sms_duplicated"],
+                     b["dead_letters"], _pcts(b["http_latency_ms"])])
+    return out + _table(["case", "files × rows", "clients", "errors", "uploaded s", "drained s",
+                         "learners/s", "enrolled", "plans", "SMS", "SMS duplicated",
+                         "dead letters", "upload p50 / p95 / p99 ms"], rows)
 
 
 def _burst(b: dict | None) -> list[str]:

@@ -1,4 +1,5 @@
-"""The workloads: sustained enrollment, sustained learning, the launch burst. Each drives the
+"""The workloads: sustained enrollment, sustained learning, the launch burst, bulk enrollment
+from the sites' CSV lists. Each drives the
 platform over HTTP through the edge with the load generator (its own process), waits until
 every accepted request has had all its consequences, then reads the timeline and returns
 plain figures (a JSON-ready dict). Requests carry the tokens of facilitators who work in the
@@ -300,3 +301,112 @@ def _known(time_of, correlation_id) -> bool:
 def _since(start: dict[str, float], later: dict[str, dict], field: str) -> dict:
     return percentiles([later[c][field] - t for c, t in start.items()
                         if c in later and later[c][field] is not None])
+
+
+IMPORT_PATH = "/api/enrollment/imports"
+IMPORT_HEADER = "Họ và tên,Số CCCD,Số điện thoại,Năm sinh,Đối tượng,Mã xã"
+GROUP_NAMES_VI = {"official": "Cán bộ, công chức, viên chức", "student": "Học sinh, sinh viên",
+                  "worker": "Công nhân, người lao động", "citizen": "Người dân"}
+
+
+def _site_file(driver: Driver, rows: int, commune: str, group: str) -> str:
+    """A site's list as Excel saves it ("CSV UTF-8": a byte-order mark, CRLF): `rows` learners
+    nobody enrolled yet, all of `commune`, for the course of `group`."""
+    lines = [IMPORT_HEADER]
+    for n in range(driver.next_learner, driver.next_learner + rows):
+        person = learner(n, driver.seed)
+        lines.append(f"{person.full_name},{person.national_id},{person.phone},"
+                     f"{person.birth_year},\"{GROUP_NAMES_VI[group]}\",{commune}")
+    driver.next_learner += rows
+    return "\ufeff" + "\r\n".join(lines) + "\r\n"
+
+
+def bulk_import(driver: Driver, files: int, rows_per_file: int, concurrency: int,
+                timeout: float, label: str) -> dict:
+    """`files` uploads of `rows_per_file` learners each (a site's list: one commune, one
+    course), sent by `concurrency` clients at once; the time from the first upload until every
+    learner has a lesson plan and a confirmation SMS, and the counts that must add up."""
+    communes = sorted(c.code for c in communes_of(PROVINCE))
+    groups = sorted(driver.courses)
+    requests = []
+    for i in range(files):
+        commune, group = communes[i % len(communes)], groups[i % len(groups)]
+        requests.append({
+            "method": "POST", "tag": f"{label}-{i}",
+            "path": f"{IMPORT_PATH}?course_id={driver.courses[group]['id']}",
+            "data": _site_file(driver, rows_per_file, commune, group),
+            "headers": {"Content-Type": "text/csv",
+                        **driver.facilitators.headers_for(commune)}})
+    operations_before = driver.store_operations()
+    cpu_before = driver.platform.cpu_seconds()
+    started = time.time()
+    results = driver.load(f"bulk-{label}", requests, concurrency=concurrency)
+    submitted = time.time() - started
+    accepted = [r for r in results if r["status"] == 202]
+    jobs = [r["id"] for r in accepted]
+    # every row of every accepted file is owed a plan and an SMS, under its row's id
+    rows_owed = {f"imp-{job}-{row}" for job in jobs for row in range(2, rows_per_file + 2)}
+    driver.owed.update(rows_owed)
+    driver.expected_sms += len(rows_owed)
+    # the plans owed are looked up by enrollment id, which a row has once the job enrolled it
+    _wait_for_jobs(driver, jobs, timeout)
+    driver.plans_owed.update(_enrolled_ids(driver, jobs))
+    driver.drain(timeout=timeout)
+    timeline = Timeline(driver.platform)
+    assigned = [timeline.assigned[c]["occurred"] for c in rows_owed if c in timeline.assigned]
+    sms = [timeline.confirmation_sms[c] for c in rows_owed if c in timeline.confirmation_sms]
+    last_consequence = max(assigned + [s["received"] for s in sms], default=started)
+    first_sent = min(r["sent"] for r in results)
+    counts = Counter()
+    for job in driver.platform.db("enrollment").imports.find({"_id": {"$in": jobs}}):
+        counts.update(job["counts"])
+    learners = files * rows_per_file
+    figures = _request_figures(results, accepted, offered_rate=None)
+    figures.update({
+        "files": files, "rows_per_file": rows_per_file, "learners": learners,
+        "concurrency": concurrency,
+        "uploaded_in_s": round(submitted, 1),
+        "drained_in_s": round(last_consequence - first_sent, 1),
+        "learners_per_s": round(learners / max(0.001, last_consequence - first_sent), 1),
+        "enrolled": counts["enrolled"], "already_enrolled": counts["already_enrolled"],
+        "invalid": counts["invalid"],
+        "enrollments": sum(1 for c in rows_owed if c in timeline.enrolled),
+        "lesson_plans": len(assigned),
+        "confirmation_sms": len(sms),
+        "confirmation_sms_duplicated": sum(1 for s in sms if s["copies"] > 1),
+        "dead_letters": sum(driver.platform.dead_letters().values()),
+        "upload_to_sms_ms": percentiles([s["received"] - first_sent for s in sms]),
+    })
+    figures.update(_costs(driver, operations_before, cpu_before, learners, "learner"))
+    return figures
+
+
+def _wait_for_jobs(driver: Driver, jobs: list[str], timeout: float) -> None:
+    imports = driver.platform.db("enrollment").imports
+
+    def all_done():
+        driver.harness["store_queries"] += 1
+        return all(len(job["counted_chunks"]) >= job["chunk_count"] for job in imports.find(
+            {"_id": {"$in": jobs}}, {"chunk_count": 1, "counted_chunks": 1}))
+
+    if driver.platform.wait_quiet(all_done, timeout, poll=1.0) is None:
+        raise DrainTimeout(f"after {timeout:.0f} s the import jobs were not done")
+
+
+def _enrolled_ids(driver: Driver, jobs: list[str]) -> set[str]:
+    found = set()
+    for chunk in driver.platform.db("enrollment").import_chunks.find(
+            {"job_id": {"$in": jobs}}, {"outcomes": 1}):
+        found.update(outcome["id"] for outcome in chunk["outcomes"]
+                     if outcome["o"] == "enrolled")
+    return found
+
+
+def bulk_workload(driver: Driver, sites: int, rows_per_site: int, concurrency: int,
+                  timeout: float) -> dict:
+    """Launch morning from lists: every site's file at once, then the province's one file
+    of as many learners."""
+    return {
+        "sites": bulk_import(driver, sites, rows_per_site, concurrency, timeout, "sites"),
+        "single_file": bulk_import(driver, 1, sites * rows_per_site, 1, timeout, "single"),
+    }

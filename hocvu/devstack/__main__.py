@@ -62,7 +62,7 @@ def run(environ=os.environ) -> int:
             mongo_uris = {**stores.uris, **mongo_uris}
             print(f"store: ready after {time.monotonic() - began:.1f} s", flush=True)
             record_state(STATE_FILE, list(stores.processes.values()))
-        print("starting the SMS gateway simulator, the five services and nginx ...", flush=True)
+        print("starting the SMS gateway simulator, the six services and nginx ...", flush=True)
         stack = Stack(StackSettings(amqp_uri=amqp_uri, mongo_uri=mongo_uri,
                                     mongo_uris=mongo_uris, secrets=platform_secrets, ports=ports,
                                     log_dir=log_dir, run_dir=run_dir,
@@ -227,6 +227,8 @@ def print_summary(stack: Stack, stores: ServiceStores | None, amqp_uri: str,
           f"Logs: one JSON object a line, in {_relative(log_dir)}/.")
     print(f"\nSign in as the province admin of {PROVINCE}: user {BOOTSTRAP_ADMIN}, password in "
           f"{_relative(VAR / 'secrets.env')} (BOOTSTRAP_ADMIN_PASSWORD); README, the journey.")
+    print(f"The progress page: {stack.base_url}/reporting/ (figures after "
+          "`.venv/bin/python -m hocvu.devstack.demo`; README).")
     print(f"\nCtrl-C stops everything started here (RabbitMQ keeps running); so do `make stop` "
           f"and `kill {os.getpid()}` from elsewhere.", flush=True)
 

@@ -9,7 +9,8 @@ from hocvu.sealing import new_key_pair
 from services.identity.keys import write_new_key
 
 DEFAULT_PORTS = {"edge": 8000, "enrollment": 8001, "lessons": 8002, "certificates": 8003,
-                 "notifications": 8004, "identity": 8005, "sms_simulator": 8025, "store": 27017}
+                 "notifications": 8004, "identity": 8005, "reporting": 8006, "sms_simulator": 8025,
+                 "store": 27017}
 PORT_VARIABLES = {part: "HOCVU_HTTP_PORT" if part == "edge" else f"HOCVU_{part.upper()}_PORT"
                   for part in DEFAULT_PORTS}
 

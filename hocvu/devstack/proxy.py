@@ -13,7 +13,7 @@ from hocvu.devstack import system
 from hocvu.devstack.processes import REPO, Process, StartError
 
 TEMPLATE = REPO / "deploy" / "nginx" / "hocvu.conf.template"
-SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
+SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")
 CORS_VARIABLE = "HOCVU_CORS_ORIGINS"
 _RATE = re.compile(r"^([1-9][0-9]{0,6})r/([sm])$")
 # scheme, host and optional port, exactly as a browser sends Origin; nothing that could

@@ -1,4 +1,4 @@
-"""The platform as separate processes: the SMS gateway simulator, the five services (each
+"""The platform as separate processes: the SMS gateway simulator, the six services (each
 `nameko run` with its own config) and the nginx edge. `make run` and the end-to-end tests
 both start it through this class; RabbitMQ and the store are given to it."""
 import secrets
@@ -10,7 +10,7 @@ import requests
 from hocvu.devstack import proxy
 from hocvu.devstack.processes import BIN, Process, free_port
 
-SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
+SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")
 # the province admin identity creates on its first start (BOOTSTRAP_ADMIN_*): the account
 # `make run` prints and the tools sign in with
 BOOTSTRAP_ADMIN = "admin"
@@ -18,7 +18,8 @@ PROVINCE = "38"
 # eventlet's multi-line deprecation notice, printed when nameko's command line imports it,
 # would break the one-JSON-object-per-line logs (docs/architecture.md)
 QUIET_EVENTLET_NOTICE = "ignore::Warning:nameko.cli.commands"
-STARTUP_ORDER = ("identity", "enrollment", "certificates", "notifications", "lessons")
+STARTUP_ORDER = ("identity", "enrollment", "certificates", "notifications", "reporting",
+                 "lessons")
 
 
 @dataclass

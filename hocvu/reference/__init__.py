@@ -44,3 +44,9 @@ def commune_problems(province_code: str, commune_code: str) -> list[str]:
         return [f"{commune_code} ({commune.name}) is in {commune.province_name} "
                 f"({commune.province_code}), not in province {province_code}"]
     return []
+
+
+def province_of(commune_code: str) -> str | None:
+    """The province a commune or ward belongs to; None for a code that is none."""
+    commune = communes().get(commune_code)
+    return commune.province_code if commune else None

@@ -169,3 +169,75 @@ class CommunesQuery(Schema):
 class CommunesOut(Schema):
     province = fields.Nested(PlaceOut, required=True)
     communes = fields.List(fields.Nested(PlaceOut), required=True)
+
+
+# --- bulk enrollment (services/enrollment/bulk.py) -------------------------------------
+
+CSV_BODY = {"text/csv": {"schema": {
+    "type": "string", "format": "binary",
+    "description": "a CSV file with a header line (Vietnamese or English names, any order): "
+                   "UTF-8 with or without a byte-order mark, Windows-1258, or UTF-16 "
+                   "(Excel's \"Unicode Text\", tab-separated); separated by commas, "
+                   "semicolons or tabs (docs/api.md)"}}}
+
+
+class ImportQuery(Schema):
+    course_id = fields.String(required=True, validate=validate.Length(min=1, max=64),
+                              metadata={"description": "the course every row enrolls in"})
+    commune_code = fields.String(validate=validate.Regexp(r"^[0-9]{5}$", error="5 digits"),
+                                 metadata={"description": "the commune of rows that name none "
+                                                          "(a site's list); one you cover"})
+
+
+class ImportCountsOut(Schema):
+    valid = fields.Integer(required=True, metadata={"description": "enrolled + already_enrolled"})
+    enrolled = fields.Integer(required=True)
+    already_enrolled = fields.Integer(required=True)
+    invalid = fields.Integer(required=True, metadata={
+        "description": "rows that changed nothing: the report says why"})
+
+
+class ImportFileOut(Schema):
+    bytes = fields.Integer(required=True)
+    sha256 = fields.String(required=True)
+    encoding = fields.String(required=True, metadata={
+        "description": "utf-8, utf-8-sig (with a byte-order mark), utf-16 or windows-1258"})
+    delimiter = fields.String(required=True, metadata={"description": "\",\", \";\" or tab"})
+    columns = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                          metadata={"description": "our field -> the header as written"})
+
+
+class ImportOut(Schema):
+    id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(
+        ["queued", "running", "done", "interrupted"]))
+    course_id = fields.String(required=True)
+    rows = fields.Integer(required=True)
+    processed = fields.Integer(required=True)
+    progress = fields.Float(required=True, metadata={"description": "0 to 1"})
+    counts = fields.Nested(ImportCountsOut, required=True)
+    file = fields.Nested(ImportFileOut, required=True)
+    created_at = UtcDateTime(required=True)
+    finished_at = UtcDateTime(required=True, allow_none=True)
+
+
+class LookupQuery(Schema):
+    course_id = fields.String(required=True, validate=validate.Length(min=1, max=64),
+                              metadata={"description": "the course the class teaches"})
+
+
+class FoundEnrollmentOut(Schema):
+    row = fields.Integer(required=True)
+    enrollment_id = fields.String(required=True)
+
+
+class RowProblemOut(Schema):
+    row = fields.Integer(required=True)
+    field = fields.String(required=True)
+    message_vi = fields.String(required=True)
+    message_en = fields.String(required=True)
+
+
+class LookupOut(Schema):
+    items = fields.List(fields.Nested(FoundEnrollmentOut), required=True)
+    problems = fields.List(fields.Nested(RowProblemOut), required=True)

@@ -13,12 +13,19 @@ HTTP (under /api/enrollment/; who may call each route: ACCESS below)
     GET  enrollments/<id>
     POST enrollments/<id>/cancel    the learner (their own) or staff covering the commune;
                                     again: the same answer, no second event
+    POST enrollments/lookup?course_id=  a class's CSV of national IDs or enrollment ids -> the
+                                    enrollments the caller may see (for lessons' attendance)
+    POST imports?course_id=[&commune_code=]  a CSV of learners (text/csv) -> 202, a job
+    GET  imports/<id>                   the job: status, counts, progress
+    GET  imports/<id>/report            its rows that were not enrolled, and why (CSV, vi + en)
 Consumes   lessons.course_published  -> catalog copy
 Publishes  learner_enrolled (to lessons, notifications),
            learner_contact_registered (the phone number, sealed: to notifications only),
            enrollment_cancelled (to lessons, certificates, notifications)
 State      its own database: learners (no phone in clear), enrollments (with the events they
-           cause, until relayed), catalog
+           cause, until relayed), catalog, imports and import_chunks (bulk.py: a job, and its
+           rows encrypted until done; kept BULK_RETENTION_DAYS)
+Background the import loop (bulk.py), one per process: enrolls the rows of pending chunks
 """
 
 from nameko.dependency_providers import Config
@@ -26,19 +33,23 @@ from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
+from werkzeug.wrappers import Response
 
 from hocvu import auth, health, metrics, openapi, pagination, reference
-from hocvu.auth import EVERYONE_SIGNED_IN
+from hocvu.auth import EVERYONE_SIGNED_IN, STAFF
 from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, http, json_response, load_body, load_query
+from hocvu.http import (Forbidden, NotFound, ValidationFailed, http, json_response, load_body,
+                        load_query)
 from hocvu.messaging import subscribe
+from hocvu.reference import province_of
 from hocvu.sealing import Sealer
 from hocvu.store import ServiceStore, Store, drop_indexes_if_present
-from services.enrollment import enrolling, identity, migrations
-from services.enrollment.schemas import (CatalogCourseOut, CommunesOut, CommunesQuery,
+from services.enrollment import bulk, enrolling, identity, lookup, migrations
+from services.enrollment.schemas import (CSV_BODY, CatalogCourseOut, CommunesOut, CommunesQuery,
                                          EnrollmentCreatedOut, EnrollmentIn, EnrollmentOut,
-                                         EnrollmentPageOut, EnrollmentsQuery, PlaceOut)
+                                         EnrollmentPageOut, EnrollmentsQuery, ImportOut,
+                                         ImportQuery, LookupOut, LookupQuery, PlaceOut)
 
 enrollment_in = EnrollmentIn()
 created_out = EnrollmentCreatedOut()
@@ -51,6 +62,10 @@ communes_query = CommunesQuery()
 communes_out = CommunesOut()
 # the list of units changes by decree, with a release of this service: a day's cache is safe
 _REFERENCE_CACHING = {"Cache-Control": "public, max-age=86400"}
+import_query = ImportQuery()
+import_out = ImportOut()
+lookup_query = LookupQuery()
+lookup_out = LookupOut()
 
 # courses change rarely; another instance's copy may lag by this many seconds
 _catalog = TtlCache(seconds=30)
@@ -65,6 +80,10 @@ def prepare(store: Store) -> None:
     db.enrollments.create_index([("commune_code", ASCENDING), ("enrolled_at", ASCENDING)])
     db.enrollments.create_index([("learner_subject", ASCENDING), ("enrolled_at", ASCENDING)])
     drop_indexes_if_present(db.enrollments, "commune_code_1_group_1")
+
+
+def find_course(db, course_id: str) -> dict | None:
+    return _catalog.get(course_id, lambda: db.catalog.find_one({"_id": course_id}))
 
 
 def _key_setting(config: dict, name: str, minimum: int = 32) -> bytes:
@@ -121,11 +140,17 @@ class EnrollmentService:
         "get_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
         # the learner, or staff covering the enrollment's commune (checked in the handler)
         "cancel_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
+        # staff within their communes (a job: its creator, and staff covering its communes)
+        "lookup_enrollments": auth.roles(*STAFF),
+        "create_import": auth.roles(*STAFF),
+        "get_import": auth.roles(*STAFF),
+        "get_import_report": auth.roles(*STAFF),
     }
 
     config = Config()
     store = ServiceStore(prepare=prepare)
     keys = PersonalDataKeys()
+    imports = bulk.BulkImports()
 
     @http("GET", "/api/enrollment/health/live", summary="the process answers (no I/O)",
           answers={200: health.LIVE_ANSWER})
@@ -202,7 +227,7 @@ class EnrollmentService:
                               "Location": f"/api/enrollment/enrollments/{enrollment['_id']}"})
 
     def _find_course(self, course_id: str) -> dict | None:
-        return _catalog.get(course_id, lambda: self.store.db.catalog.find_one({"_id": course_id}))
+        return find_course(self.store.db, course_id)
 
     @http("GET", "/api/enrollment/enrollments", summary="enrollments the caller may see",
           query=EnrollmentsQuery, answers={200: EnrollmentPageOut, 400: "invalid filter or page"})
@@ -231,6 +256,64 @@ class EnrollmentService:
         enrollment = enrolling.cancel(self.store.db, enrollment, caller, utcnow())
         enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
         return enrollment_out.dump(enrollment)
+
+    @http("POST", "/api/enrollment/enrollments/lookup",
+          summary="a class's list of national IDs or enrollment ids -> enrollment ids",
+          query=LookupQuery, body=CSV_BODY,
+          answers={200: LookupOut, 400: "not a readable CSV, no national_id or enrollment_id "
+                                        "column, or more than 2,000 rows",
+                   413: "larger than 1 MiB"})
+    def lookup_enrollments(self, request):
+        args = load_query(request, lookup_query)
+        data = bulk.read_upload(request, lookup.MAX_BYTES)
+        parsed = bulk.parse_upload(data, lookup.MAX_ROWS, required=())
+        if not {"national_id", "enrollment_id"} & set(parsed.columns):
+            raise ValidationFailed(
+                "the header line needs a national_id (Số CCCD) or enrollment_id column",
+                {"_file": ["no national_id or enrollment_id column"]},
+                message_vi="dòng tiêu đề cần cột Số CCCD hoặc Mã ghi danh")
+        return lookup_out.dump(lookup.resolve(self.store.db, self.keys.national_id_hash,
+                                              request.principal, args["course_id"], parsed))
+
+    @http("POST", "/api/enrollment/imports",
+          summary="enroll a CSV list of learners in one course, as a job",
+          query=ImportQuery, body=CSV_BODY,
+          answers={202: ImportOut,
+                   400: "unreadable file, missing columns, no rows, or more than 100,000",
+                   403: "commune_code outside your communes", 404: "unknown course",
+                   413: "larger than BULK_MAX_BYTES (20 MiB)"})
+    def create_import(self, request):
+        caller = request.principal
+        args = load_query(request, import_query)
+        commune_code = args.get("commune_code")
+        if commune_code and not caller.covers(province_of(commune_code), commune_code):
+            raise Forbidden("you may import learners only in the communes you work in",
+                            {"commune_code": ["outside your communes"]})
+        course = self._find_course(args["course_id"])
+        if course is None:
+            raise NotFound(f"no course {args['course_id']}", {"course_id": ["unknown course"]})
+        data = bulk.read_upload(request, self.imports.max_bytes)
+        job = self.imports.submit(caller, course, data, commune_code)
+        return json_response(import_out.dump(bulk.job_view(job)), 202,
+                             {"Location": f"/api/enrollment/imports/{job['_id']}"})
+
+    @http("GET", "/api/enrollment/imports/<import_id>", summary="an import job's progress",
+          answers={200: ImportOut, 404: "no such import (or not yours to see)"})
+    def get_import(self, request, import_id):
+        return import_out.dump(bulk.job_view(self.imports.job_for(request.principal,
+                                                                  import_id)))
+
+    @http("GET", "/api/enrollment/imports/<import_id>/report",
+          summary="the rows not enrolled and why, as CSV (row, outcome, field, message_vi, "
+                  "message_en)",
+          answers={200: "text/csv, UTF-8 with a byte-order mark (Excel opens it as is)",
+                   404: "no such import (or not yours to see)"})
+    def get_import_report(self, request, import_id):
+        job = self.imports.job_for(request.principal, import_id)
+        return Response(self.imports.report(job), status=200,
+                        content_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition":
+                                 f'attachment; filename="import-{import_id}-report.csv"'})
 
     @subscribe("lessons", "course_published")
     def remember_course(self, event):

@@ -82,6 +82,8 @@ class LessonProgress:
     attempts: int = 0
     last_score: int | None = None
     last_attempt_at: datetime | None = None
+    # why it counts as done: None online; "session:<id>" when the learner was present in class
+    reason: str | None = None
 
 
 @dataclass
@@ -140,9 +142,11 @@ class LessonPlan:
         return self.status == CANCELLED
 
     def complete_lesson(self, lesson_id: str, score: int | None, now: datetime,
-                        score_required: bool = False) -> list:
+                        score_required: bool = False, reason: str | None = None) -> list:
         """Record a completion; return the events that follow. Completing a completed lesson
-        changes nothing; a score below the pass mark is recorded as an attempt only."""
+        changes nothing (the first completion's reason stays); a score below the pass mark
+        is recorded as an attempt only. `reason`: None online; "session:<id>" when the
+        learner was present in class (attendance.py)."""
         if self.cancelled:
             raise PlanCancelled(self.enrollment_id)
         index = next((i for i, l in enumerate(self.lessons) if l.id == lesson_id), None)
@@ -163,7 +167,8 @@ class LessonPlan:
         if self.pass_mark is not None and score is not None and score < self.pass_mark:
             self.lessons[index] = lesson
             return []
-        self.lessons[index] = replace(lesson, status=COMPLETED, completed_at=now, score=score)
+        self.lessons[index] = replace(lesson, status=COMPLETED, completed_at=now, score=score,
+                                      reason=reason)
         events = [("lesson_completed", {
             "enrollment_id": self.enrollment_id, "learner_id": self.learner.learner_id,
             "course_id": self.course_id, "lesson_id": lesson_id, "score": score,

@@ -16,7 +16,7 @@ SEED_FILE = Path(__file__).with_name("catalog_seed.yaml")
 
 def prepare(store: Store) -> None:
     """Collections and indexes, then the seed catalog on first start."""
-    store.ensure_collections("courses", "plans", "cancellations")
+    store.ensure_collections("courses", "plans", "cancellations", "sessions")
     store.db.courses.create_index([("group", ASCENDING), ("_id", ASCENDING)])
     store.db.plans.create_index("learner.learner_id")
     store.db.plans.create_index([("learner.commune_code", ASCENDING),

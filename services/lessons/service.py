@@ -12,33 +12,45 @@ HTTP (under /api/lessons/; who may call each route: ACCESS below)
          (the learner, online; or staff of the learner's commune, for an in-person class);
          409 in a strict-order course before the lessons ahead of it (naming the first
          missing), or once the enrollment is cancelled; below the pass mark: an attempt only
+    POST sessions                        a class: {course_id, lesson_id, commune_code, site,
+                                         date, enrollment_ids} -> 201 (200: already recorded)
+    POST sessions/<session_id>/attendance  {enrollment_ids}: more learners present
+    GET  sessions/<session_id>
+         (staff covering the session's commune; presence completes the lesson, reason
+         session:<id>, under the same order rule; per learner: enrollment_cancelled or
+         out_of_order when it cannot)
 Consumes   enrollment.learner_enrolled     -> assigns the course's lessons
            enrollment.enrollment_cancelled -> the plan stops: nothing more completes, no
                                               course_completed follows
 Publishes  course_published, lessons_assigned, lesson_completed, course_completed
 State      its own database: courses, plans (each with the events it caused, until relayed),
-           cancellations (enrollment ids)
+           sessions (attendance.py), cancellations (enrollment ids)
 """
 from nameko.dependency_providers import Config
 
 from hocvu import auth, health, metrics, openapi
-from hocvu.auth import EVERYONE_SIGNED_IN
+from hocvu.auth import EVERYONE_SIGNED_IN, STAFF
 from hocvu.cache import TtlCache
 from hocvu.clock import isoformat, utcnow
-from hocvu.http import Conflict, NotFound, ValidationFailed, http, load_body
+from hocvu.http import Conflict, Forbidden, NotFound, ValidationFailed, http, load_body
 from hocvu.messaging import subscribe
 from hocvu.events import new_event
 from hocvu.outbox import with_events
+from hocvu.reference import province_of
 from hocvu.store import ServiceStore, insert_once, read_modify_write
-from services.lessons import repository
+from services.lessons import attendance, repository
 from services.lessons.domain import (CompletedOutOfOrder, Learner, LessonPlan, PlanCancelled,
                                      ScoreRequired, UnknownLesson)
-from services.lessons.schemas import CompleteLessonIn, CourseOut, ProgressOut
+from services.lessons.schemas import (AttendanceIn, CompleteLessonIn, CourseOut, ProgressOut,
+                                      SessionIn, SessionOut)
 
 courses_out = CourseOut(many=True)
 course_out = CourseOut()
 progress_out = ProgressOut()
 complete_in = CompleteLessonIn()
+session_in = SessionIn()
+attendance_in = AttendanceIn()
+session_out = SessionOut()
 # a published course's lessons never change (catalog_seed.yaml); one read per minute will do
 _courses = TtlCache(seconds=60)
 
@@ -67,6 +79,10 @@ class LessonsService:
         "get_course": auth.PUBLIC,
         "get_progress": auth.roles(*EVERYONE_SIGNED_IN),
         "complete_lesson": auth.roles(*EVERYONE_SIGNED_IN),
+        # staff covering the session's commune (403 outside it; a session out of scope 404)
+        "record_session": auth.roles(*STAFF),
+        "record_attendance": auth.roles(*STAFF),
+        "get_session": auth.roles(*STAFF),
     }
 
     config = Config()
@@ -141,6 +157,37 @@ class LessonsService:
         # a read, then a write only if nobody changed the plan in between (another lesson
         # completed at the same moment): else it runs again on what that write left
         return progress_out.dump(read_modify_write(self.store.db.plans, enrollment_id, complete))
+
+    @http("POST", "/api/lessons/sessions", summary="record a class and the learners present",
+          body=SessionIn,
+          answers={201: SessionOut, 200: SessionOut, 400: "invalid fields",
+                   403: "a commune you do not cover", 404: "unknown course or lesson"})
+    def record_session(self, request):
+        caller = request.principal
+        body = load_body(request, session_in)
+        if not caller.covers(province_of(body["commune_code"]), body["commune_code"]):
+            raise Forbidden("you may record classes only in the communes you work in",
+                            {"commune_code": ["outside your communes"]})
+        session, created = attendance.open_session(self.store.db, caller, body)
+        results = attendance.record_present(self.store, caller, session, body["enrollment_ids"])
+        return (201 if created else 200), session_out.dump({**session, "results": results})
+
+    @http("POST", "/api/lessons/sessions/<session_id>/attendance",
+          summary="more learners present in a class", body=AttendanceIn,
+          answers={200: SessionOut, 400: "invalid fields",
+                   404: "no such session (or not in your communes)"})
+    def record_attendance(self, request, session_id):
+        body = load_body(request, attendance_in)
+        session = attendance.session_for(self.store.db, request.principal, session_id)
+        results = attendance.record_present(self.store, request.principal, session,
+                                            body["enrollment_ids"])
+        return session_out.dump({**session, "results": results})
+
+    @http("GET", "/api/lessons/sessions/<session_id>", summary="a class and who was present",
+          answers={200: SessionOut, 404: "no such session (or not in your communes)"})
+    def get_session(self, request, session_id):
+        return session_out.dump(attendance.session_for(self.store.db, request.principal,
+                                                       session_id))
 
     @subscribe("enrollment", "learner_enrolled")
     def assign_lessons(self, event):

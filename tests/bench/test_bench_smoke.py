@@ -30,6 +30,20 @@ def test_the_smoke_run_passes_its_own_count_checks(smoke_run):
     assert "COUNT PROBLEM" not in finished.stderr
 
 
+def test_bulk_enrollment_lost_and_duplicated_nothing(smoke_run):
+    """Four sites' files at once, then one file of as many: every row enrolled once, with its
+    plan and its confirmation SMS."""
+    bulk = smoke_run[1]["bulk"]
+    for case, files in (("sites", 4), ("single_file", 1)):
+        figures = bulk[case]
+        assert figures["files"] == files and figures["learners"] == 40
+        assert figures["enrolled"] == figures["enrollments"] == figures["lesson_plans"] \
+            == figures["confirmation_sms"] == 40
+        assert figures["already_enrolled"] == figures["invalid"] == 0
+        assert figures["confirmation_sms_duplicated"] == figures["dead_letters"] == 0
+        assert figures["errors"] == {} and figures["drained_in_s"] > 0
+
+
 def test_the_burst_lost_and_duplicated_nothing(smoke_run):
     burst = smoke_run[1]["burst"]
     assert burst["enrollments"] == burst["lesson_plans"] == burst["confirmation_sms"] \

@@ -1,4 +1,5 @@
 """One learner's whole journey over HTTP, the four services running as separate processes."""
+import datetime
 import re
 
 import pika
@@ -11,7 +12,7 @@ from tests.support.signin import learner_headers
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
+SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")
 CAPTURE_QUEUE = "e2e-capture-every-event"
 
 LEARNER = {"full_name": "Nguyễn Thị Hoa", "phone": "0912 345 678",
@@ -41,7 +42,16 @@ def captured_events(platform):
     connection.close()
 
 
-def test_a_facilitators_morning_and_a_learners_online_lessons(platform, captured_events):
+@pytest.fixture(scope="module")
+def facilitator(platform):
+    """The province admin's facilitator for Mường Lát (14845), signed in once for the module:
+    sign-in is rate-limited at the edge."""
+    admin = accounts.province_admin(platform)
+    return accounts.create_facilitator(platform, admin, "e2e-facilitator", ["14845"])
+
+
+def test_a_facilitators_morning_and_a_learners_online_lessons(platform, captured_events,
+                                                              facilitator):
     """Through the nginx edge, as a frontend calls it: the province admin creates a
     facilitator, who enrolls a learner at their commune's site; the learner signs in with
     the code texted to them and completes the lessons online; anyone verifies the
@@ -50,8 +60,6 @@ def test_a_facilitators_morning_and_a_learners_online_lessons(platform, captured
     assert sorted(c["group"] for c in courses) == ["citizen", "official", "student", "worker"]
     course = next(c for c in courses if c["group"] == "citizen")
 
-    admin = accounts.province_admin(platform)
-    facilitator = accounts.create_facilitator(platform, admin, "e2e-facilitator", ["14845"])
     staff = facilitator.headers()
 
     enrollments = platform.url("enrollment", "enrollments")
@@ -189,6 +197,53 @@ def then_her_pdf_a_revocation_and_a_cancellation(platform, admin, facilitator, l
     assert refused.status_code == 409 and refused.json()["error"] == "ENROLLMENT_CANCELLED"
 
 
+def test_a_facilitators_morning_from_lists(platform, facilitator):
+    """Through the edge, as README's journey does it: a facilitator imports her site's list as
+    Excel saves it, reads the report, turns the national IDs of those present into
+    enrollments, records every lesson as a class, and sees their certificates."""
+    staff = facilitator.headers()
+    site_list = ("\ufeffSTT;Họ và tên;Số CCCD;Số điện thoại;Năm sinh;Đối tượng\r\n"
+                 "1;Trần Văn Bình;038190007777;912000777;1990;Người dân\r\n"
+                 "2;Lò Thị Mai;38188006666;0912000666;1988;Người dân\r\n"
+                 "3;Hà Văn Sáng;038199;0912000555;1999;Người dân\r\n;;;;;\r\n")
+    imports = platform.url("enrollment", "imports")
+    answer = requests.post(imports, params={"course_id": "citizen-digital-basics",
+                                            "commune_code": "14845"},
+                           data=site_list.encode("utf-8"),
+                           headers={**staff, "Content-Type": "text/csv"})
+    assert answer.status_code == 202, answer.text
+    job_url = platform.url("enrollment", f"imports/{answer.json()['id']}")
+    job = wait_for(lambda: (lambda j: j["status"] == "done" and j)(
+        requests.get(job_url, headers=staff).json()), what="the import")
+    assert job["counts"] == {"valid": 2, "enrolled": 2, "already_enrolled": 0, "invalid": 1}
+    report = requests.get(f"{job_url}/report", headers=staff).content.decode("utf-8-sig")
+    assert report.splitlines()[1].startswith('4,invalid,national_id,"Số CCCD: ')
+
+    present = "Số CCCD\r\n038190007777\r\n038188006666\r\n"
+    found = requests.post(platform.url("enrollment", "enrollments/lookup"),
+                          params={"course_id": "citizen-digital-basics"},
+                          data=present.encode(), headers={**staff, "Content-Type": "text/csv"})
+    assert found.status_code == 200, found.text
+    ids = [item["enrollment_id"] for item in found.json()["items"]]
+    assert len(ids) == 2 and found.json()["problems"] == []
+    for enrollment_id in ids:
+        wait_for(lambda: requests.get(platform.url("lessons", f"enrollments/{enrollment_id}"),
+                                      headers=staff).ok, what="lesson plan")
+    course = requests.get(platform.url("lessons", "courses/citizen-digital-basics")).json()
+    for lesson in course["lessons"]:
+        session = requests.post(platform.url("lessons", "sessions"), headers=staff, json={
+            "course_id": course["id"], "lesson_id": lesson["id"], "commune_code": "14845",
+            "site": "Nhà văn hoá bản Mường Lát", "date": datetime.date.today().isoformat(),
+            "enrollment_ids": ids})
+        assert session.status_code == 201, session.text
+        assert [r["outcome"] for r in session.json()["results"]] == ["completed"] * 2
+    certificates = wait_for(lambda: (lambda items: len(items) == 2 and items)([
+        c for c in requests.get(platform.url("certificates", "certificates"),
+                                headers=staff).json()["items"] if c["enrollment_id"] in ids]),
+        what="two certificates")
+    assert sorted(c["full_name"] for c in certificates) == ["Lò Thị Mai", "Trần Văn Bình"]
+
+
 def test_the_edge_routes_by_prefix_and_answers_errors_in_the_envelope(platform):
     for service in SERVICES:
         document = requests.get(platform.url(service, "openapi.json"))
@@ -257,6 +312,14 @@ def test_no_national_id_or_phone_number_where_it_should_not_be(platform, capture
                 if hits:
                     found[f"store {service}.{name} {doc.get('_id')}"] = hits
     assert documents > 20
+    # reports hold counts and places: not even a name, a sign-in subject or a birth year
+    reporting = pymongo.MongoClient(platform.settings.mongo_uris["reporting"])[
+        f"{platform.settings.database_prefix}reporting"]
+    kept = json.dumps([doc for name in reporting.list_collection_names()
+                       for doc in reporting[name].find()], default=str, ensure_ascii=False)
+    assert "14845" in kept  # the learner's commune was counted
+    for personal in (LEARNER["full_name"], "learner:", "birth_year", "full_name"):
+        assert personal not in kept, personal
     lines = 0
     # the simulator stands in for the SMS provider, who is given the number to text it
     for log in platform.settings.log_dir.glob("*.log"):

@@ -100,5 +100,5 @@ def test_one_id_follows_a_learner_through_the_four_services_logs(platform):
     assert 'hocvu_sms_messages{service="notifications",status="delivered"}' in notifications
     assert "hocvu_sms_dispatch_backlog" in notifications
     # operations only: the edge does not route them
-    for service in (*JOURNEY_SERVICES, "identity"):
+    for service in (*JOURNEY_SERVICES, "identity", "reporting"):
         assert requests.get(platform.url(service, "metrics")).status_code == 404

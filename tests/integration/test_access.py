@@ -21,6 +21,7 @@ from services.identity import keys
 from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
+from services.reporting.service import ReportingService
 from tests.support.fixtures import base_url
 from tests.support.tokens import TestIssuer
 from tests.support.waiting import wait_for
@@ -28,7 +29,7 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
-            IdentityService]
+            IdentityService, ReportingService]
 PHONE, OTHER_PHONE = "+84912345678", "+84987654321"
 COMMUNE, OTHER_COMMUNE = "14845", "16000"
 PASSWORD = "a walked long passphrase"
@@ -83,13 +84,26 @@ def platform(service_config, run_service, sms_gateway, issuer, tmp_path):
         what="certificate")[0]
     wait_for(lambda: len(requests.get(f"{urls['notifications']}/api/notifications/messages",
                                       headers=staff).json()["items"]) == 2, what="both SMS")
+    imported = requests.post(f"{urls['enrollment']}/api/enrollment/imports", headers={
+        **staff, "Content-Type": "text/csv"}, params=CSV_QUERIES["/api/enrollment/imports"],
+        data=CSV_BODIES["/api/enrollment/imports"])
+    assert imported.status_code == 202, imported.text
+    session = requests.post(f"{urls['lessons']}/api/lessons/sessions", headers=staff,
+                            json={**BODIES["/api/lessons/sessions"], "enrollment_ids": []})
+    assert session.status_code == 201, session.text
+    # reporting has counted the learner: what it answers outside the scope is then telling
+    wait_for(lambda: requests.get(f"{urls['reporting']}/api/reporting/communes", headers=staff,
+                                  params={"commune": COMMUNE}).json()["totals"]
+             ["certificates_issued"] == 1, what="reporting's figures")
     return {"urls": urls, "staff_subjects": identity_accounts(urls["identity"], issuer),
             "path_values": {"username": "walk.facilitator",
         "enrollment_id": record["id"], "lesson_id": plan["lessons"][0]["id"],
         "course_id": "citizen-digital-basics", "code": certificate["verification_code"],
-        "learner_id": record["learner_id"], "certificate_id": certificate["id"]},
+        "learner_id": record["learner_id"], "certificate_id": certificate["id"],
+        "import_id": imported.json()["id"],
+        "session_id": session.json()["id"], "commune_code": COMMUNE, "name": "app.js"},
         "secrets": [record["id"], record["learner_id"], certificate["verification_code"],
-                    certificate["id"]]}
+                    certificate["id"], imported.json()["id"], session.json()["id"]]}
 
 
 def identity_accounts(url, issuer) -> dict[str, str]:
@@ -138,6 +152,24 @@ BODIES = {
     "/api/identity/staff/password": {"current_password": PASSWORD, "new_password": PASSWORD},
     "/api/identity/staff/<username>/password": {"new_password": PASSWORD},
     "/api/certificates/certificates/<certificate_id>/revoke": {"reason": "Cấp nhầm người học"},
+    "/api/reporting/targets/<commune_code>": {"target_rate": 0.8},
+    "/api/lessons/sessions": {"course_id": "citizen-digital-basics",
+                              "lesson_id": "citizen-01-smartphone", "commune_code": COMMUNE,
+                              "site": "Nhà văn hoá bản", "date": "2026-01-15",
+                              "enrollment_ids": ["e-walked"]},
+    "/api/lessons/sessions/<session_id>/attendance": {"enrollment_ids": ["e-walked"]},
+}
+# the routes that take a CSV file (text/csv), with their query; a commune named in the query
+# is one the caller must cover (403 elsewhere), as a site's list names it
+CSV_BODIES = {
+    "/api/enrollment/imports": (
+        "Họ và tên,Số CCCD,Số điện thoại,Năm sinh,Đối tượng\r\n"
+        "Trần Văn Bình,038190007777,0912000777,1990,Người dân\r\n").encode("utf-8"),
+    "/api/enrollment/enrollments/lookup": b"national_id\r\n038195001234\r\n",
+}
+CSV_QUERIES = {
+    "/api/enrollment/imports": {"course_id": "citizen-digital-basics", "commune_code": COMMUNE},
+    "/api/enrollment/enrollments/lookup": {"course_id": "citizen-digital-basics"},
 }
 ROLE_OF = {"the learner": "learner", "another learner": "learner",
            **{f"{who} {where}": role for who, role in (
@@ -153,10 +185,27 @@ def call(platform, service, route, headers):
     url = platform["urls"][service.name] + path
     if route.method == "GET":
         return requests.get(url, headers=headers, timeout=10)
+    if route.url in CSV_BODIES:
+        return requests.request(route.method, url, data=CSV_BODIES[route.url],
+                                params=CSV_QUERIES[route.url], timeout=10,
+                                headers={**headers, "Content-Type": "text/csv"})
     body = BODIES.get(route.url, {})
     if route.url.endswith("/sms-preferences"):
         body = {"reminders": True}
     return requests.request(route.method, url, json=body, headers=headers, timeout=10)
+
+
+def assert_no_figures_of_the_learner(url: str, text: str, where: str) -> None:
+    """Reporting answers every staff member the figures of their own scope: out of the
+    learner's, that is rows of nothing (no count), never the learner's commune."""
+    if url.endswith(".csv"):
+        assert len(text.strip().splitlines()) == 1, where  # the header only
+        return
+    body = json.loads(text)
+    for row in body["items"]:
+        assert row.get("commune_code") != COMMUNE, where
+        assert not any(row.get(metric) for metric in ("enrolled", "lessons_completed",
+                                                      "certificates_issued")), where
 
 
 def test_every_route_with_every_caller(platform, issuer, stranger):
@@ -181,7 +230,7 @@ def test_every_route_with_every_caller(platform, issuer, stranger):
                     assert answer.status_code == 403, where
                     assert answer.json()["error"] == "FORBIDDEN", where
                 elif in_scope:
-                    assert answer.status_code in (200, 201, 409), where
+                    assert answer.status_code in (200, 201, 202, 409), where
                 else:
                     assert answer.status_code in (200, 403, 404, 409), where
                     # nothing the caller did not already know (an id in the URL is echoed back)
@@ -189,7 +238,9 @@ def test_every_route_with_every_caller(platform, issuer, stranger):
                                          if secret not in answer.request.url]
                     text = answer.text
                     assert not any(secret in text for secret in unknown_to_caller), where
-                    if answer.status_code == 200:
+                    if answer.status_code == 200 and service is ReportingService:
+                        assert_no_figures_of_the_learner(route.url, text, where)
+                    elif answer.status_code == 200:
                         assert json.loads(text)["items"] == [], where
     assert len(checked) == sum(len(routes(s)) for s in SERVICES) * 13
 

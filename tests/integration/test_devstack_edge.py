@@ -13,7 +13,7 @@ import requests
 from hocvu.devstack import proxy
 from hocvu.devstack.processes import Process, free_port
 
-SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity")
+SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")
 ORIGINS = ("https://app.hocvu.example", "http://localhost:5173")
 
 UPSTREAM = textwrap.dedent("""
@@ -131,12 +131,12 @@ def test_a_prefix_without_its_slash_is_redirected_to_it(edge):
     assert answer.headers["Location"].endswith("/api/enrollment/")
 
 
-def test_a_csv_sized_body_passes_and_one_over_10_megabytes_gets_a_json_413(edge):
+def test_a_csv_sized_body_passes_and_one_over_21_megabytes_gets_a_json_413(edge):
     url, *_ = edge
-    answer = requests.post(f"{url}/api/enrollment/imports", data=b"x" * (5 * 1024 * 1024),
+    answer = requests.post(f"{url}/api/enrollment/imports", data=b"x" * (15 * 1024 * 1024),
                            timeout=30)
-    assert answer.status_code == 200 and answer.json()["received"] == 5 * 1024 * 1024
-    answer = requests.post(f"{url}/api/enrollment/imports", data=b"x" * (11 * 1024 * 1024),
+    assert answer.status_code == 200 and answer.json()["received"] == 15 * 1024 * 1024
+    answer = requests.post(f"{url}/api/enrollment/imports", data=b"x" * (22 * 1024 * 1024),
                            timeout=30)
     assert answer.status_code == 413 and answer.json()["error"] == "PAYLOAD_TOO_LARGE"
 

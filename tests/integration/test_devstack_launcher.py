@@ -17,6 +17,7 @@ import requests
 from hocvu.devstack import config
 from hocvu.devstack.__main__ import stop_leftovers
 from hocvu.devstack.processes import REPO, free_port
+from hocvu.devstack.stack import SERVICES
 from tests.support.broker import Vhost
 
 
@@ -97,7 +98,7 @@ def test_make_run_starts_everything_behind_nginx_and_ctrl_c_stops_it(tmp_path):
             print(f"make run: everything answered after {time.monotonic() - began:.1f} s")
             text = output_path.read_text()
             assert f"hocvu is running at {edge}" in text
-            for service in ("enrollment", "lessons", "certificates", "notifications", "identity"):
+            for service in SERVICES:
                 assert f"{edge}/api/{service}/" in text and f"{service}.log" in text
                 port = env[config.PORT_VARIABLES[service]]
                 assert requests.get(f"http://127.0.0.1:{port}/api/{service}/health/ready",
@@ -106,11 +107,10 @@ def test_make_run_starts_everything_behind_nginx_and_ctrl_c_stops_it(tmp_path):
             assert requests.get(f"{edge}/nothing-here", timeout=5).json()["error"] == "NOT_FOUND"
 
             assert stat.S_IMODE((var / "secrets.env").stat().st_mode) == 0o600
-            assert (var / "store").is_dir() and (var / "log" / "nginx-access.log").exists()
+            assert (var / "stores").is_dir() and (var / "log" / "nginx-access.log").exists()
             children = json.loads((var / "run" / "devstack.json").read_text())["children"]
-            assert {c["name"] for c in children} == {"store", "sms_simulator", "enrollment",
-                                                     "lessons", "certificates",
-                                                     "notifications", "identity", "nginx"}
+            assert {c["name"] for c in children} == {
+                "sms_simulator", "nginx", *SERVICES, *(f"store-{s}" for s in SERVICES)}
             # the province admin it prints can sign in
             password = dict(line.split("=", 1) for line in (var / "secrets.env").read_text()
                             .splitlines() if "=" in line)["BOOTSTRAP_ADMIN_PASSWORD"]

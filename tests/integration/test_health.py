@@ -13,13 +13,15 @@ from services.certificates.service import CertificatesService
 from services.enrollment.service import EnrollmentService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
+from services.reporting.service import ReportingService
 from tests.support.fixtures import base_url
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 SERVICES = {"enrollment": EnrollmentService, "lessons": LessonsService,
-            "certificates": CertificatesService, "notifications": NotificationsService}
+            "certificates": CertificatesService, "notifications": NotificationsService,
+            "reporting": ReportingService}
 
 
 @pytest.fixture

@@ -11,17 +11,18 @@ from hocvu.devstack.__main__ import mask_uri
 def test_default_ports():
     assert config.ports({}) == {"edge": 8000, "enrollment": 8001, "lessons": 8002,
                                 "certificates": 8003, "notifications": 8004, "identity": 8005,
-                                "sms_simulator": 8025, "store": 27017}
+                                "reporting": 8006, "sms_simulator": 8025, "store": 27017}
 
 
 def test_each_port_has_its_variable():
     ports = config.ports({"HOCVU_HTTP_PORT": "9000", "HOCVU_ENROLLMENT_PORT": "9001",
                           "HOCVU_LESSONS_PORT": "9002", "HOCVU_CERTIFICATES_PORT": "9003",
                           "HOCVU_NOTIFICATIONS_PORT": "9004", "HOCVU_IDENTITY_PORT": "9005",
-                          "HOCVU_SMS_SIMULATOR_PORT": "9025", "HOCVU_STORE_PORT": "9017"})
+                          "HOCVU_REPORTING_PORT": "9006", "HOCVU_SMS_SIMULATOR_PORT": "9025",
+                          "HOCVU_STORE_PORT": "9017"})
     assert ports == {"edge": 9000, "enrollment": 9001, "lessons": 9002, "certificates": 9003,
-                     "notifications": 9004, "identity": 9005, "sms_simulator": 9025,
-                     "store": 9017}
+                     "notifications": 9004, "identity": 9005, "reporting": 9006,
+                     "sms_simulator": 9025, "store": 9017}
 
 
 def test_an_empty_variable_means_the_default():

@@ -9,7 +9,7 @@ from hocvu.devstack import proxy
 from hocvu.devstack.rabbitmq import PrivateRabbitMQ
 
 PORTS = {"enrollment": 9101, "lessons": 9102, "certificates": 9103, "notifications": 9104,
-         "identity": 9105}
+         "identity": 9105, "reporting": 9106}
 
 
 def rendered(**kwargs) -> str:
@@ -43,7 +43,7 @@ def test_state_and_logs_stay_in_the_given_folders():
 
 def test_bodies_up_to_10_megabytes_and_request_ids():
     text = rendered()
-    assert "client_max_body_size 10m;" in text
+    assert "client_max_body_size 21m;" in text
     assert "proxy_set_header X-Request-ID $hocvu_request_id;" in text
 
 

@@ -13,10 +13,11 @@ from services.enrollment.service import EnrollmentService
 from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
+from services.reporting.service import ReportingService
 from tests.faults.test_faults import SAMPLES
 
 SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
-            IdentityService]
+            IdentityService, ReportingService]
 
 
 @pytest.mark.parametrize("event_type", sorted(SAMPLES))

@@ -9,9 +9,10 @@ from services.enrollment.service import EnrollmentService
 from services.identity.service import IdentityService
 from services.lessons.service import LessonsService
 from services.notifications.service import NotificationsService
+from services.reporting.service import ReportingService
 
 SERVICES = [EnrollmentService, LessonsService, CertificatesService, NotificationsService,
-            IdentityService]
+            IdentityService, ReportingService]
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)

@@ -1,0 +1,138 @@
+"""Reporting's store: the retained facts, each enrollment's folded state, and the figures
+derived from them.
+
+    events          every consumed event, once (by event_id), reduced to its fact: the
+                    retained stream a rebuild replays (domain.fact_of: no personal data)
+    enrollments     one per enrollment: place, group, age band, the day of each step
+    sms             one per SMS outcome (by message_id)
+    commune_days    figures of a commune on a day, by group and age band
+    commune_totals  a commune's figures summed over all days (the default table)
+    province_days   a province's figures on a day (the province admin's trend)
+    targets         a commune's target rate and adult population, set by a province admin
+
+Derived documents are recomputed, never incremented: a commune is recomputed from its
+enrollments and SMS (bounded by the commune index) after any of them changed, so a crash,
+a duplicate or an out-of-order event can leave a figure late but never wrong.
+"""
+import logging
+
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from hocvu.store import insert_once
+from services.reporting import domain
+
+log = logging.getLogger(__name__)
+
+DERIVED = ("enrollments", "sms", "commune_days", "commune_totals", "province_days")
+
+
+def prepare(store) -> None:
+    db = store.db
+    store.ensure_collections("events", *DERIVED, "targets")
+    db.events.create_index("received_at")
+    db.enrollments.create_index("commune_code")
+    db.sms.create_index("commune_code")
+    db.commune_days.create_index([("commune_code", ASCENDING), ("day", ASCENDING)])
+    db.commune_days.create_index([("province_code", ASCENDING), ("day", ASCENDING)])
+    db.commune_totals.create_index("province_code")
+    db.province_days.create_index([("province_code", ASCENDING), ("day", ASCENDING)])
+    db.targets.create_index("province_code")
+    db.targets.create_index("commune_code")
+
+
+def retain(db, event_id: str, event_type: str, occurred_at, fact: dict, received_at) -> bool:
+    return insert_once(db.events, {"_id": event_id, "event_type": event_type,
+                                   "occurred_at": occurred_at, "received_at": received_at,
+                                   "fact": fact})
+
+
+def apply(db, event_type: str, fact: dict) -> str | None:
+    """Fold one fact into the store; return the commune whose figures it changes, if known
+    yet. Idempotent and order-free: applying it again, or after a later fact, changes nothing
+    more."""
+    if event_type == "sms_outcome":
+        if not fact.get("commune_code"):
+            return None  # a sign-in code or another SMS about no one's place
+        insert_once(db.sms, {"_id": fact["message_id"], **fact})
+        return fact["commune_code"]
+    change = domain.enrollment_change(event_type, fact)
+    try:
+        db.enrollments.update_one({"_id": fact["enrollment_id"]}, change, upsert=True)
+    except DuplicateKeyError:
+        # two first facts of one enrollment upserted at once: the other created it
+        db.enrollments.update_one({"_id": fact["enrollment_id"]}, change)
+    if fact.get("commune_code"):
+        return fact["commune_code"]
+    placed = db.enrollments.find_one({"_id": fact["enrollment_id"]}, {"commune_code": 1})
+    # a lesson completed before its enrollment is known: counted when learner_enrolled comes
+    return placed.get("commune_code") if placed else None
+
+
+def recompute_commune(db, commune_code: str, active_days: int) -> set[tuple[str, str]]:
+    """Write the commune's figures from its facts; return the (province, day) pairs whose
+    figures changed."""
+    enrollments = list(db.enrollments.find({"commune_code": commune_code}))
+    sms = list(db.sms.find({"commune_code": commune_code}))
+    province = next((d["province_code"] for d in [*enrollments, *sms]
+                     if d.get("province_code")), None)
+    figures = domain.commune_figures(enrollments, sms, active_days)
+    stored = {doc["day"]: doc for doc in db.commune_days.find({"commune_code": commune_code})}
+    touched = set()
+    for day, by in figures.items():
+        old = stored.get(day)
+        if not old or old["by"] != by or old.get("province_code") != province:
+            db.commune_days.replace_one({"_id": f"{commune_code}|{day}"}, {
+                "province_code": province, "commune_code": commune_code, "day": day, "by": by},
+                upsert=True)
+            touched.add((province, day))
+    for day in set(stored) - set(figures):
+        db.commune_days.delete_one({"_id": f"{commune_code}|{day}"})
+        touched.add((stored[day].get("province_code"), day))
+    totals: dict = {}
+    for by in figures.values():
+        for key, counts in by.items():
+            domain.add(totals.setdefault(key, {}), counts, domain.COUNTED)
+    previous = db.commune_totals.find_one({"_id": commune_code}) or {}
+    if previous.get("by") != totals or previous.get("province_code") != province:
+        db.commune_totals.replace_one({"_id": commune_code}, {
+            "province_code": province, "commune_code": commune_code, "by": totals}, upsert=True)
+    return touched
+
+
+def recompute_province_day(db, province_code: str, day: str) -> None:
+    by: dict = {}
+    for doc in db.commune_days.find({"province_code": province_code, "day": day}):
+        for key, counts in doc["by"].items():
+            domain.add(by.setdefault(key, {}), counts)
+    if by:
+        db.province_days.replace_one({"_id": f"{province_code}|{day}"}, {
+            "province_code": province_code, "day": day, "by": by}, upsert=True)
+    else:
+        db.province_days.delete_one({"_id": f"{province_code}|{day}"})
+
+
+def known_communes(db) -> list[str]:
+    return sorted({*db.enrollments.distinct("commune_code"), *db.sms.distinct("commune_code"),
+                   *db.commune_totals.distinct("_id")} - {None})
+
+
+def rebuild(db, active_days: int) -> int:
+    """Forget every derived document and replay the retained facts; return how many."""
+    for name in DERIVED:
+        db[name].delete_many({})
+    replayed = 0
+    for event in db.events.find({}).sort("received_at", ASCENDING):
+        apply(db, event["event_type"], event["fact"])
+        replayed += 1
+    refresh(db, known_communes(db), active_days)
+    return replayed
+
+
+def refresh(db, communes, active_days: int) -> None:
+    touched = set()
+    for commune in communes:
+        touched |= recompute_commune(db, commune, active_days)
+    for province, day in sorted(touched, key=lambda pair: (pair[0] or "", pair[1])):
+        if province:
+            recompute_province_day(db, province, day)
