@@ -43,15 +43,20 @@ def captured_events(platform):
 
 
 @pytest.fixture(scope="module")
-def facilitator(platform):
-    """The province admin's facilitator for Mường Lát (14845), signed in once for the module:
-    sign-in is rate-limited at the edge."""
-    admin = accounts.province_admin(platform)
+def admin(platform):
+    """The province admin, signed in once for the module: sign-in is rate-limited at the
+    edge."""
+    return accounts.province_admin(platform)
+
+
+@pytest.fixture(scope="module")
+def facilitator(platform, admin):
+    """The province admin's facilitator for Mường Lát (14845), signed in once for the module."""
     return accounts.create_facilitator(platform, admin, "e2e-facilitator", ["14845"])
 
 
 def test_a_facilitators_morning_and_a_learners_online_lessons(platform, captured_events,
-                                                              facilitator):
+                                                              admin, facilitator):
     """Through the nginx edge, as a frontend calls it: the province admin creates a
     facilitator, who enrolls a learner at their commune's site; the learner signs in with
     the code texted to them and completes the lessons online; anyone verifies the
