@@ -21,7 +21,7 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
-from hocvu import metrics
+from hocvu import contracts, metrics
 from hocvu.outbox import OUTBOX_FIELD, STATE_COLLECTION, ChangeStreamRelay, relay_gauges
 from hocvu.retention import HourlyPurge
 from hocvu.storeprofile import StoreProfile
@@ -142,16 +142,21 @@ class ServiceStore(DependencyProvider):
             **profile.client_options(),
         )
         database = config.get("MONGO_DATABASE") or f"hocvu_{service_name}"
-        relay = ChangeStreamRelay(client[database], service_name, config)
+        # a service that publishes no event (reporting) reads no change stream
+        relay = (ChangeStreamRelay(client[database], service_name, config)
+                 if service_name in contracts.SOURCES.values() else None)
         self.store = Store(client, database, service_name, relay, profile)
 
     def start(self):
-        self.store.ensure_collections(STATE_COLLECTION)
-        self.store.relay.mark_start()
+        relay = self.store.relay
+        if relay:
+            self.store.ensure_collections(STATE_COLLECTION)
+            relay.mark_start()
         if self.prepare:
             self.prepare(self.store)
-        self.store.relay.start(self.container.spawn_managed_thread)
-        metrics.on_scrape(self.store.service_name, "relay", partial(relay_gauges, self.store.relay))
+        if relay:
+            relay.start(self.container.spawn_managed_thread)
+            metrics.on_scrape(self.store.service_name, "relay", partial(relay_gauges, relay))
         self._purge = None
         if self.store.housekeeping.rules:
             self._purge = self.container.spawn_managed_thread(
@@ -168,12 +173,14 @@ class ServiceStore(DependencyProvider):
     def stop(self):
         metrics.forget(self.store.service_name, "relay")
         self._stop_purge()
-        self.store.relay.stop()
+        if self.store.relay:
+            self.store.relay.stop()
         self.store.client.close()
 
     def kill(self):
         self._stop_purge()
-        self.store.relay.stop(wait=False)
+        if self.store.relay:
+            self.store.relay.stop(wait=False)
 
     def _stop_purge(self):
         if getattr(self, "_purge", None) is not None:

@@ -30,7 +30,8 @@ from hocvu.privacy import mask_phone
 from hocvu.store import ServiceStore
 from services.notifications import policy, providers, reconcile, reminders, sign_in_codes
 from services.notifications.reconcile import Reconciler
-from services.notifications.messages import ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED
+from services.notifications.messages import (ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED,
+                                             with_outcome)
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class DispatchLoop(WakeableLoop):
             log.info("SMS %s to %s not sent: its sign-in code expired first",
                      message["_id"], mask_phone(message["to"]))
             return [_change(message, {"status": FAILED, "last_error": result.error,
-                                      "failed_at": now})]
+                                      "failed_at": now}, outcome=now)]
         attempts = message["attempts"] + 1
         metrics.sms_send_attempt("notifications", result.outcome)
         if result.outcome == providers.ACCEPTED:
@@ -138,12 +139,16 @@ class DispatchLoop(WakeableLoop):
         log.error("SMS %s to %s failed for good after %s attempts: %s",
                   message["_id"], mask_phone(message["to"]), attempts, result.error)
         return [_change(message, {"status": FAILED, "attempts": attempts,
-                                  "last_error": result.error, "failed_at": now})]
+                                  "last_error": result.error, "failed_at": now}, outcome=now)]
 
 
-def _change(message: dict, fields: dict) -> UpdateOne:
-    """Change a message the dispatcher read as queued, if nothing settled it meanwhile."""
-    return UpdateOne({"_id": message["_id"], "status": QUEUED}, {"$set": fields})
+def _change(message: dict, fields: dict, outcome=None) -> UpdateOne:
+    """Change a message the dispatcher read as queued, if nothing settled it meanwhile;
+    `outcome` (when) announces that it failed for good (sms_outcome)."""
+    update = {"$set": fields}
+    if outcome is not None:
+        update = with_outcome(update, message, FAILED, outcome)
+    return UpdateOne({"_id": message["_id"], "status": QUEUED}, update)
 
 
 class SmsDispatcher(DependencyProvider):

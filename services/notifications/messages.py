@@ -18,6 +18,8 @@ from datetime import datetime
 from hocvu.leases import NEVER
 from pymongo.errors import DuplicateKeyError
 
+from hocvu.events import new_event
+from hocvu.outbox import set_events
 from hocvu.store import insert_once
 from services.notifications import policy, sms, templates
 from services.notifications.providers import DELIVERED as REPORTED_DELIVERED, PENDING
@@ -121,15 +123,39 @@ def record_report(messages, report, now: datetime) -> bool:
         return False
     if report.status == PENDING:
         return messages.find_one(which, projection={"_id": 1}) is not None
+    message = messages.find_one(which, projection=dict.fromkeys(OUTCOME_FIELDS, 1))
+    if message is None:
+        return False
+    which = {"_id": message["_id"]}
     if report.status == REPORTED_DELIVERED:
         change = {"status": DELIVERED, "delivered_at": report.delivered_at or now}
         if report.provider_message_id:
             change["provider_message_id"] = report.provider_message_id
-        changed = messages.update_one({**which, "status": {"$ne": DELIVERED}}, {"$set": change})
+        messages.update_one({**which, "status": {"$ne": DELIVERED}},
+                            with_outcome({"$set": change}, message, DELIVERED, now))
     else:
-        changed = messages.update_one(
+        messages.update_one(
             {**which, "status": {"$in": [ACCEPTED, UNKNOWN]}},
-            {"$set": {"status": UNDELIVERED, "last_error": f"report: {report.detail}"[:200],
-                      "reported_at": now}})
-    return bool(changed.matched_count) or messages.find_one(
-        which, projection={"_id": 1}) is not None
+            with_outcome({"$set": {"status": UNDELIVERED,
+                                   "last_error": f"report: {report.detail}"[:200],
+                                   "reported_at": now}}, message, FAILED, now))
+    return True
+
+
+# what sms_outcome needs of a message
+OUTCOME_FIELDS = ("template", "enrollment_id", "province_code", "commune_code",
+                  "correlation_id")
+
+
+def with_outcome(update: dict, message: dict, status: str, now: datetime) -> dict:
+    """`update`, announcing that the message reached its end (sms_outcome, for reports) when
+    it is about a learner in a commune; a sign-in code's SMS is about nobody's progress."""
+    if not message.get("commune_code"):
+        return update
+    return set_events(update, [new_event("sms_outcome", {
+        "message_id": message["_id"], "template": message["template"],
+        "status": DELIVERED if status == DELIVERED else FAILED,
+        "enrollment_id": message.get("enrollment_id"),
+        "province_code": message.get("province_code"),
+        "commune_code": message["commune_code"], "settled_at": now},
+        message.get("correlation_id") or message["_id"])])

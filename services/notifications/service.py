@@ -24,7 +24,8 @@ Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            lessons.course_completed               -> reminders stop
            identity.sign_in_code_requested        -> SMS sign_in_code (transactional; the
                                                      code is stored redacted, sent unsealed)
-Publishes  nothing yet
+Publishes  sms_outcome: an SMS about a learner delivered, or failed for good (for reports;
+           never the number or the text)
 State      its own database: contacts, messages, reminders, sms_optouts, sms_daily_counts
 
 Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_PROVIDER
@@ -169,20 +170,26 @@ class NotificationsService:
     def delivery_report(self, request):
         report = load_body(request, report_in)
         message_id = report["request_id"]
-        if report["status"] == messages.DELIVERED:
-            changed = self.store.db.messages.update_one(
-                {"_id": message_id, "status": {"$ne": messages.DELIVERED}},
-                {"$set": {"status": messages.DELIVERED,
-                          "delivered_at": report["delivered_at"] or utcnow(),
-                          "provider_message_id": report["message_id"]}})
-        else:
-            changed = self.store.db.messages.update_one(
-                {"_id": message_id, "status": messages.ACCEPTED},
-                {"$set": {"status": "undelivered", "last_error": report["status"]}})
-        # one write in the usual case; a look only when it changed nothing
-        if not changed.matched_count and not self.store.db.messages.find_one(
-                {"_id": message_id}, projection={"_id": 1}):
+        # read first: the update announces the outcome, which names the message's template
+        # and commune (sms_outcome)
+        message = self.store.db.messages.find_one(
+            {"_id": message_id}, projection=dict.fromkeys(messages.OUTCOME_FIELDS, 1))
+        if message is None:
             raise NotFound(f"no message {message_id}")
+        now = utcnow()
+        if report["status"] == messages.DELIVERED:
+            self.store.db.messages.update_one(
+                {"_id": message_id, "status": {"$ne": messages.DELIVERED}},
+                messages.with_outcome({"$set": {
+                    "status": messages.DELIVERED, "delivered_at": report["delivered_at"] or now,
+                    "provider_message_id": report["message_id"]}}, message, messages.DELIVERED,
+                    now))
+        else:
+            self.store.db.messages.update_one(
+                {"_id": message_id, "status": messages.ACCEPTED},
+                messages.with_outcome({"$set": {"status": "undelivered",
+                                                "last_error": report["status"]}},
+                                      message, messages.FAILED, now))
         return {"status": "recorded"}
 
     @http("GET", "/api/notifications/delivery-reports/esms",

@@ -112,6 +112,25 @@ def test_one_confirmation_sms_whatever_the_order_and_however_often(
     assert received[0]["text"] == message["text"]
 
 
+OUTCOMES = "evt-notifications-sms_outcome--reporting.count_sms"
+
+
+def test_a_delivered_sms_is_announced_once_for_reports_without_the_number(
+        notifications, pika_client):
+    for routing_key, event in (("learner_contact_registered", contact()),
+                               ("learner_enrolled", enrolled())):
+        pika_client.publish("enrollment.events", routing_key, event)
+    message = wait_for(lambda: [m for m in messages(notifications) if m["status"] == "delivered"],
+                       what="a delivered confirmation")[0]
+    outcomes = wait_for(lambda: pika_client.drain(OUTCOMES), what="its sms_outcome")
+    time.sleep(0.5)  # a second announcement would have come by now
+    outcomes += pika_client.drain(OUTCOMES)
+    assert [(o["data"]["message_id"], o["data"]["status"], o["data"]["template"],
+             o["data"]["commune_code"]) for o in outcomes] == [
+        (message["id"], "delivered", "enrollment_confirmed", enrolled()["data"]["commune_code"])]
+    assert "+84987001234" not in str(outcomes) and "84987001234" not in str(outcomes)
+
+
 def test_certificate_sms_carries_the_code_and_link(notifications, pika_client, sms_outbox):
     pika_client.publish("enrollment.events", "learner_contact_registered", contact())
     pika_client.publish("certificates.events", "certificate_issued", certificate())
