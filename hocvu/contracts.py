@@ -40,8 +40,11 @@ SUBSCRIBERS = {
     "certificate_issued": [("notifications", "announce_certificate"),
                            ("reporting", "count_certificate")],
     "sign_in_code_requested": [("notifications", "send_sign_in_code")],
-    "enrollment_cancelled": [("reporting", "count_cancellation")],
-    "certificate_revoked": [("reporting", "count_revocation")],
+    "enrollment_cancelled": [("certificates", "note_cancellation"), ("lessons", "stop_plan"),
+                             ("notifications", "stop_reminders_for_cancellation"),
+                             ("reporting", "count_cancellation")],
+    "certificate_revoked": [("notifications", "announce_revocation"),
+                            ("reporting", "count_revocation")],
     "sms_outcome": [("reporting", "count_sms")],
 }
 

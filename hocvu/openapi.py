@@ -30,6 +30,12 @@ SECURITY_SCHEMES = {
 }
 
 
+class BlockingLessonOut(Schema):
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    position = fields.Integer(required=True)
+
+
 class ErrorOut(Schema):
     error = fields.String(required=True, metadata={"example": "VALIDATION_ERROR"})
     message = fields.String(required=True)
@@ -39,6 +45,12 @@ class ErrorOut(Schema):
         "description": "a CSV upload's error, in Vietnamese for the facilitator"})
     retry_after = fields.Integer(metadata={
         "description": "429 from a service: seconds to wait, as in the Retry-After header"})
+    blocking_lesson = fields.Nested(BlockingLessonOut, metadata={
+        "description": "409 LESSON_OUT_OF_ORDER: the lesson to complete first"})
+    cancelled_at = fields.String(metadata={
+        "description": "409 ENROLLMENT_CANCELLED: when the enrollment was cancelled"})
+    revoked_at = fields.String(metadata={
+        "description": "409 CERTIFICATE_REVOKED: when the certificate was revoked"})
     # last: the attribute hides marshmallow's `fields` module inside the class body
     fields = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
                          required=True)

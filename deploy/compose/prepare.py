@@ -48,6 +48,7 @@ def generate() -> dict:
         "NATIONAL_ID_HASH_KEY": secrets.token_hex(32),
         "LEARNER_SUBJECT_KEY": secrets.token_hex(32),
         "IDENTITY_HASH_KEY": secrets.token_hex(32),
+        "CERTIFICATE_CODE_KEY": secrets.token_hex(32),
         "BOOTSTRAP_ADMIN_PASSWORD": secrets.token_urlsafe(18),
         "SMS_CALLBACK_SECRET": secrets.token_hex(32),
         "NOTIFICATIONS_SEALING_PRIVATE_KEY": private,
@@ -71,6 +72,7 @@ def service_env(service: str, values: dict) -> dict[str, str]:
         "identity": ["IDENTITY_HASH_KEY", "LEARNER_SUBJECT_KEY",
                      "NOTIFICATIONS_SEALING_PUBLIC_KEY", "BOOTSTRAP_ADMIN_PASSWORD",
                      "JWT_SIGNING_KEY_B64"],
+        "certificates": ["CERTIFICATE_CODE_KEY"],
         "notifications": ["NOTIFICATIONS_SEALING_PRIVATE_KEY", "SMS_CALLBACK_SECRET"],
     }.get(service, [])
     return env | {key: values[key] for key in keys}

@@ -115,6 +115,9 @@ def _secret_env(service: str) -> list[tuple[str, str, str, bool]]:
              "notifications-sealing-public-key", False),
             ("BOOTSTRAP_ADMIN_PASSWORD", own, "bootstrap-admin-password", True),
         ],
+        "certificates": [
+            ("CERTIFICATE_CODE_KEY", own, "certificate-code-key", False),
+        ],
         "notifications": [
             ("NOTIFICATIONS_SEALING_PRIVATE_KEY", own, "sealing-private-key", False),
             ("SMS_CALLBACK_SECRET", own, "sms-callback-secret", False),

@@ -60,6 +60,8 @@ GENERATED = {
     "NATIONAL_ID_HASH_KEY": lambda: secrets.token_hex(32),
     "LEARNER_SUBJECT_KEY": lambda: secrets.token_hex(32),
     "IDENTITY_HASH_KEY": lambda: secrets.token_hex(32),
+    # signs certificates' verification codes: changed, every code issued before stops verifying
+    "CERTIFICATE_CODE_KEY": lambda: secrets.token_hex(32),
     "BOOTSTRAP_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
 }
 SEALING_PAIR = ("NOTIFICATIONS_SEALING_PRIVATE_KEY", "NOTIFICATIONS_SEALING_PUBLIC_KEY")

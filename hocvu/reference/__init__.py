@@ -35,6 +35,17 @@ def communes_of(province_code: str) -> list[Commune]:
     return [c for c in communes().values() if c.province_code == province_code]
 
 
+def commune_problems(province_code: str, commune_code: str) -> list[str]:
+    """Why `commune_code` is not a commune or ward of `province_code`; empty if it is."""
+    commune = communes().get(commune_code)
+    if commune is None:
+        return [f"{commune_code} is no commune or ward code since 1 July 2025"]
+    if commune.province_code != province_code:
+        return [f"{commune_code} ({commune.name}) is in {commune.province_name} "
+                f"({commune.province_code}), not in province {province_code}"]
+    return []
+
+
 def province_of(commune_code: str) -> str | None:
     """The province a commune or ward belongs to; None for a code that is none."""
     commune = communes().get(commune_code)

@@ -1,17 +1,22 @@
-"""Issuing a certificate for a completed course: exactly one per enrollment."""
+"""Issuing a certificate for a completed course (exactly one per enrollment), and revoking
+one. Each is a single-document write carrying the event it causes, idempotent on its own
+(the unique enrollment_id, a write conditional on the status)."""
 import uuid
 from datetime import datetime
+from typing import Callable
 
+from hocvu.auth import Principal
 from hocvu.events import new_event
-from hocvu.outbox import with_events
+from hocvu.http import NotFound
+from hocvu.outbox import set_events, with_events
 from hocvu.store import Store, insert_once
-from services.certificates.domain import (VALID, display_code, new_verification_code,
-                                         serial_number)
+from services.certificates.domain import REVOKED, VALID, display_code, serial_number
 
 
 def issue(store: Store, completion: dict, correlation_id: str, verify_url: str,
-          now: datetime) -> dict | None:
-    """Issue the enrollment's certificate, or return None if it already has one.
+          new_code: Callable[[], str], now: datetime) -> dict | None:
+    """Issue the enrollment's certificate, or return None if it already has one, or if the
+    enrollment was cancelled (cancellations.py) at or before the course's completion.
 
     The serial comes from a counter document, then the certificate carrying its event is
     inserted: two writes without a transaction. If the second never happens (a crash, or a
@@ -22,15 +27,19 @@ def issue(store: Store, completion: dict, correlation_id: str, verify_url: str,
         if certificates.find_one({"enrollment_id": completion["enrollment_id"]},
                                  projection={"_id": 1}):
             return None
+        cancellation = store.db.cancellations.find_one({"_id": completion["enrollment_id"]})
+        if cancellation and cancellation["cancelled_at"] <= completion["completed_at"]:
+            return None
         year = now.year
         sequence = store.next_value(f"serial-{completion['province_code']}-{year}")
-        code = new_verification_code()
+        code = new_code()
         certificate = {
             "_id": str(uuid.uuid4()),
             "serial": serial_number(completion["province_code"], year, sequence),
             "verification_code": code,
             "status": VALID,
             "issued_at": now,
+            "completed_at": completion["completed_at"],
             "correlation_id": correlation_id,
             **{key: completion[key] for key in (
                 "enrollment_id", "learner_id", "course_id", "course_title", "full_name",
@@ -45,7 +54,40 @@ def issue(store: Store, completion: dict, correlation_id: str, verify_url: str,
                 "issued_at", "province_code", "commune_code", "learner_subject")}},
             correlation_id)
         # unique: the enrollment (a concurrent redelivery issued it: found above next time),
-        # the serial (the embedded store's counter may hand one out twice: take another)
+        # the serial (the embedded store's counter may hand one out twice: take another),
+        # the code (60 random bits: a collision is next to impossible; take another)
         if insert_once(certificates, with_events(certificate, [issued])):
             return certificate
     raise RuntimeError(f"could not issue a certificate for {completion['enrollment_id']}")
+
+
+def find_for(db, certificate_id: str, caller: Principal) -> dict:
+    """The certificate if the caller may act on it (a province admin: their province); 404
+    otherwise, as if it did not exist."""
+    certificate = db.certificates.find_one({"_id": certificate_id})
+    if certificate is None or not caller.covers(certificate["province_code"],
+                                                certificate["commune_code"]):
+        raise NotFound(f"no certificate {certificate_id}")
+    return certificate
+
+
+def revoke(db, certificate: dict, reason: str, revoked_by: str, now: datetime) -> dict:
+    """Revoke a valid certificate and announce it; a revoked one is returned unchanged (a
+    second revocation keeps the first one's time and reason, and announces nothing)."""
+    if certificate["status"] == REVOKED:
+        return certificate
+    change = {"status": REVOKED, "revoked_at": now, "revocation_reason": reason,
+              "revoked_by": revoked_by}
+    revoked = {**certificate, **change}
+    announced = new_event("certificate_revoked", {
+        "certificate_id": revoked["_id"], "reason": reason, "revoked_at": now,
+        **{key: revoked[key] for key in (
+            "enrollment_id", "learner_id", "course_id", "serial", "full_name", "course_title",
+            "group", "province_code", "commune_code", "learner_subject")}},
+        revoked.get("correlation_id") or revoked["_id"])
+    updated = db.certificates.update_one({"_id": certificate["_id"], "status": VALID},
+                                         set_events({"$set": change}, [announced]))
+    if not updated.modified_count:
+        # a concurrent revocation won: answer what it wrote
+        return db.certificates.find_one({"_id": certificate["_id"]})
+    return revoked

@@ -1,5 +1,6 @@
 """Certificates' HTTP bodies (events are in hocvu.contracts)."""
-from marshmallow import Schema, fields
+from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, validate,
+                         validates)
 
 from hocvu.contracts import UtcDateTime
 from hocvu.pagination import PageQuery, filter_field
@@ -20,6 +21,9 @@ class CertificateOut(Schema):
     province_code = fields.String()
     commune_code = fields.String()
     issued_at = UtcDateTime(required=True)
+    # when revoked (status "revoked"): when and why
+    revoked_at = UtcDateTime()
+    revocation_reason = fields.String()
 
 
 class CertificatePageOut(Schema):
@@ -36,6 +40,29 @@ class VerificationOut(Schema):
     full_name = fields.String(required=True)
     course_title = fields.String(required=True)
     issued_at = UtcDateTime(required=True)
+    # a revoked certificate says when and why, so the checker knows it no longer stands
+    revoked_at = UtcDateTime()
+    revocation_reason = fields.String()
+
+
+class RevokeIn(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=500), metadata={
+        "description": "why, 3 to 500 characters (not only spaces): shown to anyone who "
+                       "verifies the certificate and texted to the learner; name no third "
+                       "person"})
+
+    @validates("reason")
+    def _not_blank(self, value, **_):
+        if len(" ".join(value.split())) < 3:
+            raise ValidationError("must say why in at least 3 characters, not only spaces")
+
+    @post_load
+    def _single_spaces(self, data, **_):
+        data["reason"] = " ".join(data["reason"].split())
+        return data
 
 
 class CertificatesQuery(PageQuery):

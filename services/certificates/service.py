@@ -6,33 +6,65 @@ HTTP (under /api/certificates/; who may call each route: ACCESS below)
     GET  metrics                        Prometheus text; operations only
     GET  openapi.json
     GET  certificates[?enrollment_id=|learner_id=]  the caller's own or their communes'; paged
-    GET  verify/<verification_code>     public, no login
-Consumes   lessons.course_completed  -> issues the certificate
-Publishes  certificate_issued
-State      its own database: certificates (each with the event it caused, until relayed),
-           counters (serial numbers)
+    GET  certificates/<certificate_id>/pdf     the certificate as a PDF (learner, staff in scope)
+    POST certificates/<certificate_id>/revoke  {"reason"}: a province admin, their province
+    GET  verify/<verification_code>     public, no login; a made-up code (bad signature) is
+                                        refused without a store lookup
+Consumes   lessons.course_completed         -> issues the certificate (not after a cancellation)
+           enrollment.enrollment_cancelled  -> notes it; revokes a certificate of a course
+                                               completed after it (cancellations.py)
+Publishes  certificate_issued, certificate_revoked
+State      its own database: certificates (each with the event it caused, until relayed; the
+           learner's name: personal data), counters (serial numbers), cancellations
+           (enrollment id and time only)
+Config     CERTIFICATE_CODE_KEY (required; comma-separated for rotation), PUBLIC_BASE_URL
 """
+from eventlet import tpool
 from nameko.dependency_providers import Config
+from nameko.exceptions import ConfigurationError
+from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
+from werkzeug.wrappers import Response
 
 from hocvu import auth, health, metrics, openapi, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
-from hocvu.clock import utcnow
-from hocvu.http import NotFound, http, load_query
+from hocvu.clock import isoformat, utcnow
+from hocvu.http import Conflict, NotFound, http, load_body, load_query
 from hocvu.messaging import subscribe
 from hocvu.store import ServiceStore, Store
-from services.certificates import issuing
-from services.certificates.domain import normalize_code
-from services.certificates.schemas import CertificatePageOut, CertificatesQuery, VerificationOut
+from services.certificates import cancellations, issuing, pdf
+from services.certificates.domain import REVOKED, CodeKeys, display_code
+from services.certificates.schemas import (CertificateOut, CertificatePageOut, CertificatesQuery,
+                                           RevokeIn, VerificationOut)
 
 page_out = CertificatePageOut()
+certificate_out = CertificateOut()
 verification_out = VerificationOut()
 certificates_query = CertificatesQuery()
+revoke_in = RevokeIn()
+
+
+class CertificateRevoked(Conflict):
+    code = "CERTIFICATE_REVOKED"
+
+
+class VerificationCodes(DependencyProvider):
+    """Signs new verification codes and checks typed ones (domain.CodeKeys); refuses to start
+    without CERTIFICATE_CODE_KEY."""
+
+    def setup(self):
+        try:
+            self.keys = CodeKeys(str(self.container.config.get("CERTIFICATE_CODE_KEY") or ""))
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+
+    def get_dependency(self, worker_ctx):
+        return self.keys
 
 
 def prepare(store: Store) -> None:
     db = store.db
-    store.ensure_collections("certificates", "counters")
+    store.ensure_collections("certificates", "counters", "cancellations")
     db.certificates.create_index("enrollment_id", unique=True)
     db.certificates.create_index("verification_code", unique=True)
     db.certificates.create_index("serial", unique=True)
@@ -50,11 +82,16 @@ class CertificatesService:
         "metrics": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_certificates": auth.roles(*EVERYONE_SIGNED_IN),
+        # the learner, or staff whose communes cover theirs (checked in the handler)
+        "certificate_pdf": auth.roles(*EVERYONE_SIGNED_IN),
+        # a province admin of the certificate's province (checked in the handler)
+        "revoke_certificate": auth.roles(auth.PROVINCE_ADMIN),
         "verify": auth.PUBLIC,
     }
 
     config = Config()
     store = ServiceStore(prepare=prepare)
+    codes = VerificationCodes()
 
     @http("GET", "/api/certificates/health/live", summary="the process answers (no I/O)",
           answers={200: health.LIVE_ANSWER})
@@ -83,18 +120,67 @@ class CertificatesService:
                                       ("enrollment_id", "learner_id"), "issued_at")
         return page_out.dump(page)
 
+    @http("GET", "/api/certificates/certificates/<certificate_id>/pdf",
+          summary="the certificate as a PDF, in Vietnamese, with a QR code to verify it",
+          answers={200: "application/pdf: the certificate, one A4 page",
+                   404: "no such certificate (or not yours to see)",
+                   409: "the certificate was revoked"})
+    def certificate_pdf(self, request, certificate_id):
+        certificate = self.store.db.certificates.find_one({"_id": certificate_id})
+        if certificate is None or not request.principal.may_see(
+                certificate["province_code"], certificate["commune_code"],
+                certificate.get("learner_subject")):
+            raise NotFound(f"no certificate {certificate_id}")
+        if certificate["status"] == REVOKED:
+            raise CertificateRevoked("this certificate was revoked: it is no longer printed",
+                                     revoked_at=isoformat(certificate["revoked_at"]))
+        # a few hundred milliseconds of CPU (fonts): in a thread, so that the other requests
+        # this process serves meanwhile are not held up
+        document = tpool.execute(
+            pdf.render, certificate, display_code(certificate["verification_code"]),
+            self._verify_url().format(code=certificate["verification_code"]))
+        # the learner's name: personal data, kept out of shared caches
+        return Response(document, content_type="application/pdf", headers={
+            "Content-Disposition": f'inline; filename="{certificate["serial"]}.pdf"',
+            "Cache-Control": "private, no-store"})
+
+    @http("POST", "/api/certificates/certificates/<certificate_id>/revoke",
+          summary="revoke a certificate, saying why (again: no change)", body=RevokeIn,
+          answers={200: CertificateOut, 400: "no reason given",
+                   403: "only a province admin revokes",
+                   404: "no such certificate in your province"})
+    def revoke_certificate(self, request, certificate_id):
+        reason = load_body(request, revoke_in)["reason"]
+        caller = request.principal
+
+        certificate = issuing.find_for(self.store.db, certificate_id, caller)
+        return certificate_out.dump(issuing.revoke(self.store.db, certificate, reason,
+                                                   caller.subject, utcnow()))
+
     @http("GET", "/api/certificates/verify/<code>", summary="verify a certificate (public)",
           answers={200: VerificationOut, 404: "no certificate has this code"})
     def verify(self, request, code):
-        canonical = normalize_code(code)
+        # a code whose signature is wrong never reaches the store (domain.py)
+        canonical = self.codes.worth_looking_up(code)
         certificate = canonical and self.store.db.certificates.find_one(
             {"verification_code": canonical})
         if not certificate:
             raise NotFound("no certificate has this verification code")
         return verification_out.dump(certificate)
 
+    def _verify_url(self) -> str:
+        return self.config["PUBLIC_BASE_URL"].rstrip("/") + "/api/certificates/verify/{code}"
+
     @subscribe("lessons", "course_completed")
     def issue_certificate(self, event):
-        verify_url = self.config["PUBLIC_BASE_URL"].rstrip("/") + "/api/certificates/verify/{code}"
+        issuing.issue(self.store, event.data, event.correlation_id, self._verify_url(),
+                      self.codes.new_code, utcnow())
+        # a cancellation noted while this one issued (its handler found no certificate yet)
+        cancellations.recheck(self.store.db, event.data["enrollment_id"], utcnow())
 
-        issuing.issue(self.store, event.data, event.correlation_id, verify_url, utcnow())
+    @subscribe("enrollment", "enrollment_cancelled")
+    def note_cancellation(self, event):
+        # two documents, the note first: a redelivery after a crash between them finds the
+        # note already there and still revokes (the revocation is conditional on the status)
+        cancellations.note(self.store.db, event.data, utcnow())
+        cancellations.revoke_if_completed_after(self.store.db, event.data, utcnow())

@@ -23,9 +23,9 @@ from hocvu.auth import Principal
 from hocvu.http import Conflict, Forbidden, NotFound
 from hocvu.privacy import mask_phone
 from hocvu.events import new_event
-from hocvu.outbox import with_events
+from hocvu.outbox import set_events, with_events
 
-ACTIVE = "active"
+ACTIVE, CANCELLED = "active", "cancelled"
 PROFILE_FIELDS = ("full_name", "subject", "birth_year", "group")
 
 
@@ -163,3 +163,35 @@ def remember_course(db, data: dict, published_at: datetime) -> None:
         {"$set": {"title": data["title"], "group": data["group"],
                   "lesson_count": len(data["lessons"]), "published_at": published_at}},
         upsert=True)
+
+
+def find_visible(enrollments, enrollment_id: str, caller: Principal) -> dict:
+    """The enrollment if the caller may see it (theirs, or in their communes); 404 otherwise."""
+    enrollment = enrollments.find_one({"_id": enrollment_id})
+    if enrollment is None or not caller.may_see(enrollment["province_code"],
+                                                enrollment["commune_code"],
+                                                enrollment.get("learner_subject")):
+        raise NotFound(f"no enrollment {enrollment_id}")
+    return enrollment
+
+
+def cancel(db, enrollment: dict, caller: Principal, now: datetime) -> dict:
+    """Cancel an active enrollment and announce it (lessons stop, no certificate, no
+    reminder); a cancelled one is returned as it is, announced once only. One write,
+    conditional on the status, carrying the one event it causes."""
+    if enrollment["status"] == CANCELLED:
+        return enrollment
+    change = {"status": CANCELLED, "cancelled_at": now, "cancelled_by": caller.subject}
+    cancelled = {**enrollment, **change}
+    announced = new_event("enrollment_cancelled", {
+        **{key: cancelled[key] for key in ("learner_id", "course_id", "group", "province_code",
+                                            "commune_code")},
+        "enrollment_id": cancelled["_id"], "learner_subject": cancelled.get("learner_subject"),
+        "cancelled_at": now, "cancelled_by": "staff" if caller.is_staff else "learner"},
+        cancelled.get("correlation_id") or cancelled["_id"])
+    updated = db.enrollments.update_one({"_id": enrollment["_id"], "status": ACTIVE},
+                                        set_events({"$set": change}, [announced]))
+    if not updated.modified_count:
+        # a concurrent cancellation won: answer what it wrote
+        return db.enrollments.find_one({"_id": enrollment["_id"]})
+    return cancelled

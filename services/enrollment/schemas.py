@@ -4,7 +4,9 @@ import datetime
 from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, validate,
                          validates, validates_schema)
 
+from hocvu import reference
 from hocvu.contracts import LEARNER_GROUPS, UtcDateTime
+from hocvu.places import is_commune_code
 from hocvu.pagination import PageQuery, filter_field
 from services.enrollment import identity
 
@@ -35,7 +37,9 @@ class LearnerIn(Schema):
         sorted(identity.PROVINCE_CODES),
         error="must be the 2-digit code of one of the 34 provinces"))
     commune_code = fields.String(required=True, validate=validate.Regexp(
-        r"^[0-9]{5}$", error="must be a 5-digit commune or ward code"))
+        r"^[0-9]{5}$", error="must be a 5-digit commune or ward code"), metadata={
+        "description": "a commune or ward of province_code, from the official list of units "
+                       "since 1 July 2025 (GET /api/enrollment/communes?province=...)"})
 
     @validates("full_name")
     def _full_name(self, value, **_):
@@ -64,6 +68,15 @@ class LearnerIn(Schema):
         problems = identity.national_id_problems(data.get("national_id", ""), birth_year)
         if problems:
             raise ValidationError(problems, field_name="national_id")
+
+    @validates_schema(skip_on_field_errors=False)
+    def _commune_of_the_province(self, data, **_):
+        province, commune = data.get("province_code"), data.get("commune_code")
+        if province not in identity.PROVINCE_CODES or not is_commune_code(commune):
+            return  # already reported by the fields' own validators
+        problems = reference.commune_problems(province, commune)
+        if problems:
+            raise ValidationError(problems, field_name="commune_code")
 
     @post_load
     def _normalize(self, data, **_):
@@ -103,6 +116,8 @@ class LearnerOut(Schema):
 
 class EnrollmentOut(EnrollmentCreatedOut):
     course_title = fields.String(required=True)
+    cancelled_at = UtcDateTime(metadata={"description": "when it was cancelled (status "
+                                                        "cancelled)"})
     province_code = fields.String(required=True)
     commune_code = fields.String(required=True)
     learner = fields.Nested(LearnerOut, required=True, allow_none=True)
@@ -110,6 +125,7 @@ class EnrollmentOut(EnrollmentCreatedOut):
 
 class EnrollmentSummaryOut(EnrollmentCreatedOut):
     course_title = fields.String(required=True)
+    cancelled_at = UtcDateTime()
     province_code = fields.String(required=True)
     commune_code = fields.String(required=True)
     group = fields.String(required=True)
@@ -131,6 +147,28 @@ class EnrollmentsQuery(PageQuery):
     commune_code = fields.String(validate=validate.Regexp(
         r"^[0-9]{5}$", error="5 digits"), metadata={"description": "only this commune"})
     course_id = filter_field("only this course")
+
+
+class PlaceOut(Schema):
+    """A province, commune or ward of the official list (public data, nothing personal)."""
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+class CommunesQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    province = fields.String(required=True, validate=validate.OneOf(
+        sorted(identity.PROVINCE_CODES),
+        error="must be the 2-digit code of one of the 34 provinces"),
+        metadata={"description": "the province whose communes and wards to list (all of them: "
+                                 "at most 168)"})
+
+
+class CommunesOut(Schema):
+    province = fields.Nested(PlaceOut, required=True)
+    communes = fields.List(fields.Nested(PlaceOut), required=True)
 
 
 # --- bulk enrollment (services/enrollment/bulk.py) -------------------------------------

@@ -6,9 +6,13 @@ HTTP (under /api/enrollment/; who may call each route: ACCESS below)
     GET  metrics                        Prometheus text; operations only
     GET  openapi.json
     GET  courses                    the catalog as enrollment knows it (from lessons' events)
+    GET  provinces                  the 34 provinces (official list since 1 July 2025)
+    GET  communes?province=38       that province's communes and wards, with their names
     POST enrollments                {"course_id", "learner": {...}} -> 201, 400, 403, 404, 409
     GET  enrollments                the caller's own, or those of the communes they cover; paged
     GET  enrollments/<id>
+    POST enrollments/<id>/cancel    the learner (their own) or staff covering the commune;
+                                    again: the same answer, no second event
     POST enrollments/lookup?course_id=  a class's CSV of national IDs or enrollment ids -> the
                                     enrollments the caller may see (for lessons' attendance)
     POST imports?course_id=[&commune_code=]  a CSV of learners (text/csv) -> 202, a job
@@ -16,7 +20,8 @@ HTTP (under /api/enrollment/; who may call each route: ACCESS below)
     GET  imports/<id>/report            its rows that were not enrolled, and why (CSV, vi + en)
 Consumes   lessons.course_published  -> catalog copy
 Publishes  learner_enrolled (to lessons, notifications),
-           learner_contact_registered (the phone number, sealed: to notifications only)
+           learner_contact_registered (the phone number, sealed: to notifications only),
+           enrollment_cancelled (to lessons, certificates, notifications)
 State      its own database: learners (no phone in clear), enrollments (with the events they
            cause, until relayed), catalog, imports and import_chunks (bulk.py: a job, and its
            rows encrypted until done; kept BULK_RETENTION_DAYS)
@@ -30,7 +35,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 from werkzeug.wrappers import Response
 
-from hocvu import auth, health, metrics, openapi, pagination
+from hocvu import auth, health, metrics, openapi, pagination, reference
 from hocvu.auth import EVERYONE_SIGNED_IN, STAFF
 from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
@@ -41,10 +46,10 @@ from hocvu.reference import province_of
 from hocvu.sealing import Sealer
 from hocvu.store import ServiceStore, Store, drop_indexes_if_present
 from services.enrollment import bulk, enrolling, identity, lookup, migrations
-from services.enrollment.schemas import (CSV_BODY, CatalogCourseOut, EnrollmentCreatedOut,
-                                         EnrollmentIn, EnrollmentOut, EnrollmentPageOut,
-                                         EnrollmentsQuery, ImportOut, ImportQuery, LookupOut,
-                                         LookupQuery)
+from services.enrollment.schemas import (CSV_BODY, CatalogCourseOut, CommunesOut, CommunesQuery,
+                                         EnrollmentCreatedOut, EnrollmentIn, EnrollmentOut,
+                                         EnrollmentPageOut, EnrollmentsQuery, ImportOut,
+                                         ImportQuery, LookupOut, LookupQuery, PlaceOut)
 
 enrollment_in = EnrollmentIn()
 created_out = EnrollmentCreatedOut()
@@ -52,6 +57,11 @@ enrollment_out = EnrollmentOut()
 page_out = EnrollmentPageOut()
 catalog_out = CatalogCourseOut(many=True)
 enrollments_query = EnrollmentsQuery()
+places_out = PlaceOut(many=True)
+communes_query = CommunesQuery()
+communes_out = CommunesOut()
+# the list of units changes by decree, with a release of this service: a day's cache is safe
+_REFERENCE_CACHING = {"Cache-Control": "public, max-age=86400"}
 import_query = ImportQuery()
 import_out = ImportOut()
 lookup_query = LookupQuery()
@@ -122,9 +132,14 @@ class EnrollmentService:
         "metrics": auth.OPERATIONS,
         "openapi_document": auth.PUBLIC,
         "list_courses": auth.PUBLIC,
+        # the official list of units: public data the frontend's pickers need before sign-in
+        "list_provinces": auth.PUBLIC,
+        "list_communes": auth.PUBLIC,
         "create_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
         "list_enrollments": auth.roles(*EVERYONE_SIGNED_IN),
         "get_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
+        # the learner, or staff covering the enrollment's commune (checked in the handler)
+        "cancel_enrollment": auth.roles(*EVERYONE_SIGNED_IN),
         # staff within their communes (a job: its creator, and staff covering its communes)
         "lookup_enrollments": auth.roles(*STAFF),
         "create_import": auth.roles(*STAFF),
@@ -159,6 +174,25 @@ class EnrollmentService:
           answers={200: CatalogCourseOut(many=True)})
     def list_courses(self, request):
         return catalog_out.dump(self.store.db.catalog.find().sort([("group", 1), ("_id", 1)]))
+
+    @http("GET", "/api/enrollment/provinces",
+          summary="the 34 provinces since 1 July 2025, by code, with their names",
+          answers={200: PlaceOut(many=True)})
+    def list_provinces(self, request):
+        provinces = [{"code": code, "name": name}
+                     for code, name in sorted(reference.provinces().items())]
+        return json_response(places_out.dump(provinces), headers=_REFERENCE_CACHING)
+
+    @http("GET", "/api/enrollment/communes",
+          summary="a province's communes and wards (official list since 1 July 2025)",
+          query=CommunesQuery, answers={200: CommunesOut, 400: "no such province"})
+    def list_communes(self, request):
+        province = load_query(request, communes_query)["province"]
+        communes = sorted(reference.communes_of(province), key=lambda commune: commune.code)
+        return json_response(communes_out.dump({
+            "province": {"code": province, "name": reference.provinces()[province]},
+            "communes": [{"code": c.code, "name": c.name} for c in communes]}),
+            headers=_REFERENCE_CACHING)
 
     @http("POST", "/api/enrollment/enrollments", summary="enroll a learner in a course",
           body=EnrollmentIn, answers={201: EnrollmentCreatedOut, 400: "invalid fields",
@@ -206,11 +240,20 @@ class EnrollmentService:
     @http("GET", "/api/enrollment/enrollments/<enrollment_id>", summary="one enrollment",
           answers={200: EnrollmentOut, 404: "no such enrollment (or not yours to see)"})
     def get_enrollment(self, request, enrollment_id):
-        enrollment = self.store.db.enrollments.find_one({"_id": enrollment_id})
-        if enrollment is None or not request.principal.may_see(
-                enrollment["province_code"], enrollment["commune_code"],
-                enrollment.get("learner_subject")):
-            raise NotFound(f"no enrollment {enrollment_id}")
+        enrollment = enrolling.find_visible(self.store.db.enrollments, enrollment_id,
+                                            request.principal)
+        enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
+        return enrollment_out.dump(enrollment)
+
+    @http("POST", "/api/enrollment/enrollments/<enrollment_id>/cancel",
+          summary="cancel an enrollment: its lessons stop, no certificate or reminder follows "
+                  "(again: the same answer)",
+          answers={200: EnrollmentOut, 404: "no such enrollment (or not yours to cancel)"})
+    def cancel_enrollment(self, request, enrollment_id):
+        caller = request.principal
+
+        enrollment = enrolling.find_visible(self.store.db.enrollments, enrollment_id, caller)
+        enrollment = enrolling.cancel(self.store.db, enrollment, caller, utcnow())
         enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
         return enrollment_out.dump(enrollment)
 

@@ -24,11 +24,14 @@ from hocvu.outbox import with_events
 from hocvu.reference import province_of
 from hocvu.store import read_modify_write
 from services.lessons import repository
-from services.lessons.domain import UnknownLesson
+from services.lessons.domain import CompletedOutOfOrder, PlanCancelled, UnknownLesson
 
 SESSIONS = "sessions"
 COMPLETED, ALREADY, NOT_FOUND, OTHER_COURSE = (
     "completed", "already_completed", "not_found", "other_course")
+# the course's rules (domain.py): a cancelled enrollment, or a strict-order lesson whose
+# predecessors are not completed, completes nothing by presence either
+CANCELLED, OUT_OF_ORDER = "enrollment_cancelled", "out_of_order"
 
 
 def session_id(commune_code: str, site: str, date: str, course_id: str, lesson_id: str) -> str:
@@ -100,6 +103,10 @@ def _complete(store, caller, session, enrollment_id, now) -> str:
                                           reason=f"session:{session['_id']}")
         except UnknownLesson:
             return OTHER_COURSE, None
+        except PlanCancelled:
+            return CANCELLED, None
+        except CompletedOutOfOrder:
+            return OUT_OF_ORDER, None
         if not events:
             return ALREADY, None
         return COMPLETED, with_events(repository.plan_to_doc(plan), [

@@ -17,12 +17,20 @@ class CourseOut(Schema):
     title = fields.String(required=True)
     group = fields.String(required=True)
     lessons = fields.List(fields.Nested(LessonOut), required=True)
+    order = fields.String(required=True, metadata={
+        "description": "strict: each lesson only after the one before it; free: any order"})
+    pass_mark = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "the lowest score that completes a lesson (null: any completion)"})
 
 
 class LessonProgressOut(LessonOut):
     status = fields.String(required=True)
     completed_at = UtcDateTime(required=True, allow_none=True)
     score = fields.Integer(required=True, allow_none=True)
+    attempts = fields.Integer(required=True, metadata={
+        "description": "completions sent for this lesson, those below the pass mark included"})
+    last_score = fields.Integer(required=True, allow_none=True)
+    last_attempt_at = UtcDateTime(required=True, allow_none=True)
     reason = fields.String(allow_none=True, metadata={
         "description": "session:<id> when completed by being present in class"})
 
@@ -35,6 +43,11 @@ class ProgressOut(Schema):
     lessons = fields.List(fields.Nested(LessonProgressOut), required=True)
     completed = fields.Boolean(required=True)
     completed_at = UtcDateTime(required=True, allow_none=True)
+    status = fields.String(required=True, metadata={
+        "description": "active, or cancelled (the enrollment was: nothing more completes)"})
+    cancelled_at = UtcDateTime(required=True, allow_none=True)
+    order = fields.String(required=True)
+    pass_mark = fields.Integer(required=True, allow_none=True)
 
 
 class CompleteLessonIn(Schema):
@@ -87,7 +100,8 @@ class AttendanceIn(Schema):
 class AttendanceResultOut(Schema):
     enrollment_id = fields.String(required=True)
     outcome = fields.String(required=True, validate=validate.OneOf(
-        ["completed", "already_completed", "not_found", "other_course"]))
+        ["completed", "already_completed", "not_found", "other_course",
+         "enrollment_cancelled", "out_of_order"]))
 
 
 class SessionOut(Schema):

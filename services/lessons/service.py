@@ -9,32 +9,38 @@ HTTP (under /api/lessons/; who may call each route: ACCESS below)
     GET  courses/<course_id>
     GET  enrollments/<enrollment_id>                     a learner's progress
     POST enrollments/<enrollment_id>/lessons/<lesson_id>/complete   {"score": 0..100}
-         (the learner, online; or staff of the learner's commune, for an in-person class)
+         (the learner, online; or staff of the learner's commune, for an in-person class);
+         409 in a strict-order course before the lessons ahead of it (naming the first
+         missing), or once the enrollment is cancelled; below the pass mark: an attempt only
     POST sessions                        a class: {course_id, lesson_id, commune_code, site,
                                          date, enrollment_ids} -> 201 (200: already recorded)
     POST sessions/<session_id>/attendance  {enrollment_ids}: more learners present
     GET  sessions/<session_id>
          (staff covering the session's commune; presence completes the lesson, reason
-         session:<id>)
-Consumes   enrollment.learner_enrolled   -> assigns the course's lessons
+         session:<id>, under the same order rule; per learner: enrollment_cancelled or
+         out_of_order when it cannot)
+Consumes   enrollment.learner_enrolled     -> assigns the course's lessons
+           enrollment.enrollment_cancelled -> the plan stops: nothing more completes, no
+                                              course_completed follows
 Publishes  course_published, lessons_assigned, lesson_completed, course_completed
 State      its own database: courses, plans (each with the events it caused, until relayed),
-           sessions (attendance.py)
+           sessions (attendance.py), cancellations (enrollment ids)
 """
 from nameko.dependency_providers import Config
 
 from hocvu import auth, health, metrics, openapi
 from hocvu.auth import EVERYONE_SIGNED_IN, STAFF
 from hocvu.cache import TtlCache
-from hocvu.clock import utcnow
-from hocvu.http import Forbidden, NotFound, http, load_body
+from hocvu.clock import isoformat, utcnow
+from hocvu.http import Conflict, Forbidden, NotFound, ValidationFailed, http, load_body
 from hocvu.messaging import subscribe
 from hocvu.events import new_event
 from hocvu.outbox import with_events
 from hocvu.reference import province_of
 from hocvu.store import ServiceStore, insert_once, read_modify_write
 from services.lessons import attendance, repository
-from services.lessons.domain import Learner, LessonPlan, UnknownLesson
+from services.lessons.domain import (CompletedOutOfOrder, Learner, LessonPlan, PlanCancelled,
+                                     ScoreRequired, UnknownLesson)
 from services.lessons.schemas import (AttendanceIn, CompleteLessonIn, CourseOut, ProgressOut,
                                       SessionIn, SessionOut)
 
@@ -51,6 +57,14 @@ _courses = TtlCache(seconds=60)
 
 class UnknownCourse(Exception):
     """learner_enrolled named a course this catalog does not have."""
+
+
+class EnrollmentCancelled(Conflict):
+    code = "ENROLLMENT_CANCELLED"
+
+
+class LessonOutOfOrder(Conflict):
+    code = "LESSON_OUT_OF_ORDER"
 
 
 class LessonsService:
@@ -119,25 +133,26 @@ class LessonsService:
     @http("POST", "/api/lessons/enrollments/<enrollment_id>/lessons/<lesson_id>/complete",
           summary="complete a lesson (again: no change)", body=CompleteLessonIn,
           body_required=False,
-          answers={200: ProgressOut, 400: "invalid score",
-                   404: "unknown enrollment or lesson, or not yours"})
+          answers={200: ProgressOut,
+                   400: "invalid score, or none where the course has a pass mark (a learner)",
+                   404: "unknown enrollment or lesson, or not yours",
+                   409: "a lesson before it is not completed (strict order; named in "
+                        "blocking_lesson), or the enrollment was cancelled"})
     def complete_lesson(self, request, enrollment_id, lesson_id):
         score = load_body(request, complete_in, allow_empty=True)["score"]
-
         caller = request.principal
 
         def complete(current):
             plan = current and repository.plan_from_doc(current)
             if plan is None or not plan.visible_to(caller):
                 raise NotFound(f"no lessons assigned to enrollment {enrollment_id}")
-            try:
-                events = plan.complete_lesson(lesson_id, score, utcnow())
-            except UnknownLesson:
-                raise NotFound(f"enrollment {enrollment_id} has no lesson {lesson_id}") from None
-            if not events:
+            events = _complete(plan, lesson_id, score, not caller.is_staff)
+            after = repository.plan_to_doc(plan)
+            if after == current:
                 return plan, None  # done before: nothing changes, nothing is announced
-            return plan, with_events(repository.plan_to_doc(plan), [
-                new_event(event_type, data, plan.correlation_id) for event_type, data in events])
+            # an attempt below the pass mark changes the plan and announces nothing
+            return plan, with_events(after, [new_event(event_type, data, plan.correlation_id)
+                                             for event_type, data in events])
 
         # a read, then a write only if nobody changed the plan in between (another lesson
         # completed at the same moment): else it runs again on what that write left
@@ -180,6 +195,8 @@ class LessonsService:
 
         if self.store.db.plans.find_one({"_id": data["enrollment_id"]}, projection={"_id": 1}):
             return  # a redelivery: the plan (the enrollment's natural key) exists
+        if repository.was_cancelled(self.store.db, data["enrollment_id"]):
+            return  # the cancellation came first: no lessons to assign
         course_doc = _courses.get(data["course_id"],
                                   lambda: self.store.db.courses.find_one({"_id": data["course_id"]}))
         if course_doc is None:
@@ -194,3 +211,36 @@ class LessonsService:
         insert_once(self.store.db.plans, with_events(repository.plan_to_doc(plan), [
             new_event(event_type, event_data, event.correlation_id)
             for event_type, event_data in events]))
+        # a cancellation noted between the look above and the insertion stops the plan now
+        # (the cancellation's own handler may have looked for the plan before it existed)
+        repository.stop_if_cancelled(self.store.db, data["enrollment_id"], utcnow())
+
+    @subscribe("enrollment", "enrollment_cancelled")
+    def stop_plan(self, event):
+        # idempotent by itself, in either order with learner_enrolled: the note first (which
+        # assign_lessons checks before and after it writes a plan), then the plan, if any
+        enrollment_id = event.data["enrollment_id"]
+        repository.note_cancellation(self.store.db, enrollment_id, event.data["cancelled_at"])
+        repository.stop_if_cancelled(self.store.db, enrollment_id, utcnow())
+
+
+def _complete(plan: LessonPlan, lesson_id: str, score: int | None,
+              score_required: bool) -> list:
+    """The plan's rule, as HTTP answers."""
+    try:
+        return plan.complete_lesson(lesson_id, score, utcnow(), score_required)
+    except UnknownLesson:
+        raise NotFound(f"enrollment {plan.enrollment_id} has no lesson {lesson_id}") from None
+    except PlanCancelled:
+        raise EnrollmentCancelled("this enrollment was cancelled: its lessons stopped",
+                                  cancelled_at=isoformat(plan.cancelled_at)) from None
+    except CompletedOutOfOrder as exc:
+        blocking = exc.blocking
+        raise LessonOutOfOrder(
+            f"complete lesson {blocking.position}, \"{blocking.title}\", first: this course "
+            "takes its lessons in order",
+            blocking_lesson={"id": blocking.id, "title": blocking.title,
+                             "position": blocking.position}) from None
+    except ScoreRequired:
+        raise ValidationFailed("this course has a pass mark: give the score you obtained",
+                               {"score": [f"required: the pass mark is {plan.pass_mark}"]}) from None

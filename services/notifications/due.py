@@ -5,10 +5,11 @@ The embedded store decodes every document a query matches before it sorts and li
 decodes all 2,000, every round, and falls further behind the longer the queue grows. So the
 dispatcher (one at a time, under its lease) keeps a cursor on `next_attempt_at` and reads
 one slice after it: one second's worth of messages, twice as wide after each empty slice so
-that it catches up quickly over a quiet stretch. Once caught up it keeps a margin behind
-"now", so a message written a moment after it was stamped is still read. A sweep over
-everything due, once a minute and at the start, picks up whatever a cursor could miss (a
-message stamped further in the past than the margin, by a slow writer or a skewed clock).
+that it catches up quickly over a quiet stretch. Once caught up it keeps a margin of 10 s
+behind "now", so a message written a while after it was stamped (a busy machine) is still
+read; the margin costs little, as only messages still queued are in the index range. A sweep
+over everything due, once a minute, at the start, and again at once while it finds a full
+batch, picks up whatever the cursor missed (a writer slower than the margin, a skewed clock).
 """
 import time
 from datetime import timedelta
@@ -22,7 +23,7 @@ ORDER = [("next_attempt_at", ASCENDING), ("created_at", ASCENDING)]
 
 class DueReader:
     def __init__(self, messages, batch_size: int, slice_seconds: float = 1.0,
-                 margin_seconds: float = 1.0, sweep_seconds: float = 60.0,
+                 margin_seconds: float = 10.0, sweep_seconds: float = 60.0,
                  monotonic=time.monotonic):
         self.messages = messages
         self.batch_size = batch_size
@@ -54,11 +55,15 @@ class DueReader:
             self.width *= 2  # a quiet stretch: look further at once
 
     def _sweep(self, now) -> tuple[list[dict], bool]:
-        self.next_sweep = self.monotonic() + self.sweep_every
-        batch = self._find({"$lte": now})
+        """At the start: everything due, oldest first, and the cursor set after it. Then:
+        only what lies behind the cursor, which the walk never reads again."""
+        first = self.cursor is None
+        batch = self._find({"$lte": now} if first else {"$lt": self.cursor})
         full = len(batch) == self.batch_size
-        if self.cursor is None:
+        if first:
             self.cursor = batch[-1]["next_attempt_at"] if full else now - self.margin
+        # a full sweep behind the cursor means more may be there: sweep again next round
+        self.next_sweep = self.monotonic() + (0 if full and not first else self.sweep_every)
         return batch, full
 
     def _find(self, when: dict) -> list[dict]:

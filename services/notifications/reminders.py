@@ -8,8 +8,9 @@ in REMINDER_DAYS_BY_COURSE ("course-id=3,other-course=10").
 
 It is fed by events: learner_enrolled starts it, lessons_assigned tells the lessons and
 their titles, lesson_completed moves it on, course_completed ends it. `stop()` ends it for
-any other reason: the future `enrollment_cancelled` consumer only calls
-`stop(db, enrollment_id, "cancelled")`. A stopped enrollment is never reminded again.
+any other reason: the `enrollment_cancelled` consumer calls
+`stop(db, enrollment_id, "cancelled", now, data)`. A stopped enrollment is never reminded
+again.
 
 The planner loop claims due enrollments under a lease, creates the reminder message (its
 dedupe key carries the reminder's sequence number), then moves `next_reminder_at` on. After a
@@ -91,9 +92,11 @@ def on_enrolled(db, data: dict, days: ReminderDays, now: datetime) -> None:
                 "next_reminder_at": data["enrolled_at"] + timedelta(days=days(data["course_id"]))}
     try:
         # the usual case, one write: no progress seen yet (whether lessons_assigned came
-        # first or not), so the enrollment is the starting point
+        # first or not), so the enrollment is the starting point; a state already stopped
+        # (a cancellation or completion came first) falls to the path below, which keeps it
+        # stopped
         db.reminders.update_one(
-            {"_id": data["enrollment_id"], "last_progress_at": None},
+            {"_id": data["enrollment_id"], "last_progress_at": None, "status": ACTIVE},
             {"$set": {**about, **starting}, "$setOnInsert": _unset_fields(data, now, starting)},
             upsert=True)
         return

@@ -17,6 +17,8 @@ HTTP (under /api/notifications/; who may call each route: ACCESS below)
 Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            enrollment.learner_enrolled            -> SMS enrollment_confirmed; reminders start
            certificates.certificate_issued        -> SMS certificate_issued
+           certificates.certificate_revoked       -> SMS certificate_revoked (when and why)
+           enrollment.enrollment_cancelled        -> reminders stop (none ever again)
            lessons.lessons_assigned               -> the lessons a reminder names
            lessons.lesson_completed               -> progress: the next reminder moves on
            lessons.course_completed               -> reminders stop
@@ -32,6 +34,7 @@ Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_
 """
 import hmac
 import re
+import textwrap
 
 from nameko.dependency_providers import Config
 from nameko.exceptions import ConfigurationError
@@ -50,6 +53,7 @@ from hocvu.store import ServiceStore, Store
 from services.notifications import (messages, optout, providers, reminders,
                                     sign_in_codes, templates)
 from services.notifications.dispatcher import SmsDispatcher
+from services.notifications.templates import vietnamese_day
 from services.notifications.schemas import (
     DeliveryReportIn, InboundSmsIn, MessagePageOut, SmsPreferencesIn, SmsPreferencesOut,
     MessagesQuery)
@@ -316,6 +320,25 @@ class NotificationsService:
     def stop_reminders(self, event):
         reminders.stop(self.store.db, event.data["enrollment_id"], reminders.COMPLETED, utcnow(),
                        event.data)
+
+    @subscribe("enrollment", "enrollment_cancelled")
+    def stop_reminders_for_cancellation(self, event):
+        # idempotent by itself: stopping a stopped enrollment changes nothing; arriving before
+        # learner_enrolled, it leaves a stopped state that enrollment will not restart
+        reminders.stop(self.store.db, event.data["enrollment_id"], reminders.CANCELLED, utcnow(),
+                       event.data)
+
+    @subscribe("certificates", "certificate_revoked")
+    def announce_revocation(self, event):
+        data = event.data
+        self._create_message(event, templates.CERTIFICATE_REVOKED,
+                             f"certificate_revoked:{data['certificate_id']}",
+                             {"full_name": data["full_name"], "course_title": data["course_title"],
+                              # a long reason would cost several SMS; the whole of it
+                              # is on the verification page
+                              "serial": data["serial"],
+                              "reason": textwrap.shorten(data["reason"], 120, placeholder="..."),
+                              "revoked_on": vietnamese_day(data["revoked_at"])})
 
     @subscribe("certificates", "certificate_issued")
     def announce_certificate(self, event):

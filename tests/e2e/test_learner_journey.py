@@ -43,18 +43,24 @@ def captured_events(platform):
 
 
 @pytest.fixture(scope="module")
-def facilitator(platform):
-    """The province admin's facilitator for Mường Lát (14845), signed in once for the module:
-    sign-in is rate-limited at the edge."""
-    admin = accounts.province_admin(platform)
+def admin(platform):
+    """The province admin, signed in once for the module: sign-in is rate-limited at the
+    edge."""
+    return accounts.province_admin(platform)
+
+
+@pytest.fixture(scope="module")
+def facilitator(platform, admin):
+    """The province admin's facilitator for Mường Lát (14845), signed in once for the module."""
     return accounts.create_facilitator(platform, admin, "e2e-facilitator", ["14845"])
 
 
 def test_a_facilitators_morning_and_a_learners_online_lessons(platform, captured_events,
-                                                              facilitator):
+                                                              admin, facilitator):
     """Through the nginx edge, as a frontend calls it: the province admin creates a
     facilitator, who enrolls a learner at their commune's site; the learner signs in with
-    the code texted to them and completes the lessons online; anyone verifies the certificate."""
+    the code texted to them and completes the lessons online; anyone verifies the
+    certificate; then its PDF, its revocation and another enrollment's cancellation."""
     courses = requests.get(platform.url("lessons", "courses")).json()
     assert sorted(c["group"] for c in courses) == ["citizen", "official", "student", "worker"]
     course = next(c for c in courses if c["group"] == "citizen")
@@ -139,6 +145,61 @@ def test_a_facilitators_morning_and_a_learners_online_lessons(platform, captured
     hijack = requests.post(enrollments, headers=stranger, json={
         "course_id": course["id"], "learner": {**LEARNER, "phone": "0987654321"}})
     assert hijack.status_code == 409 and "enrollment_id" not in hijack.json()
+
+    then_her_pdf_a_revocation_and_a_cancellation(platform, admin, facilitator, learner,
+                                                 certificate)
+
+
+def then_her_pdf_a_revocation_and_a_cancellation(platform, admin, facilitator, learner,
+                                                 certificate):
+    """Through the edge, after the journey: the learner downloads her certificate (its QR
+    code leads to the verification, which says valid); the province admin revokes it
+    (verification says when and why, she is texted); the facilitator cancels another
+    learner's enrollment, whose lessons then stop. The sessions are the journey's: the edge
+    limits sign-ins per address."""
+    import io
+
+    import pypdf
+    import zxingcpp
+
+    document = requests.get(platform.url("certificates",
+                                         f"certificates/{certificate['id']}/pdf"), headers=learner)
+    assert document.status_code == 200 and document.headers["Content-Type"] == "application/pdf"
+    page = pypdf.PdfReader(io.BytesIO(document.content)).pages[0]
+    assert "Nguyễn Thị Hoa" in page.extract_text()
+    qr = [found.text for image in page.images for found in zxingcpp.read_barcodes(image.image)]
+    code = certificate["verification_code"].replace("-", "")
+    assert qr == [platform.url("certificates", f"verify/{code}")]
+    assert requests.get(qr[0]).json()["status"] == "valid"
+
+    revoked = requests.post(platform.url("certificates", f"certificates/{certificate['id']}/revoke"),
+                            json={"reason": "Cấp nhầm, sẽ cấp lại"}, headers=admin.headers())
+    assert revoked.status_code == 200, revoked.text
+    verified = requests.get(qr[0]).json()
+    assert (verified["status"], verified["revocation_reason"]) == ("revoked", "Cấp nhầm, sẽ cấp lại")
+    assert verified["revoked_at"] == revoked.json()["revoked_at"]
+    assert requests.get(document.url, headers=learner).status_code == 409
+    messages_url = platform.url("notifications", "messages")
+    texted = wait_for(lambda: [m for m in requests.get(messages_url, headers=learner).json()["items"]
+                               if m["template"] == "certificate_revoked"], what="the revocation SMS")
+    assert "Cap nham, se cap lai" in texted[0]["text"]
+
+    other = {**LEARNER, "full_name": "Trần Văn Bình", "phone": "0987 111 222",
+             "national_id": "038090001111", "birth_year": 1990}
+    staff = facilitator.headers()
+    enrollment = requests.post(platform.url("enrollment", "enrollments"), headers=staff,
+                               json={"course_id": "citizen-digital-basics", "learner": other}).json()
+    progress_url = platform.url("lessons", f"enrollments/{enrollment['id']}")
+    plan = wait_for(lambda: requests.get(progress_url, headers=staff).ok and
+                    requests.get(progress_url, headers=staff).json(), what="plan")
+    cancelled = requests.post(platform.url("enrollment", f"enrollments/{enrollment['id']}/cancel"),
+                              headers=staff)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    wait_for(lambda: requests.get(progress_url, headers=staff).json()["status"] == "cancelled",
+             what="the plan stopped")
+    refused = requests.post(f"{progress_url}/lessons/{plan['lessons'][0]['id']}/complete",
+                            json={"score": 90}, headers=staff)
+    assert refused.status_code == 409 and refused.json()["error"] == "ENROLLMENT_CANCELLED"
 
 
 def test_a_facilitators_morning_from_lists(platform, facilitator):

@@ -99,10 +99,11 @@ def platform(service_config, run_service, sms_gateway, issuer, tmp_path):
             "path_values": {"username": "walk.facilitator",
         "enrollment_id": record["id"], "lesson_id": plan["lessons"][0]["id"],
         "course_id": "citizen-digital-basics", "code": certificate["verification_code"],
-        "learner_id": record["learner_id"], "import_id": imported.json()["id"],
+        "learner_id": record["learner_id"], "certificate_id": certificate["id"],
+        "import_id": imported.json()["id"],
         "session_id": session.json()["id"], "commune_code": COMMUNE, "name": "app.js"},
         "secrets": [record["id"], record["learner_id"], certificate["verification_code"],
-                    imported.json()["id"], session.json()["id"]]}
+                    certificate["id"], imported.json()["id"], session.json()["id"]]}
 
 
 def identity_accounts(url, issuer) -> dict[str, str]:
@@ -150,6 +151,7 @@ BODIES = {
     # the staff "here" are identity accounts with PASSWORD; the one reset is walk.facilitator
     "/api/identity/staff/password": {"current_password": PASSWORD, "new_password": PASSWORD},
     "/api/identity/staff/<username>/password": {"new_password": PASSWORD},
+    "/api/certificates/certificates/<certificate_id>/revoke": {"reason": "Cấp nhầm người học"},
     "/api/reporting/targets/<commune_code>": {"target_rate": 0.8},
     "/api/lessons/sessions": {"course_id": "citizen-digital-basics",
                               "lesson_id": "citizen-01-smartphone", "commune_code": COMMUNE,

@@ -1,4 +1,7 @@
 """certificates against real RabbitMQ and SecantusDB: one certificate, public verification."""
+import io
+
+import pypdf
 import pytest
 import requests
 
@@ -79,3 +82,131 @@ def test_unknown_codes_and_bad_pages(certificates, issuer):
     bad = requests.get(f"{certificates}/api/certificates/certificates", params={"limit": "0"},
                        headers=issuer.facilitator())
     assert bad.status_code == 400 and bad.json()["error"] == "VALIDATION_ERROR"
+
+
+REVOKED_QUEUE = "evt-certificates-certificate_revoked--notifications.announce_revocation"
+OWNER_SUBJECT = "learner:" + "9" * 32
+
+
+def issued_certificate(certificates, pika_client, issuer, enrollment_id="enr-9"):
+    pika_client.publish("lessons.events", "course_completed", course_completed(enrollment_id))
+    url = f"{certificates}/api/certificates/certificates"
+    return wait_for(lambda: requests.get(url, params={"enrollment_id": enrollment_id},
+                                         headers=issuer.province_admin()).json()["items"],
+                    what="certificate")[0]
+
+
+def test_a_made_up_code_is_refused_like_an_unknown_one_and_a_real_one_verifies(
+        certificates, pika_client, issuer):
+    certificate = issued_certificate(certificates, pika_client, issuer)
+    code = certificate["verification_code"]
+    assert len(code.replace("-", "")) == 16
+    verify = f"{certificates}/api/certificates/verify"
+    assert requests.get(f"{verify}/{code}").json()["status"] == "valid"
+    # the same random part with another tag, another code's tag: refused, 404 as unknown
+    tampered = code[:-1] + ("0" if code[-1] != "0" else "1")
+    for made_up in (tampered, "AAAA-BBBB-CCCC-DDDD"):
+        answer = requests.get(f"{verify}/{made_up}")
+        assert answer.status_code == 404 and answer.json()["error"] == "NOT_FOUND"
+
+
+def test_a_province_admin_revokes_with_a_reason_and_verification_says_when_and_why(
+        certificates, pika_client, issuer):
+    certificate = issued_certificate(certificates, pika_client, issuer)
+    revoke = f"{certificates}/api/certificates/certificates/{certificate['id']}/revoke"
+    reason = {"reason": "Cấp nhầm: học viên chưa tham gia lớp"}
+    assert requests.post(revoke, json=reason, headers=issuer.facilitator()).status_code == 403
+    assert requests.post(revoke, json=reason,
+                         headers=issuer.province_admin("01")).status_code == 404
+    for blank in ({}, {"reason": "  "}, {"reason": "x" * 501}):
+        refused = requests.post(revoke, json=blank, headers=issuer.province_admin())
+        assert refused.status_code == 400 and "reason" in refused.json()["fields"], blank
+    revoked = requests.post(revoke, json=reason, headers=issuer.province_admin())
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["status"] == "revoked"
+    again = requests.post(revoke, json={"reason": "another reason"},
+                          headers=issuer.province_admin())
+    assert again.status_code == 200 and again.json() == revoked.json()
+
+    verified = requests.get(f"{certificates}/api/certificates/verify/"
+                            f"{certificate['verification_code']}").json()
+    assert verified == {
+        "status": "revoked", "serial": certificate["serial"],
+        "verification_code": certificate["verification_code"], "full_name": "Đỗ Minh Tuấn",
+        "course_title": "Kỹ năng số cho người lao động", "issued_at": certificate["issued_at"],
+        "revoked_at": revoked.json()["revoked_at"], "revocation_reason": reason["reason"]}
+    announced = wait_for(lambda: pika_client.drain(REVOKED_QUEUE), what="certificate_revoked")
+    assert len(announced) == 1
+    assert announced[0]["data"]["reason"] == reason["reason"]
+    assert announced[0]["data"]["serial"] == certificate["serial"]
+
+
+def test_the_pdf_is_served_to_its_learner_and_staff_in_scope_only(certificates, pika_client,
+                                                                   issuer):
+    certificate = issued_certificate(certificates, pika_client, issuer)
+    url = f"{certificates}/api/certificates/certificates/{certificate['id']}/pdf"
+    owner = issuer.headers("learner", phone="+84900000009", subject=OWNER_SUBJECT)
+    for reader in (owner, issuer.facilitator(), issuer.province_admin()):
+        answer = requests.get(url, headers=reader)
+        assert answer.status_code == 200
+        assert answer.headers["Content-Type"] == "application/pdf"
+        assert answer.headers["Cache-Control"] == "private, no-store"
+        assert answer.content.startswith(b"%PDF-")
+    text = pypdf.PdfReader(io.BytesIO(answer.content)).pages[0].extract_text()
+    assert certificate["serial"] in text and certificate["verification_code"] in text
+    assert "http://verify.example.test/api/certificates/verify/" in text
+    for outsider in (issuer.learner("+84900000001"), issuer.facilitator(communes=("16000",)),
+                     issuer.province_admin("01")):
+        assert requests.get(url, headers=outsider).status_code == 404
+    assert requests.get(url).status_code == 401
+    requests.post(f"{certificates}/api/certificates/certificates/{certificate['id']}/revoke",
+                  json={"reason": "Cấp nhầm"}, headers=issuer.province_admin())
+    revoked = requests.get(url, headers=owner)
+    assert revoked.status_code == 409 and revoked.json()["error"] == "CERTIFICATE_REVOKED"
+
+
+def enrollment_cancelled(enrollment_id, cancelled_at):
+    return new_event("enrollment_cancelled", {
+        "enrollment_id": enrollment_id, "learner_id": "lrn-9",
+        "course_id": "worker-digital-basics", "group": "worker", "province_code": "38",
+        "commune_code": "14845", "learner_subject": OWNER_SUBJECT,
+        "cancelled_at": cancelled_at, "cancelled_by": "learner"}, correlation_id="corr-9")
+
+
+def test_no_certificate_for_a_course_completed_after_the_cancellation_whatever_the_order(
+        service_config, run_service, pika_client, issuer):
+    # one worker: each queue's events are handled in the order they were sent
+    certificates = base_url(run_service(CertificatesService,
+                                        service_config("certificates", max_workers=1)))
+    url = f"{certificates}/api/certificates/certificates"
+    admin = issuer.province_admin()
+    # completed before the cancellation: the learner finished; the certificate stands
+    issued_certificate(certificates, pika_client, issuer, "enr-before")
+    pika_client.publish("enrollment.events", "enrollment_cancelled",
+                        enrollment_cancelled("enr-before", utcnow()))
+    # the cancellation arrives first, the completion after it: nothing is issued
+    pika_client.publish("enrollment.events", "enrollment_cancelled",
+                        enrollment_cancelled("enr-first", utcnow()))
+    # a completion at the cancellation's moment arrives first: issued, then revoked
+    late = course_completed("enr-late")
+    cancelled_at = utcnow()
+    late["data"]["completed_at"] = cancelled_at.isoformat()
+    pika_client.publish("lessons.events", "course_completed", late)
+    wait_for(lambda: requests.get(url, params={"enrollment_id": "enr-late"},
+                                  headers=admin).json()["items"], what="the late certificate")
+    pika_client.publish("enrollment.events", "enrollment_cancelled",
+                        enrollment_cancelled("enr-late", cancelled_at))
+    revoked = wait_for(lambda: pika_client.drain(REVOKED_QUEUE), what="the revocation")
+    assert [e["data"]["enrollment_id"] for e in revoked] == ["enr-late"]
+    assert revoked[0]["data"]["reason"] == "Ghi danh đã bị hủy trước khi hoàn thành khóa học"
+    pika_client.publish("lessons.events", "course_completed", course_completed("enr-first"))
+    # one more, issued: the completion sent before it was handled
+    issued_certificate(certificates, pika_client, issuer, "enr-after")
+
+    def status_of(enrollment_id):
+        return [c["status"] for c in requests.get(url, params={"enrollment_id": enrollment_id},
+                                                  headers=admin).json()["items"]]
+
+    assert status_of("enr-first") == []
+    assert status_of("enr-late") == ["revoked"]
+    assert status_of("enr-before") == ["valid"]

@@ -147,9 +147,9 @@ def test_who_may_enroll_whom(enrollment, pika_client, issuer):
 
 def test_lists_are_scoped_and_paged(enrollment, issuer):
     url = f"{enrollment}/api/enrollment/enrollments"
-    staff = issuer.facilitator(communes=("14845", "14846"))
+    staff = issuer.facilitator(communes=("14845", "14812"))
     ids = []
-    for n, commune in enumerate(["14845", "14846", "14845", "16000"]):
+    for n, commune in enumerate(["14845", "14812", "14845", "16000"]):
         national_id = f"0381850043{n:02d}"
         headers = staff if commune != "16000" else issuer.facilitator(communes=("16000",))
         answer = requests.post(url, json=body(national_id=national_id, commune_code=commune,
@@ -161,7 +161,7 @@ def test_lists_are_scoped_and_paged(enrollment, issuer):
                           headers=staff).json()
     assert [e["id"] for e in first["items"] + second["items"]] == ids[:3]
     assert second["next_cursor"] is None
-    only = requests.get(url, params={"commune_code": "14846"}, headers=staff).json()
+    only = requests.get(url, params={"commune_code": "14812"}, headers=staff).json()
     assert [e["id"] for e in only["items"]] == [ids[1]]
     assert requests.get(url, params={"commune_code": "16000"}, headers=staff).json()["items"] == []
     province = requests.get(url, headers=issuer.province_admin()).json()
@@ -220,3 +220,67 @@ def test_the_same_learner_posted_by_many_at_once_is_enrolled_once(enrollment, pi
     enrolled, contact = pika_client.drain(LESSONS_QUEUE), pika_client.drain(CONTACT_QUEUE)
     assert [e["data"]["enrollment_id"] for e in enrolled] == [created["id"]]
     assert [e["data"]["enrollment_id"] for e in contact] == [created["id"]]
+
+
+CANCELLED_QUEUES = [f"evt-enrollment-enrollment_cancelled--{consumer}" for consumer in (
+    "lessons.stop_plan", "certificates.note_cancellation",
+    "notifications.stop_reminders_for_cancellation")]
+
+
+def test_a_commune_of_another_province_is_refused_and_changes_nothing(enrollment, pika_client,
+                                                                      issuer):
+    url = f"{enrollment}/api/enrollment/enrollments"
+    answer = requests.post(url, json=body(commune_code="00004"),
+                           headers=issuer.province_admin())
+    assert answer.status_code == 400
+    assert answer.json()["fields"] == {"learner.commune_code": [
+        "00004 (Phường Ba Đình) is in Thành phố Hà Nội (01), not in province 38"]}
+    assert requests.get(url, headers=issuer.province_admin()).json()["items"] == []
+    assert pika_client.depth(LESSONS_QUEUE) == 0
+
+
+def test_the_catalog_of_provinces_and_communes_is_public_with_names(enrollment):
+    provinces = requests.get(f"{enrollment}/api/enrollment/provinces")
+    assert provinces.status_code == 200
+    assert len(provinces.json()) == 34
+    assert {"code": "38", "name": "Tỉnh Thanh Hoá"} in provinces.json()
+    communes = requests.get(f"{enrollment}/api/enrollment/communes", params={"province": "38"})
+    assert communes.status_code == 200
+    assert communes.json()["province"] == {"code": "38", "name": "Tỉnh Thanh Hoá"}
+    assert len(communes.json()["communes"]) == 166
+    assert {"code": "14845", "name": "Xã Mường Lát"} in communes.json()["communes"]
+    assert communes.headers["Cache-Control"] == "public, max-age=86400"
+    for bad in ({}, {"province": "99"}, {"province": "3"}):
+        refused = requests.get(f"{enrollment}/api/enrollment/communes", params=bad)
+        assert refused.status_code == 400 and "province" in refused.json()["fields"], bad
+
+
+def test_cancelling_is_for_the_learner_or_staff_in_scope_and_announced_once(
+        enrollment, pika_client, issuer):
+    url = f"{enrollment}/api/enrollment/enrollments"
+    created = requests.post(url, json=body(), headers=issuer.facilitator()).json()
+    cancel = f"{url}/{created['id']}/cancel"
+    for outsider in (issuer.learner("+84987654321"), issuer.facilitator(communes=("16000",)),
+                     issuer.province_admin("01")):
+        assert requests.post(cancel, headers=outsider).status_code == 404
+    assert requests.post(cancel).status_code == 401
+    assert requests.get(f"{url}/{created['id']}",
+                        headers=issuer.facilitator()).json()["status"] == "active"
+
+    learner = issuer.learner("+84912345678")
+    cancelled = requests.post(cancel, headers=learner)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["cancelled_at"]
+    again = requests.post(cancel, headers=issuer.facilitator())
+    assert again.status_code == 200 and again.json() == cancelled.json()
+
+    for queue in CANCELLED_QUEUES:
+        events = wait_for(lambda q=queue: pika_client.drain(q), what=queue)
+        assert len(events) == 1, queue
+    data = events[0]["data"]
+    assert (data["enrollment_id"], data["cancelled_by"], data["commune_code"]) == (
+        created["id"], "learner", "14845")
+    assert "912345678" not in json.dumps(events) and "038185004321" not in json.dumps(events)
+    listed = requests.get(url, headers=issuer.facilitator()).json()["items"]
+    assert [(e["status"], e["cancelled_at"]) for e in listed] == [
+        ("cancelled", cancelled.json()["cancelled_at"])]

@@ -1,4 +1,5 @@
 """lessons against real RabbitMQ and SecantusDB: catalog, assignment, completion."""
+import pymongo
 import pytest
 import requests
 
@@ -67,9 +68,10 @@ def test_completing_every_lesson_emits_course_completed_once(lessons, pika_clien
     plan = wait_for(lambda: requests.get(url, headers=staff).ok and
                     requests.get(url, headers=staff).json(), what="plan")
     lesson_ids = [l["id"] for l in plan["lessons"]]
-    # the learner online for some lessons, a facilitator's class for the others
+    # the learner online for some lessons, a facilitator's class for the others (in order:
+    # the citizens' course is taken in strict order)
     learner = issuer.headers("learner", phone="+84900000001", subject="learner:" + "1" * 32)
-    for n, lesson_id in enumerate(reversed(lesson_ids)):
+    for n, lesson_id in enumerate(lesson_ids):
         answer = requests.post(f"{url}/lessons/{lesson_id}/complete", json={"score": 80},
                                headers=learner if n % 2 else staff)
         assert answer.status_code == 200
@@ -118,3 +120,106 @@ def test_bad_requests_change_nothing(lessons, pika_client, staff):
                          headers=staff).status_code == 404
     assert requests.get(f"{lessons}/api/lessons/enrollments/nobody", headers=staff).status_code == 404
     assert {l["status"] for l in requests.get(url, headers=staff).json()["lessons"]} == {"assigned"}
+
+
+LEARNER_SUBJECT = "learner:" + "1" * 32
+
+
+def assigned_plan(lessons, pika_client, staff, enrollment_id="enr-1",
+                  course_id="citizen-digital-basics"):
+    pika_client.publish("enrollment.events", "learner_enrolled",
+                        learner_enrolled(enrollment_id, course_id))
+    url = f"{lessons}/api/lessons/enrollments/{enrollment_id}"
+    return url, wait_for(lambda: requests.get(url, headers=staff).ok and
+                         requests.get(url, headers=staff).json(), what="plan")
+
+
+def test_in_a_strict_order_course_a_lesson_ahead_answers_409_naming_the_blocking_one(
+        lessons, pika_client, staff):
+    url, plan = assigned_plan(lessons, pika_client, staff)
+    assert (plan["order"], plan["pass_mark"]) == ("strict", 50)
+    first, second, third = plan["lessons"][:3]
+    requests.post(f"{url}/lessons/{first['id']}/complete", json={"score": 90}, headers=staff)
+    ahead = requests.post(f"{url}/lessons/{third['id']}/complete", json={"score": 90},
+                          headers=staff)
+    assert ahead.status_code == 409
+    assert ahead.json()["error"] == "LESSON_OUT_OF_ORDER"
+    assert ahead.json()["blocking_lesson"] == {"id": second["id"], "title": second["title"],
+                                               "position": 2}
+    assert second["title"] in ahead.json()["message"]
+    statuses = [l["status"] for l in requests.get(url, headers=staff).json()["lessons"]]
+    assert statuses == ["completed"] + ["assigned"] * 4
+
+
+def test_in_a_free_order_course_any_lesson_completes_first(lessons, pika_client, staff):
+    url, plan = assigned_plan(lessons, pika_client, staff, "enr-2", "student-digital-basics")
+    assert plan["order"] == "free"
+    last = plan["lessons"][-1]["id"]
+    answer = requests.post(f"{url}/lessons/{last}/complete", json={"score": 90}, headers=staff)
+    assert answer.status_code == 200 and answer.json()["lessons"][-1]["status"] == "completed"
+
+
+def test_below_the_pass_mark_the_attempt_is_recorded_and_completes_nothing(
+        lessons, pika_client, staff, issuer):
+    url, plan = assigned_plan(lessons, pika_client, staff)
+    first = plan["lessons"][0]["id"]
+    learner = issuer.headers("learner", phone="+84900000001", subject=LEARNER_SUBJECT)
+    failed = requests.post(f"{url}/lessons/{first}/complete", json={"score": 30}, headers=learner)
+    assert failed.status_code == 200
+    lesson = failed.json()["lessons"][0]
+    assert (lesson["status"], lesson["attempts"], lesson["last_score"], lesson["score"]) == (
+        "assigned", 1, 30, None)
+    assert lesson["last_attempt_at"] is not None
+    no_score = requests.post(f"{url}/lessons/{first}/complete", json={}, headers=learner)
+    assert no_score.status_code == 400 and "score" in no_score.json()["fields"]
+    passed = requests.post(f"{url}/lessons/{first}/complete", json={"score": 75}, headers=learner)
+    lesson = passed.json()["lessons"][0]
+    assert (lesson["status"], lesson["attempts"], lesson["score"]) == ("completed", 2, 75)
+    completed = wait_for(lambda: pika_client.drain(
+        "evt-lessons-lesson_completed--notifications.note_progress"), what="lesson_completed")
+    assert [e["data"]["score"] for e in completed] == [75]
+
+
+def enrollment_cancelled(enrollment_id="enr-1"):
+    return new_event("enrollment_cancelled", {
+        "enrollment_id": enrollment_id, "learner_id": "lrn-1",
+        "course_id": "citizen-digital-basics", "group": "citizen", "province_code": "38",
+        "commune_code": "14845", "learner_subject": LEARNER_SUBJECT,
+        "cancelled_at": utcnow(), "cancelled_by": "learner"}, correlation_id="corr-1")
+
+
+def test_a_cancelled_enrollment_completes_nothing_more_and_never_completes_the_course(
+        lessons, pika_client, staff):
+    url, plan = assigned_plan(lessons, pika_client, staff)
+    lesson_ids = [l["id"] for l in plan["lessons"]]
+    for lesson_id in lesson_ids[:-1]:
+        requests.post(f"{url}/lessons/{lesson_id}/complete", json={"score": 90}, headers=staff)
+    cancellation = enrollment_cancelled()
+    for _ in range(2):
+        pika_client.publish("enrollment.events", "enrollment_cancelled", cancellation)
+    stopped = wait_for(lambda: requests.get(url, headers=staff).json()["status"] == "cancelled"
+                       and requests.get(url, headers=staff).json(), what="the plan stopped")
+    assert stopped["cancelled_at"] is not None
+    last = requests.post(f"{url}/lessons/{lesson_ids[-1]}/complete", json={"score": 90},
+                         headers=staff)
+    assert last.status_code == 409 and last.json()["error"] == "ENROLLMENT_CANCELLED"
+    assert requests.get(url, headers=staff).json()["lessons"][-1]["status"] == "assigned"
+    assert pika_client.drain(COMPLETED_QUEUE) == []
+
+
+def test_a_cancellation_that_arrives_before_the_enrollment_leaves_no_plan(
+        service_config, run_service, mongo_uri, pika_client, staff):
+    # one worker: the two learner_enrolled below are handled in the order they were sent
+    config = service_config("lessons", max_workers=1)
+    lessons = base_url(run_service(LessonsService, config))
+    pika_client.publish("enrollment.events", "enrollment_cancelled", enrollment_cancelled("enr-3"))
+    with pymongo.MongoClient(mongo_uri) as client:
+        wait_for(lambda: client[config["MONGO_DATABASE"]].cancellations.find_one({"_id": "enr-3"}),
+                 what="the cancellation noted")
+    pika_client.publish("enrollment.events", "learner_enrolled", learner_enrolled("enr-3"))
+    assigned_plan(lessons, pika_client, staff, "enr-4")
+    assert requests.get(f"{lessons}/api/lessons/enrollments/enr-3",
+                        headers=staff).status_code == 404
+    assigned = wait_for(lambda: pika_client.drain(
+        "evt-lessons-lessons_assigned--notifications.remember_lessons"), what="lessons_assigned")
+    assert [e["data"]["enrollment_id"] for e in assigned] == ["enr-4"]

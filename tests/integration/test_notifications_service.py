@@ -1,7 +1,7 @@
 """notifications against real RabbitMQ, SecantusDB and the SMS gateway simulator."""
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pymongo
 import pytest
@@ -261,3 +261,26 @@ def test_a_report_that_arrives_before_the_acceptance_is_recorded_still_counts(
         assert stored["status"] == "delivered"
     else:
         assert (stored["status"], stored["last_error"]) == ("undelivered", status)
+
+
+def test_a_revoked_certificate_is_texted_to_its_learner_once_with_when_and_why(
+        notifications, pika_client, sms_outbox):
+    pika_client.publish("enrollment.events", "learner_contact_registered", contact())
+    revoked = new_event("certificate_revoked", {
+        "certificate_id": "cert-5", "serial": "HV-38-2026-000005", "enrollment_id": "enr-5",
+        "learner_id": LEARNER, "course_id": "student-digital-basics",
+        "course_title": "Kỹ năng số cho học sinh, sinh viên", "full_name": "Vũ Đức Anh",
+        "group": "student", "province_code": "38", "commune_code": "14845",
+        "learner_subject": "learner:" + "5" * 32, "reason": "Cấp nhầm người học",
+        # 18:30 UTC is already the next day in Vietnam
+        "revoked_at": datetime(2026, 11, 25, 18, 30, tzinfo=timezone.utc)},
+        correlation_id="corr-5")
+    for _ in range(2):
+        pika_client.publish("certificates.events", "certificate_revoked", revoked)
+    wait_for(lambda: [m for m in messages(notifications) if m["status"] == "delivered"],
+             what="the revocation SMS")
+    assert [m["template"] for m in messages(notifications)] == ["certificate_revoked"]
+    text = sms_outbox()[0]["text"]
+    assert text == ("Chung chi so HV-38-2026-000005 khoa hoc \"Ky nang so cho hoc sinh, sinh "
+                    "vien\" cua Vu Duc Anh da bi thu hoi ngay 26/11/2026. Ly do: Cap nham "
+                    "nguoi hoc")

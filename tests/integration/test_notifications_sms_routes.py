@@ -226,3 +226,40 @@ def test_lessons_events_feed_the_reminder_state(service_config, run_service, pik
         assert stopped["next_reminder_at"] is None
     finally:
         client.close()
+
+
+def cancelled():
+    return new_event("enrollment_cancelled", {
+        "enrollment_id": ENROLLMENT, "learner_id": LEARNER, "course_id": "citizen-digital-basics",
+        "group": "citizen", "province_code": "38", "commune_code": "14845",
+        "learner_subject": SUBJECT, "cancelled_at": utcnow(), "cancelled_by": "staff"},
+        correlation_id="corr-9")
+
+
+@pytest.mark.parametrize("cancel_first", [False, True], ids=["enrolled-first", "cancel-first"])
+def test_a_cancelled_enrollment_is_never_reminded_whatever_the_order(
+        service_config, run_service, pika_client, sms_gateway, cancel_first):
+    base, settings = run_notifications(service_config, run_service, port=free_port(),
+                                       SMS_GATEWAY_URL=sms_gateway, REMINDER_DAYS=5)
+    client = MongoClient(settings["MONGO_URI"], tz_aware=True)
+    try:
+        reminders = client[settings["MONGO_DATABASE"]].reminders
+        if cancel_first:
+            pika_client.publish("enrollment.events", "enrollment_cancelled", cancelled())
+            wait_for(lambda: reminders.find_one({"_id": ENROLLMENT, "status": "cancelled"}),
+                     what="the stopped state")
+            pika_client.publish("enrollment.events", "learner_enrolled", enrolled())
+            state = wait_for(lambda: reminders.find_one(
+                {"_id": ENROLLMENT, "full_name": {"$exists": True}}), what="enrolled handled")
+        else:
+            pika_client.publish("enrollment.events", "learner_enrolled", enrolled())
+            wait_for(lambda: reminders.find_one({"_id": ENROLLMENT, "status": "active",
+                                                 "next_reminder_at": {"$ne": None}}),
+                     what="reminders planned")
+            for _ in range(2):
+                pika_client.publish("enrollment.events", "enrollment_cancelled", cancelled())
+            state = wait_for(lambda: reminders.find_one({"_id": ENROLLMENT, "status": "cancelled"}),
+                             what="reminders stopped")
+        assert state["status"] == "cancelled" and state["next_reminder_at"] is None
+    finally:
+        client.close()

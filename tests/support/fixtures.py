@@ -12,6 +12,7 @@ from hocvu.sealing import new_key_pair
 from tests.support.tokens import TestIssuer
 
 HASH_KEY = "test-key-" + "0" * 32
+CODE_KEY = "test-code-key-" + "0" * 32
 # the session's simulator signs delivery reports with it; notifications checks them
 CALLBACK_SECRET = "test-callback-secret-" + "0" * 16
 SEALING_PRIVATE_KEY, SEALING_PUBLIC_KEY = new_key_pair()
@@ -62,6 +63,7 @@ def service_config(amqp_uri, mongo_uri, issuer):
             "WEB_SERVER_ADDRESS": "127.0.0.1:0",
             "STORE_PROFILE": "embedded",
             "NATIONAL_ID_HASH_KEY": HASH_KEY,
+            "CERTIFICATE_CODE_KEY": CODE_KEY,
             "PUBLIC_BASE_URL": "http://verify.example.test",
             "SMS_CALLBACK_SECRET": CALLBACK_SECRET,
             "NOTIFICATIONS_SEALING_PRIVATE_KEY": SEALING_PRIVATE_KEY,

@@ -385,6 +385,7 @@ def test_each_service_gets_only_its_own_secrets_and_broker_permissions():
     holders = {key: {s for s, env in envs.items() if key in env} for env in envs.values()
                for key in env}
     assert holders["NATIONAL_ID_HASH_KEY"] == {"enrollment"}
+    assert holders["CERTIFICATE_CODE_KEY"] == {"certificates"}
     assert holders["NOTIFICATIONS_SEALING_PRIVATE_KEY"] == {"notifications"}
     assert holders["LEARNER_SUBJECT_KEY"] == {"enrollment", "identity"}
     for service, env in envs.items():

@@ -111,13 +111,17 @@ def test_completing_the_last_lesson_completes_the_course_once():
         assigned.complete_lesson("nope", None, NOW)
 
 
-def test_verification_codes_are_random_readable_and_forgiving_when_typed():
-    codes = {certificates.new_verification_code() for _ in range(2000)}
+KEYS = certificates.CodeKeys("k" * 32)
+
+
+def test_verification_codes_are_random_signed_readable_and_forgiving_when_typed():
+    codes = {KEYS.new_code() for _ in range(2000)}
     assert len(codes) == 2000
-    assert all(len(c) == 12 and set(c) <= set(certificates.CODE_ALPHABET) for c in codes)
-    assert certificates.display_code("K7QM2XRT9BH4") == "K7QM-2XRT-9BH4"
-    assert certificates.normalize_code("k7qm 2xrt-9bh4") == "K7QM2XRT9BH4"
-    assert certificates.normalize_code("O1IL-0000-0000") == "0111" + "0" * 8
+    assert all(len(c) == 16 and set(c) <= set(certificates.CODE_ALPHABET) for c in codes)
+    assert all(KEYS.is_signed(c) for c in codes)
+    assert certificates.display_code("K7QM2XRT9BH4C3VA") == "K7QM-2XRT-9BH4-C3VA"
+    assert certificates.normalize_code("k7qm 2xrt-9bh4 c3va") == "K7QM2XRT9BH4C3VA"
+    assert certificates.normalize_code("O1IL-0000-0000") == "0111" + "0" * 8   # a legacy code
     assert certificates.normalize_code("UUUU-UUUU-UUUU") is None
     assert certificates.normalize_code("K7QM") is None
     assert certificates.serial_number("38", 2026, 123) == "HV-38-2026-000123"
@@ -140,3 +144,13 @@ def test_templates_carry_the_values():
                             course_title="Kỹ năng số", verification_code="K7QM-2XRT-9BH4",
                             verify_url="http://x/v")
     assert "Lê Văn Đức" in text and "K7QM-2XRT-9BH4" in text and "http://x/v" in text
+
+
+def test_the_revocation_sms_says_which_certificate_when_and_why_in_vietnam_s_day():
+    revoked_on = templates.vietnamese_day(datetime(2026, 11, 25, 18, 0, tzinfo=timezone.utc))
+    assert revoked_on == "26/11/2026"
+    text = templates.render(templates.CERTIFICATE_REVOKED, full_name="Lê Văn Đức",
+                            course_title="Kỹ năng số", serial="HV-38-2026-000123",
+                            revoked_on=revoked_on, reason="Cấp nhầm người")
+    assert all(part in text for part in ("Lê Văn Đức", "HV-38-2026-000123", "26/11/2026",
+                                         "Cấp nhầm người", "thu hồi"))

@@ -17,9 +17,10 @@ class Messages:
 
     def find(self, query):
         when = query["next_attempt_at"]
+        tests = {"$gte": lambda t, v: t >= v, "$lte": lambda t, v: t <= v,
+                 "$lt": lambda t, v: t < v}
         hits = [d for d in self.docs if d["status"] == query["status"]
-                and d["next_attempt_at"] >= when.get("$gte", datetime.min.replace(tzinfo=timezone.utc))
-                and d["next_attempt_at"] <= when["$lte"]]
+                and all(tests[op](d["next_attempt_at"], v) for op, v in when.items())]
         self.decoded += len(hits)
         return Cursor(hits)
 
@@ -103,3 +104,21 @@ def test_the_sweep_finds_what_the_cursor_left_behind():
     assert drain(reader, messages, now + timedelta(seconds=1)) == []  # behind the margin
     clock.now += 61  # a minute on: the sweep
     assert drain(reader, messages, now + timedelta(seconds=62)) == ["skewed"]
+
+
+def test_a_sweep_that_finds_a_full_batch_sweeps_again_at_once():
+    clock = Clock()
+    messages = Messages([])
+    reader = DueReader(messages, batch_size=10, monotonic=clock)
+    now = T0 + timedelta(minutes=5)
+    drain(reader, messages, now)
+    # 35 written long after they were stamped, behind the cursor's margin
+    messages.docs += [{"_id": f"late-{n}", "status": "queued", "created_at": now,
+                       "next_attempt_at": now - timedelta(minutes=3)} for n in range(35)]
+    clock.now += 61
+    sent = []
+    for _ in range(4):  # four rounds within the same second: no waiting for the next minute
+        batch, _ = reader.read(now + timedelta(seconds=62))
+        messages.send(batch)
+        sent += [d["_id"] for d in batch]
+    assert sorted(sent) == sorted(f"late-{n}" for n in range(35))
