@@ -32,7 +32,7 @@ from services.notifications import policy, providers, reconcile, reminders, sign
 from services.notifications.due import DueReader
 from services.notifications.reconcile import Reconciler
 from services.notifications.messages import (ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED,
-                                             with_outcome)
+                                             UNDELIVERED, with_outcome)
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,8 @@ class DispatchLoop(WakeableLoop):
             return [
                 UpdateOne({"_id": message["_id"], "status": QUEUED},
                           {"$set": {**accepted, "status": ACCEPTED}}),
-                # the delivery report was quicker than us and already marked it delivered
-                UpdateOne({"_id": message["_id"], "status": DELIVERED,
+                # the delivery report was quicker than us and already settled it
+                UpdateOne({"_id": message["_id"], "status": {"$in": [DELIVERED, UNDELIVERED]},
                            "accepted_at": {"$exists": False}}, {"$set": accepted})]
         if result.outcome == providers.RETRY and attempts < self.max_attempts:
             delay = result.retry_after or min(2 ** attempts, self.max_backoff)

@@ -113,7 +113,7 @@ def record_report(messages, report, now: datetime) -> bool:
     Found by our id when the provider echoes it, else by the provider's id. A report of
     delivery wins over anything but itself (it may overtake the send's own answer, or come
     after reconciliation said `unknown`); a report of failure only changes a message that
-    is still waiting for one.
+    is still waiting for one (queued included: it may overtake the dispatcher's record).
     """
     if report.request_id:
         which = {"_id": report.request_id}
@@ -135,7 +135,7 @@ def record_report(messages, report, now: datetime) -> bool:
                             with_outcome({"$set": change}, message, DELIVERED, now))
     else:
         messages.update_one(
-            {**which, "status": {"$in": [ACCEPTED, UNKNOWN]}},
+            {**which, "status": {"$in": [ACCEPTED, UNKNOWN, QUEUED]}},
             with_outcome({"$set": {"status": UNDELIVERED,
                                    "last_error": f"report: {report.detail}"[:200],
                                    "reported_at": now}}, message, FAILED, now))

@@ -185,8 +185,9 @@ class NotificationsService:
                     "provider_message_id": report["message_id"]}}, message, messages.DELIVERED,
                     now))
         else:
+            # queued too: the report may overtake the dispatcher's record of the send
             self.store.db.messages.update_one(
-                {"_id": message_id, "status": messages.ACCEPTED},
+                {"_id": message_id, "status": {"$in": [messages.ACCEPTED, messages.QUEUED]}},
                 messages.with_outcome({"$set": {"status": "undelivered",
                                                 "last_error": report["status"]}},
                                       message, messages.FAILED, now))

@@ -226,13 +226,7 @@ class ReportArrivesFirst:
         return result
 
 
-@pytest.mark.parametrize("status", [
-    "delivered",
-    pytest.param("expired", marks=pytest.mark.xfail(strict=True, reason=(
-        "a failure report for a message still `queued` (the dispatcher has not recorded the "
-        "acceptance yet) matches nothing and is answered 200: it is lost, and the message "
-        "stays `accepted` (services/notifications/service.py delivery_report)"))),
-])
+@pytest.mark.parametrize("status", ["delivered", "expired"])
 def test_a_report_that_arrives_before_the_acceptance_is_recorded_still_counts(
         service_config, run_service, sms_gateway, status):
     port = free_port()
