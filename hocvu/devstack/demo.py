@@ -63,7 +63,8 @@ def load(platform, learners: int = 60, communes: int = 8, seed: int | None = Non
         done["enrolled"] += 1
     for k, (enrollment_id, course) in enumerate(enrolled):
         share = k / len(enrolled)
-        lessons = [lesson["id"] for lesson in course["lessons"]]
+        lessons = [lesson["id"] for lesson in  # in order: a strict course takes no other
+                   sorted(course["lessons"], key=lambda lesson: lesson["position"])]
         if share < FINISH:
             taught = lessons
         elif share < FINISH + HALFWAY:
@@ -74,7 +75,10 @@ def load(platform, learners: int = 60, communes: int = 8, seed: int | None = Non
         for lesson_id in taught:
             answer = requests.post(
                 platform.url("lessons", f"enrollments/{enrollment_id}/lessons/{lesson_id}/complete"),
-                json={"score": rng.randint(60, 100)}, headers=facilitator.headers(), timeout=30)
+                # passed: a score under the course's pass mark records an attempt and completes
+                # nothing, and a strict course then refuses the next lesson
+                json={"score": rng.randint(max(60, course.get("pass_mark") or 0), 100)},
+                headers=facilitator.headers(), timeout=30)
             if answer.status_code != 200:
                 raise RuntimeError(f"completing {lesson_id}: {answer.status_code} {answer.text[:300]}")
             done["lessons_completed"] += 1
