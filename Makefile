@@ -94,10 +94,11 @@ lock:
 	mv "$$tmp/runtime.locked" requirements/runtime.lock; mv "$$tmp/dev.locked" requirements/dev.lock; \
 	echo "requirements/runtime.lock and requirements/dev.lock written"
 
-# Every learner, certificate and message of `make run` is in $(VAR)/store.
+# Every learner, certificate and message of `make run` is in $(VAR)/stores (a store per
+# service; $(VAR)/store is where releases before kept one for all).
 clean-data:
 	@if [ -e $(VAR)/run/devstack.json ]; then \
 		echo "make run seems to be going ($(VAR)/run/devstack.json exists): stop it first" \
 			"(if it was killed, the next make run cleans up after it)"; exit 1; fi
-	@read -r -p "Delete every learner, certificate and message in $(VAR)/store? [y/N] " answer; \
-	if [ "$$answer" = y ]; then rm -rf $(VAR)/store && echo deleted; else echo kept; fi
+	@read -r -p "Delete every learner, certificate and message in $(VAR)/stores? [y/N] " answer; \
+	if [ "$$answer" = y ]; then rm -rf $(VAR)/stores $(VAR)/store && echo deleted; else echo kept; fi
