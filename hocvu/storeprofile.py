@@ -7,14 +7,15 @@ around what SecantusDB does slowly (docs/performance.md):
 - retryable writes make it about 30 times slower: they are off;
 - its TTL sweeper reads every document of such a collection each minute under the store's
   lock: expiry is an hourly delete through an ordinary index instead (hocvu.retention);
-- findAndModify on an existing document scans the whole collection: a counter is an update
-  by _id followed by a read.
+- findAndModify on an existing document scans the whole collection: a counter is a read
+  followed by an update conditional on the value read.
 """
 from dataclasses import dataclass
 from datetime import timedelta
 
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
 
 from hocvu.retention import HourlyPurge, RetentionRule
 
@@ -54,14 +55,28 @@ class StoreProfile:
     def next_value(self, counters: Collection, counter_id: str) -> int:
         """Add one to a counter (created at 1) and return its new value."""
         if self.embedded:
-            counters.update_one({"_id": counter_id}, {"$inc": {"value": 1}}, upsert=True)
-            # not atomic with the increment: another writer's increment may come between,
-            # so two callers could read the same value; callers keep a unique index on what
-            # they number and take the next value again on a duplicate
-            return counters.find_one({"_id": counter_id})["value"]
+            return _next_value_without_find_and_modify(counters, counter_id)
         return counters.find_one_and_update({"_id": counter_id}, {"$inc": {"value": 1}},
                                             upsert=True,
                                             return_document=ReturnDocument.AFTER)["value"]
+
+
+def _next_value_without_find_and_modify(counters: Collection, counter_id: str) -> int:
+    """Read the counter, then add one only if nobody did since: the value we read plus one is
+    then ours alone. Concurrent callers retry instead of sharing a value."""
+    for _ in range(100):
+        current = counters.find_one({"_id": counter_id})
+        if current is None:
+            try:
+                counters.insert_one({"_id": counter_id, "value": 1})
+                return 1
+            except DuplicateKeyError:
+                continue
+        taken = counters.update_one({"_id": counter_id, "value": current["value"]},
+                                    {"$inc": {"value": 1}})
+        if taken.modified_count:
+            return current["value"] + 1
+    raise RuntimeError(f"counter {counter_id}: changed by others 100 times in a row")
 
 
 def _index_named(collection: Collection, field: str) -> dict | None:

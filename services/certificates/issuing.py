@@ -54,7 +54,7 @@ def issue(store: Store, completion: dict, correlation_id: str, verify_url: str,
                 "issued_at", "province_code", "commune_code", "learner_subject")}},
             correlation_id)
         # unique: the enrollment (a concurrent redelivery issued it: found above next time),
-        # the serial (the embedded store's counter may hand one out twice: take another),
+        # the serial (should a counter ever hand one out twice, take another),
         # the code (60 random bits: a collision is next to impossible; take another)
         if insert_once(certificates, with_events(certificate, [issued])):
             return certificate

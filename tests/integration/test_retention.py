@@ -59,3 +59,11 @@ def test_counters_count_on_both_profiles(client):
     for profile in (EMBEDDED, MONGODB):
         store = store_with(client, profile)
         assert [store.next_value(f"serial-{profile}") for _ in range(3)] == [1, 2, 3]
+
+
+def test_concurrent_callers_never_share_a_counter_value(client):
+    from concurrent.futures import ThreadPoolExecutor
+    store = store_with(client, EMBEDDED)
+    with ThreadPoolExecutor(10) as pool:
+        values = list(pool.map(lambda _: store.next_value("serial-concurrent"), range(200)))
+    assert sorted(values) == list(range(1, 201))
