@@ -14,6 +14,7 @@ import requests
 from pymongo import MongoClient
 
 from hocvu.devstack.population import learner
+from hocvu.reference import communes_of
 from services.certificates.service import CertificatesService
 from services.enrollment.service import EnrollmentService
 from services.lessons.service import LessonsService
@@ -25,7 +26,8 @@ from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-COMMUNES = ("14845", "14848", "14851", "14854", "14857", "14860", "14863")
+# seven real communes of Thanh Hóa: enrollment checks them against the official list
+COMMUNES = tuple(commune.code for commune in communes_of("38"))[:7]
 LEARNERS = 56
 CAPTURE = "test-capture-for-reporting"
 SOURCES = ("enrollment", "lessons", "certificates")
