@@ -120,9 +120,6 @@ class ChangeStreamRelay:
                 self._thread.kill()
         self._release_lease()
 
-    def wake(self) -> None:
-        """Nothing to do: the change stream brings new events within OUTBOX_AWAIT_SECONDS."""
-
     def _run(self) -> None:
         while not self._stopping:
             try:
