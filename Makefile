@@ -14,16 +14,16 @@ APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 .PHONY: run stop test audit bench bench-smoke venv browser lock clean-data
 
 run: venv
-	$(VENV)/bin/python -m hocvu.devstack run
+	$(VENV)/bin/python -m hocvu_tools.devstack run
 
 # Stops a running `make run` from another terminal or a script, as Ctrl-C does. (`kill` of
 # make's own PID works for SIGTERM, which make passes on; not for SIGINT, which make does
 # not pass on, and which a shell's background job ignores anyway.)
 stop:
-	@$(VENV)/bin/python -m hocvu.devstack stop
+	@$(VENV)/bin/python -m hocvu_tools.devstack stop
 
 test: venv browser
-	$(VENV)/bin/python -m hocvu.devstack ensure-broker
+	$(VENV)/bin/python -m hocvu_tools.devstack ensure-broker
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The benchmark (docs/performance.md): BENCH_ARGS="--scale 0.1 --stage-seconds 30" and so on.
@@ -37,10 +37,10 @@ audit: venv
 	$(VENV)/bin/pip-audit --strict --disable-pip --require-hashes $(AUDIT_ARGS) -r requirements/dev.lock
 
 bench: venv
-	$(VENV)/bin/python -m hocvu.bench $(BENCH_ARGS)
+	$(VENV)/bin/python -m hocvu_tools.bench $(BENCH_ARGS)
 
 bench-smoke: venv
-	$(VENV)/bin/python -m hocvu.bench --preset smoke $(BENCH_ARGS)
+	$(VENV)/bin/python -m hocvu_tools.bench --preset smoke $(BENCH_ARGS)
 
 venv: $(STAMP)
 

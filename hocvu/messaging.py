@@ -13,7 +13,7 @@ Nothing is dropped silently (nameko's default acknowledges a message whose handl
 - a message that can never be processed (not JSON, not an envelope, data breaking its
   contract) is dead-lettered at once.
 A dead-lettered message goes to `<queue>.dlq` with headers saying why, from where, after how
-many attempts and when; `python -m hocvu.ops` lists, shows and replays them.
+many attempts and when; `python -m hocvu_tools.ops` lists, shows and replays them.
 The copy is published (with confirms) before the original is acknowledged: a crash in
 between delivers the event twice, which the idempotent handlers absorb.
 """

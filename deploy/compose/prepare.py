@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from hocvu import sealing  # noqa: E402
-from hocvu.devstack import proxy  # noqa: E402
-from hocvu.devstack.rabbitmq import password_hash, service_permissions  # noqa: E402
+from hocvu_tools.devstack import proxy  # noqa: E402
+from hocvu_tools.devstack.rabbitmq import password_hash, service_permissions  # noqa: E402
 from services.identity.keys import new_key_pem  # noqa: E402
 
 SECRETS = Path(__file__).resolve().parent / "secrets"

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from hocvu import topology  # noqa: E402
-from hocvu.devstack.rabbitmq import service_permissions  # noqa: E402
+from hocvu_tools.devstack.rabbitmq import service_permissions  # noqa: E402
 
 BASE = Path(__file__).resolve().parent / "base"
 NAMESPACE = "hocvu"

@@ -9,7 +9,7 @@
   day), the message becomes `unknown`. A delivery report arriving later still wins.
 
 `summary()` counts messages per status and those stuck, for the metrics route (`gauges()`)
-and the ops command (python -m hocvu.ops sms).
+and the ops command (python -m hocvu_tools.ops sms).
 """
 import logging
 from datetime import datetime, timedelta

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hocvu.devstack.stack import SERVICES
+from hocvu_tools.devstack.stack import SERVICES
 
 pytestmark = pytest.mark.bench
 
@@ -17,7 +17,7 @@ LATENCIES = ("http_latency_ms", "enroll_to_assigned_ms", "enroll_to_sms_ms")
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    finished = subprocess.run([sys.executable, "-m", "hocvu.bench", "--preset", "smoke",
+    finished = subprocess.run([sys.executable, "-m", "hocvu_tools.bench", "--preset", "smoke",
                                "--out", str(out)], capture_output=True, text=True, timeout=280)
     runs = list(out.glob("*/results.json"))
     assert runs, finished.stdout[-3000:] + finished.stderr[-3000:]

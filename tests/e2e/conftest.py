@@ -1,15 +1,15 @@
 """The platform as operations runs it: every service its own `nameko run` process with its
 own config, the SMS gateway simulator, and nginx in front, against real RabbitMQ and
-SecantusDB (hocvu.devstack.stack, the same code as `make run`)."""
+SecantusDB (hocvu_tools.devstack.stack, the same code as `make run`)."""
 import contextlib
 import uuid
 
 import pytest
 
-from hocvu.devstack import config
-from hocvu.devstack.processes import free_port
-from hocvu.devstack.stack import SERVICES, Stack, StackSettings
-from hocvu.devstack.store import ServiceStores
+from hocvu_tools.devstack import config
+from hocvu_tools.devstack.processes import free_port
+from hocvu_tools.devstack.stack import SERVICES, Stack, StackSettings
+from hocvu_tools.devstack.store import ServiceStores
 from tests.support.broker import Vhost
 
 PARTS = ("edge", "sms_simulator", *SERVICES)

@@ -31,7 +31,7 @@ import schemathesis
 from schemathesis.engine import Status, events, from_schema
 
 from hocvu import reference
-from hocvu.devstack import accounts, proxy
+from hocvu_tools.devstack import accounts, proxy
 from hocvu.http import access_rule
 from hocvu.openapi import routes
 from services.certificates.service import CertificatesService

@@ -6,7 +6,7 @@ import json
 import pytest
 import requests
 
-from hocvu.devstack import accounts
+from hocvu_tools.devstack import accounts
 from tests.support.signin import learner_headers
 from tests.support.waiting import wait_for
 

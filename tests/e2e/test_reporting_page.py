@@ -1,5 +1,5 @@
 """The progress page in a real browser (headless Chromium from Debian, driven by Playwright),
-through the edge of a whole platform loaded with the demo workload (hocvu.devstack.demo):
+through the edge of a whole platform loaded with the demo workload (hocvu_tools.devstack.demo):
 an admin signs in, the page shows the API's figures, a filter narrows them, and a commune
 admin on a phone sees only their commune. The screenshots are the ones docs/reporting.md
 shows (docs/img/). The browser runs in a process of its own (reporting_page_driver.py)."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from hocvu.devstack import accounts, demo
+from hocvu_tools.devstack import accounts, demo
 from tests.support.signin import commune_admin
 from tests.support.waiting import wait_for
 

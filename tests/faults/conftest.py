@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from hocvu.devstack import config
-from hocvu.devstack.processes import free_port
-from hocvu.devstack.rabbitmq import PrivateRabbitMQ
-from hocvu.devstack.stack import SERVICES, Stack, StackSettings
-from hocvu.devstack.store import ServiceStores
+from hocvu_tools.devstack import config
+from hocvu_tools.devstack.processes import free_port
+from hocvu_tools.devstack.rabbitmq import PrivateRabbitMQ
+from hocvu_tools.devstack.stack import SERVICES, Stack, StackSettings
+from hocvu_tools.devstack.store import ServiceStores
 from tests.faults.journeys import progress
 
 REPORT: list[str] = []

@@ -19,9 +19,9 @@ from typing import Callable
 
 import requests
 
-from hocvu.devstack.accounts import Facilitators
-from hocvu.devstack.population import PROVINCE, learner
-from hocvu.devstack.stack import Stack
+from hocvu_tools.devstack.accounts import Facilitators
+from hocvu_tools.devstack.population import PROVINCE, learner
+from hocvu_tools.devstack.stack import Stack
 from hocvu.reference import communes_of
 
 # the client's backoff: a request failing for `seconds` is retried at most this often

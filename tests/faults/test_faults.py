@@ -18,7 +18,7 @@ import pytest
 from hocvu import contracts
 from hocvu.clock import utcnow
 from hocvu.events import new_event
-from hocvu.devstack.stack import SERVICES
+from hocvu_tools.devstack.stack import SERVICES
 from hocvu.topology import dead_letter_queue_name
 from tests.faults.conftest import REPORT
 from tests.faults.journeys import Fault, JourneyDriver, progress

@@ -10,7 +10,7 @@ import pymongo
 import requests
 from anyascii import anyascii
 
-from hocvu.devstack.stack import SERVICES
+from hocvu_tools.devstack.stack import SERVICES
 from hocvu.outbox import CHANGES_WITH_EVENTS
 from hocvu.topology import all_subscriber_queue_names, dead_letter_queue_name, retry_delays
 from tests.faults.journeys import progress

@@ -1,4 +1,4 @@
-"""The nginx edge (hocvu.devstack.proxy + deploy/nginx/hocvu.conf.template) in front of
+"""The nginx edge (hocvu_tools.devstack.proxy + deploy/nginx/hocvu.conf.template) in front of
 throwaway HTTP servers, one per service, each saying who it is and what it received."""
 import http.client
 import re
@@ -10,8 +10,8 @@ import time
 import pytest
 import requests
 
-from hocvu.devstack import proxy
-from hocvu.devstack.processes import Process, free_port
+from hocvu_tools.devstack import proxy
+from hocvu_tools.devstack.processes import Process, free_port
 
 SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")
 ORIGINS = ("https://app.hocvu.example", "http://localhost:5173")

@@ -1,4 +1,4 @@
-"""`python -m hocvu.devstack run`, the launcher behind `make run`: refusing to start over
+"""`python -m hocvu_tools.devstack run`, the launcher behind `make run`: refusing to start over
 itself or on taken ports, cleaning up after a killed run, and (e2e) the whole platform up
 behind nginx and down again on Ctrl-C, with its runtime data in a temporary folder."""
 import json
@@ -14,10 +14,10 @@ import psutil
 import pytest
 import requests
 
-from hocvu.devstack import config
-from hocvu.devstack.__main__ import stop_leftovers
-from hocvu.devstack.processes import REPO, free_port
-from hocvu.devstack.stack import SERVICES
+from hocvu_tools.devstack import config
+from hocvu_tools.devstack.__main__ import stop_leftovers
+from hocvu_tools.devstack.processes import REPO, free_port
+from hocvu_tools.devstack.stack import SERVICES
 from tests.support.broker import Vhost
 
 
@@ -30,7 +30,7 @@ def launcher_env(tmp_path, **extra) -> dict:
 
 
 def launch(env: dict, output) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hocvu.devstack", "run"], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "hocvu_tools.devstack", "run"], cwd=REPO, env=env,
                             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
 
 
@@ -41,7 +41,7 @@ def test_taken_ports_stop_it_before_it_starts_anything(tmp_path):
         port = sock.getsockname()[1]
         env = launcher_env(tmp_path, HOCVU_HTTP_PORT=str(port))
         began = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "hocvu.devstack", "run"], cwd=REPO, env=env,
+        done = subprocess.run([sys.executable, "-m", "hocvu_tools.devstack", "run"], cwd=REPO, env=env,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and time.monotonic() - began < 30
     assert f"{port} (edge, HOCVU_HTTP_PORT): taken by pid {os.getpid()}" in done.stderr
@@ -49,7 +49,7 @@ def test_taken_ports_stop_it_before_it_starts_anything(tmp_path):
 
 
 def test_a_bad_port_variable_is_named(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "hocvu.devstack", "run"], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "hocvu_tools.devstack", "run"], cwd=REPO,
                           env=launcher_env(tmp_path, HOCVU_LESSONS_PORT="lessons"),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "HOCVU_LESSONS_PORT='lessons'" in done.stderr

@@ -1,4 +1,4 @@
-"""The dev stack's child processes (hocvu.devstack.processes): logs, readiness, and stopping
+"""The dev stack's child processes (hocvu_tools.devstack.processes): logs, readiness, and stopping
 by PID, with throwaway `python -c` children."""
 import socket
 import sys
@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 
-from hocvu.devstack.processes import (Process, StartError, ephemeral_port_range, free_port,
+from hocvu_tools.devstack.processes import (Process, StartError, ephemeral_port_range, free_port,
                                       port_holder)
 
 

@@ -1,4 +1,4 @@
-"""RabbitMQ as the dev stack gets it (hocvu.devstack.rabbitmq): the shared broker reused, and
+"""RabbitMQ as the dev stack gets it (hocvu_tools.devstack.rabbitmq): the shared broker reused, and
 a private node a test can restart and stop."""
 import time
 
@@ -6,8 +6,8 @@ import pika
 import psutil
 import pytest
 
-from hocvu.devstack import rabbitmq, system
-from hocvu.devstack.processes import StartError, free_port, port_holder
+from hocvu_tools.devstack import rabbitmq, system
+from hocvu_tools.devstack.processes import StartError, free_port, port_holder
 
 
 def test_a_running_broker_is_reused_without_starting_anything(monkeypatch):

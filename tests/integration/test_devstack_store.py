@@ -1,4 +1,4 @@
-"""SecantusDB as the dev stack starts it (hocvu.devstack.store): a real server on a free port
+"""SecantusDB as the dev stack starts it (hocvu_tools.devstack.store): a real server on a free port
 with its data in a temporary folder, stopped by PID."""
 import socket
 import time
@@ -7,8 +7,8 @@ import psutil
 import pymongo
 import pytest
 
-from hocvu.devstack.processes import StartError, free_port
-from hocvu.devstack.store import start_secantus, store_uri
+from hocvu_tools.devstack.processes import StartError, free_port
+from hocvu_tools.devstack.store import start_secantus, store_uri
 
 
 def test_starts_keeps_data_across_restarts_and_stops(tmp_path):

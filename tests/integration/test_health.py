@@ -7,8 +7,8 @@ import pytest
 import requests
 
 from hocvu import health
-from hocvu.devstack.processes import free_port
-from hocvu.devstack.store import start_secantus, store_uri
+from hocvu_tools.devstack.processes import free_port
+from hocvu_tools.devstack.store import start_secantus, store_uri
 from services.certificates.service import CertificatesService
 from services.enrollment.service import EnrollmentService
 from services.lessons.service import LessonsService

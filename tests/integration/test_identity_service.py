@@ -14,7 +14,7 @@ from pymongo import MongoClient
 from hocvu import sealing
 from hocvu.auth import learner_subject
 from hocvu.clock import utcnow
-from hocvu.devstack.processes import free_port
+from hocvu_tools.devstack.processes import free_port
 from hocvu.events import new_event
 from services.identity import keys
 from services.identity.service import IdentityService

@@ -13,7 +13,7 @@ import yaml
 from nameko.cli.main import setup_yaml_parser
 
 from hocvu import signatures
-from hocvu.devstack.processes import REPO
+from hocvu_tools.devstack.processes import REPO
 from hocvu.events import new_event
 from services.notifications.service import NotificationsService
 from hocvu.sealing import Sealer, new_key_pair

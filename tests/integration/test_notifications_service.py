@@ -13,7 +13,7 @@ from hocvu.events import new_event
 from services.notifications import messages as notification_messages, providers
 from services.notifications.dispatcher import DispatchLoop, SmsDispatcher
 from services.notifications.service import NotificationsService
-from hocvu.devstack.processes import free_port
+from hocvu_tools.devstack.processes import free_port
 from hocvu.sealing import Sealer
 from tests.support.fixtures import CALLBACK_SECRET, SEALING_PUBLIC_KEY
 from tests.support.waiting import wait_for

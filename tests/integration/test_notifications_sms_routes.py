@@ -9,7 +9,7 @@ from pymongo import MongoClient
 
 from hocvu import auth, signatures
 from hocvu.clock import utcnow
-from hocvu.devstack.processes import free_port
+from hocvu_tools.devstack.processes import free_port
 from hocvu.events import new_event
 from services.notifications.service import NotificationsService
 from tests.support.fixtures import CALLBACK_SECRET

@@ -8,7 +8,7 @@ import pika
 import pytest
 
 from hocvu import messaging
-from hocvu.devstack.processes import REPO
+from hocvu_tools.devstack.processes import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ DLQ = f"{QUEUE}.dlq"
 
 
 def cli(amqp_uri, *args, stdin=subprocess.DEVNULL):
-    return subprocess.run([sys.executable, "-m", "hocvu.ops", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "hocvu_tools.ops", *args], cwd=REPO,
                           env={**os.environ, "AMQP_URI": amqp_uri}, stdin=stdin,
                           capture_output=True, text=True, timeout=60)
 

@@ -1,4 +1,4 @@
-"""python -m hocvu.ops sms: stuck and failed SMS read from notifications' real store."""
+"""python -m hocvu_tools.ops sms: stuck and failed SMS read from notifications' real store."""
 import json
 import os
 import subprocess
@@ -8,13 +8,13 @@ from datetime import timedelta
 import pytest
 
 from hocvu.clock import utcnow
-from hocvu.devstack.processes import REPO
+from hocvu_tools.devstack.processes import REPO
 
 pytestmark = pytest.mark.integration
 
 
 def cli(mongo_uri, database, *args):
-    return subprocess.run([sys.executable, "-m", "hocvu.ops", "sms", "--mongo-uri", mongo_uri,
+    return subprocess.run([sys.executable, "-m", "hocvu_tools.ops", "sms", "--mongo-uri", mongo_uri,
                            "--database", database, *args], cwd=REPO, env=os.environ,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
 
@@ -59,7 +59,7 @@ def test_stuck_and_failed_messages_with_their_reasons(notifications_store, mongo
     assert "912345678" not in failed.stdout  # numbers masked
 
     unreachable = subprocess.run(
-        [sys.executable, "-m", "hocvu.ops", "sms", "--mongo-uri",
+        [sys.executable, "-m", "hocvu_tools.ops", "sms", "--mongo-uri",
          "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", "stuck"],
         cwd=REPO, capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 2 and "cannot read" in unreachable.stderr

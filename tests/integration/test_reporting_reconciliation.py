@@ -13,7 +13,7 @@ import pytest
 import requests
 from pymongo import MongoClient
 
-from hocvu.devstack.population import learner
+from hocvu_tools.devstack.population import learner
 from hocvu.reference import communes_of
 from services.certificates.service import CertificatesService
 from services.enrollment.service import EnrollmentService

@@ -1,4 +1,4 @@
-"""Each service under a RabbitMQ user of its own (hocvu.devstack.rabbitmq.service_users):
+"""Each service under a RabbitMQ user of its own (hocvu_tools.devstack.rabbitmq.service_users):
 the whole journey works with the least permissions, and nothing beyond them does."""
 import pika
 import pytest

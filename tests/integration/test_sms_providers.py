@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from hocvu.clock import utcnow
-from hocvu.devstack.processes import free_port
+from hocvu_tools.devstack.processes import free_port
 from services.notifications import messages, providers, reconcile
 from services.notifications.providers import (
     ACCEPTED, DELIVERED, PENDING, REJECTED, RETRY, EsmsProvider, SimulatorProvider,

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from hocvu import signatures
-from hocvu.devstack.processes import free_port
+from hocvu_tools.devstack.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PHONE = "84912345678"

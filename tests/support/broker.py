@@ -8,7 +8,7 @@ import os
 
 import pika
 
-from hocvu.devstack import rabbitmq
+from hocvu_tools.devstack import rabbitmq
 
 BROKER_HOST = os.environ.get("HOCVU_TEST_BROKER_HOST", "127.0.0.1")
 BROKER_PORT = int(os.environ.get("HOCVU_TEST_BROKER_PORT", "5672"))

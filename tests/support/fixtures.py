@@ -6,8 +6,8 @@ import pytest
 from nameko.containers import ServiceContainer
 
 from tests.support.broker import Pika, Vhost
-from hocvu.devstack.processes import BIN, Process, free_port
-from hocvu.devstack.store import start_secantus, store_uri
+from hocvu_tools.devstack.processes import BIN, Process, free_port
+from hocvu_tools.devstack.store import start_secantus, store_uri
 from hocvu.sealing import new_key_pair
 from tests.support.tokens import TestIssuer
 

@@ -1,12 +1,12 @@
-"""Signing in through a running platform (hocvu.devstack.stack.Stack) as each kind of user
-does: staff with passwords (hocvu.devstack.accounts), a learner with the code texted to them,
+"""Signing in through a running platform (hocvu_tools.devstack.stack.Stack) as each kind of user
+does: staff with passwords (hocvu_tools.devstack.accounts), a learner with the code texted to them,
 read here from the SMS gateway simulator."""
 import re
 import secrets
 
 import requests
 
-from hocvu.devstack import accounts
+from hocvu_tools.devstack import accounts
 from tests.support.waiting import wait_for
 
 

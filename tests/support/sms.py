@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pymongo import MongoClient
 
-from hocvu.devstack.processes import BIN, Process, free_port
+from hocvu_tools.devstack.processes import BIN, Process, free_port
 from hocvu.store import Store
 from hocvu.storeprofile import EMBEDDED, StoreProfile
 from tests.support.fixtures import CALLBACK_SECRET

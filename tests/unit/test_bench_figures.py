@@ -1,8 +1,8 @@
 """The benchmark's arithmetic: percentiles, the sustainable rate, the count checks and the
 profile summary. Pure functions; the harness itself runs in tests/bench."""
-from hocvu.bench.__main__ import check_burst, derive, sustainable_rate, targets
-from hocvu.bench.profiling import hottest
-from hocvu.bench.timeline import percentiles
+from hocvu_tools.bench.__main__ import check_burst, derive, sustainable_rate, targets
+from hocvu_tools.bench.profiling import hottest
+from hocvu_tools.bench.timeline import percentiles
 
 
 def stage(rate, accepted, p99, errors=None):

@@ -22,7 +22,7 @@ import yaml
 
 from hocvu import auth, contracts, openapi, topology
 from hocvu.http import access_rule
-from hocvu.devstack.rabbitmq import service_permissions
+from hocvu_tools.devstack.rabbitmq import service_permissions
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

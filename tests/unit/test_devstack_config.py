@@ -1,11 +1,11 @@
-"""What `make run` reads from its environment (hocvu.devstack.config) and prints."""
+"""What `make run` reads from its environment (hocvu_tools.devstack.config) and prints."""
 import stat
 from pathlib import Path
 
 import pytest
 
-from hocvu.devstack import config
-from hocvu.devstack.__main__ import mask_uri
+from hocvu_tools.devstack import config
+from hocvu_tools.devstack.__main__ import mask_uri
 
 
 def test_default_ports():

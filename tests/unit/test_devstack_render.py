@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from hocvu.devstack import proxy
-from hocvu.devstack.rabbitmq import PrivateRabbitMQ
+from hocvu_tools.devstack import proxy
+from hocvu_tools.devstack.rabbitmq import PrivateRabbitMQ
 
 PORTS = {"enrollment": 9101, "lessons": 9102, "certificates": 9103, "notifications": 9104,
          "identity": 9105, "reporting": 9106}

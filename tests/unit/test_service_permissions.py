@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from hocvu.devstack import rabbitmq
+from hocvu_tools.devstack import rabbitmq
 
 
 def allowed(service: str, permission: str, resource: str) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from hocvu.devstack import licences
+from hocvu_tools.devstack import licences
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = {name: (ROOT / "requirements" / f"{name}.lock").read_text() for name in ("runtime", "dev")}
@@ -56,5 +56,5 @@ def test_setuptools_is_past_its_advisories_and_keeps_pkg_resources():
 
 def test_readme_lists_the_licence_of_every_runtime_dependency():
     readme = (ROOT / "README.md").read_text()
-    assert licences.table() in readme, "run .venv/bin/python -m hocvu.devstack.licences"
+    assert licences.table() in readme, "run .venv/bin/python -m hocvu_tools.devstack.licences"
     assert len(licences.pinned()) == len(requirements(LOCKS["runtime"]))

@@ -10,13 +10,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from hocvu.bench.platform import BenchPlatform
-from hocvu.bench.timeline import Timeline, percentiles, sms_times
-from hocvu.devstack.accounts import Facilitators
-from hocvu.devstack.population import PROVINCE, learner
+from hocvu_tools.bench.platform import BenchPlatform
+from hocvu_tools.bench.timeline import Timeline, percentiles, sms_times
+from hocvu_tools.devstack.accounts import Facilitators
+from hocvu_tools.devstack.population import PROVINCE, learner
 from hocvu.reference import communes_of
-from hocvu.devstack.processes import BIN
-from hocvu.devstack.stack import SERVICES
+from hocvu_tools.devstack.processes import BIN
+from hocvu_tools.devstack.stack import SERVICES
 from services.notifications.templates import ENROLLMENT_CONFIRMED
 
 ENROLL_PATH = "/api/enrollment/enrollments"
@@ -69,7 +69,7 @@ class Driver:
         with open(requests_file, "w", encoding="utf-8") as out:
             out.writelines(json.dumps(request, ensure_ascii=False) + "\n" for request in requests)
         mode = ["--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
-        subprocess.run([str(BIN / "python"), "-m", "hocvu.bench.loadgen", str(requests_file),
+        subprocess.run([str(BIN / "python"), "-m", "hocvu_tools.bench.loadgen", str(requests_file),
                         str(results_file), "--base-url", self.platform.stack.base_url, *mode],
                        check=True)
         with open(results_file, encoding="utf-8") as lines:

@@ -1,4 +1,4 @@
-"""python -m hocvu.ops sms {stuck,failed}: SMS that did not reach a learner, and why.
+"""python -m hocvu_tools.ops sms {stuck,failed}: SMS that did not reach a learner, and why.
 
 Reads notifications' own database directly (MONGO_URI, MONGO_DATABASE), read-only: it
 answers while notifications itself is down, which is when an operator needs it most.

@@ -1,7 +1,7 @@
 """The ceilings: raw throughput of each part on this machine, so that a pipeline figure can be
 read as a fraction of what the broker, the store and the framework manage on their own.
 
-    python -m hocvu.bench.ceilings MONGO_URI     (RabbitMQ on 127.0.0.1:5672, guest/guest)
+    python -m hocvu_tools.bench.ceilings MONGO_URI     (RabbitMQ on 127.0.0.1:5672, guest/guest)
 
 Each function returns a JSON-ready dict and cleans up what it created, also on error.
 """
@@ -17,13 +17,13 @@ from pathlib import Path
 import pika
 import pymongo
 
-from hocvu.devstack.processes import BIN, Process
+from hocvu_tools.devstack.processes import BIN, Process
 
 PREFETCH = 500
 ACK_EVERY = 50  # consumer acks with multiple=True: one ack frame per 50 messages
 MAX_WORKERS = 10  # as the services run (max_workers: ${MAX_WORKERS:10})
 POLL_SECONDS = 0.05
-# hocvu.bench.noop_service's names, spelled out: importing it would load nameko and eventlet
+# hocvu_tools.bench.noop_service's names, spelled out: importing it would load nameko and eventlet
 # into the harness. The queue is nameko's evt-<source>-<type>--<service>.<method>.
 NOOP_EXCHANGE, NOOP_EVENT_TYPE = "bench_source.events", "tick"
 NOOP_QUEUE = "evt-bench_source-tick--bench_noop.tick"
@@ -122,7 +122,7 @@ def broker_ceiling(amqp_uri: str, messages: int = 50_000, batch: int = 500) -> d
     confirms, then consumed with prefetch PREFETCH and an ack (multiple=True) every
     ACK_EVERY messages. pika is pure Python: on a small machine the client may be the limit."""
     parameters = pika.URLParameters(amqp_uri)
-    queue = f"hocvu.bench.ceiling.{uuid.uuid4().hex}"
+    queue = f"hocvu_tools.bench.ceiling.{uuid.uuid4().hex}"
     connection = pika.BlockingConnection(parameters)
     try:
         channel = connection.channel()
@@ -237,7 +237,7 @@ def _rate(count: int, concurrency: int, operation) -> float:
 
 def framework_ceiling(amqp_uri: str, events: int = 10_000, log_dir: Path | None = None,
                       timeout: float = 120) -> dict:
-    """hocvu.bench.noop_service (nameko, eventlet, max_workers MAX_WORKERS, a handler that
+    """hocvu_tools.bench.noop_service (nameko, eventlet, max_workers MAX_WORKERS, a handler that
     does nothing) draining a queue filled before it started: what nameko's dispatch alone
     manages. Timed from the first sample below full to the first empty sample."""
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="hocvu-ceiling-"))
@@ -251,7 +251,7 @@ def framework_ceiling(amqp_uri: str, events: int = 10_000, log_dir: Path | None 
         "LOGGING": {"version": 1, "handlers": {"console": {"class": "logging.StreamHandler"}},
                     "root": {"level": "WARNING", "handlers": ["console"]}}}))
     service = Process("bench_noop", [BIN / "python", "-m", "nameko", "run", "--config", config,
-                                     "hocvu.bench.noop_service"], log_dir)
+                                     "hocvu_tools.bench.noop_service"], log_dir)
     connection = pika.BlockingConnection(parameters)
     try:
         channel = connection.channel()

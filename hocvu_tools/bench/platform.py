@@ -11,11 +11,11 @@ import psutil
 import pymongo
 import requests
 
-from hocvu.devstack import config, proxy
-from hocvu.devstack.processes import Process, free_port
-from hocvu.devstack.rabbitmq import Vhost, ensure_rabbitmq
-from hocvu.devstack.stack import SERVICES, Stack, StackSettings
-from hocvu.devstack.store import ServiceStores
+from hocvu_tools.devstack import config, proxy
+from hocvu_tools.devstack.processes import Process, free_port
+from hocvu_tools.devstack.rabbitmq import Vhost, ensure_rabbitmq
+from hocvu_tools.devstack.stack import SERVICES, Stack, StackSettings
+from hocvu_tools.devstack.store import ServiceStores
 from hocvu.topology import all_subscriber_queue_names, dead_letter_queue_name
 
 

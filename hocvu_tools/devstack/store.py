@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pymongo
 
-from hocvu.devstack.processes import BIN, Process, StartError, port_holder
+from hocvu_tools.devstack.processes import BIN, Process, StartError, port_holder
 
 
 def store_uri(port: int) -> str:

@@ -1,7 +1,7 @@
 """The load generator: its own process, so its work never shares a CPU queue or a GIL with
 the harness that analyses the run.
 
-    python -m hocvu.bench.loadgen REQUESTS.jsonl RESULTS.jsonl --base-url URL
+    python -m hocvu_tools.bench.loadgen REQUESTS.jsonl RESULTS.jsonl --base-url URL
         (--rate R | --concurrency C) [--timeout S]
 
 REQUESTS.jsonl holds one request per line: {"method", "path", "body", "headers", "tag"}, or
@@ -96,7 +96,7 @@ async def bounded(base_url: str, requests: list[dict], concurrency: int,
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hocvu.bench.loadgen",
+    parser = argparse.ArgumentParser(prog="python -m hocvu_tools.bench.loadgen",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("requests")
     parser.add_argument("results")

@@ -3,7 +3,7 @@ import os
 import shutil
 import subprocess
 
-from hocvu.devstack.processes import StartError
+from hocvu_tools.devstack.processes import StartError
 
 # a non-root user's PATH often lacks the sbin folders where Debian puts servers
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])

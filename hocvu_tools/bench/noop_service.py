@@ -1,8 +1,8 @@
 """A nameko service whose event handler does nothing: what nameko itself costs per event.
-The count is read from outside, by watching its queue drain (hocvu.bench.ceilings), so the
+The count is read from outside, by watching its queue drain (hocvu_tools.bench.ceilings), so the
 handler has nothing to record and nothing to slow it down.
 
-    python -m nameko run --config CONFIG hocvu.bench.noop_service
+    python -m nameko run --config CONFIG hocvu_tools.bench.noop_service
 """
 from nameko.events import event_handler
 

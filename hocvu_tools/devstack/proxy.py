@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from hocvu.devstack import system
-from hocvu.devstack.processes import REPO, Process, StartError
+from hocvu_tools.devstack import system
+from hocvu_tools.devstack.processes import REPO, Process, StartError
 
 TEMPLATE = REPO / "deploy" / "nginx" / "hocvu.conf.template"
 SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")

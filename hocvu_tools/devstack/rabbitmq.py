@@ -29,8 +29,8 @@ import pika
 import psutil
 
 from hocvu import contracts, topology
-from hocvu.devstack import system
-from hocvu.devstack.processes import Process, StartError, free_port, port_holder, wait_gone
+from hocvu_tools.devstack import system
+from hocvu_tools.devstack.processes import Process, StartError, free_port, port_holder, wait_gone
 
 DEFAULT_URI = "amqp://guest:guest@127.0.0.1:5672/"
 # Debian's /usr/sbin/rabbitmq-server is a wrapper that, run as root, switches to the rabbitmq

@@ -1,4 +1,4 @@
-"""`python -m hocvu.bench.reporting_reads`: what reporting's read path costs at a province's
+"""`python -m hocvu_tools.bench.reporting_reads`: what reporting's read path costs at a province's
 launch scale, on a SecantusDB of its own (docs/reporting.md, "Cost").
 
 52,000 enrollments in 1,018 communes of one province (the launch: 52,000 people at 1,018
@@ -17,8 +17,8 @@ from pathlib import Path
 from pymongo import MongoClient
 
 from hocvu import auth
-from hocvu.devstack.processes import free_port
-from hocvu.devstack.store import start_secantus, store_uri
+from hocvu_tools.devstack.processes import free_port
+from hocvu_tools.devstack.store import start_secantus, store_uri
 from services.reporting import domain, queries, repository
 
 PROVINCE = "38"
@@ -65,7 +65,7 @@ def timed(work, repeat: int) -> tuple[float, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m hocvu.bench.reporting_reads")
+    parser = argparse.ArgumentParser(prog="python -m hocvu_tools.bench.reporting_reads")
     parser.add_argument("--enrollments", type=int, default=52_000)
     parser.add_argument("--communes", type=int, default=1_018)
     parser.add_argument("--days", type=int, default=30)

@@ -1,10 +1,10 @@
 """make bench: the platform measured against its own ceilings, in one run.
 
-    python -m hocvu.bench [--preset full|smoke] [--scale 0.1] [--stage-seconds 30]
+    python -m hocvu_tools.bench [--preset full|smoke] [--scale 0.1] [--stage-seconds 30]
                           [--workloads enrollment,burst] [--profile] [--out var/bench]
                           [--mongo-uri [SERVICE=]URI ...] [--store-profile mongodb]
 
-Starts everything it needs as separate processes (see hocvu.bench.platform), prints a
+Starts everything it needs as separate processes (see hocvu_tools.bench.platform), prints a
 results table, and writes results.json and report.md to a new folder under --out, with
 every request's timestamps and the processes' logs. Exits 1 if a count does not add up
 (anything lost, duplicated, dead-lettered or missing): the smoke preset in `make test`
@@ -20,15 +20,15 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hocvu.bench import ceilings, machine, report
-from hocvu.bench.platform import BenchPlatform, Deployment
-from hocvu.bench.presets import PRESETS, Preset
-from hocvu.bench.profiling import Profiler
-from hocvu.bench.workloads import (Driver, bulk_workload, enrollment_stage, launch_burst,
+from hocvu_tools.bench import ceilings, machine, report
+from hocvu_tools.bench.platform import BenchPlatform, Deployment
+from hocvu_tools.bench.presets import PRESETS, Preset
+from hocvu_tools.bench.profiling import Profiler
+from hocvu_tools.bench.workloads import (Driver, bulk_workload, enrollment_stage, launch_burst,
                                    learning_stage)
 from hocvu.contracts import SUBSCRIBERS
-from hocvu.devstack.processes import VAR
-from hocvu.devstack.stack import SERVICES
+from hocvu_tools.devstack.processes import VAR
+from hocvu_tools.devstack.stack import SERVICES
 
 P99_SMS_BOUND_MS = 2000       # the issue's "p99 enroll -> SMS under 2 s"
 BURST_DRAIN_TARGET_S = 600
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m hocvu.bench",
+    parser = argparse.ArgumentParser(prog="python -m hocvu_tools.bench",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--scale", type=float, default=1.0,

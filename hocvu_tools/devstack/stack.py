@@ -7,8 +7,8 @@ from pathlib import Path
 
 import requests
 
-from hocvu.devstack import proxy
-from hocvu.devstack.processes import BIN, Process, free_port
+from hocvu_tools.devstack import proxy
+from hocvu_tools.devstack.processes import BIN, Process, free_port
 
 SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")
 # the province admin identity creates on its first start (BOOTSTRAP_ADMIN_*): the account
@@ -26,7 +26,7 @@ STARTUP_ORDER = ("identity", "enrollment", "certificates", "notifications", "rep
 class StackSettings:
     amqp_uri: str
     mongo_uri: str | None            # every service's store, unless mongo_uris names its own
-    secrets: dict[str, str]          # hocvu.devstack.config.platform_secrets
+    secrets: dict[str, str]          # hocvu_tools.devstack.config.platform_secrets
     ports: dict[str, int]            # edge, sms_simulator and one per service
     log_dir: Path
     run_dir: Path
@@ -41,9 +41,9 @@ class StackSettings:
     # each platform (both sides start together), passed in the environment, not in argv
     sms_callback_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     edge: proxy.EdgeSettings = field(default_factory=proxy.EdgeSettings)  # limits, CORS
-    # a service's own broker login (hocvu.devstack.rabbitmq.service_users), else amqp_uri
+    # a service's own broker login (hocvu_tools.devstack.rabbitmq.service_users), else amqp_uri
     amqp_uris: dict[str, str] = field(default_factory=dict)
-    # a service's own store (hocvu.devstack.store.ServiceStores), else mongo_uri
+    # a service's own store (hocvu_tools.devstack.store.ServiceStores), else mongo_uri
     mongo_uris: dict[str, str] = field(default_factory=dict)
     # hocvu.storeprofile: "embedded" for the SecantusDB stores started here
     store_profile: str = "embedded"

@@ -1,5 +1,5 @@
 """The licence of every runtime dependency, from the installed packages' own metadata:
-`python -m hocvu.devstack.licences` prints the table README.md shows (under "Licences of the
+`python -m hocvu_tools.devstack.licences` prints the table README.md shows (under "Licences of the
 runtime dependencies"); tests/unit/test_supply_chain.py fails when the two differ.
 
 What a package declares, in this order: its SPDX `License-Expression`, its `License` field
@@ -9,7 +9,7 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-from hocvu.devstack.processes import REPO
+from hocvu_tools.devstack.processes import REPO
 
 RUNTIME_LOCK = REPO / "requirements" / "runtime.lock"
 _PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.M)

@@ -1,4 +1,4 @@
-"""python -m hocvu.ops: for operators.
+"""python -m hocvu_tools.ops: for operators.
 
     dlq {list,show,replay,purge}   the dead-letter queues (RabbitMQ)
     sms {stuck,failed}             SMS that did not reach a learner, and why (notifications' store)
@@ -12,8 +12,8 @@ import pika
 import pymongo.errors
 from tqdm import tqdm
 
-from hocvu.ops import sms
-from hocvu.ops.deadletters import DeadLetters, NoSuchQueue, dead_letter_queue
+from hocvu_tools.ops import sms
+from hocvu_tools.ops.deadletters import DeadLetters, NoSuchQueue, dead_letter_queue
 
 USAGE_ERROR = 2
 
@@ -86,7 +86,7 @@ def _purge(dead: DeadLetters, args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m hocvu.ops", description=(
+    top = argparse.ArgumentParser(prog="python -m hocvu_tools.ops", description=(
         "Operate hocvu: dead-letter queues (what failed for good, why, and sending it back) "
         "and SMS that did not reach a learner."))
     top.add_argument("--amqp-uri", default=os.environ.get(

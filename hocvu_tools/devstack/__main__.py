@@ -1,5 +1,5 @@
-"""`python -m hocvu.devstack run` (make run), `python -m hocvu.devstack stop` (make stop) and
-`python -m hocvu.devstack ensure-broker` (make test). See README, "The two commands"."""
+"""`python -m hocvu_tools.devstack run` (make run), `python -m hocvu_tools.devstack stop` (make stop) and
+`python -m hocvu_tools.devstack ensure-broker` (make test). See README, "The two commands"."""
 import argparse
 import json
 import os
@@ -12,11 +12,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
-from hocvu.devstack import config, proxy
-from hocvu.devstack.processes import VAR, Process, StartError, port_holder, wait_gone
-from hocvu.devstack.rabbitmq import DEFAULT_URI, ensure_rabbitmq, reachable, service_users
-from hocvu.devstack.stack import BOOTSTRAP_ADMIN, PROVINCE, SERVICES, Stack, StackSettings
-from hocvu.devstack.store import ServiceStores
+from hocvu_tools.devstack import config, proxy
+from hocvu_tools.devstack.processes import VAR, Process, StartError, port_holder, wait_gone
+from hocvu_tools.devstack.rabbitmq import DEFAULT_URI, ensure_rabbitmq, reachable, service_users
+from hocvu_tools.devstack.stack import BOOTSTRAP_ADMIN, PROVINCE, SERVICES, Stack, StackSettings
+from hocvu_tools.devstack.store import ServiceStores
 
 STATE_FILE = VAR / "run" / "devstack.json"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -228,7 +228,7 @@ def print_summary(stack: Stack, stores: ServiceStores | None, amqp_uri: str,
     print(f"\nSign in as the province admin of {PROVINCE}: user {BOOTSTRAP_ADMIN}, password in "
           f"{_relative(VAR / 'secrets.env')} (BOOTSTRAP_ADMIN_PASSWORD); README, the journey.")
     print(f"The progress page: {stack.base_url}/reporting/ (figures after "
-          "`.venv/bin/python -m hocvu.devstack.demo`; README).")
+          "`.venv/bin/python -m hocvu_tools.devstack.demo`; README).")
     print(f"\nCtrl-C stops everything started here (RabbitMQ keeps running); so do `make stop` "
           f"and `kill {os.getpid()}` from elsewhere.", flush=True)
 
@@ -265,7 +265,7 @@ def ensure_broker(environ=os.environ) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m hocvu.devstack")
+    parser = argparse.ArgumentParser(prog="python -m hocvu_tools.devstack")
     parser.add_argument("command", choices=["run", "stop", "ensure-broker"],
                         help="run: the whole platform (make run); stop: stop a running one "
                              "(make stop); ensure-broker: make sure RabbitMQ answers on "
@@ -274,7 +274,7 @@ def main() -> None:
     try:
         sys.exit({"run": run, "stop": stop, "ensure-broker": ensure_broker}[command]())
     except config.ConfigError as error:
-        sys.exit(f"python -m hocvu.devstack {command}: {error}")
+        sys.exit(f"python -m hocvu_tools.devstack {command}: {error}")
 
 
 if __name__ == "__main__":

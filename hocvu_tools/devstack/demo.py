@@ -1,6 +1,6 @@
-"""`python -m hocvu.devstack.demo` (with `make run` going): a morning's work for the progress
+"""`python -m hocvu_tools.devstack.demo` (with `make run` going): a morning's work for the progress
 page to show. Through the edge, as people do it: the province admin creates a facilitator for
-a few communes of Thanh Hóa, who enrolls made-up learners there (hocvu.devstack.population),
+a few communes of Thanh Hóa, who enrolls made-up learners there (hocvu_tools.devstack.population),
 records some lessons taught in class, and completes whole courses for some learners, whose
 certificates follow. Run it again for more; each run adds learners of its own.
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import requests
 
-from hocvu.devstack import accounts, config
-from hocvu.devstack.population import learner
-from hocvu.devstack.processes import VAR
-from hocvu.devstack.stack import PROVINCE
+from hocvu_tools.devstack import accounts, config
+from hocvu_tools.devstack.population import learner
+from hocvu_tools.devstack.processes import VAR
+from hocvu_tools.devstack.stack import PROVINCE
 from hocvu.reference import communes_of
 
 # enough of each outcome to fill every column: a third finish, a third are halfway
@@ -98,7 +98,7 @@ def _wait_for_plan(platform, facilitator, enrollment_id: str, timeout: float = 6
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m hocvu.devstack.demo")
+    parser = argparse.ArgumentParser(prog="python -m hocvu_tools.devstack.demo")
     parser.add_argument("--learners", type=int, default=60)
     parser.add_argument("--communes", type=int, default=8)
     parser.add_argument("--seed", type=int, default=None)

@@ -1,6 +1,6 @@
 """Staff accounts for the tools that drive the platform (the end-to-end and fault tests, the
 benchmark), signed in the way people are: the province admin that identity creates on its
-first start (hocvu.devstack.stack.BOOTSTRAP_ADMIN) creates facilitators, each for at most 50
+first start (hocvu_tools.devstack.stack.BOOTSTRAP_ADMIN) creates facilitators, each for at most 50
 communes as identity allows, and they sign in with their passwords."""
 import secrets
 import threading
@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from hocvu.devstack.stack import BOOTSTRAP_ADMIN, PROVINCE, Stack
+from hocvu_tools.devstack.stack import BOOTSTRAP_ADMIN, PROVINCE, Stack
 
 MAX_COMMUNES = 50      # identity's limit for one facilitator
 RENEW_BEFORE = 60      # seconds before a token expires that a new one is asked for

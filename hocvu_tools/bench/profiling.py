@@ -5,7 +5,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from hocvu.devstack.processes import BIN
+from hocvu_tools.devstack.processes import BIN
 
 # frames every thread of a process has; they say nothing about where the time goes
 _EVERYWHERE = ("_bootstrap", "_bootstrap_inner", "run (threading.py", "<module>", "main (",

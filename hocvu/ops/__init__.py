@@ -1,1 +1,0 @@
-"""Operations tools: `python -m hocvu.ops` (docs/operations.md)."""

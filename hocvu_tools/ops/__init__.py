@@ -1,0 +1,1 @@
+"""Operations tools: `python -m hocvu_tools.ops` (docs/operations.md)."""
