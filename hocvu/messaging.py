@@ -28,6 +28,8 @@ import logging
 import time
 from functools import partial
 
+import eventlet
+
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection
 from nameko.amqp.publish import Publisher, UndeliverableMessage
@@ -60,17 +62,51 @@ class ResilientQueueConsumer(QueueConsumer):
       message once the consumer reconnects, and the idempotent handler absorbs it.
     """
 
+    # how long the consuming thread has, after its connection broke under a worker, to
+    # connect again by itself before it is interrupted
+    RECONNECT_GRACE_SECONDS = 10.0
+
     def ack_message(self, message):
         try:
             super().ack_message(message)
         except OSError as exc:
             log.warning("could not acknowledge a message (%r); the broker will redeliver it", exc)
+            self._connection_broke()
 
     def requeue_message(self, message):
         try:
             super().requeue_message(message)
         except OSError as exc:
             log.warning("could not requeue a message (%r); the broker will redeliver it", exc)
+            self._connection_broke()
+
+    def on_consume_ready(self, connection, channel, consumers, **kwargs):
+        self._connections_made = getattr(self, "_connections_made", 0) + 1
+        super().on_consume_ready(connection, channel, consumers, **kwargs)
+
+    def _connection_broke(self) -> None:
+        """A worker found the connection dead (its node stopped). The consuming thread
+        normally notices too and connects again, to the next node of AMQP_URI; seen on a
+        cluster, it can instead stay stuck on the dead connection while the worker's write
+        broke it, and the service consumes nothing more. If it has not connected again
+        within RECONNECT_GRACE_SECONDS, raise a connection error into it: kombu's loop
+        takes that as a lost connection and connects again."""
+        if getattr(self, "_watching_reconnect", False):
+            return
+        self._watching_reconnect = True
+        made = getattr(self, "_connections_made", 0)
+
+        def watch():
+            eventlet.sleep(self.RECONNECT_GRACE_SECONDS)
+            self._watching_reconnect = False
+            thread = self._gt
+            if (getattr(self, "_connections_made", 0) == made and not self.should_stop
+                    and thread is not None and not thread.dead):
+                log.warning("the consumer has not connected again %.0f s after its connection "
+                            "broke; interrupting it so that it does", self.RECONNECT_GRACE_SECONDS)
+                thread.kill(ConnectionResetError("connection lost under a worker"))
+
+        eventlet.spawn_n(watch)
 
     def on_decode_error(self, message, exc):
         tag = message.delivery_info.get("consumer_tag")
