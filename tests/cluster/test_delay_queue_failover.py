@@ -133,8 +133,9 @@ def test_messages_in_a_delay_queue_survive_its_leader_stopping(rabbitmq_cluster)
     back_in_time = len(target.received)
     still_held, ready = held(cluster, delay_queue.name)
     new_leader = cluster.quorum_leaders()[delay_queue.name]
-    progress(f"{WAIT_SECONDS} s after the stop: {back_in_time} back, {still_held} held by "
-             f"{delay_queue.name} ({ready} ready), its leader now {new_leader}")
+    progress(f"after the stop (waiting at most {WAIT_SECONDS} s): {back_in_time} back, "
+             f"{still_held} held by {delay_queue.name} ({ready} ready), its leader now "
+             f"{new_leader}")
     assert new_leader != leader.nodename
     # nothing lost: each message is back, or still in the delay queue
     assert back_in_time + still_held == MESSAGES, (back_in_time, still_held)
