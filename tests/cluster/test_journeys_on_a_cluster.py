@@ -165,6 +165,9 @@ def drive_and_check(platform, name: str, stop: NodeStop):
     assert all(consumers.get(queue, 0) >= 1 for queue in all_subscriber_queue_names()), \
         {q: consumers.get(q, 0) for q in all_subscriber_queue_names()}
     retried_events = handler_retries(platform)
+    # how often a consumer had to be interrupted to connect again (hocvu.messaging)
+    nudged = {path.stem: n for path in platform.log_dir.glob("*.log")
+              if (n := path.read_text(errors="replace").count("has not connected again"))}
 
     short = lambda node: re.sub(r"@.*", "", node)  # noqa: E731
     REPORT.append(
@@ -188,8 +191,8 @@ def drive_and_check(platform, name: str, stop: NodeStop):
         f"  ... retries: {drive.retried_requests} HTTP requests retried by clients (bound "
         f"{drive.retry_bound()}"
         f"{': ' + ', '.join(f'{c} {n}' for c, n in drive.retry_causes.most_common()) if drive.retry_causes else ''}"
-        f"), {retried_events} event deliveries retried through delay queues; services "
-        f"connected before: "
+        f"), {retried_events} event deliveries retried through delay queues; consumers "
+        f"interrupted to connect again: {nudged or 'none'}; services connected before: "
         + ", ".join(f"{s} {'+'.join(sorted(map(short, before[s]))) or '-'}" for s in SERVICES)
         + "; after: "
         + ", ".join(f"{s} {'+'.join(sorted(map(short, after[s]))) or '-'}" for s in SERVICES))
