@@ -22,6 +22,7 @@ from pymongo.collection import Collection
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
 from hocvu import contracts, metrics
+from hocvu.groupwrite import GroupInserter
 from hocvu.outbox import OUTBOX_FIELD, STATE_COLLECTION, ChangeStreamRelay, relay_gauges
 from hocvu.retention import HourlyPurge
 from hocvu.storeprofile import StoreProfile
@@ -86,7 +87,8 @@ class Store:
     """What a worker sees: the service's database, and its relay."""
 
     def __init__(self, client: MongoClient, database_name: str, service_name: str,
-                 relay: ChangeStreamRelay | None, profile: StoreProfile):
+                 relay: ChangeStreamRelay | None, profile: StoreProfile,
+                 writes_in_flight: int = 1):
         self.client = client
         self.db = client[database_name]
         self.service_name = service_name
@@ -94,6 +96,18 @@ class Store:
         self.profile = profile
         # what STORE_PROFILE=embedded deletes by the hour instead of with TTL indexes
         self.housekeeping = HourlyPurge()
+        self._inserters: dict[str, GroupInserter] = {}
+        self._writes_in_flight = writes_in_flight
+
+    def insert_together(self, collection_name: str, document: dict) -> None:
+        """Insert `document`, in one write with those other workers insert into the same
+        collection at the same moment (hocvu.groupwrite); DuplicateKeyError as insert_one."""
+        inserter = self._inserters.get(collection_name)
+        if inserter is None:
+            inserter = self._inserters.setdefault(collection_name,
+                                                  GroupInserter(self.db[collection_name],
+                                                                self._writes_in_flight))
+        inserter.insert(document)
 
     def expire(self, collection_name: str, field: str, keep: timedelta) -> None:
         """Forget documents of `collection_name` once `field` is older than `keep`."""
@@ -121,8 +135,8 @@ class Store:
 class ServiceStore(DependencyProvider):
     """Provides a `Store` on the service's own database and runs its relay.
 
-    Config: MONGO_URI, MONGO_DATABASE, STORE_PROFILE (hocvu.storeprofile) and the relay's
-    OUTBOX_* settings. `prepare(store)` runs once at start: indexes, seed data.
+    Config: MONGO_URI, MONGO_DATABASE, STORE_PROFILE (hocvu.storeprofile), the relay's
+    OUTBOX_* settings and GROUP_WRITES_IN_FLIGHT (hocvu.groupwrite). `prepare(store)` runs once at start: indexes, seed data.
     """
 
     def __init__(self, prepare: Callable[[Store], None] | None = None, **kwargs):
@@ -145,7 +159,8 @@ class ServiceStore(DependencyProvider):
         # a service that publishes no event (reporting) reads no change stream
         relay = (ChangeStreamRelay(client[database], service_name, config)
                  if service_name in contracts.SOURCES.values() else None)
-        self.store = Store(client, database, service_name, relay, profile)
+        self.store = Store(client, database, service_name, relay, profile,
+                           int(config.get("GROUP_WRITES_IN_FLIGHT") or 1))
 
     def start(self):
         relay = self.store.relay

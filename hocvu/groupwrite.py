@@ -1,0 +1,104 @@
+"""Inserts that arrive together are written together (a group commit).
+
+While a write is on its way to the store, the documents other workers hand in wait; the
+next write takes all of them at once, with `insert_many(ordered=False)`. A lone request
+waits for nothing (there is no linger): under load the batches grow by themselves, up to the
+number of workers writing at that moment. `in_flight` allows more than one write at a time:
+smaller batches, less waiting (docs/performance.md has both measured). The embedded store
+charges each document of an `insert_many` about a quarter to a third of what a lone
+`insert_one` costs, so the busier the service, the cheaper each write.
+
+Each caller gets its own document's outcome, as if it had inserted alone: nothing, or
+DuplicateKeyError when its natural key exists, or the error that stopped the whole write.
+Works with threads and with eventlet's green threads (nameko's), whose monkey-patched
+`threading` makes these locks green.
+"""
+import threading
+from typing import Any
+
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
+
+DUPLICATE_KEY = 11000
+
+
+class _Pending:
+    def __init__(self, document: dict):
+        self.document = document
+        self.error: BaseException | None = None
+        self.leads = False  # this caller writes the next batch, its own document first
+        self.woken = threading.Event()
+
+
+class GroupInserter:
+    """`insert(document)` for one collection, written together with whatever other callers
+    hand in meanwhile. At most `in_flight` writers at a time; when one is done, the first of
+    those waiting writes the next batch, the others waiting with it."""
+
+    def __init__(self, collection: Collection, in_flight: int = 1):
+        self.collection = collection
+        self.in_flight = in_flight
+        self._lock = threading.Lock()
+        self._waiting: list[_Pending] = []
+        self._writers = 0
+        self.batches = 0  # how many writes, and how many documents: what the tests look at
+        self.documents = 0
+
+    def insert(self, document: dict) -> None:
+        pending = _Pending(document)
+        with self._lock:
+            if self._writers < self.in_flight:
+                self._writers += 1
+                pending.leads = True
+            else:
+                self._waiting.append(pending)
+        if not pending.leads:
+            pending.woken.wait()  # either written in another's batch, or our turn to write
+        if pending.leads:
+            self._write_batch(pending)
+        if pending.error is not None:
+            raise pending.error
+
+    def _write_batch(self, first: _Pending) -> None:
+        with self._lock:
+            batch, self._waiting = [first, *self._waiting], []
+        try:
+            self._write(batch)
+        finally:
+            with self._lock:
+                if self._waiting:
+                    following = self._waiting.pop(0)
+                    following.leads = True  # our place as a writer passes to it
+                else:
+                    following = None
+                    self._writers -= 1
+            for pending in batch[1:]:
+                pending.woken.set()
+            if following is not None:
+                following.woken.set()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        self.batches += 1
+        self.documents += len(batch)
+        try:
+            if len(batch) == 1:
+                self.collection.insert_one(batch[0].document)
+            else:
+                self.collection.insert_many([p.document for p in batch], ordered=False)
+        except BulkWriteError as exc:
+            _hand_out(batch, exc.details)
+        except Exception as exc:  # the whole write failed: every caller hears of it
+            for pending in batch:
+                pending.error = exc
+
+
+def _hand_out(batch: list[_Pending], details: dict[str, Any]) -> None:
+    """Give each document of a partly failed insert_many its own outcome."""
+    for error in details.get("writeErrors", []):
+        pending = batch[error["index"]]
+        cls = DuplicateKeyError if error.get("code") == DUPLICATE_KEY else WriteError
+        pending.error = cls(error.get("errmsg", "write error"), error.get("code"), error)
+    if details.get("writeConcernErrors"):
+        failed = BulkWriteError(details)
+        for pending in batch:
+            pending.error = pending.error or failed
