@@ -21,7 +21,8 @@ between delivers the event twice, which the idempotent handlers absorb.
 the same promises for a handler that writes many events at once (`insert_many`,
 `bulk_write(ordered=False)`), because the store charges per operation: the method receives a
 list of events (at most max_batch, gathered for at most linger_ms after the first) and may
-return the ids of those it found already done, counted as duplicates. Every message of the
+return those of them (the objects it was given: one event delivered twice in a batch is two
+of them) it found already done, counted as duplicates. Every message of the
 batch is acknowledged only after the method returned. If it raises, each event of the batch
 is handled again alone, and only one that fails alone takes the retry path above: a poison
 message never holds the others back.
@@ -319,11 +320,11 @@ class BatchEventSubscriber(EventSubscriber):
         return result, exc_info
 
     def _acknowledge(self, batch: list[tuple], already_done) -> None:
-        already_done = set(already_done or ())
+        already_done = {id(event) for event in already_done or ()}
         now = time.perf_counter()
         for event, message in batch:
             with logcontext.bound(correlation_id=event.correlation_id, event_id=event.event_id):
-                self._count("duplicate" if event.event_id in already_done else "ok",
+                self._count("duplicate" if id(event) in already_done else "ok",
                             now - message.hocvu_received_at)
             self.queue_consumer.ack_message(message)
 

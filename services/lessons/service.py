@@ -198,11 +198,11 @@ class LessonsService:
         planned = {doc["_id"] for doc in db.plans.find({"_id": {"$in": enrollment_ids}},
                                                        projection={"_id": 1})}
         cancelled = repository.cancelled_among(db, enrollment_ids)
-        already_done, plans, planned_for = set(), [], []
+        already_done, plans, planned_for = [], [], []
         for event in events:
             data = event.data
             if data["enrollment_id"] in planned:
-                already_done.add(event.event_id)
+                already_done.append(event)
                 continue
             if data["enrollment_id"] in cancelled:
                 continue
@@ -210,8 +210,8 @@ class LessonsService:
             planned_for.append(event)
         # a concurrent redelivery (or the same event twice in this batch) may insert a plan
         # first: then this one is the duplicate
-        already_done |= {planned_for[position].event_id
-                         for position in insert_many_once(db.plans, plans)}
+        already_done += [planned_for[position]
+                         for position in sorted(insert_many_once(db.plans, plans))]
         # a cancellation noted between the look above and the insertion stops the plan now
         # (the cancellation's own handler may have looked for the plan before it existed)
         repository.stop_if_cancelled(db, enrollment_ids, utcnow())

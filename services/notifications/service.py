@@ -361,14 +361,14 @@ class NotificationsService:
                                 event.correlation_id, utcnow(), unaccented):
             self.dispatcher.wake()
 
-    def _create_messages(self, events, wanted: list[messages.Wanted]) -> set[str]:
+    def _create_messages(self, events, wanted: list[messages.Wanted]) -> list:
         """The messages `wanted` names, each once however often its event comes; answers
-        the ids of the events whose message existed already (redeliveries)."""
+        the events whose message existed already (redeliveries)."""
         unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
         created = messages.create_many(self.store.db, wanted, utcnow(), unaccented)
         if any(message and message["status"] == messages.QUEUED for message in created):
             self.dispatcher.wake()
-        return {event.event_id for event, message in zip(events, created) if message is None}
+        return [event for event, message in zip(events, created) if message is None]
 
 
 def _with_data(events):

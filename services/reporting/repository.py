@@ -40,14 +40,14 @@ def prepare(store) -> None:
     db.targets.create_index("commune_code")
 
 
-def retain(db, events: list, facts: list[dict], received_at) -> set[str]:
-    """Keep each event's fact once, in one write; return the ids of the events kept before
+def retain(db, events: list, facts: list[dict], received_at) -> list:
+    """Keep each event's fact once, in one write; return the events kept before
     (redeliveries)."""
     kept_before = insert_many_once(db.events, [
         {"_id": event.event_id, "event_type": event.event_type,
          "occurred_at": event.occurred_at, "received_at": received_at, "fact": fact}
         for event, fact in zip(events, facts)])
-    return {events[position].event_id for position in kept_before}
+    return [events[position] for position in sorted(kept_before)]
 
 
 def apply(db, event_type: str, fact: dict) -> str | None:

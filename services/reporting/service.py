@@ -236,9 +236,9 @@ class ReportingService:
 
     # --- events ---------------------------------------------------------------------------
 
-    def _record(self, events) -> set[str]:
-        """Keep the events' facts once, then fold them in; answers the ids of the events
-        kept before. The fold runs on a duplicate too: it is idempotent, and it completes a
+    def _record(self, events) -> list:
+        """Keep the events' facts once, then fold them in; answers the events kept
+        before. The fold runs on a duplicate too: it is idempotent, and it completes a
         first delivery that failed half-way."""
         facts = [domain.fact_of(event.event_type, event.data) for event in events]
         kept_before = repository.retain(self.store.db, events, facts, utcnow())
