@@ -19,7 +19,8 @@ HTTP (under /api/lessons/; who may call each route: ACCESS below)
          (staff covering the session's commune; presence completes the lesson, reason
          session:<id>, under the same order rule; per learner: enrollment_cancelled or
          out_of_order when it cannot)
-Consumes   enrollment.learner_enrolled     -> assigns the course's lessons
+Consumes   enrollment.learner_enrolled     -> assigns the course's lessons (in batches: one
+                                              insert of the plans)
            enrollment.enrollment_cancelled -> the plan stops: nothing more completes, no
                                               course_completed follows
 Publishes  course_published, lessons_assigned, lesson_completed, course_completed

@@ -24,6 +24,8 @@ Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            lessons.course_completed               -> reminders stop
            identity.sign_in_code_requested        -> SMS sign_in_code (transactional; the
                                                      code is stored redacted, sent unsealed)
+           (contacts, learner_enrolled, lessons_assigned and the certificate events come
+           in batches, each written with one bulk write: hocvu.messaging.subscribe_batch)
 Publishes  sms_outcome: an SMS about a learner delivered, or failed for good (for reports;
            never the number or the text)
 State      its own database: contacts, messages, reminders, sms_optouts, sms_daily_counts

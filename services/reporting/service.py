@@ -18,6 +18,7 @@ Consumes   enrollment.learner_enrolled, enrollment.enrollment_cancelled,
            lessons.lesson_completed, lessons.course_completed,
            certificates.certificate_issued, certificates.certificate_revoked,
            notifications.sms_outcome
+           (each in batches: one insert of the facts, one bulk write of the enrollments)
 Publishes  nothing
 State      its own database: events (the retained stream of facts, by event_id), enrollments,
            sms, commune_days, commune_totals, province_days (derived: `python -m
