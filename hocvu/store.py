@@ -22,6 +22,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError
 
 from hocvu import contracts, metrics
+from hocvu.groupwrite import GroupInserter
 from hocvu.outbox import OUTBOX_FIELD, STATE_COLLECTION, ChangeStreamRelay, relay_gauges
 from hocvu.retention import HourlyPurge
 from hocvu.storeprofile import StoreProfile
@@ -130,6 +131,16 @@ class Store:
         self.profile = profile
         # what STORE_PROFILE=embedded deletes by the hour instead of with TTL indexes
         self.housekeeping = HourlyPurge()
+        self._inserters: dict[str, GroupInserter] = {}
+
+    def insert_together(self, collection_name: str, document: dict) -> None:
+        """Insert `document`, in one write with those other workers insert into the same
+        collection at the same moment (hocvu.groupwrite); DuplicateKeyError as insert_one."""
+        inserter = self._inserters.get(collection_name)
+        if inserter is None:
+            inserter = self._inserters.setdefault(collection_name,
+                                                  GroupInserter(self.db[collection_name]))
+        inserter.insert(document)
 
     def expire(self, collection_name: str, field: str, keep: timedelta) -> None:
         """Forget documents of `collection_name` once `field` is older than `keep`."""

@@ -188,7 +188,7 @@ class RowEnroller:
         sealed_phone = self.keys.sealer.seal(learner["phone"])
 
         def attempt():
-            return enrolling.enroll(self.store.db, caller, course, learner, national_id_hash,
+            return enrolling.enroll(self.store, caller, course, learner, national_id_hash,
                                     subject, sealed_phone, correlation_id, utcnow())
 
         try:

@@ -1,4 +1,4 @@
-"""Enrolling a learner: the rules, and the transaction that applies them.
+"""Enrolling a learner: the rules, and the writes that apply them.
 
 A learner is one person, recognised by the keyed hash of their national ID; the same
 person may take several courses but each course once. The enrollment and the two events
@@ -71,7 +71,7 @@ def may_update_profile(caller: Principal, learner: dict) -> bool:
                                                                learner.get("commune_code"))
 
 
-def enroll(db, caller: Principal, course: dict, learner_in: dict, national_id_hash: str,
+def enroll(store, caller: Principal, course: dict, learner_in: dict, national_id_hash: str,
            subject: str, sealed_phone: str, correlation_id: str, now: datetime) -> dict:
     """Enroll in `course` (from course_for); raise AlreadyEnrolled for a repeat.
 
@@ -79,8 +79,11 @@ def enroll(db, caller: Principal, course: dict, learner_in: dict, national_id_ha
     then the enrollment carrying its two events. Nothing needs them to change together: a
     profile without an enrollment (the second write failed) is a person known to the
     platform, and the request's retry finds it. Every check comes before the first write,
-    so a refused request changes nothing.
+    so a refused request changes nothing. Both inserts go with those of other requests
+    arriving at the same moment (`store.insert_together`): a launch morning's enrollments
+    are written in batches.
     """
+    db = store.db
     course_id = course["_id"]
     profile = learner_profile(learner_in, subject, now)
     existing_learner = db.learners.find_one({"national_id_hash": national_id_hash})
@@ -94,7 +97,7 @@ def enroll(db, caller: Principal, course: dict, learner_in: dict, national_id_ha
     else:
         learner = {"_id": str(uuid.uuid4()), "national_id_hash": national_id_hash,
                    "created_at": now, **profile}
-        db.learners.insert_one(learner)  # a concurrent twin raises DuplicateKeyError
+        store.insert_together("learners", learner)  # a concurrent twin: DuplicateKeyError
     enrollment = {
         "_id": str(uuid.uuid4()), "learner_id": learner["_id"], "course_id": course_id,
         "course_title": course["title"], "status": ACTIVE, "enrolled_at": now,
@@ -114,7 +117,7 @@ def enroll(db, caller: Principal, course: dict, learner_in: dict, national_id_ha
             "learner_id": learner["_id"], "enrollment_id": enrollment["_id"],
             "full_name": learner["full_name"], "sealed_phone": sealed_phone}, correlation_id)]
     try:
-        db.enrollments.insert_one(with_events(enrollment, announced))
+        store.insert_together("enrollments", with_events(enrollment, announced))
     except DuplicateKeyError:
         # a concurrent request enrolled the same person in the same course first
         refuse_repeat(db, caller, learner["_id"], course_id)

@@ -213,7 +213,7 @@ class EnrollmentService:
         course = enrolling.course_for(self._find_course, body["course_id"], learner["group"])
 
         def attempt():
-            return enrolling.enroll(self.store.db, caller, course, learner, national_id_hash,
+            return enrolling.enroll(self.store, caller, course, learner, national_id_hash,
                                     subject, sealed_phone, correlation_id, utcnow())
 
         try:

@@ -1,0 +1,131 @@
+"""hocvu.groupwrite against the real store: inserts handed in while a write is on its way
+go together in the next one, and each caller hears its own document's outcome."""
+import threading
+import uuid
+
+import pytest
+from pymongo import MongoClient
+from bson.errors import InvalidDocument
+from pymongo.errors import DuplicateKeyError
+
+from hocvu.groupwrite import GroupInserter
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def collection(mongo_uri):
+    client = MongoClient(mongo_uri, retryWrites=False)
+    coll = client[f"groupwrite_{uuid.uuid4().hex[:8]}"]["things"]
+    coll.create_index("key", unique=True)
+    yield coll
+    client.drop_database(coll.database.name)
+    client.close()
+
+
+class HeldFirstWrite:
+    """The real collection, whose first write waits until the test lets it go: so the test
+    knows which inserts arrive while a write is on its way."""
+
+    def __init__(self, collection):
+        self.collection = collection
+        self.release = threading.Event()
+        self.first = True
+
+    def insert_one(self, document):
+        if self.first:
+            self.first = False
+            self.release.wait(30)
+        return self.collection.insert_one(document)
+
+    def insert_many(self, documents, ordered):
+        return self.collection.insert_many(documents, ordered=ordered)
+
+
+def insert_in_threads(inserter, documents):
+    """Insert each document from a thread of its own; {key: the error raised, or None}."""
+    outcomes = {}
+
+    def insert(document):
+        try:
+            inserter.insert(document)
+            outcomes[document["key"]] = None
+        except Exception as exc:
+            outcomes[document["key"]] = exc
+
+    threads = [threading.Thread(target=insert, args=(doc,)) for doc in documents]
+    return threads, outcomes
+
+
+def test_inserts_arriving_during_a_write_go_together_in_the_next(collection):
+    held = HeldFirstWrite(collection)
+    inserter = GroupInserter(held)
+    documents = [{"_id": f"d{i}", "key": f"k{i}"} for i in range(20)]
+    threads, outcomes = insert_in_threads(inserter, documents)
+    threads[0].start()
+    wait_for(lambda: inserter.batches == 1, what="the first write under way")
+    for thread in threads[1:]:
+        thread.start()
+    wait_for(lambda: len(inserter._waiting) == 19, what="19 inserts waiting")
+    held.release.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert outcomes == {doc["key"]: None for doc in documents}
+    assert collection.count_documents({}) == 20
+    assert (inserter.batches, inserter.documents) == (2, 20)  # one alone, then 19 together
+
+
+def test_each_caller_hears_its_own_duplicate(collection):
+    collection.insert_one({"_id": "old", "key": "taken"})
+    held = HeldFirstWrite(collection)
+    inserter = GroupInserter(held)
+    documents = [{"_id": "first", "key": "first"},
+                 {"_id": "a", "key": "fresh-a"},
+                 {"_id": "b", "key": "taken"},        # the key exists already
+                 {"_id": "c", "key": "fresh-c"},
+                 {"_id": "a", "key": "same-id-as-a"},  # a twin in the same batch
+                 {"_id": "d", "key": "fresh-d"}]
+    threads, outcomes = insert_in_threads(inserter, documents)
+    threads[0].start()
+    wait_for(lambda: inserter.batches == 1, what="the first write under way")
+    for thread in threads[1:]:
+        thread.start()
+        # one at a time, so that the twin comes after the original in the batch
+        wait_for(lambda: thread in threading.enumerate() and
+                 len(inserter._waiting) == threads.index(thread), what="waiting in order")
+    held.release.set()
+    for thread in threads:
+        thread.join(30)
+
+    refused = {key for key, error in outcomes.items() if error is not None}
+    assert refused == {"taken", "same-id-as-a"}
+    assert all(isinstance(outcomes[key], DuplicateKeyError) for key in refused)
+    assert sorted(doc["key"] for doc in collection.find()) == [
+        "first", "fresh-a", "fresh-c", "fresh-d", "taken"]
+    assert inserter.batches == 2
+
+
+def test_a_write_that_fails_as_a_whole_fails_every_caller_and_the_next_goes_on(collection):
+    held = HeldFirstWrite(collection)
+    inserter = GroupInserter(held)
+    documents = [{"_id": "first", "key": "first"},
+                 {"_id": "x", "key": "x"},
+                 {"_id": "bad", "key": "bad", "value": object()}]  # BSON cannot encode it
+    threads, outcomes = insert_in_threads(inserter, documents)
+    threads[0].start()
+    wait_for(lambda: inserter.batches == 1, what="the first write under way")
+    for thread in threads[1:]:
+        thread.start()
+    wait_for(lambda: len(inserter._waiting) == 2, what="two inserts waiting")
+    held.release.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert outcomes["first"] is None
+    assert isinstance(outcomes["x"], InvalidDocument)
+    assert outcomes["bad"] is outcomes["x"]
+    assert sorted(collection.distinct("key")) == ["first"]
+    inserter.insert({"_id": "after", "key": "after"})  # the inserter is not stuck
+    assert collection.count_documents({"key": "after"}) == 1
