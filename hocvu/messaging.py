@@ -248,8 +248,12 @@ class BatchEventSubscriber(EventSubscriber):
         self._lingering = False
 
     def stop(self):
-        self._hand_out()  # what is gathered is handled before the workers are waited for
+        # what is gathered is handled before the container waits for its workers; what
+        # arrives until the consumer is cancelled too (the channel stays open for their acks
+        # until the workers are done); anything later is redelivered to the next consumer
+        self._hand_out()
         super().stop()
+        self._hand_out()
 
     def handle_message(self, body, message):
         try:
