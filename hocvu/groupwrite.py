@@ -1,11 +1,12 @@
 """Inserts that arrive together are written together (a group commit).
 
-While one write is on its way to the store, the documents other workers hand in wait; the
+While a write is on its way to the store, the documents other workers hand in wait; the
 next write takes all of them at once, with `insert_many(ordered=False)`. A lone request
 waits for nothing (there is no linger): under load the batches grow by themselves, up to the
-number of workers writing at that moment. The embedded store charges each document of an
-`insert_many` about a quarter to a third of what a lone `insert_one` costs
-(docs/performance.md), so the busier the service, the cheaper each write.
+number of workers writing at that moment. `in_flight` allows more than one write at a time:
+smaller batches, less waiting (docs/performance.md has both measured). The embedded store
+charges each document of an `insert_many` about a quarter to a third of what a lone
+`insert_one` costs, so the busier the service, the cheaper each write.
 
 Each caller gets its own document's outcome, as if it had inserted alone: nothing, or
 DuplicateKeyError when its natural key exists, or the error that stopped the whole write.
@@ -25,51 +26,54 @@ class _Pending:
     def __init__(self, document: dict):
         self.document = document
         self.error: BaseException | None = None
-        self.leads = False  # this caller writes the next batch, its own document included
+        self.leads = False  # this caller writes the next batch, its own document first
         self.woken = threading.Event()
 
 
 class GroupInserter:
     """`insert(document)` for one collection, written together with whatever other callers
-    hand in meanwhile. One writer at a time; when it is done, the first of those waiting
-    writes the next batch."""
+    hand in meanwhile. At most `in_flight` writers at a time; when one is done, the first of
+    those waiting writes the next batch, the others waiting with it."""
 
-    def __init__(self, collection: Collection):
+    def __init__(self, collection: Collection, in_flight: int = 1):
         self.collection = collection
+        self.in_flight = in_flight
         self._lock = threading.Lock()
         self._waiting: list[_Pending] = []
-        self._writing = False
+        self._writers = 0
         self.batches = 0  # how many writes, and how many documents: what the tests look at
         self.documents = 0
 
     def insert(self, document: dict) -> None:
         pending = _Pending(document)
         with self._lock:
-            self._waiting.append(pending)
-            pending.leads = not self._writing
-            self._writing = True
+            if self._writers < self.in_flight:
+                self._writers += 1
+                pending.leads = True
+            else:
+                self._waiting.append(pending)
         if not pending.leads:
-            pending.woken.wait()  # either written by another caller, or our turn to write
+            pending.woken.wait()  # either written in another's batch, or our turn to write
         if pending.leads:
-            self._write_next_batch()
+            self._write_batch(pending)
         if pending.error is not None:
             raise pending.error
 
-    def _write_next_batch(self) -> None:
+    def _write_batch(self, first: _Pending) -> None:
         with self._lock:
-            batch, self._waiting = self._waiting, []
+            batch, self._waiting = [first, *self._waiting], []
         try:
             self._write(batch)
         finally:
             with self._lock:
-                following = self._waiting[0] if self._waiting else None
-                if following is None:
-                    self._writing = False
+                if self._waiting:
+                    following = self._waiting.pop(0)
+                    following.leads = True  # our place as a writer passes to it
                 else:
-                    following.leads = True
-            for pending in batch:
-                if not pending.leads:
-                    pending.woken.set()
+                    following = None
+                    self._writers -= 1
+            for pending in batch[1:]:
+                pending.woken.set()
             if following is not None:
                 following.woken.set()
 

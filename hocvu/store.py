@@ -123,7 +123,8 @@ class Store:
     """What a worker sees: the service's database, and its relay."""
 
     def __init__(self, client: MongoClient, database_name: str, service_name: str,
-                 relay: ChangeStreamRelay | None, profile: StoreProfile):
+                 relay: ChangeStreamRelay | None, profile: StoreProfile,
+                 writes_in_flight: int = 1):
         self.client = client
         self.db = client[database_name]
         self.service_name = service_name
@@ -132,6 +133,7 @@ class Store:
         # what STORE_PROFILE=embedded deletes by the hour instead of with TTL indexes
         self.housekeeping = HourlyPurge()
         self._inserters: dict[str, GroupInserter] = {}
+        self._writes_in_flight = writes_in_flight
 
     def insert_together(self, collection_name: str, document: dict) -> None:
         """Insert `document`, in one write with those other workers insert into the same
@@ -139,7 +141,8 @@ class Store:
         inserter = self._inserters.get(collection_name)
         if inserter is None:
             inserter = self._inserters.setdefault(collection_name,
-                                                  GroupInserter(self.db[collection_name]))
+                                                  GroupInserter(self.db[collection_name],
+                                                                self._writes_in_flight))
         inserter.insert(document)
 
     def expire(self, collection_name: str, field: str, keep: timedelta) -> None:
@@ -168,8 +171,8 @@ class Store:
 class ServiceStore(DependencyProvider):
     """Provides a `Store` on the service's own database and runs its relay.
 
-    Config: MONGO_URI, MONGO_DATABASE, STORE_PROFILE (hocvu.storeprofile) and the relay's
-    OUTBOX_* settings. `prepare(store)` runs once at start: indexes, seed data.
+    Config: MONGO_URI, MONGO_DATABASE, STORE_PROFILE (hocvu.storeprofile), the relay's
+    OUTBOX_* settings and GROUP_WRITES_IN_FLIGHT (hocvu.groupwrite). `prepare(store)` runs once at start: indexes, seed data.
     """
 
     def __init__(self, prepare: Callable[[Store], None] | None = None, **kwargs):
@@ -192,7 +195,8 @@ class ServiceStore(DependencyProvider):
         # a service that publishes no event (reporting) reads no change stream
         relay = (ChangeStreamRelay(client[database], service_name, config)
                  if service_name in contracts.SOURCES.values() else None)
-        self.store = Store(client, database, service_name, relay, profile)
+        self.store = Store(client, database, service_name, relay, profile,
+                           int(config.get("GROUP_WRITES_IN_FLIGHT") or 1))
 
     def start(self):
         relay = self.store.relay

@@ -24,22 +24,29 @@ def collection(mongo_uri):
     client.close()
 
 
-class HeldFirstWrite:
-    """The real collection, whose first write waits until the test lets it go: so the test
+class HeldWrites:
+    """The real collection, whose next writes wait until the test lets each go: so the test
     knows which inserts arrive while a write is on its way."""
 
     def __init__(self, collection):
         self.collection = collection
-        self.release = threading.Event()
-        self.first = True
+        self.holds: list[threading.Event] = []
+
+    def hold_next(self) -> threading.Event:
+        gate = threading.Event()
+        self.holds.append(gate)
+        return gate
+
+    def _wait_if_held(self):
+        if self.holds:
+            self.holds.pop(0).wait(30)
 
     def insert_one(self, document):
-        if self.first:
-            self.first = False
-            self.release.wait(30)
+        self._wait_if_held()
         return self.collection.insert_one(document)
 
     def insert_many(self, documents, ordered):
+        self._wait_if_held()
         return self.collection.insert_many(documents, ordered=ordered)
 
 
@@ -59,8 +66,9 @@ def insert_in_threads(inserter, documents):
 
 
 def test_inserts_arriving_during_a_write_go_together_in_the_next(collection):
-    held = HeldFirstWrite(collection)
-    inserter = GroupInserter(held)
+    held = HeldWrites(collection)
+    first_write = held.hold_next()
+    inserter = GroupInserter(held, in_flight=1)
     documents = [{"_id": f"d{i}", "key": f"k{i}"} for i in range(20)]
     threads, outcomes = insert_in_threads(inserter, documents)
     threads[0].start()
@@ -68,9 +76,10 @@ def test_inserts_arriving_during_a_write_go_together_in_the_next(collection):
     for thread in threads[1:]:
         thread.start()
     wait_for(lambda: len(inserter._waiting) == 19, what="19 inserts waiting")
-    held.release.set()
+    first_write.set()
     for thread in threads:
         thread.join(30)
+    assert inserter._writers == 0 and inserter._waiting == []
 
     assert outcomes == {doc["key"]: None for doc in documents}
     assert collection.count_documents({}) == 20
@@ -79,8 +88,9 @@ def test_inserts_arriving_during_a_write_go_together_in_the_next(collection):
 
 def test_each_caller_hears_its_own_duplicate(collection):
     collection.insert_one({"_id": "old", "key": "taken"})
-    held = HeldFirstWrite(collection)
-    inserter = GroupInserter(held)
+    held = HeldWrites(collection)
+    first_write = held.hold_next()
+    inserter = GroupInserter(held, in_flight=1)
     documents = [{"_id": "first", "key": "first"},
                  {"_id": "a", "key": "fresh-a"},
                  {"_id": "b", "key": "taken"},        # the key exists already
@@ -95,9 +105,10 @@ def test_each_caller_hears_its_own_duplicate(collection):
         # one at a time, so that the twin comes after the original in the batch
         wait_for(lambda: thread in threading.enumerate() and
                  len(inserter._waiting) == threads.index(thread), what="waiting in order")
-    held.release.set()
+    first_write.set()
     for thread in threads:
         thread.join(30)
+    assert inserter._writers == 0 and inserter._waiting == []
 
     refused = {key for key, error in outcomes.items() if error is not None}
     assert refused == {"taken", "same-id-as-a"}
@@ -108,8 +119,9 @@ def test_each_caller_hears_its_own_duplicate(collection):
 
 
 def test_a_write_that_fails_as_a_whole_fails_every_caller_and_the_next_goes_on(collection):
-    held = HeldFirstWrite(collection)
-    inserter = GroupInserter(held)
+    held = HeldWrites(collection)
+    first_write = held.hold_next()
+    inserter = GroupInserter(held, in_flight=1)
     documents = [{"_id": "first", "key": "first"},
                  {"_id": "x", "key": "x"},
                  {"_id": "bad", "key": "bad", "value": object()}]  # BSON cannot encode it
@@ -119,9 +131,10 @@ def test_a_write_that_fails_as_a_whole_fails_every_caller_and_the_next_goes_on(c
     for thread in threads[1:]:
         thread.start()
     wait_for(lambda: len(inserter._waiting) == 2, what="two inserts waiting")
-    held.release.set()
+    first_write.set()
     for thread in threads:
         thread.join(30)
+    assert inserter._writers == 0 and inserter._waiting == []
 
     assert outcomes["first"] is None
     assert isinstance(outcomes["x"], InvalidDocument)
@@ -129,3 +142,31 @@ def test_a_write_that_fails_as_a_whole_fails_every_caller_and_the_next_goes_on(c
     assert sorted(collection.distinct("key")) == ["first"]
     inserter.insert({"_id": "after", "key": "after"})  # the inserter is not stuck
     assert collection.count_documents({"key": "after"}) == 1
+
+
+def test_with_two_writes_in_flight_the_second_goes_at_once_and_the_rest_wait(collection):
+    held = HeldWrites(collection)
+    first_write, second_write = held.hold_next(), held.hold_next()
+    inserter = GroupInserter(held, in_flight=2)
+    documents = [{"_id": f"d{i}", "key": f"k{i}"} for i in range(10)]
+    threads, outcomes = insert_in_threads(inserter, documents)
+    threads[0].start()
+    wait_for(lambda: inserter.batches == 1, what="the first write under way")
+    threads[1].start()
+    wait_for(lambda: inserter.batches == 2, what="the second write under way beside it")
+    for thread in threads[2:]:
+        thread.start()
+    wait_for(lambda: len(inserter._waiting) == 8, what="8 inserts waiting")
+    first_write.set()
+    wait_for(lambda: inserter.batches == 3 and not inserter._waiting,
+             what="the 8 written together")
+    threads[0].join(30)
+    assert outcomes.get("k1", "pending") == "pending"  # the second write is still held
+    second_write.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert outcomes == {doc["key"]: None for doc in documents}
+    assert collection.count_documents({}) == 10
+    assert (inserter.batches, inserter.documents) == (3, 10)  # 1 and 1, then 8 together
+    assert inserter._writers == 0 and inserter._waiting == []
