@@ -23,13 +23,22 @@ A delay queue that an earlier release declared with other arguments (before at-l
 dead-lettering, hocvu.topology) is used as it is, with a warning, rather than failing every
 retry on RabbitMQ's PRECONDITION_FAILED; `python -m hocvu_tools.ops delay-queues migrate`
 replaces it (docs/operations.md).
+
+`@subscribe_batch(source, event_type, max_batch=..., linger_ms=...)` is the same queue and
+the same promises for a handler that writes many events at once (`insert_many`,
+`bulk_write(ordered=False)`), because the store charges per operation: the method receives a
+list of events (at most max_batch, gathered for at most linger_ms after the first) and may
+return those of them (the objects it was given: one event delivered twice in a batch is two
+of them) it found already done, counted as duplicates. Every message of the
+batch is acknowledged only after the method returned. If it raises, each event of the batch
+is handled again alone, and only one that fails alone takes the retry path above: a poison
+message never holds the others back.
 """
 import logging
 import time
 from functools import partial
 
 import eventlet
-
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection
 from nameko.amqp.publish import Publisher, UndeliverableMessage
@@ -271,3 +280,140 @@ def _envelope_ids(body) -> dict:
 
 
 subscribe = EventSubscriber.decorator
+
+
+class BatchQueueConsumer(ResilientQueueConsumer):
+    """The queue consumer of batch subscribers: a connection of its own (nameko shares one
+    consumer, and one prefetch of max_workers per queue, per class of consumer), whose
+    queues each get the prefetch their subscriber asks for.
+
+    RabbitMQ applies a (per-consumer) basic.qos to the consumers started after it on the
+    channel, and nameko starts them all after setting every qos, so each consumer is started
+    right after its own qos here (kombu's later consume() skips a queue already consumed).
+    """
+
+    def get_consumers(self, consumer_cls, channel):
+        consumers = super().get_consumers(consumer_cls, channel)
+        for provider, consumer in self._consumers.items():
+            consumer.qos(prefetch_count=provider.prefetch_count)
+            consumer.consume()
+        return consumers
+
+
+class BatchEventSubscriber(EventSubscriber):
+    """`subscribe_batch`: events handed to one worker as a list (module docstring)."""
+
+    queue_consumer = BatchQueueConsumer()
+
+    def __init__(self, source_service: str, event_type: str, max_batch: int = 100,
+                 linger_ms: float = 20, **kwargs):
+        if max_batch < 1 or linger_ms < 0:
+            raise ValueError("max_batch must be at least 1 and linger_ms not negative")
+        self.max_batch = max_batch
+        self.linger_seconds = linger_ms / 1000
+        super().__init__(source_service, event_type, **kwargs)
+
+    @property
+    def prefetch_count(self) -> int:
+        # the next batch gathers while one is being written
+        return 2 * self.max_batch
+
+    def setup(self):
+        super().setup()
+        # a deployment tunes every batch subscriber of a service at once (docs/configuration.md)
+        config = self.container.config
+        self.max_batch = int(config.get("EVENT_BATCH_MAX") or self.max_batch)
+        linger_ms = config.get("EVENT_BATCH_LINGER_MS")
+        if linger_ms not in (None, ""):
+            self.linger_seconds = float(linger_ms) / 1000
+        self._pending: list[tuple] = []  # (event, message), in arrival order
+        self._generation = 0  # batches handed out so far: a linger timer of an older one idles
+        self._lingering = False
+
+    def stop(self):
+        # what is gathered is handled before the container waits for its workers; what
+        # arrives until the consumer is cancelled too (the channel stays open for their acks
+        # until the workers are done); anything later is redelivered to the next consumer
+        self._hand_out()
+        super().stop()
+        self._hand_out()
+
+    def handle_message(self, body, message):
+        try:
+            event = parse_event(body, self.event_type)
+        except MalformedEvent as exc:
+            with logcontext.bound(**_envelope_ids(body)):
+                self.dead_letter(message, f"{exc.reason}: {exc.fields}" if exc.fields
+                                 else exc.reason)
+            return
+        message.hocvu_received_at = time.perf_counter()
+        # one green thread per message runs this; they never switch between these lines
+        self._pending.append((event, message))
+        if len(self._pending) >= self.max_batch:
+            self._hand_out()
+        elif not self._lingering:
+            self._lingering = True
+            generation = self._generation
+            self.container.spawn_managed_thread(partial(self._hand_out_after, generation),
+                                                identifier=f"{self.method_name}.linger")
+
+    def _hand_out_after(self, generation: int) -> None:
+        eventlet.sleep(self.linger_seconds)
+        if self._generation == generation:
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        batch, self._pending = self._pending, []
+        self._generation += 1
+        self._lingering = False
+        if batch:
+            self._spawn(batch, self._batch_done)
+
+    def _spawn(self, batch: list[tuple], done) -> None:
+        try:
+            logcontext.spawn_worker(self, ([event for event, _ in batch],), {},
+                                    context_data=self.unpack_message_headers(batch[0][1]),
+                                    handle_result=partial(done, batch))
+        except ContainerBeingKilled:
+            for _, message in batch:
+                self.queue_consumer.requeue_message(message)
+
+    def _batch_done(self, batch, worker_ctx, result=None, exc_info=None):
+        if exc_info is None:
+            self._acknowledge(batch, result)
+        elif len(batch) == 1:
+            self._single_done(batch, worker_ctx, result, exc_info)
+        else:
+            reason = f"{type(exc_info[1]).__name__}: {exc_info[1]}"[:500]
+            log.warning("%s failed on a batch of %s %s events (%s); handling each alone",
+                        self.method_name, len(batch), self.event_type, reason)
+            # from a thread of its own: a worker waiting here for a free worker could wait
+            # for ever when every worker does the same
+            self.container.spawn_managed_thread(partial(self._one_by_one, batch),
+                                                identifier=f"{self.method_name}.one_by_one")
+        return result, exc_info
+
+    def _one_by_one(self, batch: list[tuple]) -> None:
+        for pair in batch:
+            self._spawn([pair], self._single_done)
+
+    def _single_done(self, batch, worker_ctx, result=None, exc_info=None):
+        event, message = batch[0]
+        if exc_info is None:
+            self._acknowledge(batch, result)
+        else:
+            with logcontext.bound(correlation_id=event.correlation_id, event_id=event.event_id):
+                self.handle_message_processed(message, None, exc_info)
+        return result, exc_info
+
+    def _acknowledge(self, batch: list[tuple], already_done) -> None:
+        already_done = {id(event) for event in already_done or ()}
+        now = time.perf_counter()
+        for event, message in batch:
+            with logcontext.bound(correlation_id=event.correlation_id, event_id=event.event_id):
+                self._count("duplicate" if id(event) in already_done else "ok",
+                            now - message.hocvu_received_at)
+            self.queue_consumer.ack_message(message)
+
+
+subscribe_batch = BatchEventSubscriber.decorator

@@ -10,7 +10,8 @@ edge never routes it, like health (hocvu.auth.OPERATIONS). Every hocvu_* series 
         duplicate (an event already processed), retried (the handler failed, it waits in a
         delay queue), dead_lettered (malformed, or failed on its last attempt)
     hocvu_event_handler_duration_seconds{service,event_type}   histogram: from the delivery
-        to this process until its handler finished (a wait for a free worker included)
+        to this process until its handler finished (a wait for a free worker included, and
+        for a batch consumer the wait for the batch to fill)
     hocvu_events_published_total{service,event_type}           counter (confirmed by the broker)
     hocvu_outbox_relay_lag_seconds{service}                    histogram: commit -> confirm
     hocvu_outbox_relay_failures_total{service}                 counter: the relay's rounds that

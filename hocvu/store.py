@@ -19,7 +19,7 @@ from typing import Callable
 from nameko.extensions import DependencyProvider
 from pymongo import MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import CollectionInvalid, DuplicateKeyError
+from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError
 
 from hocvu import contracts, metrics
 from hocvu.groupwrite import GroupInserter
@@ -42,6 +42,42 @@ def insert_once(collection: Collection, document: dict) -> bool:
     except DuplicateKeyError:
         return False
     return True
+
+
+DUPLICATE_KEY = 11000
+
+
+def insert_many_once(collection: Collection, documents: list[dict]) -> set[int]:
+    """Insert `documents` in one unordered write; return the positions of those whose
+    natural key exists already (each "already done"). Any other failure raises."""
+    if not documents:
+        return set()
+    try:
+        collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        return _duplicates_only(exc)
+    return set()
+
+
+def bulk_write_once(collection: Collection, requests: list) -> set[int]:
+    """`bulk_write(requests, ordered=False)`; return the positions of the requests that met
+    a duplicate key (an upsert that lost a race, or a conditional upsert whose document
+    exists in another state): the caller decides what each means. Any other failure raises."""
+    if not requests:
+        return set()
+    try:
+        collection.bulk_write(requests, ordered=False)
+    except BulkWriteError as exc:
+        return _duplicates_only(exc)
+    return set()
+
+
+def _duplicates_only(exc: BulkWriteError) -> set[int]:
+    details = exc.details or {}
+    errors = details.get("writeErrors") or []
+    if details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise exc
+    return {error["index"] for error in errors}
 
 
 class WriteConflict(Exception):

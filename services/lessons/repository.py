@@ -83,16 +83,19 @@ def note_cancellation(db, enrollment_id: str, cancelled_at) -> None:
                                 {"$setOnInsert": {"cancelled_at": cancelled_at}}, upsert=True)
 
 
-def was_cancelled(db, enrollment_id: str) -> bool:
-    return db.cancellations.find_one({"_id": enrollment_id}, projection={"_id": 1}) is not None
+def cancelled_among(db, enrollment_ids: list[str]) -> set[str]:
+    """Those of `enrollment_ids` that were cancelled."""
+    return {doc["_id"] for doc in db.cancellations.find({"_id": {"$in": enrollment_ids}},
+                                                        projection={"_id": 1})}
 
 
-def stop_if_cancelled(db, enrollment_id: str, now) -> None:
-    """Stop the plan of a cancelled enrollment (no plan, or not cancelled: nothing to do).
-    Conditional on the plan's status, so that doing it twice changes nothing; it moves the
-    plan's version on (`_v`, hocvu.store.read_modify_write), so that a completion read
-    before it cannot write over it."""
-    if not was_cancelled(db, enrollment_id):
+def stop_if_cancelled(db, enrollment_ids: list[str], now) -> None:
+    """Stop the plans of those enrollments that were cancelled (no plan, or not cancelled:
+    nothing to do). Conditional on the plan's status, so that doing it twice changes
+    nothing; it moves the plan's version on (`_v`, hocvu.store.read_modify_write), so that a
+    completion read before it cannot write over it."""
+    cancelled = cancelled_among(db, enrollment_ids)
+    if not cancelled:
         return
-    db.plans.update_one({"_id": enrollment_id, "status": {"$ne": CANCELLED}},
-                        {"$set": {"status": CANCELLED, "cancelled_at": now}, "$inc": {"_v": 1}})
+    db.plans.update_many({"_id": {"$in": list(cancelled)}, "status": {"$ne": CANCELLED}},
+                         {"$set": {"status": CANCELLED, "cancelled_at": now}, "$inc": {"_v": 1}})

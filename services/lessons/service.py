@@ -19,7 +19,8 @@ HTTP (under /api/lessons/; who may call each route: ACCESS below)
          (staff covering the session's commune; presence completes the lesson, reason
          session:<id>, under the same order rule; per learner: enrollment_cancelled or
          out_of_order when it cannot)
-Consumes   enrollment.learner_enrolled     -> assigns the course's lessons
+Consumes   enrollment.learner_enrolled     -> assigns the course's lessons (in batches: one
+                                              insert of the plans)
            enrollment.enrollment_cancelled -> the plan stops: nothing more completes, no
                                               course_completed follows
 Publishes  course_published, lessons_assigned, lesson_completed, course_completed
@@ -33,11 +34,11 @@ from hocvu.auth import EVERYONE_SIGNED_IN, STAFF
 from hocvu.cache import TtlCache
 from hocvu.clock import isoformat, utcnow
 from hocvu.http import Conflict, Forbidden, NotFound, ValidationFailed, http, load_body
-from hocvu.messaging import subscribe
+from hocvu.messaging import subscribe, subscribe_batch
 from hocvu.events import new_event
 from hocvu.outbox import with_events
 from hocvu.reference import province_of
-from hocvu.store import ServiceStore, insert_once, read_modify_write
+from hocvu.store import ServiceStore, insert_many_once, read_modify_write
 from services.lessons import attendance, repository
 from services.lessons.domain import (CompletedOutOfOrder, Learner, LessonPlan, PlanCancelled,
                                      ScoreRequired, UnknownLesson)
@@ -189,14 +190,37 @@ class LessonsService:
         return session_out.dump(attendance.session_for(self.store.db, request.principal,
                                                        session_id))
 
-    @subscribe("enrollment", "learner_enrolled")
-    def assign_lessons(self, event):
-        data = event.data
+    @subscribe_batch("enrollment", "learner_enrolled")
+    def assign_lessons(self, events):
+        db = self.store.db
+        enrollment_ids = [event.data["enrollment_id"] for event in events]
+        # a redelivery finds its plan (the enrollment's natural key); a cancellation that came
+        # first leaves no lessons to assign
+        planned = {doc["_id"] for doc in db.plans.find({"_id": {"$in": enrollment_ids}},
+                                                       projection={"_id": 1})}
+        cancelled = repository.cancelled_among(db, enrollment_ids)
+        already_done, plans, planned_for = [], [], []
+        for event in events:
+            data = event.data
+            if data["enrollment_id"] in planned:
+                already_done.append(event)
+                continue
+            if data["enrollment_id"] in cancelled:
+                continue
+            plans.append(self._plan(event))
+            planned_for.append(event)
+        # a concurrent redelivery (or the same event twice in this batch) may insert a plan
+        # first: then this one is the duplicate
+        already_done += [planned_for[position]
+                         for position in sorted(insert_many_once(db.plans, plans))]
+        # a cancellation noted between the look above and the insertion stops the plan now
+        # (the cancellation's own handler may have looked for the plan before it existed)
+        repository.stop_if_cancelled(db, enrollment_ids, utcnow())
+        return already_done
 
-        if self.store.db.plans.find_one({"_id": data["enrollment_id"]}, projection={"_id": 1}):
-            return  # a redelivery: the plan (the enrollment's natural key) exists
-        if repository.was_cancelled(self.store.db, data["enrollment_id"]):
-            return  # the cancellation came first: no lessons to assign
+    def _plan(self, event) -> dict:
+        """The plan learner_enrolled asks for, with the events its creation causes."""
+        data = event.data
         course_doc = _courses.get(data["course_id"],
                                   lambda: self.store.db.courses.find_one({"_id": data["course_id"]}))
         if course_doc is None:
@@ -207,13 +231,9 @@ class LessonsService:
         plan, events = LessonPlan.assign(
             data["enrollment_id"], repository.course_from_doc(course_doc), learner,
             event.correlation_id, utcnow())
-        # a concurrent redelivery may insert it first: then this one is the duplicate
-        insert_once(self.store.db.plans, with_events(repository.plan_to_doc(plan), [
+        return with_events(repository.plan_to_doc(plan), [
             new_event(event_type, event_data, event.correlation_id)
-            for event_type, event_data in events]))
-        # a cancellation noted between the look above and the insertion stops the plan now
-        # (the cancellation's own handler may have looked for the plan before it existed)
-        repository.stop_if_cancelled(self.store.db, data["enrollment_id"], utcnow())
+            for event_type, event_data in events])
 
     @subscribe("enrollment", "enrollment_cancelled")
     def stop_plan(self, event):
@@ -221,7 +241,7 @@ class LessonsService:
         # assign_lessons checks before and after it writes a plan), then the plan, if any
         enrollment_id = event.data["enrollment_id"]
         repository.note_cancellation(self.store.db, enrollment_id, event.data["cancelled_at"])
-        repository.stop_if_cancelled(self.store.db, enrollment_id, utcnow())
+        repository.stop_if_cancelled(self.store.db, [enrollment_id], utcnow())
 
 
 def _complete(plan: LessonPlan, lesson_id: str, score: int | None,

@@ -13,14 +13,15 @@ What a learner (or staff) is shown is one of LEARNER_STATUSES, with a reason whe
 is one (docs/sms-gateway.md, "Message status").
 """
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from hocvu.leases import NEVER
-from pymongo.errors import DuplicateKeyError
+from pymongo import UpdateOne
 
 from hocvu.events import new_event
 from hocvu.outbox import set_events
-from hocvu.store import insert_once
+from hocvu.store import bulk_write_once, insert_many_once
 from services.notifications import policy, sms, templates
 from services.notifications.providers import DELIVERED as REPORTED_DELIVERED, PENDING
 
@@ -60,33 +61,65 @@ def create(db, template: str, dedupe_key: str, learner_id: str, enrollment_id: s
     """Create the message for `dedupe_key`, or return None if it exists already (a
     redelivery). `scope` (province_code, commune_code, learner_subject) says who may read it
     (hocvu.auth)."""
-    text = sms.prepare(templates.render(template, **values), unaccented)
-    phone = phone_of(db, learner_id)
-    message = {
-        "_id": str(uuid.uuid4()), "dedupe_key": dedupe_key, "template": template,
-        "learner_id": learner_id, "enrollment_id": enrollment_id,
-        "sms_class": policy.class_of(template), "to": phone,
-        "text": text.text, "encoding": text.encoding, "segments": text.segments,
-        "status": QUEUED if phone else AWAITING_CONTACT,
-        "created_at": now, "attempts": 0, "next_attempt_at": now, "lease_until": NEVER,
-        "correlation_id": correlation_id,
-        **{key: (scope or {}).get(key) for key in SCOPE_FIELDS},
-    }
-    if not insert_once(db.messages, message):
-        return None
-    if not phone:
+    wanted = Wanted(template, dedupe_key, learner_id, enrollment_id, values, correlation_id,
+                    scope)
+    created = create_many(db, [wanted], now, unaccented)
+    return created[0]
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A message some event asks for (its `dedupe_key` says what it tells)."""
+    template: str
+    dedupe_key: str
+    learner_id: str
+    enrollment_id: str
+    values: dict
+    correlation_id: str
+    scope: dict | None = None
+
+
+def create_many(db, wanted: list[Wanted], now: datetime, unaccented: bool) -> list[dict | None]:
+    """Create the messages `wanted` asks for in one read of the contacts and one insert;
+    for each, the message, or None if its dedupe_key had one already (a redelivery)."""
+    learner_ids = list({want.learner_id for want in wanted})
+    phones = phones_of(db, learner_ids)
+    documents = [_message(want, phones.get(want.learner_id), now, unaccented)
+                 for want in wanted]
+    existing = insert_many_once(db.messages, documents)
+    created = [None if position in existing else document
+               for position, document in enumerate(documents)]
+    waiting = [document for document in created if document and not document["to"]]
+    if waiting:
         # the number may have come between our read and our write: remember_contact writes
         # the number and then releases waiting messages, we write the message and then look
         # for the number; whichever comes second sees the other's write
-        phone = phone_of(db, learner_id)
-        if phone and _release(db, {"_id": message["_id"]}, phone, now):
-            message.update(to=phone, status=QUEUED)
-    return message
+        phones = phones_of(db, list({document["learner_id"] for document in waiting}))
+        for document in waiting:
+            phone = phones.get(document["learner_id"])
+            if phone and _release(db, {"_id": document["_id"]}, phone, now):
+                document.update(to=phone, status=QUEUED)
+    return created
 
 
-def phone_of(db, learner_id: str) -> str | None:
-    contact = db.contacts.find_one({"_id": learner_id}, projection={"phone": 1})
-    return (contact or {}).get("phone")
+def _message(want: Wanted, phone: str | None, now: datetime, unaccented: bool) -> dict:
+    text = sms.prepare(templates.render(want.template, **want.values), unaccented)
+    return {
+        "_id": str(uuid.uuid4()), "dedupe_key": want.dedupe_key, "template": want.template,
+        "learner_id": want.learner_id, "enrollment_id": want.enrollment_id,
+        "sms_class": policy.class_of(want.template), "to": phone,
+        "text": text.text, "encoding": text.encoding, "segments": text.segments,
+        "status": QUEUED if phone else AWAITING_CONTACT,
+        "created_at": now, "attempts": 0, "next_attempt_at": now, "lease_until": NEVER,
+        "correlation_id": want.correlation_id,
+        **{key: (want.scope or {}).get(key) for key in SCOPE_FIELDS},
+    }
+
+
+def phones_of(db, learner_ids: list[str]) -> dict[str, str]:
+    """The known numbers of these learners, by learner id."""
+    found = db.contacts.find({"_id": {"$in": learner_ids}}, projection={"phone": 1})
+    return {contact["_id"]: contact["phone"] for contact in found if contact.get("phone")}
 
 
 def _release(db, which: dict, phone: str, now: datetime) -> int:
@@ -97,14 +130,27 @@ def _release(db, which: dict, phone: str, now: datetime) -> int:
 
 def remember_contact(db, learner_id: str, phone: str, as_of: datetime, now: datetime) -> int:
     """Keep the learner's newest phone number; queue the messages that waited for it."""
-    newer_or_none = {"_id": learner_id, "$or": [{"as_of": {"$lte": as_of}}, {"as_of": None}]}
-    try:
-        db.contacts.update_one(newer_or_none, {"$set": {"phone": phone, "as_of": as_of,
-                                                        "touched_at": now}}, upsert=True)
-    except DuplicateKeyError:
-        # the contact holds a newer number (an older event arrived late): that one stands
-        phone = phone_of(db, learner_id)
-    return _release(db, {"learner_id": learner_id}, phone, now)
+    return remember_contacts(db, [(learner_id, phone, as_of)], now)
+
+
+def remember_contacts(db, contacts: list[tuple[str, str, datetime]], now: datetime) -> int:
+    """`remember_contact` for many (learner_id, phone, as_of) at once: one bulk write of the
+    numbers, then one read for the messages waiting for any of them; return how many
+    messages were queued."""
+    bulk_write_once(db.contacts, [
+        UpdateOne({"_id": learner_id, "$or": [{"as_of": {"$lte": as_of}}, {"as_of": None}]},
+                  {"$set": {"phone": phone, "as_of": as_of, "touched_at": now}}, upsert=True)
+        for learner_id, phone, as_of in contacts])
+    # a duplicate key above: that contact holds a newer number (an older event arrived
+    # late), which stands; the messages are released with whatever number is stored
+    waiting = {message["learner_id"] for message in db.messages.find(
+        {"learner_id": {"$in": list({learner_id for learner_id, _, _ in contacts})},
+         "status": AWAITING_CONTACT}, projection={"learner_id": 1})}
+    if not waiting:
+        return 0
+    phones = phones_of(db, list(waiting))
+    return sum(_release(db, {"learner_id": learner_id}, phones[learner_id], now)
+               for learner_id in waiting if learner_id in phones)
 
 
 def record_report(messages, report, now: datetime) -> bool:

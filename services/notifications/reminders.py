@@ -22,13 +22,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Callable
 
-from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, UpdateOne
 
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch
-from hocvu.store import Store, insert_once
+from hocvu.store import Store, bulk_write_once, insert_once
 from services.notifications import messages, templates
 
 log = logging.getLogger(__name__)
@@ -85,38 +84,62 @@ def _reschedule(db, state: dict, days: int, change: dict) -> None:
 
 
 def on_enrolled(db, data: dict, days: ReminderDays, now: datetime) -> None:
-    about = {"full_name": data["full_name"], "course_title": data["course_title"],
-             "province_code": data["province_code"], "commune_code": data["commune_code"],
-             "learner_subject": data.get("learner_subject")}
-    starting = {"last_progress_at": data["enrolled_at"],
-                "next_reminder_at": data["enrolled_at"] + timedelta(days=days(data["course_id"]))}
-    try:
-        # the usual case, one write: no progress seen yet (whether lessons_assigned came
-        # first or not), so the enrollment is the starting point; a state already stopped
-        # (a cancellation or completion came first) falls to the path below, which keeps it
-        # stopped
-        db.reminders.update_one(
-            {"_id": data["enrollment_id"], "last_progress_at": None, "status": ACTIVE},
-            {"$set": {**about, **starting}, "$setOnInsert": _unset_fields(data, now, starting)},
-            upsert=True)
-        return
-    except DuplicateKeyError:
-        pass  # progress arrived first (or this is a redelivery): recompute from what is stored
-    state = db.reminders.find_one({"_id": data["enrollment_id"]})
-    progress = max(d for d in (state.get("last_progress_at"), data["enrolled_at"]) if d)
-    _reschedule(db, state, days(data["course_id"]), {**about, "last_progress_at": progress})
+    on_enrolled_many(db, [data], days, now)
+
+
+def on_enrolled_many(db, enrolled: list[dict], days: ReminderDays, now: datetime) -> None:
+    """learner_enrolled's data, many at once: the usual case is one bulk write for all."""
+    def about(data):
+        return {"full_name": data["full_name"], "course_title": data["course_title"],
+                "province_code": data["province_code"], "commune_code": data["commune_code"],
+                "learner_subject": data.get("learner_subject")}
+
+    def starting(data):
+        return {"last_progress_at": data["enrolled_at"],
+                "next_reminder_at": data["enrolled_at"]
+                + timedelta(days=days(data["course_id"]))}
+
+    # the usual case, one write each: no progress seen yet (whether lessons_assigned came
+    # first or not), so the enrollment is the starting point; a state already stopped
+    # (a cancellation or completion came first) falls to the path below, which keeps it
+    # stopped
+    elsewhere = bulk_write_once(db.reminders, [UpdateOne(
+        {"_id": data["enrollment_id"], "last_progress_at": None, "status": ACTIVE},
+        {"$set": {**about(data), **starting(data)},
+         "$setOnInsert": _unset_fields(data, now, starting(data))}, upsert=True)
+        for data in enrolled])
+    for position in sorted(elsewhere):
+        # progress arrived first (or this is a redelivery): recompute from what is stored
+        data = enrolled[position]
+        state = db.reminders.find_one({"_id": data["enrollment_id"]})
+        progress = max(d for d in (state.get("last_progress_at"), data["enrolled_at"]) if d)
+        _reschedule(db, state, days(data["course_id"]),
+                    {**about(data), "last_progress_at": progress})
 
 
 def on_lessons_assigned(db, data: dict, now: datetime) -> None:
-    lessons = data.get("lessons")  # only newer lessons services send titles
-    if not lessons:
-        return
-    ordered = sorted(lessons, key=lambda lesson: lesson["position"])
-    titles = {"lessons": [{"id": lesson["id"], "title": lesson["title"]} for lesson in ordered]}
-    # one write, whether learner_enrolled came first or not
-    db.reminders.update_one({"_id": data["enrollment_id"]},
-                            {"$set": titles, "$setOnInsert": _unset_fields(data, now, titles)},
-                            upsert=True)
+    on_lessons_assigned_many(db, [data], now)
+
+
+def on_lessons_assigned_many(db, assigned: list[dict], now: datetime) -> None:
+    """The lessons a reminder names, for many enrollments in one bulk write, whether
+    learner_enrolled came first or not."""
+    changes = []
+    for data in assigned:
+        lessons = data.get("lessons")  # only newer lessons services send titles
+        if not lessons:
+            continue
+        ordered = sorted(lessons, key=lambda lesson: lesson["position"])
+        titles = {"lessons": [{"id": lesson["id"], "title": lesson["title"]}
+                              for lesson in ordered]}
+        changes.append(({"_id": data["enrollment_id"]},
+                        {"$set": titles, "$setOnInsert": _unset_fields(data, now, titles)}))
+    raced = bulk_write_once(db.reminders, [UpdateOne(which, change, upsert=True)
+                                           for which, change in changes])
+    for position in sorted(raced):
+        # two first events of one enrollment upserted at once: the other one created it
+        which, change = changes[position]
+        db.reminders.update_one(which, {"$set": change["$set"]})
 
 
 def _unset_fields(data: dict, now: datetime, written: dict) -> dict:

@@ -24,6 +24,8 @@ Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            lessons.course_completed               -> reminders stop
            identity.sign_in_code_requested        -> SMS sign_in_code (transactional; the
                                                      code is stored redacted, sent unsealed)
+           (contacts, learner_enrolled, lessons_assigned and the certificate events come
+           in batches, each written with one bulk write: hocvu.messaging.subscribe_batch)
 Publishes  sms_outcome: an SMS about a learner delivered, or failed for good (for reports;
            never the number or the text)
 State      its own database: contacts, messages, reminders, sms_optouts, sms_daily_counts
@@ -46,7 +48,7 @@ from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, ValidationFailed, http, load_body, load_query, read_json
 from hocvu.events import MalformedEvent
-from hocvu.messaging import subscribe
+from hocvu.messaging import subscribe, subscribe_batch
 from hocvu.sealing import CannotOpen, Opener
 from hocvu.store import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
@@ -292,25 +294,28 @@ class NotificationsService:
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             raise NotFound("no such callback")
 
-    @subscribe("enrollment", "learner_contact_registered")
-    def remember_contact(self, event):
-        phone = self.sealed.phone(event.data)
-        if messages.remember_contact(self.store.db, event.data["learner_id"], phone,
-                                     event.occurred_at, utcnow()):
+    @subscribe_batch("enrollment", "learner_contact_registered")
+    def remember_contact(self, events):
+        # a number that cannot be opened fails the batch; alone, its event is dead-lettered
+        contacts = [(event.data["learner_id"], self.sealed.phone(event.data), event.occurred_at)
+                    for event in events]
+        if messages.remember_contacts(self.store.db, contacts, utcnow()):
             self.dispatcher.wake()
 
-    @subscribe("enrollment", "learner_enrolled")
-    def confirm_enrollment(self, event):
-        data = event.data
-        reminders.on_enrolled(self.store.db, data, self.dispatcher.reminder_days, utcnow())
-        self._create_message(event, templates.ENROLLMENT_CONFIRMED,
-                             f"enrollment_confirmed:{data['enrollment_id']}",
-                             {"full_name": data["full_name"],
-                              "course_title": data["course_title"]})
+    @subscribe_batch("enrollment", "learner_enrolled")
+    def confirm_enrollment(self, events):
+        reminders.on_enrolled_many(self.store.db, [event.data for event in events],
+                                   self.dispatcher.reminder_days, utcnow())
+        return self._create_messages(events, [messages.Wanted(
+            templates.ENROLLMENT_CONFIRMED, f"enrollment_confirmed:{data['enrollment_id']}",
+            data["learner_id"], data["enrollment_id"],
+            {"full_name": data["full_name"], "course_title": data["course_title"]},
+            event.correlation_id, _scope(data)) for event, data in _with_data(events)])
 
-    @subscribe("lessons", "lessons_assigned")
-    def remember_lessons(self, event):
-        reminders.on_lessons_assigned(self.store.db, event.data, utcnow())
+    @subscribe_batch("lessons", "lessons_assigned")
+    def remember_lessons(self, events):
+        reminders.on_lessons_assigned_many(self.store.db, [event.data for event in events],
+                                           utcnow())
 
     @subscribe("lessons", "lesson_completed")
     def note_progress(self, event):
@@ -329,26 +334,27 @@ class NotificationsService:
         reminders.stop(self.store.db, event.data["enrollment_id"], reminders.CANCELLED, utcnow(),
                        event.data)
 
-    @subscribe("certificates", "certificate_revoked")
-    def announce_revocation(self, event):
-        data = event.data
-        self._create_message(event, templates.CERTIFICATE_REVOKED,
-                             f"certificate_revoked:{data['certificate_id']}",
-                             {"full_name": data["full_name"], "course_title": data["course_title"],
-                              # a long reason would cost several SMS; the whole of it
-                              # is on the verification page
-                              "serial": data["serial"],
-                              "reason": textwrap.shorten(data["reason"], 120, placeholder="..."),
-                              "revoked_on": vietnamese_day(data["revoked_at"])})
+    @subscribe_batch("certificates", "certificate_revoked")
+    def announce_revocation(self, events):
+        return self._create_messages(events, [messages.Wanted(
+            templates.CERTIFICATE_REVOKED, f"certificate_revoked:{data['certificate_id']}",
+            data["learner_id"], data["enrollment_id"],
+            {"full_name": data["full_name"], "course_title": data["course_title"],
+             # a long reason would cost several SMS; the whole of it is on the
+             # verification page
+             "serial": data["serial"],
+             "reason": textwrap.shorten(data["reason"], 120, placeholder="..."),
+             "revoked_on": vietnamese_day(data["revoked_at"])},
+            event.correlation_id, _scope(data)) for event, data in _with_data(events)])
 
-    @subscribe("certificates", "certificate_issued")
-    def announce_certificate(self, event):
-        data = event.data
-        self._create_message(event, templates.CERTIFICATE_ISSUED,
-                             f"certificate_issued:{data['certificate_id']}",
-                             {"full_name": data["full_name"], "course_title": data["course_title"],
-                              "verification_code": data["verification_code"],
-                              "verify_url": data["verify_url"]})
+    @subscribe_batch("certificates", "certificate_issued")
+    def announce_certificate(self, events):
+        return self._create_messages(events, [messages.Wanted(
+            templates.CERTIFICATE_ISSUED, f"certificate_issued:{data['certificate_id']}",
+            data["learner_id"], data["enrollment_id"],
+            {"full_name": data["full_name"], "course_title": data["course_title"],
+             "verification_code": data["verification_code"], "verify_url": data["verify_url"]},
+            event.correlation_id, _scope(data)) for event, data in _with_data(events)])
 
     @subscribe("identity", "sign_in_code_requested")
     def send_sign_in_code(self, event):
@@ -357,12 +363,19 @@ class NotificationsService:
                                 event.correlation_id, utcnow(), unaccented):
             self.dispatcher.wake()
 
-    def _create_message(self, event, template, dedupe_key, values):
-        """The message `dedupe_key` names, once however often the event comes."""
+    def _create_messages(self, events, wanted: list[messages.Wanted]) -> list:
+        """The messages `wanted` names, each once however often its event comes; answers
+        the events whose message existed already (redeliveries)."""
         unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
-        message = messages.create(self.store.db, template, dedupe_key, event.data["learner_id"],
-                                  event.data["enrollment_id"], values, event.correlation_id,
-                                  utcnow(), unaccented,
-                                  {key: event.data.get(key) for key in messages.SCOPE_FIELDS})
-        if message and message["status"] == messages.QUEUED:
+        created = messages.create_many(self.store.db, wanted, utcnow(), unaccented)
+        if any(message and message["status"] == messages.QUEUED for message in created):
             self.dispatcher.wake()
+        return [event for event, message in zip(events, created) if message is None]
+
+
+def _with_data(events):
+    return [(event, event.data) for event in events]
+
+
+def _scope(data: dict) -> dict:
+    return {key: data.get(key) for key in messages.SCOPE_FIELDS}

@@ -16,10 +16,9 @@ a duplicate or an out-of-order event can leave a figure late but never wrong.
 """
 import logging
 
-from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, UpdateOne
 
-from hocvu.store import insert_once
+from hocvu.store import bulk_write_once, insert_many_once
 from services.reporting import domain
 
 log = logging.getLogger(__name__)
@@ -41,32 +40,55 @@ def prepare(store) -> None:
     db.targets.create_index("commune_code")
 
 
-def retain(db, event_id: str, event_type: str, occurred_at, fact: dict, received_at) -> bool:
-    return insert_once(db.events, {"_id": event_id, "event_type": event_type,
-                                   "occurred_at": occurred_at, "received_at": received_at,
-                                   "fact": fact})
+def retain(db, events: list, facts: list[dict], received_at) -> list:
+    """Keep each event's fact once, in one write; return the events kept before
+    (redeliveries)."""
+    kept_before = insert_many_once(db.events, [
+        {"_id": event.event_id, "event_type": event.event_type,
+         "occurred_at": event.occurred_at, "received_at": received_at, "fact": fact}
+        for event, fact in zip(events, facts)])
+    return [events[position] for position in sorted(kept_before)]
 
 
 def apply(db, event_type: str, fact: dict) -> str | None:
     """Fold one fact into the store; return the commune whose figures it changes, if known
-    yet. Idempotent and order-free: applying it again, or after a later fact, changes nothing
-    more."""
-    if event_type == "sms_outcome":
-        if not fact.get("commune_code"):
-            return None  # a sign-in code or another SMS about no one's place
-        insert_once(db.sms, {"_id": fact["message_id"], **fact})
-        return fact["commune_code"]
-    change = domain.enrollment_change(event_type, fact)
-    try:
-        db.enrollments.update_one({"_id": fact["enrollment_id"]}, change, upsert=True)
-    except DuplicateKeyError:
+    yet."""
+    return next(iter(apply_many(db, [(event_type, fact)])), None)
+
+
+def apply_many(db, typed_facts: list[tuple[str, dict]]) -> set[str]:
+    """Fold facts into the store, a bulk write per collection; return the communes whose
+    figures they change, where known yet. Idempotent and order-free: applying a fact again,
+    or after a later one, changes nothing more (so an unordered bulk write will do)."""
+    communes = set()
+    outcomes = [fact for event_type, fact in typed_facts if event_type == "sms_outcome"
+                # a sign-in code or another SMS about no one's place counts nowhere
+                and fact.get("commune_code")]
+    insert_many_once(db.sms, [{"_id": fact["message_id"], **fact} for fact in outcomes])
+    communes |= {fact["commune_code"] for fact in outcomes}
+    changes = [(fact["enrollment_id"], domain.enrollment_change(event_type, fact))
+               for event_type, fact in typed_facts if event_type != "sms_outcome"]
+    raced = bulk_write_once(db.enrollments, [UpdateOne({"_id": enrollment_id}, change,
+                                                       upsert=True)
+                                             for enrollment_id, change in changes])
+    for position in sorted(raced):
         # two first facts of one enrollment upserted at once: the other created it
-        db.enrollments.update_one({"_id": fact["enrollment_id"]}, change)
-    if fact.get("commune_code"):
-        return fact["commune_code"]
-    placed = db.enrollments.find_one({"_id": fact["enrollment_id"]}, {"commune_code": 1})
-    # a lesson completed before its enrollment is known: counted when learner_enrolled comes
-    return placed.get("commune_code") if placed else None
+        enrollment_id, change = changes[position]
+        db.enrollments.update_one({"_id": enrollment_id}, change)
+    unplaced = []
+    for event_type, fact in typed_facts:
+        if event_type == "sms_outcome":
+            continue
+        if fact.get("commune_code"):
+            communes.add(fact["commune_code"])
+        else:
+            unplaced.append(fact["enrollment_id"])
+    if unplaced:
+        # a lesson completed before its enrollment is known: counted when learner_enrolled
+        # comes
+        communes |= {placed["commune_code"] for placed in db.enrollments.find(
+            {"_id": {"$in": unplaced}}, {"commune_code": 1}) if placed.get("commune_code")}
+    return communes
 
 
 def recompute_commune(db, commune_code: str, active_days: int) -> set[tuple[str, str]]:

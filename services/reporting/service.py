@@ -18,6 +18,7 @@ Consumes   enrollment.learner_enrolled, enrollment.enrollment_cancelled,
            lessons.lesson_completed, lessons.course_completed,
            certificates.certificate_issued, certificates.certificate_revoked,
            notifications.sms_outcome
+           (each in batches: one insert of the facts, one bulk write of the enrollments)
 Publishes  nothing
 State      its own database: events (the retained stream of facts, by event_id), enrollments,
            sms, commune_days, commune_totals, province_days (derived: `python -m
@@ -36,7 +37,7 @@ from hocvu import auth, health, metrics, openapi
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, load_body, load_query
-from hocvu.messaging import subscribe
+from hocvu.messaging import subscribe_batch
 from hocvu.reference import communes as commune_register
 from hocvu.store import ServiceStore
 from services.reporting import domain, queries, repository
@@ -236,38 +237,41 @@ class ReportingService:
 
     # --- events ---------------------------------------------------------------------------
 
-    def _record(self, event) -> None:
-        """Keep the event's fact once, then fold it in. The fold runs on a duplicate too:
-        it is idempotent, and it completes a first delivery that failed half-way."""
-        fact = domain.fact_of(event.event_type, event.data)
-        repository.retain(self.store.db, event.event_id, event.event_type, event.occurred_at,
-                          fact, utcnow())
-        self.figures.mark(repository.apply(self.store.db, event.event_type, fact))
+    def _record(self, events) -> list:
+        """Keep the events' facts once, then fold them in; answers the events kept
+        before. The fold runs on a duplicate too: it is idempotent, and it completes a
+        first delivery that failed half-way."""
+        facts = [domain.fact_of(event.event_type, event.data) for event in events]
+        kept_before = repository.retain(self.store.db, events, facts, utcnow())
+        for commune in repository.apply_many(
+                self.store.db, [(event.event_type, fact) for event, fact in zip(events, facts)]):
+            self.figures.mark(commune)
+        return kept_before
 
-    @subscribe("enrollment", "learner_enrolled")
-    def count_enrollment(self, event):
-        self._record(event)
+    @subscribe_batch("enrollment", "learner_enrolled")
+    def count_enrollment(self, events):
+        return self._record(events)
 
-    @subscribe("enrollment", "enrollment_cancelled")
-    def count_cancellation(self, event):
-        self._record(event)
+    @subscribe_batch("enrollment", "enrollment_cancelled")
+    def count_cancellation(self, events):
+        return self._record(events)
 
-    @subscribe("lessons", "lesson_completed")
-    def count_lesson(self, event):
-        self._record(event)
+    @subscribe_batch("lessons", "lesson_completed")
+    def count_lesson(self, events):
+        return self._record(events)
 
-    @subscribe("lessons", "course_completed")
-    def count_course_completion(self, event):
-        self._record(event)
+    @subscribe_batch("lessons", "course_completed")
+    def count_course_completion(self, events):
+        return self._record(events)
 
-    @subscribe("certificates", "certificate_issued")
-    def count_certificate(self, event):
-        self._record(event)
+    @subscribe_batch("certificates", "certificate_issued")
+    def count_certificate(self, events):
+        return self._record(events)
 
-    @subscribe("certificates", "certificate_revoked")
-    def count_revocation(self, event):
-        self._record(event)
+    @subscribe_batch("certificates", "certificate_revoked")
+    def count_revocation(self, events):
+        return self._record(events)
 
-    @subscribe("notifications", "sms_outcome")
-    def count_sms(self, event):
-        self._record(event)
+    @subscribe_batch("notifications", "sms_outcome")
+    def count_sms(self, events):
+        return self._record(events)

@@ -116,3 +116,25 @@ def test_lines_about_an_event_carry_its_correlation_and_event_ids(
                         what="a line about the event")
     assert about_it[0]["correlation_id"] == "corr-evt" + FORGED
     assert "+84987001234" not in service_log.getvalue()
+
+
+def test_each_event_of_a_batch_gets_its_own_line_with_its_ids(
+        service_log, service_config, run_service, pika_client):
+    """confirm_enrollment takes its events in batches (hocvu.messaging.subscribe_batch):
+    still one line per event handled, each with that event's ids."""
+    from tests.integration.test_batch_consumers import enrolled
+    pika_client.declare_queue("evt-enrollment-learner_enrolled--notifications.confirm_enrollment",
+                              "enrollment.events", "learner_enrolled")
+    events = [enrolled(n) for n in range(3)]
+    for event in events + events[:1]:
+        pika_client.publish("enrollment.events", "learner_enrolled", event)
+    run_service(NotificationsService, service_config(
+        "notifications", SMS_GATEWAY_URL="http://127.0.0.1:9"))
+
+    def handled():
+        return [line for line in lines(service_log)
+                if line["message"].startswith("confirm_enrollment handled learner_enrolled")]
+    about = wait_for(lambda: len(handled()) == 4 and handled(), what="four lines, one per delivery")
+    assert sorted((line["event_id"], line["correlation_id"]) for line in about) == sorted(
+        (event["event_id"], event["correlation_id"]) for event in events + events[:1])
+    assert sum(": duplicate in " in line["message"] for line in about) == 1
