@@ -38,10 +38,14 @@ def live(service_name: str) -> tuple[int, dict]:
 
 
 def broker_reachable(amqp_uri: str, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
+    """Can we log in to the broker, or to one of its nodes when AMQP_URI lists a cluster's
+    as alternates (`amqp://a;amqp://b;...`)?"""
     try:
         # eventlet.Timeout bounds the AMQP handshake too, which connect_timeout does not
         with eventlet.Timeout(timeout), Connection(amqp_uri, connect_timeout=timeout) as conn:
-            conn.ensure_connection(max_retries=0)  # one attempt: no retry sleeps
+            # one attempt at each node, with no sleep between them (kombu sleeps only once
+            # it has been round them all)
+            conn.ensure_connection(max_retries=max(len(conn.alt), 1) - 1)
         return True
     except (Exception, eventlet.Timeout) as exc:
         log.warning("readiness: broker unreachable: %r", exc)

@@ -15,7 +15,14 @@ Nothing is dropped silently (nameko's default acknowledges a message whose handl
 A dead-lettered message goes to `<queue>.dlq` with headers saying why, from where, after how
 many attempts and when; `python -m hocvu_tools.ops` lists, shows and replays them.
 The copy is published (with confirms) before the original is acknowledged: a crash in
-between delivers the event twice, which the idempotent handlers absorb.
+between delivers the event twice, which the idempotent handlers absorb. A retry is
+published `mandatory`: if no delay queue is bound to take it, the broker says so and the
+original goes back to its queue instead of the copy vanishing.
+
+A delay queue that an earlier release declared with other arguments (before at-least-once
+dead-lettering, hocvu.topology) is used as it is, with a warning, rather than failing every
+retry on RabbitMQ's PRECONDITION_FAILED; `python -m hocvu_tools.ops delay-queues migrate`
+replaces it (docs/operations.md).
 
 `@subscribe_batch(source, event_type, max_batch=..., linger_ms=...)` is the same queue and
 the same promises for a handler that writes many events at once (`insert_many`,
@@ -32,8 +39,9 @@ import time
 from functools import partial
 
 import eventlet
-
-from nameko.amqp.publish import Publisher
+from amqp.exceptions import PreconditionFailed
+from kombu import Connection
+from nameko.amqp.publish import Publisher, UndeliverableMessage
 from nameko.exceptions import ContainerBeingKilled
 from nameko.events import EventHandler
 from nameko.messaging import QueueConsumer
@@ -63,17 +71,51 @@ class ResilientQueueConsumer(QueueConsumer):
       message once the consumer reconnects, and the idempotent handler absorbs it.
     """
 
+    # how long the consuming thread has, after its connection broke under a worker, to
+    # connect again by itself before it is interrupted
+    RECONNECT_GRACE_SECONDS = 10.0
+
     def ack_message(self, message):
         try:
             super().ack_message(message)
         except OSError as exc:
             log.warning("could not acknowledge a message (%r); the broker will redeliver it", exc)
+            self._connection_broke()
 
     def requeue_message(self, message):
         try:
             super().requeue_message(message)
         except OSError as exc:
             log.warning("could not requeue a message (%r); the broker will redeliver it", exc)
+            self._connection_broke()
+
+    def on_consume_ready(self, connection, channel, consumers, **kwargs):
+        self._connections_made = getattr(self, "_connections_made", 0) + 1
+        super().on_consume_ready(connection, channel, consumers, **kwargs)
+
+    def _connection_broke(self) -> None:
+        """A worker found the connection dead (its node stopped). The consuming thread
+        normally notices too and connects again, to the next node of AMQP_URI; seen on a
+        cluster, it can instead stay stuck on the dead connection while the worker's write
+        broke it, and the service consumes nothing more. If it has not connected again
+        within RECONNECT_GRACE_SECONDS, raise a connection error into it: kombu's loop
+        takes that as a lost connection and connects again."""
+        if getattr(self, "_watching_reconnect", False):
+            return
+        self._watching_reconnect = True
+        made = getattr(self, "_connections_made", 0)
+
+        def watch():
+            eventlet.sleep(self.RECONNECT_GRACE_SECONDS)
+            self._watching_reconnect = False
+            thread = self._gt
+            if (getattr(self, "_connections_made", 0) == made and not self.should_stop
+                    and thread is not None and not thread.dead):
+                log.warning("the consumer has not connected again %.0f s after its connection "
+                            "broke; interrupting it so that it does", self.RECONNECT_GRACE_SECONDS)
+                thread.kill(ConnectionResetError("connection lost under a worker"))
+
+        eventlet.spawn_n(watch)
 
     def on_decode_error(self, message, exc):
         tag = message.delivery_info.get("consumer_tag")
@@ -102,7 +144,7 @@ class EventSubscriber(EventHandler):
         self.delays = topology.retry_delays(config)
         self.dead_letters = topology.dead_letter_queue(self.queue.name, config)
         self.failures = Publisher(config["AMQP_URI"], use_confirms=True, declare=[
-            self.dead_letters, *(topology.retry_queue(d, config) for d in self.delays)])
+            self.dead_letters, *(topology.retry_exchange(d) for d in self.delays)])
 
     def handle_message(self, body, message):
         try:
@@ -142,7 +184,7 @@ class EventSubscriber(EventHandler):
         log.warning("%s failed on %s (attempt %s), retrying in %ss: %s",
                     self.method_name, self.event_type, attempts, delay, reason)
         self._republish(message, topology.retry_exchange(delay), self.queue.name,
-                        {ATTEMPTS: attempts, REASON: reason})
+                        {ATTEMPTS: attempts, REASON: reason}, delay=delay)
 
     def dead_letter(self, message, reason: str, attempts: int | None = None) -> None:
         if attempts is None:
@@ -162,11 +204,23 @@ class EventSubscriber(EventHandler):
             log.info("%s handled %s from %s: %s in %.1f ms", self.method_name, self.event_type,
                      self.source_service, outcome, handler_seconds * 1000)
 
-    def _republish(self, message, exchange, routing_key: str, headers: dict) -> None:
-        """Publish a copy of `message` with `headers`, then acknowledge the original; if the
-        copy cannot be published (the broker is away), leave the original to be redelivered."""
+    def _republish(self, message, exchange, routing_key: str, headers: dict,
+                   delay: int | None = None) -> None:
+        """Publish a copy of `message` with `headers` (to the delay queue of `delay` seconds,
+        if given), then acknowledge the original; if the copy cannot be published (the
+        broker is away, no delay queue takes it), leave the original to be redelivered."""
         try:
-            self._publish_copy(message, exchange, routing_key, headers)
+            # with the first copy of any kind, so that the delay queues exist before a
+            # retry needs them (and show in the broker's listings)
+            ensure_delay_queues(self.container.config, self.delays)
+            self._publish_copy(message, exchange, routing_key, headers,
+                               mandatory=delay is not None)
+        except UndeliverableMessage:
+            log.error("no delay queue took a %s message to retry; it goes back to its queue",
+                      self.event_type)
+            _declared_delay_queues.clear()  # declare them again on the next retry
+            self.queue_consumer.requeue_message(message)
+            return
         except Exception as exc:
             log.error("could not set a %s message aside (%r); it goes back to its queue",
                       self.event_type, exc)
@@ -174,7 +228,8 @@ class EventSubscriber(EventHandler):
             return
         self.queue_consumer.ack_message(message)
 
-    def _publish_copy(self, message, exchange, routing_key: str, headers: dict) -> None:
+    def _publish_copy(self, message, exchange, routing_key: str, headers: dict,
+                      mandatory: bool = False) -> None:
         info = message.delivery_info or {}
         previous = dict(message.headers or {})
         # a message back from a delay queue arrives through the default exchange: keep
@@ -184,9 +239,37 @@ class EventSubscriber(EventHandler):
         previous.pop("x-death", None)
         self.failures.publish(
             message.body, exchange=exchange, routing_key=routing_key,
-            headers={**previous, **headers}, serializer=None,
+            headers={**previous, **headers}, serializer=None, mandatory=mandatory,
             content_type=message.content_type or "application/json",
             content_encoding=message.content_encoding or "utf-8")
+
+
+_declared_delay_queues: set[tuple[str, tuple[int, ...]]] = set()
+
+
+def ensure_delay_queues(config: dict, delays: tuple[int, ...]) -> None:
+    """Declare the delay queues and bind each to its exchange, once per process and broker.
+    One that exists with other arguments (declared by an earlier release) is bound as it
+    is, with a warning: retries keep working through it, at most once, until it is
+    migrated."""
+    key = (config["AMQP_URI"], tuple(delays))
+    if key in _declared_delay_queues:
+        return
+    with Connection(config["AMQP_URI"], connect_timeout=5) as connection:
+        connection.ensure_connection(max_retries=3)
+        for delay in delays:
+            queue = topology.retry_queue(delay, config)
+            try:
+                queue(connection.channel()).declare()
+            except PreconditionFailed as exc:
+                log.warning("delay queue %s exists with other arguments than this release "
+                            "declares (%s); using it as it is until `python -m hocvu_tools.ops "
+                            "delay-queues migrate` replaces it (docs/operations.md)",
+                            queue.name, exc)
+                channel = connection.channel()
+                queue.exchange(channel).declare()
+                channel.queue_bind(queue.name, queue.exchange.name, routing_key="")
+    _declared_delay_queues.add(key)
 
 
 def _envelope_ids(body) -> dict:

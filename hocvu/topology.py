@@ -10,6 +10,11 @@
   per delay, not one per-message TTL, so a long wait never holds up a short one.
 
 QUEUE_TYPE=quorum (config) declares every queue as a quorum queue, for a RabbitMQ cluster.
+There the delay queues also dead-letter at least once (RabbitMQ 3.10+, feature flag
+`stream_queue`): the queue keeps a message until the queue it goes back to has confirmed
+it, so a node stopping while a retry comes back loses nothing. That needs
+`x-overflow: reject-publish` (with any other overflow RabbitMQ quietly falls back to at
+most once). A classic queue can only dead-letter at most once.
 """
 from kombu import Exchange, Queue
 from nameko.standalone.events import get_event_exchange
@@ -69,9 +74,25 @@ def retry_exchange(delay_seconds: int) -> Exchange:
     return Exchange(f"hocvu.retry.{delay_seconds}s", type="fanout", durable=True)
 
 
+def retry_queue_name(delay_seconds: int) -> str:
+    return f"hocvu.retry.{delay_seconds}s"
+
+
+def retry_queue_arguments(delay_seconds: int, config: dict) -> dict:
+    """Wait `delay_seconds`, then back through the default exchange to the queue named by
+    the message's routing key (the queue it failed on)."""
+    arguments = {**queue_arguments(config), "x-message-ttl": delay_seconds * 1000,
+                 "x-dead-letter-exchange": ""}
+    if config.get("QUEUE_TYPE") == "quorum":
+        arguments.update(AT_LEAST_ONCE_DEAD_LETTERING)
+    return arguments
+
+
+AT_LEAST_ONCE_DEAD_LETTERING = {"x-dead-letter-strategy": "at-least-once",
+                                "x-overflow": "reject-publish"}
+
+
 def retry_queue(delay_seconds: int, config: dict) -> Queue:
-    return Queue(f"hocvu.retry.{delay_seconds}s", exchange=retry_exchange(delay_seconds),
-                 durable=True, auto_delete=False, queue_arguments={
-                     **queue_arguments(config),
-                     "x-message-ttl": delay_seconds * 1000,
-                     "x-dead-letter-exchange": ""})
+    return Queue(retry_queue_name(delay_seconds), exchange=retry_exchange(delay_seconds),
+                 durable=True, auto_delete=False,
+                 queue_arguments=retry_queue_arguments(delay_seconds, config))

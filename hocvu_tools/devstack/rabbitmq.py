@@ -5,6 +5,8 @@ reused when a guest login works, else installed from Debian's packages if missin
 started with `rabbitmq-server -detached`. It is a system service and is left running.
 
 `PrivateRabbitMQ` is a node of a test's own, which the test may stop, kill and restart.
+`RabbitMQCluster` is three (or more) such nodes joined into one cluster, for the tests that
+stop a node under quorum queues; services reach it through `failover_uri`.
 `Vhost` is a throwaway virtual host on a broker (created with rabbitmqctl, so as root or
 with password-less sudo), for tests and benchmarks that must not see anyone else's queues.
 
@@ -15,11 +17,13 @@ that service does (`service_permissions`): the same rule as in production
 import base64
 import hashlib
 import json
+import os
 import re
 import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -122,7 +126,8 @@ class PrivateRabbitMQ:
     """
 
     def __init__(self, base: Path | None = None, port: int | None = None,
-                 dist_port: int | None = None):
+                 dist_port: int | None = None, cookie: str | None = None,
+                 config: str = ""):
         self._own_base = base is None
         self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="hocvu-rabbitmq-"))
         self.port = port or free_port()
@@ -130,6 +135,9 @@ class PrivateRabbitMQ:
         self.nodename = f"hocvu-{self.port}@localhost"
         self.amqp_uri = f"amqp://guest:guest@127.0.0.1:{self.port}/"
         self.process: Process | None = None
+        # nodes of one cluster share the Erlang cookie; alone, Erlang makes one up
+        self.cookie = cookie
+        self.config = config  # rabbitmq.conf's lines
 
     def environment(self) -> dict[str, str]:
         base = self.base
@@ -159,6 +167,13 @@ class PrivateRabbitMQ:
         self.base.mkdir(parents=True, exist_ok=True)
         (self.base / "enabled_plugins").write_text("[].\n")
         (self.base / "rabbitmq-env.conf").touch()
+        if self.config:
+            (self.base / "rabbitmq.conf").write_text(self.config)
+        if self.cookie:
+            cookie_file = self.base / ".erlang.cookie"
+            if not cookie_file.exists():
+                cookie_file.write_text(self.cookie)
+                cookie_file.chmod(0o400)  # Erlang refuses a cookie others may read
         self.process = Process(f"rabbitmq-{self.port}", [NODE_SCRIPT], self.base,
                                self.environment()).start()
         try:
@@ -192,7 +207,141 @@ class PrivateRabbitMQ:
         if self.process:
             self.process.stop(grace=30)  # the script turns SIGTERM into an orderly shutdown
 
+    def running(self) -> bool:
+        return bool(self.process and self.process.alive())
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        """`rabbitmqctl -n <this node> ARGS` (as this user, with the node's cookie); its
+        standard output."""
+        return _node_tool("rabbitmqctl", self, *args, timeout=timeout)
+
     def __enter__(self) -> "PrivateRabbitMQ":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _node_tool(tool: str, node: PrivateRabbitMQ, *args: str, timeout: float = 60) -> str:
+    # Debian's /usr/sbin/rabbitmqctl switches root to the rabbitmq user, who has neither
+    # the node's cookie nor its folder: the script it runs is called directly, with HOME
+    # where the node keeps its cookie
+    script = NODE_SCRIPT.parent / tool
+    answer = subprocess.run([str(script), "-q", "-n", node.nodename, *args],
+                            env={**os.environ, "HOME": str(node.base)},
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=timeout)
+    if answer.returncode:
+        raise StartError(f"{tool} -n {node.nodename} {' '.join(args)} exited "
+                         f"{answer.returncode}: {(answer.stdout + answer.stderr).strip()}")
+    return answer.stdout
+
+
+class RabbitMQCluster:
+    """`size` private nodes (PrivateRabbitMQ: each its own name, AMQP and distribution
+    ports, data and log folders under `base`) joined into one cluster, for tests that stop
+    or kill a node while quorum queues carry the load. The first node starts alone; the
+    others find it on their first boot through classic peer discovery (rabbitmq.conf) and
+    join it. Each node is stopped, killed and started again by its process id, on its own
+    data. `failover_uri` names every node, as kombu and nameko take alternates
+    (`amqp://a;amqp://b;...`): a client whose node goes away connects to the next."""
+
+    def __init__(self, base: Path | None = None, size: int = 3):
+        self._own_base = base is None
+        self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="hocvu-cluster-"))
+        cookie = secrets.token_hex(20)
+        ports = [free_port() for _ in range(size)]
+        names = [f"hocvu-{port}@localhost" for port in ports]
+        discovery = ("cluster_formation.peer_discovery_backend = classic_config\n"
+                     + "".join(f"cluster_formation.classic_config.nodes.{i} = {name}\n"
+                               for i, name in enumerate(names, 1)))
+        self.nodes = [PrivateRabbitMQ(self.base / f"node{i}", port, free_port(), cookie,
+                                      discovery)
+                      for i, port in enumerate(ports, 1)]
+
+    @property
+    def failover_uri(self) -> str:
+        return ";".join(node.amqp_uri for node in self.nodes)
+
+    def running_nodes(self) -> list[PrivateRabbitMQ]:
+        return [node for node in self.nodes if node.running()]
+
+    def node_named(self, nodename: str) -> PrivateRabbitMQ:
+        return next(node for node in self.nodes if node.nodename == nodename)
+
+    def start(self, timeout: float = 120) -> "RabbitMQCluster":
+        try:
+            self.nodes[0].start(timeout)
+            others = self.nodes[1:]
+            errors: list[BaseException] = []
+
+            def start(node):
+                try:
+                    node.start(timeout)
+                except BaseException as exc:  # noqa: BLE001 - raised below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=start, args=(node,)) for node in others]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
+            self.wait_clustered(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def members(self, via: PrivateRabbitMQ | None = None) -> tuple[set[str], set[str]]:
+        """(the cluster's nodes, those running), as a running node sees them."""
+        via = via or self.running_nodes()[0]
+        status = json.loads(via.ctl("cluster_status", "--formatter", "json"))
+        return set(status["disk_nodes"]) | set(status.get("ram_nodes", [])), \
+            set(status["running_nodes"])
+
+    def wait_clustered(self, timeout: float = 60) -> None:
+        """Until every running node sees every node of the cluster, and the running ones
+        running."""
+        names = {node.nodename for node in self.nodes}
+        deadline = time.monotonic() + timeout
+        while True:
+            running = {node.nodename for node in self.running_nodes()}
+            seen = [self.members(node) for node in self.running_nodes()]
+            if all(members == names and up == running for members, up in seen):
+                return
+            if time.monotonic() > deadline:
+                raise StartError(f"the RabbitMQ nodes did not form one cluster within "
+                                 f"{timeout:.0f} s: {seen}")
+            time.sleep(1)
+
+    def quorum_leaders(self, vhost: str = "/") -> dict[str, str]:
+        """{quorum queue: the node holding its leader}, as a running node reports it."""
+        listing = self.running_nodes()[0].ctl("list_queues", "-p", vhost, "name", "type",
+                                              "leader", "--formatter", "json")
+        return {row["name"]: row["leader"] for row in json.loads(listing)
+                if row["type"] == "quorum"}
+
+    def stop_node(self, node: PrivateRabbitMQ) -> None:
+        """An orderly stop of one node (SIGTERM to its process); its data stays."""
+        node._stop_node()
+
+    def kill_node(self, node: PrivateRabbitMQ) -> None:
+        node.kill()
+
+    def start_node(self, node: PrivateRabbitMQ, timeout: float = 120) -> None:
+        """Start a stopped or killed node on its data; it rejoins the cluster."""
+        node.start(timeout)
+        self.wait_clustered(timeout)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node._stop_node()
+        if self._own_base:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> "RabbitMQCluster":
         return self.start()
 
     def __exit__(self, *exc) -> None:

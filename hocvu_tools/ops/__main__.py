@@ -1,6 +1,7 @@
 """python -m hocvu_tools.ops: for operators.
 
     dlq {list,show,replay,purge}   the dead-letter queues (RabbitMQ)
+    delay-queues migrate           replace delay queues an earlier release declared otherwise
     sms {stuck,failed}             SMS that did not reach a learner, and why (notifications' store)
 """
 import argparse
@@ -14,6 +15,7 @@ from tqdm import tqdm
 
 from hocvu_tools.ops import sms
 from hocvu_tools.ops.deadletters import DeadLetters, NoSuchQueue, dead_letter_queue
+from hocvu_tools.ops.delayqueues import DelayQueues
 
 USAGE_ERROR = 2
 
@@ -109,7 +111,30 @@ def parser() -> argparse.ArgumentParser:
     purge = dlq.add_parser("purge", help="delete every message of a dead-letter queue")
     purge.add_argument("queue")
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delay = areas.add_parser(
+        "delay-queues", help="the delay queues hocvu.retry.<N>s").add_subparsers(
+        dest="command", required=True)
+    migrate = delay.add_parser("migrate", help=(
+        "replace each delay queue declared with other arguments than this release declares "
+        "(on quorum queues: before at-least-once dead-lettering), while the services run"))
+    migrate.add_argument("--queue-type", default=os.environ.get("QUEUE_TYPE", "classic"),
+                         choices=("classic", "quorum"),
+                         help="as the services' QUEUE_TYPE (default: $QUEUE_TYPE or classic)")
+    migrate.add_argument("--retry-delays", default=os.environ.get("RETRY_DELAYS_SECONDS", ""),
+                         help="as the services' RETRY_DELAYS_SECONDS (default: that variable, "
+                              "else the services' default)")
     return top
+
+
+def _migrate_delay_queues(args) -> int:
+    config = {"QUEUE_TYPE": args.queue_type, "RETRY_DELAYS_SECONDS": args.retry_delays}
+    try:
+        migrations = DelayQueues(args.amqp_uri, config).migrate()
+    except pika.exceptions.AMQPError as exc:
+        print(f"cannot migrate the delay queues at {args.amqp_uri}: {exc!r}", file=sys.stderr)
+        return USAGE_ERROR
+    print(f"{sum(m.replaced for m in migrations)} of {len(migrations)} delay queues replaced")
+    return 0
 
 
 def _sms_parser(areas) -> None:
@@ -135,6 +160,8 @@ COMMANDS = {"list": _list, "show": _show, "replay": _replay, "purge": _purge}
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.area == "delay-queues":
+        return _migrate_delay_queues(args)
     if args.area == "sms":
         try:
             return sms.run(args)

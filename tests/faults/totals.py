@@ -187,13 +187,15 @@ class EventTap:
     load starts: afterwards it holds a copy of every event the platform published, however
     often each was published."""
 
-    def __init__(self, amqp_uri: str):
+    def __init__(self, amqp_uri: str, queue_arguments: dict | None = None):
         self.amqp_uri = amqp_uri
+        # {"x-queue-type": "quorum"} on a cluster, so that the tap outlives a node
+        self.queue_arguments = queue_arguments or {}
 
     def bind(self) -> None:
         with pika.BlockingConnection(pika.URLParameters(self.amqp_uri)) as connection:
             channel = connection.channel()
-            channel.queue_declare(TAP, durable=True)
+            channel.queue_declare(TAP, durable=True, arguments=self.queue_arguments)
             for service in SERVICES:
                 channel.exchange_declare(f"{service}.events", "topic", durable=True)
                 channel.queue_bind(TAP, f"{service}.events", "#")

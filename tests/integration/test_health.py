@@ -86,3 +86,10 @@ def test_a_broker_that_refuses_is_unreachable_at_once():
     began = time.monotonic()
     assert health.broker_reachable(f"amqp://guest:guest@127.0.0.1:{free_port()}/") is False
     print(f"refused broker reported in {time.monotonic() - began:.3f} s")
+
+
+def test_a_cluster_is_reachable_while_one_of_its_nodes_answers(amqp_uri):
+    """AMQP_URI may list a cluster's nodes as alternates: the check tries each in turn."""
+    down = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    assert health.broker_reachable(f"{down};{down};{amqp_uri}") is True
+    assert health.broker_reachable(f"{down};{down}") is False
