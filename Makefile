@@ -27,8 +27,10 @@ test: venv browser
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # A 3-node RabbitMQ cluster of the tests' own loses a node under load (marker `cluster`,
-# about ten minutes on 2 cores): not in `make test`'s default selection (tests/conftest.py).
+# 5 to 6 minutes on 2 cores): not in `make test`'s default selection (tests/conftest.py).
+# ensure-broker installs Debian's rabbitmq-server when missing, whose nodes the test starts.
 test-cluster: venv
+	$(VENV)/bin/python -m hocvu_tools.devstack ensure-broker
 	$(VENV)/bin/pytest -m cluster $(PYTEST_ARGS)
 
 # The benchmark (docs/performance.md): BENCH_ARGS="--scale 0.1 --stage-seconds 30" and so on.
