@@ -10,7 +10,7 @@ pytest_plugins = ["tests.support.fixtures", "tests.support.sms"]
 
 
 def pytest_collection_modifyitems(config, items):
-    """The `cluster` marker (three RabbitMQ nodes and a platform per scenario, about ten
+    """The `cluster` marker (three RabbitMQ nodes and a platform per scenario, 5 to 6
     minutes) is left out of a plain `pytest`/`make test`: it runs when asked for, with
     `-m cluster` (`make test-cluster`) or by naming tests/cluster."""
     if "cluster" in (config.option.markexpr or "") or any(
