@@ -24,8 +24,8 @@ from hocvu_tools.bench import ceilings, machine, report
 from hocvu_tools.bench.platform import BenchPlatform, Deployment
 from hocvu_tools.bench.presets import PRESETS, Preset
 from hocvu_tools.bench.profiling import Profiler
-from hocvu_tools.bench.workloads import (Driver, bulk_workload, enrollment_stage, launch_burst,
-                                   learning_stage)
+from hocvu_tools.bench.workloads import (Driver, bulk_workload, drained, enrollment_stage,
+                                         launch_burst, learning_stage)
 from hocvu.contracts import SUBSCRIBERS
 from hocvu_tools.devstack.processes import VAR
 from hocvu_tools.devstack.stack import SERVICES
@@ -150,9 +150,8 @@ def measure(preset: Preset, args, run_dir: Path, results: dict) -> None:
             results["ceilings"] = measure_ceilings(preset, platform, run_dir)
         driver = Driver(platform, run_dir / "main")
         if "enrollment" in preset.workloads:
-            results["enrollment"] = [
-                announce(enrollment_stage(driver, rate, preset.stage_seconds), "enrollment")
-                for rate in preset.enrollment_rates]
+            results["enrollment"] = ladder(driver, preset.enrollment_rates,
+                                           preset.stage_seconds, "enrollment")
             half = sustainable_rate(results["enrollment"]) / 2
             if half and half not in preset.enrollment_rates:
                 results["enrollment"].append(announce(
@@ -210,9 +209,8 @@ def scale_out(preset: Preset, args, run_dir: Path) -> list[dict]:
                                  args.store_uris, args.store_profile).start()
         try:
             driver = Driver(platform, run_dir / f"scaling-{count}")
-            for rate in preset.scaling_rates:
-                stage = enrollment_stage(driver, rate, preset.scaling_seconds)
-                rows.append(announce({"instances": count, **stage}, "scaling"))
+            rows += [{"instances": count, **stage} for stage in ladder(
+                driver, preset.scaling_rates, preset.scaling_seconds, f"scaling {count}")]
         finally:
             platform.stop()
     return rows
@@ -225,6 +223,19 @@ def announce(figures: dict, workload: str) -> dict:
              if figures.get(k) is not None}
     print(f"{workload}: {shown}", flush=True)
     return figures
+
+
+def ladder(driver, rates, seconds: float, name: str) -> list[dict]:
+    """Enrollment stages at rising rates, up to the first the platform could not drain
+    (the higher ones would start behind its backlog and measure that)."""
+    stages = []
+    for rate in sorted(rates):
+        stages.append(announce(enrollment_stage(driver, rate, seconds), name))
+        if not drained(stages[-1]):
+            print(f"{name}: {rate:g}/s was not drained in time; higher rates not run",
+                  flush=True)
+            break
+    return stages
 
 
 def sustainable_rate(stages: list[dict]) -> float:

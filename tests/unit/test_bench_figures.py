@@ -78,3 +78,21 @@ def test_a_scaling_only_run_costs_an_enrollment_from_its_one_instance_stages():
     assert derived["sustainable_enrollments_per_s"] is None  # no sustained stages: not claimed
     assert [s["ratio_to_ceiling"] for s in results["scaling"]] == [0.4, 0.3, 0.2]
     assert targets({**results, "derived": derived}) == {}  # nothing measured to judge
+
+
+def test_the_ladder_stops_at_the_first_rate_not_drained(monkeypatch):
+    from hocvu_tools.bench import __main__ as bench
+    run = []
+
+    def fake_stage(driver, rate, seconds):
+        run.append(rate)
+        figures = stage(rate, rate, 500 if rate < 30 else 9000)
+        if rate >= 30:
+            figures["errors"] = {"not drained 150 s after": 1}
+            figures["not_drained"] = "owed 12 plans"
+        return figures
+
+    monkeypatch.setattr(bench, "enrollment_stage", fake_stage)
+    stages = bench.ladder(None, (40, 10, 30, 20), 30, "enrollment")
+    assert run == [10, 20, 30]  # in rising order, and 40 never run behind 30's backlog
+    assert sustainable_rate(stages) == 20
