@@ -48,7 +48,7 @@ from nameko.messaging import QueueConsumer
 
 from hocvu import logcontext, metrics, topology
 from hocvu.clock import isoformat, utcnow
-from hocvu.events import MalformedEvent, parse_event
+from hocvu.events import Event, MalformedEvent, parse_event
 from hocvu.store import AlreadyProcessed
 
 log = logging.getLogger(__name__)
@@ -147,12 +147,8 @@ class EventSubscriber(EventHandler):
             self.dead_letters, *(topology.retry_exchange(d) for d in self.delays)])
 
     def handle_message(self, body, message):
-        try:
-            event = parse_event(body, self.event_type)
-        except MalformedEvent as exc:
-            with logcontext.bound(**_envelope_ids(body)):
-                self.dead_letter(message, f"{exc.reason}: {exc.fields}" if exc.fields
-                                 else exc.reason)
+        event = self._parse_or_dead_letter(body, message)
+        if event is None:
             return
         with logcontext.bound(correlation_id=event.correlation_id, event_id=event.event_id):
             message.hocvu_received_at = time.perf_counter()  # for the handler's latency
@@ -162,6 +158,16 @@ class EventSubscriber(EventHandler):
                                         handle_result=partial(self.handle_result, message))
             except ContainerBeingKilled:
                 self.queue_consumer.requeue_message(message)
+
+    def _parse_or_dead_letter(self, body, message) -> Event | None:
+        """The event in `body`; None once a malformed one is dead-lettered (no retry mends it)."""
+        try:
+            return parse_event(body, self.event_type)
+        except MalformedEvent as exc:
+            with logcontext.bound(**_envelope_ids(body)):
+                self.dead_letter(message, f"{exc.reason}: {exc.fields}" if exc.fields
+                                 else exc.reason)
+            return None
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         seconds = time.perf_counter() - getattr(message, "hocvu_received_at", time.perf_counter())
@@ -339,12 +345,8 @@ class BatchEventSubscriber(EventSubscriber):
         self._hand_out()
 
     def handle_message(self, body, message):
-        try:
-            event = parse_event(body, self.event_type)
-        except MalformedEvent as exc:
-            with logcontext.bound(**_envelope_ids(body)):
-                self.dead_letter(message, f"{exc.reason}: {exc.fields}" if exc.fields
-                                 else exc.reason)
+        event = self._parse_or_dead_letter(body, message)
+        if event is None:
             return
         message.hocvu_received_at = time.perf_counter()
         # one green thread per message runs this; they never switch between these lines

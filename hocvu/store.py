@@ -22,7 +22,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError
 
 from hocvu import contracts, metrics
-from hocvu.groupwrite import GroupInserter
+from hocvu.groupwrite import DUPLICATE_KEY, GroupInserter
 from hocvu.outbox import OUTBOX_FIELD, STATE_COLLECTION, ChangeStreamRelay, relay_gauges
 from hocvu.retention import HourlyPurge
 from hocvu.storeprofile import StoreProfile
@@ -42,9 +42,6 @@ def insert_once(collection: Collection, document: dict) -> bool:
     except DuplicateKeyError:
         return False
     return True
-
-
-DUPLICATE_KEY = 11000
 
 
 def insert_many_once(collection: Collection, documents: list[dict]) -> set[int]:
