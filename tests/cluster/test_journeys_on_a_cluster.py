@@ -22,7 +22,7 @@ from hocvu.topology import all_subscriber_queue_names
 from hocvu_tools.devstack.stack import SERVICES
 from tests.cluster.conftest import REPORT
 from tests.faults.journeys import Fault, JourneyDriver, progress
-from tests.faults.totals import EventTap, count, phone_key, wait_for_quiet
+from tests.faults.totals import EventTap, assert_every_journey_whole, count, wait_for_quiet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -132,26 +132,7 @@ def drive_and_check(platform, name: str, stop: NodeStop):
     tap.amqp_uri = platform.amqp_uri  # the node it was bound through may be the stopped one
     published = tap.drain()
 
-    enrollment_ids = {j.enrollment_id for j in drive.journeys}
-    assert len(drive.journeys) == LEARNERS and len(enrollment_ids) == LEARNERS
-    assert totals.enrollments == LEARNERS
-    assert totals.plans == LEARNERS and totals.completed_plans == LEARNERS
-    assert totals.certificates == LEARNERS and totals.certified_enrollments == LEARNERS
-    assert totals.delivered("enrollment_confirmed") == LEARNERS
-    assert totals.delivered("certificate_issued") == LEARNERS
-    assert sum(totals.messages.values()) == 2 * LEARNERS
-    assert totals.learner_templates_more_than_once == 0
-    learners_per_phone = Counter(phone_key(j.phone) for j in drive.journeys)
-    assert totals.sms_by_phone_and_template == Counter({
-        (phone, template): n for phone, n in learners_per_phone.items()
-        for template in ("enrollment_confirmed", "certificate_issued")})
-    assert totals.sms_received == 2 * LEARNERS
-    for event_type in ("learner_enrolled", "lessons_assigned", "course_completed",
-                       "certificate_issued"):
-        assert published.enrollments_with(event_type) == enrollment_ids, event_type
-    assert not any(totals.relay_behind.values()), totals.relay_behind
-    assert not any(totals.waiting.values()), totals.waiting
-    assert not any(totals.dead_letters.values()), totals.dead_letters
+    assert_every_journey_whole(totals, published, drive.journeys, LEARNERS)
     crashed = [n for n, process in platform.stack.processes.items() if not process.alive()]
     assert not crashed, f"crashed: {crashed}"
 

@@ -10,7 +10,6 @@ Run alone: `make test PYTEST_ARGS="-m faults"`; one scenario:
 import json
 import os
 import time
-from collections import Counter
 
 import pika
 import pytest
@@ -22,7 +21,7 @@ from hocvu_tools.devstack.stack import SERVICES
 from hocvu.topology import dead_letter_queue_name
 from tests.faults.conftest import REPORT
 from tests.faults.journeys import Fault, JourneyDriver, progress
-from tests.faults.totals import EventTap, count, phone_key, wait_for_quiet
+from tests.faults.totals import EventTap, assert_every_journey_whole, count, wait_for_quiet
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -51,32 +50,8 @@ def drive_and_check(platform, name, faults=(), expected_dead_letters=None):
     totals, quiet_after = wait_for_quiet(LEARNERS, snapshot)
     published = tap.drain()
 
-    enrollment_ids = {j.enrollment_id for j in drive.journeys}
-    assert len(drive.journeys) == LEARNERS and len(enrollment_ids) == LEARNERS
-    assert totals.enrollments == LEARNERS
-    assert totals.plans == LEARNERS and totals.completed_plans == LEARNERS
-    assert totals.certificates == LEARNERS and totals.certified_enrollments == LEARNERS
-    assert totals.delivered("enrollment_confirmed") == LEARNERS
-    assert totals.delivered("certificate_issued") == LEARNERS
-    assert sum(totals.messages.values()) == 2 * LEARNERS
-    assert totals.learner_templates_more_than_once == 0
-    # what the gateway received, keyed by the learner's phone and the words of the SMS, not
-    # by any id the platform chose: each learner got each SMS exactly once, and nobody else
-    # got one
-    learners_per_phone = Counter(phone_key(j.phone) for j in drive.journeys)
-    assert totals.sms_by_phone_and_template == Counter({
-        (phone, template): n for phone, n in learners_per_phone.items()
-        for template in ("enrollment_confirmed", "certificate_issued")})
-    assert totals.sms_received == 2 * LEARNERS
-    # every event of every journey was published (duplicate copies are allowed)
-    for event_type in ("learner_enrolled", "lessons_assigned", "course_completed",
-                       "certificate_issued"):
-        assert published.enrollments_with(event_type) == enrollment_ids, event_type
-    assert not any(totals.relay_behind.values()), totals.relay_behind
-    assert not any(totals.waiting.values()), totals.waiting
-    expected = {queue: 0 for queue in totals.dead_letters}
-    expected.update(expected_dead_letters or {})
-    assert totals.dead_letters == expected
+    assert_every_journey_whole(totals, published, drive.journeys, LEARNERS,
+                               expected_dead_letters)
     crashed = [name for name, process in platform.stack.processes.items() if not process.alive()]
     assert not crashed, f"crashed: {crashed}"
 

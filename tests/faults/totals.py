@@ -147,6 +147,39 @@ def message_counts(amqp_uri: str, queues: list[str]) -> dict:
     return counts
 
 
+def assert_every_journey_whole(totals: Totals, published, journeys, learners: int,
+                               expected_dead_letters: dict | None = None) -> None:
+    """What the fault suite and the cluster test check once the platform is quiet: every
+    journey's enrollment, plan, completion, certificate and both SMS exactly once, every
+    event published, nothing left behind, and no dead letter but those expected."""
+    enrollment_ids = {j.enrollment_id for j in journeys}
+    assert len(journeys) == learners and len(enrollment_ids) == learners
+    assert totals.enrollments == learners
+    assert totals.plans == learners and totals.completed_plans == learners
+    assert totals.certificates == learners and totals.certified_enrollments == learners
+    assert totals.delivered("enrollment_confirmed") == learners
+    assert totals.delivered("certificate_issued") == learners
+    assert sum(totals.messages.values()) == 2 * learners
+    assert totals.learner_templates_more_than_once == 0
+    # what the gateway received, keyed by the learner's phone and the words of the SMS, not
+    # by any id the platform chose: each learner got each SMS exactly once, and nobody else
+    # got one
+    learners_per_phone = Counter(phone_key(j.phone) for j in journeys)
+    assert totals.sms_by_phone_and_template == Counter({
+        (phone, template): n for phone, n in learners_per_phone.items()
+        for template in ("enrollment_confirmed", "certificate_issued")})
+    assert totals.sms_received == 2 * learners
+    # every event of every journey was published (duplicate copies are allowed)
+    for event_type in ("learner_enrolled", "lessons_assigned", "course_completed",
+                       "certificate_issued"):
+        assert published.enrollments_with(event_type) == enrollment_ids, event_type
+    assert not any(totals.relay_behind.values()), totals.relay_behind
+    assert not any(totals.waiting.values()), totals.waiting
+    expected = {queue: 0 for queue in totals.dead_letters}
+    expected.update(expected_dead_letters or {})
+    assert totals.dead_letters == expected
+
+
 def wait_for_quiet(expected_learners: int, snapshot, timeout: float = 420,
                    settle_seconds: float = 5) -> tuple[Totals, float]:
     """Poll until every learner is certified and told twice, nothing waits to be published,
