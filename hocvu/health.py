@@ -1,9 +1,14 @@
 """Health for operations, on each service's own port (the edge never routes it):
 
-- `GET /api/<service>/health/live`: the process answers HTTP. No I/O at all, so a
-  supervisor restarts only a process that is truly stuck, never one whose store is away.
-- `GET /api/<service>/health/ready`: the service reaches its broker and its store, so a
-  load balancer may send it traffic. Each check's result is kept for CACHE_SECONDS: a flood
+- `GET /api/<service>/health/live`: the process answers HTTP and can still recover by
+  itself. No I/O at all, so a supervisor restarts only a process that is truly stuck, never
+  one whose store or broker is away: it answers 503 only when a queue consumer's thread
+  has ended, or has shown no sign of life for hocvu.messaging.STALL_SECONDS (every wait
+  it makes is bounded, so that means stuck where no retry reaches).
+- `GET /api/<service>/health/ready`: the service reaches its broker and its store, and
+  each of its queue consumers is consuming (not connecting again after an outage), so a
+  load balancer may send it traffic and an alert fires while it is not. Each check's
+  result (the consumers' aside, known in memory) is kept for CACHE_SECONDS: a flood
   of probes costs one broker connection and one ping per few seconds; and each check gives
   up after CHECK_TIMEOUT_SECONDS, so an unresponsive store or broker makes it answer 503
   within about two seconds instead of hanging. No collection is read or counted.
@@ -16,6 +21,8 @@ import eventlet
 import pymongo
 from kombu import Connection
 
+from hocvu import messaging
+
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 5.0
@@ -25,6 +32,11 @@ CHECK_TIMEOUT_SECONDS = 1.0
 LIVE_ANSWER = {"type": "object", "required": ["status", "service"], "additionalProperties": False,
                "properties": {"status": {"type": "string", "enum": ["ok"]},
                               "service": {"type": "string"}}}
+STUCK_ANSWER = {"type": "object", "required": ["status", "service", "problems"],
+                "additionalProperties": False,
+                "properties": {"status": {"type": "string", "enum": ["stuck"]},
+                               "service": {"type": "string"},
+                               "problems": {"type": "array", "items": {"type": "string"}}}}
 READY_ANSWER = {"type": "object", "required": ["status", "service", "checks"],
                 "additionalProperties": False,
                 "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
@@ -34,6 +46,10 @@ READY_ANSWER = {"type": "object", "required": ["status", "service", "checks"],
 
 
 def live(service_name: str) -> tuple[int, dict]:
+    problems = messaging.consumers_stuck(service_name)
+    if problems:
+        log.error("liveness: %s cannot recover by itself: %s", service_name, "; ".join(problems))
+        return 503, {"status": "stuck", "service": service_name, "problems": problems}
     return 200, {"status": "ok", "service": service_name}
 
 
@@ -98,12 +114,16 @@ def _cached(key: tuple, check) -> bool:
 
 
 def ready(store, amqp_uri: str) -> tuple[int, dict]:
-    """(HTTP status, body): 200 when broker and store both answer, else 503."""
+    """(HTTP status, body): 200 when broker and store both answer and every queue consumer
+    consumes, else 503."""
     checks = {
         "broker": _cached(("broker", amqp_uri), lambda: broker_reachable(amqp_uri)),
         "store": _cached(("store", store.service_name, store.db.name, id(store.client)),
                          lambda: store_reachable(store)),
     }
+    consuming = messaging.consumers_connected(store.service_name)
+    if consuming is not None:  # known in memory: never cached
+        checks["consumers"] = consuming
     ok = all(checks.values())
     return (200 if ok else 503), {
         "status": "ok" if ok else "unavailable", "service": store.service_name,

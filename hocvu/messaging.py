@@ -36,6 +36,8 @@ message never holds the others back.
 """
 import logging
 import time
+import weakref
+from contextlib import contextmanager
 from functools import partial
 
 import eventlet
@@ -62,60 +64,158 @@ FAILED_AT = "x-hocvu-failed-at"
 SERVICE = "x-hocvu-service"
 
 
+# A consuming thread shows a sign of life at least once a second while it consumes (a
+# round of its drain loop) and once per try while it connects (at most
+# RECONNECT_MAX_SECONDS apart); with every wait bounded, one silent for this long is stuck
+# where no retry reaches, and only a restart of the process mends it (liveness).
+STALL_SECONDS = 120.0
+
+
+class ConsumerHealth:
+    """Whether one queue consumer is consuming now, and when it last showed a sign of life."""
+
+    def __init__(self, service: str):
+        self.service = service
+        now = time.monotonic()
+        self.consuming_since: float | None = None
+        self.lost_at: float | None = None  # when a connection it had consumed on broke
+        self.progress_at = now
+        self.failed_connects = 0  # tries at connecting that failed, since the start
+
+    def progressed(self) -> None:
+        self.progress_at = time.monotonic()
+
+    def consuming(self) -> None:
+        now = self.progress_at = time.monotonic()
+        if self.lost_at is not None:
+            log.warning("%s consumes again, %.1f s after its broker connection was lost",
+                        self.service, now - self.lost_at)
+            self.lost_at = None
+        self.consuming_since = now
+
+    def disconnected(self) -> None:
+        now = self.progress_at = time.monotonic()
+        if self.consuming_since is not None:
+            self.lost_at = now
+        self.consuming_since = None
+
+    def stalled(self) -> bool:
+        return time.monotonic() - self.progress_at > STALL_SECONDS
+
+
+_consumers: "weakref.WeakSet[ResilientQueueConsumer]" = weakref.WeakSet()
+
+
+def consumers_connected(service: str) -> bool | None:
+    """True when every queue consumer of `service` in this process consumes, False while any
+    is connecting (again); None for a service that consumes nothing."""
+    mine = [consumer for consumer in list(_consumers) if consumer.health.service == service]
+    if not mine:
+        return None
+    return all(consumer.health.consuming_since is not None for consumer in mine)
+
+
+def consumers_stuck(service: str) -> list[str]:
+    """Why `service` can no longer consume without a restart: a consuming thread that died
+    while its container runs, or one that showed no sign of life for STALL_SECONDS."""
+    problems = []
+    for consumer in list(_consumers):
+        if consumer.health.service != service:
+            continue
+        name = type(consumer).__name__
+        if consumer.thread_dead():
+            problems.append(f"{name}: its consuming thread has ended")
+        elif consumer.health.stalled():
+            problems.append(f"{name}: no sign of life for "
+                            f"{time.monotonic() - consumer.health.progress_at:.0f} s")
+    return problems
+
+
 class ResilientQueueConsumer(QueueConsumer):
-    """nameko's QueueConsumer, with two holes closed:
+    """nameko's QueueConsumer, made to come back by itself after a broker outage of any
+    length, and to say how it is doing (readiness and liveness, hocvu.health):
+
     - a body kombu cannot decode goes to its subscriber to be dead-lettered (kombu would log
       it and acknowledge it: a silent drop);
     - acknowledging on a connection that just died raises a socket error that nameko does
       not catch, and it kills the whole service. The broker redelivers an unacknowledged
-      message once the consumer reconnects, and the idempotent handler absorbs it.
+      message once the consumer reconnects, and the idempotent handler absorbs it;
+    - every answer the broker owes (channel open and close, qos, declare, consume, cancel)
+      is waited for at most REPLY_TIMEOUT_SECONDS. py-amqp waits for them without a limit
+      (its read_timeout is SO_RCVTIMEO, which eventlet's non-blocking green sockets never
+      apply), so a connection lost while its socket stayed open (missed heartbeats, a node
+      that stopped answering) left the consuming thread waiting for a channel's close-ok
+      in kombu's clean-up for as long as the peer stayed silent: it logged nothing, tried
+      no other node, and the queues had no consumer (docs/reliability.md, "Consumers after
+      a broker outage");
+    - connecting again is tried every 1, 2, 3... seconds up to RECONNECT_MAX_SECONDS
+      (kombu's default grows to 30 s, so a consumer could come back half a minute after
+      the broker did).
     """
 
-    # how long the consuming thread has, after its connection broke under a worker, to
-    # connect again by itself before it is interrupted
-    RECONNECT_GRACE_SECONDS = 10.0
+    REPLY_TIMEOUT_SECONDS = 15.0
+    RECONNECT_MAX_SECONDS = 5.0
+
+    def setup(self):
+        super().setup()
+        config = self.container.config
+        self.reply_timeout = float(config.get("AMQP_REPLY_TIMEOUT_SECONDS")
+                                   or self.REPLY_TIMEOUT_SECONDS)
+        self.reconnect_max = float(config.get("AMQP_RECONNECT_MAX_SECONDS")
+                                   or self.RECONNECT_MAX_SECONDS)
+        self.health = ConsumerHealth(self.container.service_name)
+        _consumers.add(self)
+
+    def stop(self):
+        _consumers.discard(self)
+        super().stop()
+
+    def kill(self):
+        _consumers.discard(self)
+        super().kill()
+
+    @contextmanager
+    def establish_connection(self):
+        with self.create_connection() as connection:
+            connection.ensure_connection(self.on_connection_error, self.connect_max_retries,
+                                         interval_start=1, interval_step=1,
+                                         interval_max=self.reconnect_max)
+            # the socket's own timeout bounds every wait for the broker's answer (the drain
+            # loop sets a shorter one of its own for each read)
+            connection.connection.sock.settimeout(self.reply_timeout)
+            try:
+                yield connection
+            except BaseException:
+                self.health.disconnected()
+                raise
+
+    def on_connection_error(self, exc, interval):
+        self.health.disconnected()
+        self.health.failed_connects += 1
+        super().on_connection_error(exc, interval)
+
+    def on_consume_ready(self, connection, channel, consumers, **kwargs):
+        super().on_consume_ready(connection, channel, consumers, **kwargs)
+        self.health.consuming()
+
+    def on_iteration(self):
+        self.health.progressed()
+        super().on_iteration()
 
     def ack_message(self, message):
         try:
             super().ack_message(message)
         except OSError as exc:
             log.warning("could not acknowledge a message (%r); the broker will redeliver it", exc)
-            self._connection_broke()
 
     def requeue_message(self, message):
         try:
             super().requeue_message(message)
         except OSError as exc:
             log.warning("could not requeue a message (%r); the broker will redeliver it", exc)
-            self._connection_broke()
 
-    def on_consume_ready(self, connection, channel, consumers, **kwargs):
-        self._connections_made = getattr(self, "_connections_made", 0) + 1
-        super().on_consume_ready(connection, channel, consumers, **kwargs)
-
-    def _connection_broke(self) -> None:
-        """A worker found the connection dead (its node stopped). The consuming thread
-        normally notices too and connects again, to the next node of AMQP_URI; seen on a
-        cluster, it can instead stay stuck on the dead connection while the worker's write
-        broke it, and the service consumes nothing more. If it has not connected again
-        within RECONNECT_GRACE_SECONDS, raise a connection error into it: kombu's loop
-        takes that as a lost connection and connects again."""
-        if getattr(self, "_watching_reconnect", False):
-            return
-        self._watching_reconnect = True
-        made = getattr(self, "_connections_made", 0)
-
-        def watch():
-            eventlet.sleep(self.RECONNECT_GRACE_SECONDS)
-            self._watching_reconnect = False
-            thread = self._gt
-            if (getattr(self, "_connections_made", 0) == made and not self.should_stop
-                    and thread is not None and not thread.dead):
-                log.warning("the consumer has not connected again %.0f s after its connection "
-                            "broke; interrupting it so that it does", self.RECONNECT_GRACE_SECONDS)
-                thread.kill(ConnectionResetError("connection lost under a worker"))
-
-        eventlet.spawn_n(watch)
+    def thread_dead(self) -> bool:
+        return self._gt is not None and self._gt.dead and not self.should_stop
 
     def on_decode_error(self, message, exc):
         tag = message.delivery_info.get("consumer_tag")

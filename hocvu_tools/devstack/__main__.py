@@ -17,6 +17,7 @@ from hocvu_tools.devstack.processes import VAR, Process, StartError, port_holder
 from hocvu_tools.devstack.rabbitmq import DEFAULT_URI, ensure_rabbitmq, reachable, service_users
 from hocvu_tools.devstack.stack import BOOTSTRAP_ADMIN, PROVINCE, SERVICES, Stack, StackSettings
 from hocvu_tools.devstack.store import ServiceStores
+from hocvu_tools.devstack.supervisor import Supervisor
 
 STATE_FILE = VAR / "run" / "devstack.json"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -73,7 +74,9 @@ def run(environ=os.environ) -> int:
         store_processes = list(stores.processes.values()) if stores else []
         record_state(STATE_FILE, [*store_processes, *stack.processes.values()])
         print_summary(stack, stores, amqp_uri, log_dir, time.monotonic() - started)
-        return watch([*stack.processes.values(), *store_processes])
+        parts = [*store_processes, *stack.processes.values()]
+        Supervisor(parts, on_restart=lambda: record_state(STATE_FILE, parts)).run()
+        return 0
     except KeyboardInterrupt:
         return 0
     except StartError as error:
@@ -117,17 +120,6 @@ def stop_on_signals() -> None:
 def ignore_signals() -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-
-
-def watch(processes: list[Process]) -> int:
-    """Wait until a signal (0) or until a part exits on its own (1)."""
-    while True:
-        for process in processes:
-            if not process.alive():
-                print(f"\n{process.name} exited with code {process.popen.returncode}; the end "
-                      f"of {process.log_path}:\n{process.log_tail()}", file=sys.stderr)
-                return 1
-        time.sleep(1)
 
 
 def check_ports_free(ports: dict[str, int]) -> None:

@@ -93,12 +93,14 @@ class CertificatesService:
     store = ServiceStore(prepare=prepare)
     codes = VerificationCodes()
 
-    @http("GET", "/api/certificates/health/live", summary="the process answers (no I/O)",
-          answers={200: health.LIVE_ANSWER})
+    @http("GET", "/api/certificates/health/live",
+          summary="the process answers and can recover by itself (no I/O)",
+          answers={200: health.LIVE_ANSWER, 503: health.STUCK_ANSWER})
     def health_live(self, request):
         return health.live(self.name)
 
-    @http("GET", "/api/certificates/health/ready", summary="broker and store reachable?",
+    @http("GET", "/api/certificates/health/ready",
+          summary="broker and store reachable, every consumer consuming?",
           answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])

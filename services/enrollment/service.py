@@ -152,12 +152,14 @@ class EnrollmentService:
     keys = PersonalDataKeys()
     imports = bulk.BulkImports()
 
-    @http("GET", "/api/enrollment/health/live", summary="the process answers (no I/O)",
-          answers={200: health.LIVE_ANSWER})
+    @http("GET", "/api/enrollment/health/live",
+          summary="the process answers and can recover by itself (no I/O)",
+          answers={200: health.LIVE_ANSWER, 503: health.STUCK_ANSWER})
     def health_live(self, request):
         return health.live(self.name)
 
-    @http("GET", "/api/enrollment/health/ready", summary="broker and store reachable?",
+    @http("GET", "/api/enrollment/health/ready",
+          summary="broker and store reachable, every consumer consuming?",
           answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
     def health_ready(self, request):
         return health.ready(self.store, self.config["AMQP_URI"])

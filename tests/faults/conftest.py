@@ -3,10 +3,11 @@ it disturbs nobody), a private SecantusDB per service (so stopping them disturbs
 the SMS gateway simulator and the services as separate processes, all on free ports."""
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import requests
 
 from hocvu_tools.devstack import config
 from hocvu_tools.devstack.processes import free_port
@@ -17,6 +18,26 @@ from tests.faults.journeys import progress
 
 REPORT: list[str] = []
 PARTS = ("edge", "sms_simulator", *SERVICES)
+# consumers not back this long after the broker are taken as never coming back (the
+# figures reported are the real times: seconds, see docs/reliability.md)
+CONSUMERS_BACK_WITHIN = 120
+
+
+def _ready_checks(stack: Stack, service: str) -> dict:
+    try:
+        return requests.get(stack.url_direct(service, "health/ready"),
+                            timeout=5).json().get("checks", {})
+    except (requests.RequestException, ValueError):
+        return {}
+
+
+def consumes(stack: Stack, service: str) -> bool:
+    """Does the service have queue consumers (its readiness checks them)?"""
+    return "consumers" in _ready_checks(stack, service)
+
+
+def consumers_back(stack: Stack, service: str) -> bool:
+    return _ready_checks(stack, service).get("consumers") == "ok"
 
 
 @dataclass
@@ -26,6 +47,8 @@ class FaultPlatform:
     log_dir: Path
     stack: Stack
     store_outage_seconds: float = 0.0
+    # (outage, service, seconds after the broker's return until its consumers consumed)
+    consumer_recovery: list = field(default_factory=list)
 
     def stop_stores_for(self, seconds: float) -> float:
         """Stop every service's store, keep them stopped for `seconds`, start them on the same
@@ -48,6 +71,29 @@ class FaultPlatform:
         """SIGKILL the RabbitMQ node, then start it on the same data."""
         self.broker.kill()
         self.broker.start()
+
+    def broker_down_for(self, seconds: float, kill: bool = False) -> None:
+        """Stop the RabbitMQ node in order (or SIGKILL it), keep it down for `seconds`, start
+        it on the same data, then wait until every service's consumers consume again; each
+        one's time after the broker's return goes to `consumer_recovery`."""
+        self.broker.kill() if kill else self.broker.stop()
+        time.sleep(seconds)
+        self.broker.start()
+        returned = time.monotonic()
+        outage = f"{'killed' if kill else 'stopped'} for {seconds:.0f} s"
+        waiting = {service for service in SERVICES if consumes(self.stack, service)}
+        deadline = returned + CONSUMERS_BACK_WITHIN
+        while waiting and time.monotonic() < deadline:
+            for service in sorted(waiting):
+                if consumers_back(self.stack, service):
+                    self.consumer_recovery.append(
+                        (outage, service, time.monotonic() - returned))
+                    waiting.discard(service)
+            time.sleep(0.2)
+        if waiting:
+            raise AssertionError(f"after RabbitMQ was {outage}, the consumers of "
+                                 f"{sorted(waiting)} were not consuming "
+                                 f"{CONSUMERS_BACK_WITHIN} s after its return")
 
     def kill_services_at_once(self) -> None:
         """SIGKILL every service together, then start them all and wait for each."""

@@ -131,6 +131,28 @@ def test_rabbitmq_restarted_then_killed(fault_platform):
               after=0.45)])
 
 
+def test_rabbitmq_down_for_a_minute_then_killed_and_kept_down(fault_platform):
+    """Outages longer than any reconnect retry: RabbitMQ stopped in order and kept down for
+    60 s, later killed with SIGKILL and kept down for 30 s, while learners keep coming.
+    Every service's consumers must come back by themselves (their readiness says when), and
+    every total stays whole. Before consumers recovered by themselves, a service whose
+    consuming thread was still refused 10 s after a worker's acknowledgement failed was
+    interrupted, and its container died: its queues filled and never drained."""
+    platform = fault_platform
+    drive_and_check(platform, "RabbitMQ down for 60 s, then killed and down for 30 s", [
+        Fault("RabbitMQ stopped for 60 s", lambda: platform.broker_down_for(60), after=0.2),
+        Fault("RabbitMQ killed with SIGKILL and kept down for 30 s",
+              lambda: platform.broker_down_for(30, kill=True), after=0.5)])
+    consuming = {service for subscribers in contracts.SUBSCRIBERS.values()
+                 for service, _ in subscribers}
+    for outage in ("stopped for 60 s", "killed for 30 s"):
+        times = {service: seconds for what, service, seconds in platform.consumer_recovery
+                 if what == outage}
+        assert set(times) == consuming, (outage, times)  # each one's readiness said so
+        REPORT.append(f"  ... consumers consuming again after RabbitMQ was {outage}: " + ", ".join(
+            f"{service} {seconds:.1f} s" for service, seconds in sorted(times.items())))
+
+
 def test_stores_stopped_then_killed(crash_safe_fault_platform):
     """Every store stopped for 10 s and started on the same data; later every store killed
     with SIGKILL mid-write and started again. The stores fsync each commit here

@@ -1,6 +1,7 @@
 """`python -m hocvu_tools.devstack run`, the launcher behind `make run`: refusing to start over
 itself or on taken ports, cleaning up after a killed run, and (e2e) the whole platform up
-behind nginx and down again on Ctrl-C, with its runtime data in a temporary folder."""
+behind nginx, a killed service started again, and everything down again on Ctrl-C, with its
+runtime data in a temporary folder."""
 import json
 import os
 import signal
@@ -53,6 +54,13 @@ def test_a_bad_port_variable_is_named(tmp_path):
                           env=launcher_env(tmp_path, HOCVU_LESSONS_PORT="lessons"),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "HOCVU_LESSONS_PORT='lessons'" in done.stderr
+
+
+def answers_200(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def identity(process) -> dict:
@@ -118,6 +126,24 @@ def test_make_run_starts_everything_behind_nginx_and_ctrl_c_stops_it(tmp_path):
             signed_in = requests.post(f"{edge}/api/identity/staff/sign-in", timeout=10,
                                       json={"username": "admin", "password": password})
             assert signed_in.status_code == 200, signed_in.text
+
+            # a service that dies is started again, as systemd and Kubernetes would
+            lessons = next(child["pid"] for child in children if child["name"] == "lessons")
+            os.killpg(lessons, signal.SIGKILL)
+            port = env[config.PORT_VARIABLES["lessons"]]
+            ready = f"http://127.0.0.1:{port}/api/lessons/health/ready"
+            killed = time.monotonic()
+            while "lessons started again" not in output_path.read_text() or \
+                    not answers_200(ready):
+                assert launcher.poll() is None, output_path.read_text()
+                assert time.monotonic() - killed < 120, output_path.read_text()
+                time.sleep(0.5)
+            print(f"make run: lessons killed, started again and ready after "
+                  f"{time.monotonic() - killed:.1f} s")
+            text = output_path.read_text()
+            assert "lessons exited with code -9; starting it again in 1 s" in text
+            children = json.loads((var / "run" / "devstack.json").read_text())["children"]
+            assert lessons not in [child["pid"] for child in children]  # the new one recorded
             processes = [psutil.Process(c["pid"]) for c in children]
             processes += [child for p in processes for child in p.children(recursive=True)]
         finally:
