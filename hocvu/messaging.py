@@ -131,6 +131,16 @@ def consumers_stuck(service: str) -> list[str]:
     return problems
 
 
+def consumer_gauges(service: str):
+    """hocvu_consumers_connected, read at each scrape (hocvu.metrics.on_scrape): 1 while
+    every queue consumer of the service in this process consumes, 0 while any connects
+    (again); the HocvuConsumersDisconnected alert reads it."""
+    yield metrics.gauge("hocvu_consumers_connected",
+                        "1 while every queue consumer of this process consumes, 0 while any "
+                        "is connecting to the broker (again).", service,
+                        1.0 if consumers_connected(service) else 0.0)
+
+
 class ResilientQueueConsumer(QueueConsumer):
     """nameko's QueueConsumer, made to come back by itself after a broker outage of any
     length, and to say how it is doing (readiness and liveness, hocvu.health):
@@ -165,14 +175,21 @@ class ResilientQueueConsumer(QueueConsumer):
                                    or self.RECONNECT_MAX_SECONDS)
         self.health = ConsumerHealth(self.container.service_name)
         _consumers.add(self)
+        metrics.on_scrape(self.health.service, "consumers",
+                          partial(consumer_gauges, self.health.service))
 
     def stop(self):
-        _consumers.discard(self)
+        self._forget()
         super().stop()
 
     def kill(self):
-        _consumers.discard(self)
+        self._forget()
         super().kill()
+
+    def _forget(self) -> None:
+        _consumers.discard(self)
+        if consumers_connected(self.health.service) is None:
+            metrics.forget(self.health.service, "consumers")  # its last consumer stopped
 
     @contextmanager
     def establish_connection(self):

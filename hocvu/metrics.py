@@ -190,10 +190,12 @@ def series() -> dict[str, tuple[str, ...]]:
 
 
 # every gauge a reader may serve, with its labels (the readers are registered where their
-# data lives: hocvu.outbox.relay_gauges, services.notifications.reconcile.gauges)
+# data lives: hocvu.outbox.relay_gauges, services.notifications.reconcile.gauges,
+# hocvu.messaging.consumer_gauges)
 SCRAPE_TIME_GAUGES = {
     "hocvu_outbox_relay_leader": ("service",),
     "hocvu_sms_messages": ("service", "status"),
     "hocvu_sms_stuck": ("service",),
     "hocvu_sms_dispatch_backlog": ("service",),
+    "hocvu_consumers_connected": ("service",),
 }
