@@ -6,10 +6,8 @@ at GET /api/<service>/openapi.json.
 """
 import functools
 import inspect
-import json
 import re
 import sys
-from pathlib import Path
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
@@ -143,44 +141,3 @@ def document(service_class) -> dict:
     """The document a service serves: titled after it, described by its module's card."""
     card = sys.modules[service_class.__module__].__doc__ or ""
     return build(service_class, f"hocvu {service_class.name}", card)
-
-
-def service_classes() -> list:
-    """Every service of the platform (imported here, not at the top: services import this)."""
-    from services.certificates.service import CertificatesService
-    from services.enrollment.service import EnrollmentService
-    from services.identity.service import IdentityService
-    from services.lessons.service import LessonsService
-    from services.notifications.service import NotificationsService
-    from services.reporting.service import ReportingService
-    return [IdentityService, EnrollmentService, LessonsService, CertificatesService,
-            NotificationsService, ReportingService]
-
-
-def render(service_class) -> str:
-    """A document as committed in docs/openapi/: stable key order, one trailing newline."""
-    return json.dumps(document(service_class), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-
-
-def write(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for service_class in service_classes():
-        path = directory / f"{service_class.name}.json"
-        path.write_text(render(service_class), encoding="utf-8")
-        written.append(path)
-    return written
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] != "write":
-        print("usage: python -m hocvu.openapi write DIRECTORY   (docs/openapi in this repository)",
-              file=sys.stderr)
-        return 2
-    for path in write(Path(argv[1])):
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

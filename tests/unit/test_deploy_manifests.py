@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from hocvu import auth, contracts, openapi, topology
+from hocvu_tools import openapi_docs
 from hocvu.http import access_rule
 from hocvu_tools.devstack.rabbitmq import service_permissions
 
@@ -249,7 +250,7 @@ def test_the_ingress_routes_every_service_by_prefix_as_the_edge_does():
 
 def _operations_routes() -> list[str]:
     """Every route a service's ACCESS table keeps for operations (hocvu.auth.OPERATIONS)."""
-    return [route.url for service_class in openapi.service_classes()
+    return [route.url for service_class in openapi_docs.service_classes()
             for name, route in openapi.routes(service_class)
             if access_rule(service_class, name) is auth.OPERATIONS]
 

@@ -1,5 +1,5 @@
-"""The runtime kit (`hocvu`) and the services import none of the tools (`hocvu_tools`):
-imports point one way, from the tools to what they drive."""
+"""Imports point one way: the tools (`hocvu_tools`) drive the services and the runtime kit,
+the services stand on the kit (`hocvu`), and nothing imports back up."""
 import ast
 from pathlib import Path
 
@@ -27,4 +27,28 @@ def test_runtime_code_imports_no_tool():
     offenders = {str(path.relative_to(ROOT)): sorted(tools) for path in sources
                  if (tools := {m for m in imported_modules(path)
                                if m == "hocvu_tools" or m.startswith("hocvu_tools.")})}
+    assert offenders == {}
+
+
+def test_the_runtime_kit_imports_no_service():
+    """`hocvu` is what every service stands on: an import of a service from it would be an
+    arrow back up (and, as the OpenAPI generator once made, a circle)."""
+    sources = sorted((ROOT / "hocvu").rglob("*.py"))
+    assert len(sources) > 20
+    offenders = {str(path.relative_to(ROOT)): sorted(found) for path in sources
+                 if (found := {m for m in imported_modules(path)
+                               if m == "services" or m.startswith("services.")})}
+    assert offenders == {}
+
+
+def test_services_import_no_other_service():
+    """Services talk through events only: one importing another's code would share state
+    the architecture keeps apart."""
+    offenders = {}
+    for path in sorted((ROOT / "services").rglob("*.py")):
+        own = path.relative_to(ROOT / "services").parts[0]
+        others = {m for m in imported_modules(path) if m.startswith("services.")
+                  and m.split(".")[1] != own}
+        if others:
+            offenders[str(path.relative_to(ROOT))] = sorted(others)
     assert offenders == {}

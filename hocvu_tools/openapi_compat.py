@@ -11,8 +11,9 @@ local `$ref`s only). It reports what would break a client written against `old`:
   enum widened.
 Additions (new paths, operations, optional inputs, answered fields) are compatible.
 
-`python -m hocvu.openapi_compat OLD_DIR NEW_DIR` compares each `<service>.json` and exits 1
-on incompatible changes (tests/unit/test_openapi_documents.py runs it against main).
+`python -m hocvu_tools.openapi_compat OLD_DIR NEW_DIR` compares each `<service>.json` and exits
+1 on incompatible changes (tests/unit/test_openapi_documents.py compares the generated documents
+with the last release's, docs/openapi/released/).
 """
 import json
 import sys
@@ -152,7 +153,7 @@ def _resolve(document: dict, schema: dict) -> dict:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m hocvu.openapi_compat OLD_DIR NEW_DIR", file=sys.stderr)
+        print("usage: python -m hocvu_tools.openapi_compat OLD_DIR NEW_DIR", file=sys.stderr)
         return 2
     old_dir, new_dir = map(Path, argv)
     found = []
