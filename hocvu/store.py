@@ -16,6 +16,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Callable
 
+from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 from pymongo import MongoClient
 from pymongo.collection import Collection
@@ -246,3 +247,14 @@ def drop_indexes_if_present(collection: Collection, *names: str) -> None:
     for name in names:
         if name in present:
             collection.drop_index(name)
+
+
+def dependency(container, attr_name: str):
+    """The container's dependency provider declared as `attr_name` on the service class: how
+    one provider is handed another (`PersonalDataKeys(store="store")`). nameko binds a copy
+    of each declaration to each container, so a provider cannot keep the declaration it was
+    given; the attribute's name finds the bound copy."""
+    for provider in container.dependencies:
+        if provider.attr_name == attr_name:
+            return provider
+    raise ConfigurationError(f"{container.service_name} declares no dependency {attr_name!r}")

@@ -48,6 +48,7 @@ from hocvu.http import ApiError, NotFound, ValidationFailed, flatten_errors
 from hocvu.leases import NEVER, claim_batch
 from hocvu.reference import province_of
 from hocvu.retention import HourlyPurge, RetentionRule
+from hocvu.store import dependency
 from services.enrollment import bulk_csv, enrolling
 from services.enrollment.schemas import EnrollmentIn
 
@@ -316,15 +317,16 @@ class BulkImports(DependencyProvider):
                          "poll_seconds": float(config.get("BULK_POLL_SECONDS", 2))}
         self.loop = None
 
+    def __init__(self, store: str = "store", keys: str = "keys"):
+        self.store_attr, self.keys_attr = store, keys  # the service's attributes that hold them
+
     def start(self):
-        from hocvu.store import ServiceStore
-        from services.enrollment.service import PersonalDataKeys, find_course
-        deps = self.container.dependencies
-        store = next(dep.store for dep in deps if isinstance(dep, ServiceStore))
-        keys = next(dep for dep in deps if isinstance(dep, PersonalDataKeys))
+        store = dependency(self.container, self.store_attr).store
+        keys = dependency(self.container, self.keys_attr)
         self.db = store.db
         prepare(self.db)
-        enroller = RowEnroller(store, keys, lambda course_id: find_course(store.db, course_id))
+        enroller = RowEnroller(store, keys,
+                               lambda course_id: enrolling.find_course(store.db, course_id))
         self.box = RowBox(keys.national_id_key)
         self.loop = ImportLoop(self.db, enroller, self.box, self.settings)
         for collection in (self.db[JOBS], self.db[CHUNKS]):

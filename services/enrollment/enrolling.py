@@ -20,6 +20,7 @@ from typing import Callable
 from pymongo.errors import DuplicateKeyError
 
 from hocvu.auth import Principal
+from hocvu.cache import TtlCache
 from hocvu.http import Conflict, Forbidden, NotFound
 from hocvu.privacy import mask_phone
 from hocvu.events import new_event
@@ -41,6 +42,19 @@ class CourseForAnotherGroup(Conflict):
     """The body is valid; the catalog says the course is not for this learner's group (a rule
     on the catalog's state, not on the body's form: 409, as a body's schema cannot state it)."""
     code = "COURSE_FOR_ANOTHER_GROUP"
+
+
+# courses change rarely; another instance's copy may lag by this many seconds
+_catalog = TtlCache(seconds=30)
+
+
+def find_course(db, course_id: str) -> dict | None:
+    return _catalog.get(course_id, lambda: db.catalog.find_one({"_id": course_id}))
+
+
+def forget_course(course_id: str) -> None:
+    """A course changed (course_published): read it again on next use."""
+    _catalog.forget(course_id)
 
 
 def course_for(find_course: Callable[[str], dict | None], course_id: str, group: str) -> dict:

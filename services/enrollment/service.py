@@ -29,23 +29,20 @@ Background the import loop (bulk.py), one per process: enrolls the rows of pendi
 """
 
 from nameko.dependency_providers import Config
-from nameko.exceptions import ConfigurationError
-from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 from werkzeug.wrappers import Response
 
 from hocvu import auth, health, metrics, openapi, pagination, reference
 from hocvu.auth import EVERYONE_SIGNED_IN, STAFF
-from hocvu.cache import TtlCache
 from hocvu.clock import utcnow
 from hocvu.http import (Forbidden, NotFound, ValidationFailed, http, json_response, load_body,
                         load_query)
 from hocvu.messaging import subscribe
 from hocvu.reference import province_of
-from hocvu.sealing import Sealer
 from hocvu.store import ServiceStore, Store, drop_indexes_if_present
-from services.enrollment import bulk, enrolling, identity, lookup, migrations
+from services.enrollment import bulk, enrolling, lookup
+from services.enrollment.keys import PersonalDataKeys
 from services.enrollment.schemas import (CSV_BODY, CatalogCourseOut, CommunesOut, CommunesQuery,
                                          EnrollmentCreatedOut, EnrollmentIn, EnrollmentOut,
                                          EnrollmentPageOut, EnrollmentsQuery, ImportOut,
@@ -67,10 +64,6 @@ import_out = ImportOut()
 lookup_query = LookupQuery()
 lookup_out = LookupOut()
 
-# courses change rarely; another instance's copy may lag by this many seconds
-_catalog = TtlCache(seconds=30)
-
-
 def prepare(store: Store) -> None:
     db = store.db
     store.ensure_collections("learners", "enrollments", "catalog")
@@ -80,47 +73,6 @@ def prepare(store: Store) -> None:
     db.enrollments.create_index([("commune_code", ASCENDING), ("enrolled_at", ASCENDING)])
     db.enrollments.create_index([("learner_subject", ASCENDING), ("enrolled_at", ASCENDING)])
     drop_indexes_if_present(db.enrollments, "commune_code_1_group_1")
-
-
-def find_course(db, course_id: str) -> dict | None:
-    return _catalog.get(course_id, lambda: db.catalog.find_one({"_id": course_id}))
-
-
-def _key_setting(config: dict, name: str, minimum: int = 32) -> bytes:
-    key = str(config.get(name) or "")
-    if len(key) < minimum:
-        raise ConfigurationError(f"{name} must be set to a secret of at least {minimum} characters")
-    return key.encode()
-
-
-class PersonalDataKeys(DependencyProvider):
-    """What enrollment does with a person's identifiers instead of keeping them: the keyed
-    hash of the national ID, the learner's sign-in subject (keyed hash of the phone number,
-    shared with identity) and the phone sealed for notifications. Refuses to start without
-    proper keys."""
-
-    def setup(self):
-        config = self.container.config
-        self.national_id_key = _key_setting(config, "NATIONAL_ID_HASH_KEY")
-        self.subject_key = _key_setting(config, "LEARNER_SUBJECT_KEY")
-        try:
-            self.sealer = Sealer(str(config.get("NOTIFICATIONS_SEALING_PUBLIC_KEY") or ""))
-        except ValueError as exc:
-            raise ConfigurationError(f"NOTIFICATIONS_SEALING_PUBLIC_KEY: {exc}") from None
-
-    def start(self):
-        store = next(dep.store for dep in self.container.dependencies
-                     if isinstance(dep, ServiceStore))
-        migrations.forget_clear_phones(store.db, self.subject_key)
-
-    def get_dependency(self, worker_ctx):
-        return self
-
-    def national_id_hash(self, national_id: str) -> str:
-        return identity.national_id_digest(national_id, self.national_id_key)
-
-    def learner_subject(self, phone: str) -> str:
-        return auth.learner_subject(phone, self.subject_key)
 
 
 class EnrollmentService:
@@ -149,8 +101,8 @@ class EnrollmentService:
 
     config = Config()
     store = ServiceStore(prepare=prepare)
-    keys = PersonalDataKeys()
-    imports = bulk.BulkImports()
+    keys = PersonalDataKeys(store="store")
+    imports = bulk.BulkImports(store="store", keys="keys")
 
     @http("GET", "/api/enrollment/health/live",
           summary="the process answers and can recover by itself (no I/O)",
@@ -229,7 +181,7 @@ class EnrollmentService:
                               "Location": f"/api/enrollment/enrollments/{enrollment['_id']}"})
 
     def _find_course(self, course_id: str) -> dict | None:
-        return find_course(self.store.db, course_id)
+        return enrolling.find_course(self.store.db, course_id)
 
     @http("GET", "/api/enrollment/enrollments", summary="enrollments the caller may see",
           query=EnrollmentsQuery, answers={200: EnrollmentPageOut, 400: "invalid filter or page"})
@@ -320,4 +272,4 @@ class EnrollmentService:
     @subscribe("lessons", "course_published")
     def remember_course(self, event):
         enrolling.remember_course(self.store.db, event.data, event.occurred_at)
-        _catalog.forget(event.data["course_id"])
+        enrolling.forget_course(event.data["course_id"])

@@ -38,7 +38,7 @@ from hocvu import auth, health, metrics, openapi, pagination, sealing
 from hocvu.auth import OPERATIONS, PUBLIC, learner_subject
 from hocvu.clock import utcnow
 from hocvu.http import Forbidden, http, load_body, load_query
-from hocvu.store import ServiceStore, Store
+from hocvu.store import ServiceStore, Store, dependency
 from services.identity import domain, learners, staff
 from services.identity.keys import InvalidKey, load_keyring
 from services.identity.schemas import (CodeSentOut, LearnerCodeIn, LearnerTokenIn,
@@ -116,7 +116,12 @@ class IdentityRuntime(DependencyProvider):
 
 
 class IdentityStore(ServiceStore):
-    """The service's store; once it is prepared, the bootstrap admin is created if asked."""
+    """The service's store; once it is prepared, the bootstrap admin is created if asked.
+    `runtime` names the service's IdentityRuntime attribute (its password hasher)."""
+
+    def __init__(self, *args, runtime: str = "runtime", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.runtime_attr = runtime
 
     def start(self):
         super().start()
@@ -124,8 +129,7 @@ class IdentityStore(ServiceStore):
         username = str(config.get("BOOTSTRAP_ADMIN_USERNAME") or "")
         if not username:
             return
-        runtime = next(dep.runtime for dep in self.container.dependencies
-                       if isinstance(dep, IdentityRuntime))
+        runtime = dependency(self.container, self.runtime_attr).runtime
         try:
             staff.bootstrap_admin(self.store, runtime.passwords, username,
                                   str(config.get("BOOTSTRAP_ADMIN_PASSWORD") or ""),
@@ -159,7 +163,7 @@ class IdentityService:
 
     config = Config()
     runtime = IdentityRuntime()
-    store = IdentityStore(prepare=prepare)
+    store = IdentityStore(prepare=prepare, runtime="runtime")
 
     @http("GET", "/api/identity/health/live",
           summary="the process answers and can recover by itself (no I/O)",

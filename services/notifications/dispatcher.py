@@ -27,7 +27,7 @@ from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import OwnerLease
 from hocvu.privacy import mask_phone
-from hocvu.store import ServiceStore
+from hocvu.store import dependency
 from services.notifications import policy, providers, reconcile, reminders, sign_in_codes
 from services.notifications.due import DueReader
 from services.notifications.reconcile import Reconciler
@@ -154,7 +154,10 @@ def _change(message: dict, fields: dict, outcome=None) -> UpdateOne:
 class SmsDispatcher(DependencyProvider):
     """Runs the service's SMS loops in its container: the dispatcher, the reminder planner
     (reminders.py) and the reconciler (reconcile.py). Workers get the dispatch loop, to wake
-    it, with `reminder_days` on it."""
+    it, with `reminder_days` on it. `store` names the service's ServiceStore attribute."""
+
+    def __init__(self, store: str = "store"):
+        self.store_attr = store
 
     def setup(self):
         self.loop = None
@@ -164,8 +167,7 @@ class SmsDispatcher(DependencyProvider):
 
     def start(self):
         # the store's client is created in ServiceStore.setup, which ran for every extension
-        store = next(dep.store for dep in self.container.dependencies
-                     if isinstance(dep, ServiceStore))
+        store = dependency(self.container, self.store_attr).store
         config = self.container.config
         self.provider = providers.provider_from_config(config)
         self.loop = DispatchLoop(store.db.messages, self.provider, config,

@@ -139,7 +139,7 @@ class NotificationsService:
 
     config = Config()
     store = ServiceStore(prepare=prepare)
-    dispatcher = SmsDispatcher()
+    dispatcher = SmsDispatcher(store="store")
     sealed = SealedValues()
 
     @http("GET", "/api/notifications/health/live",

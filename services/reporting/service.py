@@ -39,7 +39,7 @@ from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, load_body, load_query
 from hocvu.messaging import subscribe_batch
 from hocvu.reference import communes as commune_register
-from hocvu.store import ServiceStore
+from hocvu.store import ServiceStore, dependency
 from services.reporting import domain, queries, repository
 from services.reporting.schemas import (CommunesOut, DaysOut, FiguresQuery, TargetIn, TargetOut,
                                         TargetsOut)
@@ -104,17 +104,19 @@ class Refresher(WakeableLoop):
 
 
 class Figures(DependencyProvider):
-    """The refresher of this process, started with the service."""
-    store = None
+    """The refresher of this process, started with the service. `store` names the service's
+    ServiceStore attribute."""
+
+    def __init__(self, store: str = "store"):
+        self.store_attr = store
 
     def setup(self):
         self.active_days = int(self.container.config.get("ACTIVE_DAYS", 7))
         self.sweep_seconds = float(self.container.config.get("SWEEP_SECONDS", 1800))
 
     def start(self):
-        provider = next(ext for ext in self.container.dependencies
-                        if isinstance(ext, ServiceStore))
-        self.refresher = Refresher(provider.store.db, self.active_days, self.sweep_seconds)
+        store = dependency(self.container, self.store_attr).store
+        self.refresher = Refresher(store.db, self.active_days, self.sweep_seconds)
         self.refresher.start(self.container.spawn_managed_thread)
 
     def stop(self):
@@ -146,7 +148,7 @@ class ReportingService:
 
     config = Config()
     store = ServiceStore(prepare=repository.prepare)
-    figures = Figures()
+    figures = Figures(store="store")
 
     @http("GET", "/api/reporting/health/live",
           summary="the process answers and can recover by itself (no I/O)",
