@@ -13,6 +13,8 @@ import requests
 from hocvu_tools.devstack import proxy
 from hocvu_tools.devstack.processes import Process, free_port
 
+pytestmark = pytest.mark.integration
+
 SERVICES = ("enrollment", "lessons", "certificates", "notifications", "identity", "reporting")
 ORIGINS = ("https://app.hocvu.example", "http://localhost:5173")
 

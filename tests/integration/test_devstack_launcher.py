@@ -35,6 +35,7 @@ def launch(env: dict, output) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.integration
 def test_taken_ports_stop_it_before_it_starts_anything(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -49,6 +50,7 @@ def test_taken_ports_stop_it_before_it_starts_anything(tmp_path):
     assert not (tmp_path / "var" / "store").exists()
 
 
+@pytest.mark.integration
 def test_a_bad_port_variable_is_named(tmp_path):
     done = subprocess.run([sys.executable, "-m", "hocvu_tools.devstack", "run"], cwd=REPO,
                           env=launcher_env(tmp_path, HOCVU_LESSONS_PORT="lessons"),
@@ -67,6 +69,7 @@ def identity(process) -> dict:
     return {"pid": process.pid, "started": psutil.Process(process.pid).create_time()}
 
 
+@pytest.mark.integration
 def test_what_a_killed_launcher_left_running_is_stopped(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -79,6 +82,7 @@ def test_what_a_killed_launcher_left_running_is_stopped(tmp_path):
     assert not state.exists()
 
 
+@pytest.mark.integration
 def test_a_running_launcher_is_not_started_twice(tmp_path):
     state = tmp_path / "devstack.json"
     state.write_text(json.dumps({"launcher": identity(psutil.Process()), "children": []}))

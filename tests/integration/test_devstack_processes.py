@@ -10,6 +10,8 @@ import pytest
 from hocvu_tools.devstack.processes import (Process, StartError, ephemeral_port_range, free_port,
                                       port_holder)
 
+pytestmark = pytest.mark.integration
+
 
 def python(code: str) -> list[str]:
     return [sys.executable, "-u", "-c", code]

@@ -9,6 +9,8 @@ import pytest
 from hocvu_tools.devstack import rabbitmq, system
 from hocvu_tools.devstack.processes import StartError, free_port, port_holder
 
+pytestmark = pytest.mark.integration
+
 
 def test_a_running_broker_is_reused_without_starting_anything(monkeypatch):
     if not rabbitmq.reachable(rabbitmq.DEFAULT_URI):

@@ -10,6 +10,8 @@ import pytest
 from hocvu_tools.devstack.processes import StartError, free_port
 from hocvu_tools.devstack.store import start_secantus, store_uri
 
+pytestmark = pytest.mark.integration
+
 
 def test_starts_keeps_data_across_restarts_and_stops(tmp_path):
     port = free_port()

@@ -19,6 +19,8 @@ import requests
 from hocvu import signatures
 from hocvu_tools.devstack.processes import free_port
 
+pytestmark = pytest.mark.integration
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PHONE = "84912345678"
 SECRET_TEXT = "Ma OTP cua ban la 771205"
