@@ -1,4 +1,5 @@
 """What `make run` reads from its environment (hocvu_tools.devstack.config) and prints."""
+import re
 import stat
 from pathlib import Path
 
@@ -60,7 +61,10 @@ def test_secrets_from_the_environment_are_not_written(tmp_path):
 def test_secrets_generated_once_private_and_reused(tmp_path):
     secrets = tmp_path / "var" / "secrets.env"
     first = config.platform_secrets({}, secrets)
-    assert len(first["NATIONAL_ID_HASH_KEY"]) == 64 and int(first["NATIONAL_ID_HASH_KEY"], 16) >= 0
+    # 32 random bytes, as hex; and a second platform gets other keys
+    assert re.fullmatch(r"[0-9a-f]{64}", first["NATIONAL_ID_HASH_KEY"])
+    assert config.platform_secrets({}, tmp_path / "other.env")["NATIONAL_ID_HASH_KEY"] != \
+        first["NATIONAL_ID_HASH_KEY"]
     assert len({first[name] for name in config.GENERATED}) == len(config.GENERATED)
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(first[config.SIGNING_KEYS]).stat().st_mode) == 0o600
