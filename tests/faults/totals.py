@@ -11,9 +11,9 @@ import requests
 from anyascii import anyascii
 
 from hocvu_tools.devstack.stack import SERVICES
-from hocvu.outbox import CHANGES_WITH_EVENTS
 from hocvu.topology import all_subscriber_queue_names, dead_letter_queue_name, retry_delays
 from tests.faults.journeys import progress
+from tests.support.settling import relay_behind
 
 TAP = "fault-suite.every-event"  # a queue bound to '#' on every events exchange
 
@@ -103,20 +103,6 @@ def template_of(text: str) -> str:
     if "chuc ban hoc tot" in plain:
         return "enrollment_confirmed"
     return "other"
-
-
-def relay_behind(db) -> int:
-    """Changes with events that the service's relay has not yet confirmed: the stream from
-    its saved resume token onwards (0 when it is caught up)."""
-    state = db.relay_state.find_one({"_id": "relay"})
-    if state is None:
-        return 0
-    with db.watch(CHANGES_WITH_EVENTS, resume_after=state["resume_token"],
-                  max_await_time_ms=10) as stream:
-        behind = 0
-        while stream.try_next() is not None:
-            behind += 1
-        return behind
 
 
 def queue_depths(amqp_uri: str) -> tuple[dict, dict]:

@@ -7,6 +7,7 @@ from hocvu.clock import utcnow
 from hocvu.events import new_event
 from services.lessons.service import LessonsService
 from tests.support.fixtures import base_url
+from tests.support.settling import deliveries_settled, wait_until_handled, wait_until_relayed
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.integration
 ASSIGN_QUEUE = "evt-enrollment-learner_enrolled--lessons.assign_lessons"
 CATALOG_QUEUE = "evt-lessons-course_published--enrollment.remember_course"
 COMPLETED_QUEUE = "evt-lessons-course_completed--certificates.issue_certificate"
+ASSIGNED_TAP = "test-tap-lessons_assigned"
 
 
 def learner_enrolled(enrollment_id="enr-1", course_id="citizen-digital-basics"):
@@ -49,13 +51,22 @@ def test_catalog_is_seeded_and_announced_to_enrollment(lessons, pika_client):
 
 
 def test_enrolled_learner_gets_the_courses_lessons_once_even_if_the_event_repeats(
-        lessons, pika_client, staff):
+        service_config, run_service, pika_client, staff):
+    config = service_config("lessons")
+    lessons = base_url(run_service(LessonsService, config))
+    pika_client.declare_queue(ASSIGNED_TAP, "lessons.events", "lessons_assigned")
+    before = deliveries_settled("lessons", "learner_enrolled")
     event = learner_enrolled()
     for _ in range(3):
         pika_client.publish("enrollment.events", "learner_enrolled", event)
+    # every delivery handled and every event relayed before counting: the plan is one
+    # document by construction, so what could double is its announcement
+    wait_until_handled("lessons", "learner_enrolled", before, 3)
+    wait_until_relayed(config)
+    assigned = pika_client.drain(ASSIGNED_TAP)
+    assert [e["data"]["enrollment_id"] for e in assigned] == ["enr-1"]
     url = f"{lessons}/api/lessons/enrollments/enr-1"
-    progress = wait_for(lambda: requests.get(url, headers=staff).json()
-                        if requests.get(url, headers=staff).ok else None, what="lesson plan")
+    progress = requests.get(url, headers=staff).json()
     assert progress["course_id"] == "citizen-digital-basics"
     assert len(progress["lessons"]) == 5
     assert {l["status"] for l in progress["lessons"]} == {"assigned"}

@@ -16,6 +16,7 @@ from services.notifications.service import NotificationsService
 from hocvu_tools.devstack.processes import free_port
 from hocvu.sealing import Sealer
 from tests.support.fixtures import CALLBACK_SECRET, SEALING_PUBLIC_KEY
+from tests.support.settling import deliveries_settled, wait_until_handled
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -95,9 +96,13 @@ def test_one_confirmation_sms_whatever_the_order_and_however_often(
     events = [("learner_contact_registered", contact()), ("learner_enrolled", enrolled())]
     if not contact_first:
         events.reverse()
+    before = {kind: deliveries_settled("notifications", kind) for kind, _ in events}
     for routing_key, event in events * 3:
         pika_client.publish("enrollment.events", routing_key, event)
 
+    # every delivery handled before counting: a second message would exist by now
+    for kind, _ in events:
+        wait_until_handled("notifications", kind, before[kind], 3)
     delivered = wait_for(lambda: [m for m in messages(notifications) if m["status"] == "delivered"],
                          what="a delivered confirmation")
     assert len(messages(notifications)) == 1

@@ -16,20 +16,32 @@ class DeadChannelMessage:
 
     def __init__(self, error: OSError):
         self.error = error
+        self.tries = []
 
     def ack(self):
+        self.tries.append("ack")
         raise self.error
 
     def requeue(self):
+        self.tries.append("requeue")
         raise self.error
 
 
 @pytest.mark.parametrize("error", [ConnectionResetError(104, "reset"), BrokenPipeError(32, "pipe"),
                                    TimeoutError("timed out")])
-def test_acknowledging_on_a_dead_connection_is_left_to_redelivery(error):
+def test_acknowledging_on_a_dead_connection_is_left_to_redelivery(error, caplog):
+    """The consumer tries once, says so, and leaves the message unacknowledged: the broker
+    gives it to the next consumer once the connection is gone (redelivery and its handling
+    are checked against a real broker in tests/integration/test_consumer_recovery.py)."""
     consumer = ResilientQueueConsumer()
-    consumer.ack_message(DeadChannelMessage(error))      # must not raise
-    consumer.requeue_message(DeadChannelMessage(error))  # must not raise
+    acked, requeued = DeadChannelMessage(error), DeadChannelMessage(error)
+    consumer.ack_message(acked)
+    consumer.requeue_message(requeued)
+    assert acked.tries == ["ack"] and requeued.tries == ["requeue"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"could not acknowledge a message ({error!r}); the broker will "
+                        "redeliver it",
+                        f"could not requeue a message ({error!r}); the broker will redeliver it"]
 
 
 def test_a_consumer_is_not_consuming_until_it_connects_and_after_it_loses_the_connection():
