@@ -122,6 +122,69 @@ def test_one_instance_relays_and_another_takes_over_when_it_stops(lessons_db, pi
         second.stop()
 
 
+def saved_token(db):
+    return db[STATE_COLLECTION].find_one({"_id": "relay"})["resume_token"]
+
+
+def test_no_resume_token_is_saved_for_events_the_broker_did_not_confirm(lessons_db,
+                                                                         pika_client):
+    """A publish that fails (no confirm: the broker is away, or answers nack) must leave the
+    saved position where it was, so the next round publishes the event again; a relay that
+    saved first would lose it."""
+    config, db = lessons_db
+    relay = new_relay(config, db)
+    confirmed = relay.publisher.publish
+    refused = []
+
+    def no_confirm(*args, **kwargs):
+        refused.append(kwargs.get("message_id"))
+        raise ConnectionError("no confirm from the broker")
+
+    relay.publisher.publish = no_confirm
+    token = saved_token(db)
+    relay.start(spawn)
+    try:
+        event = completed("enr-1", "unconfirmed")
+        db.plans.insert_one(with_events({"_id": "enr-1"}, [event]))
+        wait_for(lambda: len(refused) >= 2, timeout=20,
+                 what="the relay trying the unconfirmed event again")
+        assert saved_token(db) == token
+        assert pika_client.drain(CERTIFICATES_QUEUE) == []
+
+        relay.publisher.publish = confirmed  # the broker confirms again
+        assert received(pika_client, 1) == [event["event_id"]]
+        wait_for(lambda: saved_token(db) != token, timeout=10, what="the position saved")
+    finally:
+        relay.stop()
+
+
+def test_a_standby_takes_over_when_the_owners_lease_runs_out(lessons_db, pika_client):
+    """The owner dies without handing the lease back (killed: no clean stop); the standby
+    waits for the lease (2 s here) to run out, then relays from the saved position: nothing
+    written meanwhile is lost."""
+    config, db = lessons_db
+    first, second = new_relay(config, db), new_relay(config, db)
+    first.start(spawn)
+    wait_for(lambda: db[STATE_COLLECTION].find_one()["owner"] == first.owner, timeout=10,
+             what="the first relay to take the lease")
+    second.start(spawn)
+    before = completed("enr-1", "before the crash")
+    db.plans.insert_one(with_events({"_id": "enr-1"}, [before]))
+    assert received(pika_client, 1) == [before["event_id"]]
+    first._stopping = True
+    first._thread.kill()  # as a crash: the lease is not handed back
+    assert db[STATE_COLLECTION].find_one()["owner"] == first.owner
+    try:
+        while_dead = [completed(f"enr-{n}", "while its owner was dead") for n in (2, 3)]
+        db.plans.insert_many([with_events({"_id": e["data"]["enrollment_id"]}, [e])
+                              for e in while_dead])
+        assert received(pika_client, 2) == [e["event_id"] for e in while_dead]
+        assert db[STATE_COLLECTION].find_one()["owner"] == second.owner
+        assert second.published == 2
+    finally:
+        second.stop()
+
+
 def test_events_an_earlier_release_left_in_its_outbox_go_out_first(lessons_db, pika_client):
     config, db = lessons_db
     old = [completed(f"enr-{n}", "left pending") for n in range(2)]
