@@ -2,7 +2,8 @@
 
 Each route states its summary, body, query parameters and answers in its @http decorator
 (hocvu.http.JsonHttpEntrypoint); this module turns them into the document a service serves
-at GET /api/<service>/openapi.json.
+at GET /api/<service>/openapi.json, of the routes a client reaches through the edge, and the
+operators' document of the operations routes the edge does not route (health, metrics).
 """
 import functools
 import inspect
@@ -122,7 +123,9 @@ def _operation(name: str, route: JsonHttpEntrypoint, path_parameters: list[str],
 
 
 @functools.cache
-def build(service_class, title: str, description: str = "") -> dict:
+def build(service_class, title: str, description: str = "", operators: bool = False) -> dict:
+    """The document of the routes a client reaches through the edge, or (`operators`) of the
+    operations routes the edge does not route, answered on the service's own port."""
     spec = APISpec(title=title, version="1", openapi_version="3.0.3",
                    info={"description": description}, plugins=[MarshmallowPlugin()])
     for scheme, definition in SECURITY_SCHEMES.items():
@@ -130,6 +133,8 @@ def build(service_class, title: str, description: str = "") -> dict:
     for name, route in routes(service_class):
         path = _PATH_PARAMETER.sub(r"{\1}", route.url)
         rule = access_rule(service_class, name)
+        if (rule is auth.OPERATIONS) != operators:
+            continue
         operations = {verb.lower(): _operation(name, route, _PATH_PARAMETER.findall(route.url),
                                                rule)
                       for verb in route.method.split(",")}
@@ -138,6 +143,15 @@ def build(service_class, title: str, description: str = "") -> dict:
 
 
 def document(service_class) -> dict:
-    """The document a service serves: titled after it, described by its module's card."""
+    """The document a service serves, of what a client reaches through the edge: titled
+    after it, described by its module's card."""
     card = sys.modules[service_class.__module__].__doc__ or ""
     return build(service_class, f"hocvu {service_class.name}", card)
+
+
+def operators_document(service_class) -> dict:
+    """The operations routes (health, metrics), which the edge does not route: for the
+    operators' probes and scrapers, on the service's own port (docs/operations.md)."""
+    return build(service_class, f"hocvu {service_class.name}: operations",
+                 "Answered on the service's own port only; the edge answers these paths 404.",
+                 operators=True)

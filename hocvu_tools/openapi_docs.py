@@ -1,6 +1,7 @@
 """The platform's OpenAPI documents as committed in docs/openapi/ (hocvu.openapi generates
-each from its service's routes), and the documents of the last release they are compared
-with (docs/openapi/released/, hocvu_tools.openapi_compat).
+each from its service's routes): each service's document for clients, the operators' one of
+its operations routes (docs/openapi/operations/), and the clients' documents of the last
+release they are compared with (docs/openapi/released/, hocvu_tools.openapi_compat).
 
     python -m hocvu_tools.openapi_docs write docs/openapi     after changing a route or schema
     python -m hocvu_tools.openapi_docs release docs/openapi   when a release is published
@@ -10,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from hocvu.openapi import document
+from hocvu.openapi import document, operators_document
 from services.certificates.service import CertificatesService
 from services.enrollment.service import EnrollmentService
 from services.identity.service import IdentityService
@@ -19,6 +20,7 @@ from services.notifications.service import NotificationsService
 from services.reporting.service import ReportingService
 
 RELEASED = "released"  # under the documents' directory
+OPERATIONS = "operations"  # the operators' documents, under the documents' directory
 
 
 def service_classes() -> list:
@@ -27,18 +29,29 @@ def service_classes() -> list:
             NotificationsService, ReportingService]
 
 
+def _json(document: dict) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
 def render(service_class) -> str:
     """A document as committed in docs/openapi/: stable key order, one trailing newline."""
-    return json.dumps(document(service_class), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    return _json(document(service_class))
+
+
+def render_operations(service_class) -> str:
+    """The operators' document, as committed in docs/openapi/operations/."""
+    return _json(operators_document(service_class))
 
 
 def write(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
+    (directory / OPERATIONS).mkdir(parents=True, exist_ok=True)
     written = []
     for service_class in service_classes():
         path = directory / f"{service_class.name}.json"
         path.write_text(render(service_class), encoding="utf-8")
-        written.append(path)
+        operations = directory / OPERATIONS / f"{service_class.name}.json"
+        operations.write_text(render_operations(service_class), encoding="utf-8")
+        written += [path, operations]
     return written
 
 

@@ -26,12 +26,13 @@ from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from werkzeug.wrappers import Response
 
-from hocvu import auth, health, metrics, openapi, pagination
+from hocvu import auth, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import isoformat, utcnow
 from hocvu.http import Conflict, NotFound, http, load_body, load_query
 from hocvu.messaging import subscribe
 from hocvu.store import ServiceStore, Store
+from hocvu.operations import OPERATIONS_ACCESS, operations_routes
 from services.certificates import cancellations, issuing, pdf
 from services.certificates.domain import REVOKED, CodeKeys, display_code
 from services.certificates.schemas import (CertificateOut, CertificatePageOut, CertificatesQuery,
@@ -73,14 +74,11 @@ def prepare(store: Store) -> None:
     db.certificates.create_index([("learner_subject", ASCENDING), ("issued_at", ASCENDING)])
 
 
-class CertificatesService:
+class CertificatesService(operations_routes("certificates")):
     name = "certificates"
 
     ACCESS = {
-        "health_live": auth.OPERATIONS,
-        "health_ready": auth.OPERATIONS,
-        "metrics": auth.OPERATIONS,
-        "openapi_document": auth.PUBLIC,
+        **OPERATIONS_ACCESS,
         "list_certificates": auth.roles(*EVERYONE_SIGNED_IN),
         # the learner, or staff whose communes cover theirs (checked in the handler)
         "certificate_pdf": auth.roles(*EVERYONE_SIGNED_IN),
@@ -92,26 +90,6 @@ class CertificatesService:
     config = Config()
     store = ServiceStore(prepare=prepare)
     codes = VerificationCodes()
-
-    @http("GET", "/api/certificates/health/live",
-          summary="the process answers and can recover by itself (no I/O)",
-          answers={200: health.LIVE_ANSWER, 503: health.STUCK_ANSWER})
-    def health_live(self, request):
-        return health.live(self.name)
-
-    @http("GET", "/api/certificates/health/ready",
-          summary="broker and store reachable, every consumer consuming?",
-          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
-    def health_ready(self, request):
-        return health.ready(self.store, self.config["AMQP_URI"])
-
-    @http("GET", "/api/certificates/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
-    def metrics(self, request):
-        return metrics.response()
-
-    @http("GET", "/api/certificates/openapi.json", summary="this API as an OpenAPI 3 document")
-    def openapi_document(self, request):
-        return openapi.document(CertificatesService)
 
     @http("GET", "/api/certificates/certificates",
           summary="certificates the caller may see: their own, or their communes'",

@@ -33,7 +33,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 from werkzeug.wrappers import Response
 
-from hocvu import auth, health, metrics, openapi, pagination, reference
+from hocvu import auth, pagination, reference
 from hocvu.auth import EVERYONE_SIGNED_IN, STAFF
 from hocvu.clock import utcnow
 from hocvu.http import (Forbidden, NotFound, ValidationFailed, http, json_response, load_body,
@@ -41,6 +41,7 @@ from hocvu.http import (Forbidden, NotFound, ValidationFailed, http, json_respon
 from hocvu.messaging import subscribe
 from hocvu.reference import province_of
 from hocvu.store import ServiceStore, Store, drop_indexes_if_present
+from hocvu.operations import OPERATIONS_ACCESS, operations_routes
 from services.enrollment import bulk, enrolling, lookup
 from services.enrollment.keys import PersonalDataKeys
 from services.enrollment.schemas import (CSV_BODY, CatalogCourseOut, CommunesOut, CommunesQuery,
@@ -75,14 +76,11 @@ def prepare(store: Store) -> None:
     drop_indexes_if_present(db.enrollments, "commune_code_1_group_1")
 
 
-class EnrollmentService:
+class EnrollmentService(operations_routes("enrollment")):
     name = "enrollment"
 
     ACCESS = {
-        "health_live": auth.OPERATIONS,
-        "health_ready": auth.OPERATIONS,
-        "metrics": auth.OPERATIONS,
-        "openapi_document": auth.PUBLIC,
+        **OPERATIONS_ACCESS,
         "list_courses": auth.PUBLIC,
         # the official list of units: public data the frontend's pickers need before sign-in
         "list_provinces": auth.PUBLIC,
@@ -103,26 +101,6 @@ class EnrollmentService:
     store = ServiceStore(prepare=prepare)
     keys = PersonalDataKeys(store="store")
     imports = bulk.BulkImports(store="store", keys="keys")
-
-    @http("GET", "/api/enrollment/health/live",
-          summary="the process answers and can recover by itself (no I/O)",
-          answers={200: health.LIVE_ANSWER, 503: health.STUCK_ANSWER})
-    def health_live(self, request):
-        return health.live(self.name)
-
-    @http("GET", "/api/enrollment/health/ready",
-          summary="broker and store reachable, every consumer consuming?",
-          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
-    def health_ready(self, request):
-        return health.ready(self.store, self.config["AMQP_URI"])
-
-    @http("GET", "/api/enrollment/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
-    def metrics(self, request):
-        return metrics.response()
-
-    @http("GET", "/api/enrollment/openapi.json", summary="this API as an OpenAPI 3 document")
-    def openapi_document(self, request):
-        return openapi.document(EnrollmentService)
 
     @http("GET", "/api/enrollment/courses", summary="the courses enrollment accepts",
           answers={200: CatalogCourseOut(many=True)})

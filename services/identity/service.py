@@ -34,11 +34,12 @@ from nameko.dependency_providers import Config
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 
-from hocvu import auth, health, metrics, openapi, pagination, sealing
-from hocvu.auth import OPERATIONS, PUBLIC, learner_subject
+from hocvu import auth, pagination, sealing
+from hocvu.auth import PUBLIC, learner_subject
 from hocvu.clock import utcnow
 from hocvu.http import Forbidden, http, load_body, load_query
 from hocvu.store import ServiceStore, Store, dependency
+from hocvu.operations import OPERATIONS_ACCESS, operations_routes
 from services.identity import domain, learners, staff
 from services.identity.keys import InvalidKey, load_keyring
 from services.identity.schemas import (CodeSentOut, LearnerCodeIn, LearnerTokenIn,
@@ -149,13 +150,13 @@ def _account_id(principal: auth.Principal) -> str | None:
     return account_id if kind == "staff" and account_id else None
 
 
-class IdentityService:
+class IdentityService(operations_routes("identity")):
     name = "identity"
 
     # who may call each route (hocvu.http checks it before the handler runs)
     ACCESS = {
-        "health_live": OPERATIONS, "health_ready": OPERATIONS, "metrics": OPERATIONS,
-        "openapi_document": PUBLIC, "openid_configuration": PUBLIC, "jwks": PUBLIC,
+        **OPERATIONS_ACCESS,
+        "openid_configuration": PUBLIC, "jwks": PUBLIC,
         "staff_sign_in": PUBLIC, "learner_code": PUBLIC, "learner_token": PUBLIC,
         "create_staff": ADMINS, "list_staff": ADMINS,
         "change_own_password": ANY_STAFF, "reset_password": ADMINS,
@@ -164,26 +165,6 @@ class IdentityService:
     config = Config()
     runtime = IdentityRuntime()
     store = IdentityStore(prepare=prepare, runtime="runtime")
-
-    @http("GET", "/api/identity/health/live",
-          summary="the process answers and can recover by itself (no I/O)",
-          answers={200: health.LIVE_ANSWER, 503: health.STUCK_ANSWER})
-    def health_live(self, request):
-        return health.live(self.name)
-
-    @http("GET", "/api/identity/health/ready",
-          summary="broker and store reachable, every consumer consuming?",
-          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
-    def health_ready(self, request):
-        return health.ready(self.store, self.config["AMQP_URI"])
-
-    @http("GET", "/api/identity/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
-    def metrics(self, request):
-        return metrics.response()
-
-    @http("GET", "/api/identity/openapi.json", summary="this API as an OpenAPI 3 document")
-    def openapi_document(self, request):
-        return openapi.document(IdentityService)
 
     @http("GET", "/api/identity/.well-known/openid-configuration",
           summary="OpenID Connect discovery: issuer, JWKS, endpoints, claims")

@@ -29,7 +29,7 @@ State      its own database: courses, plans (each with the events it caused, unt
 """
 from nameko.dependency_providers import Config
 
-from hocvu import auth, health, metrics, openapi
+from hocvu import auth
 from hocvu.auth import EVERYONE_SIGNED_IN, STAFF
 from hocvu.cache import TtlCache
 from hocvu.clock import isoformat, utcnow
@@ -39,6 +39,7 @@ from hocvu.events import new_event
 from hocvu.outbox import with_events
 from hocvu.reference import province_of
 from hocvu.store import ServiceStore, insert_many_once, read_modify_write
+from hocvu.operations import OPERATIONS_ACCESS, operations_routes
 from services.lessons import attendance, repository
 from services.lessons.domain import (CompletedOutOfOrder, Learner, LessonPlan, PlanCancelled,
                                      ScoreRequired, UnknownLesson)
@@ -68,14 +69,11 @@ class LessonOutOfOrder(Conflict):
     code = "LESSON_OUT_OF_ORDER"
 
 
-class LessonsService:
+class LessonsService(operations_routes("lessons")):
     name = "lessons"
 
     ACCESS = {
-        "health_live": auth.OPERATIONS,
-        "health_ready": auth.OPERATIONS,
-        "metrics": auth.OPERATIONS,
-        "openapi_document": auth.PUBLIC,
+        **OPERATIONS_ACCESS,
         "list_courses": auth.PUBLIC,
         "get_course": auth.PUBLIC,
         "get_progress": auth.roles(*EVERYONE_SIGNED_IN),
@@ -88,26 +86,6 @@ class LessonsService:
 
     config = Config()
     store = ServiceStore(prepare=repository.prepare)
-
-    @http("GET", "/api/lessons/health/live",
-          summary="the process answers and can recover by itself (no I/O)",
-          answers={200: health.LIVE_ANSWER, 503: health.STUCK_ANSWER})
-    def health_live(self, request):
-        return health.live(self.name)
-
-    @http("GET", "/api/lessons/health/ready",
-          summary="broker and store reachable, every consumer consuming?",
-          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
-    def health_ready(self, request):
-        return health.ready(self.store, self.config["AMQP_URI"])
-
-    @http("GET", "/api/lessons/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
-    def metrics(self, request):
-        return metrics.response()
-
-    @http("GET", "/api/lessons/openapi.json", summary="this API as an OpenAPI 3 document")
-    def openapi_document(self, request):
-        return openapi.document(LessonsService)
 
     @http("GET", "/api/lessons/courses", summary="the course catalog",
           answers={200: CourseOut(many=True)})

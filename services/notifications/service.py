@@ -43,7 +43,7 @@ from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 
-from hocvu import auth, health, metrics, openapi, pagination
+from hocvu import auth, pagination
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, ValidationFailed, http, load_body, load_query, read_json
@@ -52,6 +52,7 @@ from hocvu.messaging import subscribe, subscribe_batch
 from hocvu.sealing import CannotOpen, Opener
 from hocvu.store import drop_indexes_if_present
 from hocvu.store import ServiceStore, Store
+from hocvu.operations import OPERATIONS_ACCESS, operations_routes
 from services.notifications import (messages, optout, providers, reminders,
                                     sign_in_codes, templates)
 from services.notifications.dispatcher import SmsDispatcher
@@ -117,13 +118,11 @@ def prepare(store: Store) -> None:
                             "enrollment_id_1")
 
 
-class NotificationsService:
+class NotificationsService(operations_routes("notifications")):
     name = "notifications"
 
     ACCESS = {
-        "health_live": auth.OPERATIONS,
-        "health_ready": auth.OPERATIONS,
-        "openapi_document": auth.PUBLIC,
+        **OPERATIONS_ACCESS,
         "list_messages": auth.roles(*EVERYONE_SIGNED_IN),
         "delivery_report": auth.GATEWAY,
         # eSMS and SpeedSMS cannot sign with our HMAC: their callback URLs carry a secret
@@ -134,29 +133,12 @@ class NotificationsService:
         # the learner, or staff whose communes cover the learner (checked in the handler)
         "get_sms_preferences": auth.roles(*EVERYONE_SIGNED_IN),
         "set_sms_preferences": auth.roles(*EVERYONE_SIGNED_IN),
-        "metrics": auth.OPERATIONS,
     }
 
     config = Config()
     store = ServiceStore(prepare=prepare)
     dispatcher = SmsDispatcher(store="store")
     sealed = SealedValues()
-
-    @http("GET", "/api/notifications/health/live",
-          summary="the process answers and can recover by itself (no I/O)",
-          answers={200: health.LIVE_ANSWER, 503: health.STUCK_ANSWER})
-    def health_live(self, request):
-        return health.live(self.name)
-
-    @http("GET", "/api/notifications/health/ready",
-          summary="broker and store reachable, every consumer consuming?",
-          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
-    def health_ready(self, request):
-        return health.ready(self.store, self.config["AMQP_URI"])
-
-    @http("GET", "/api/notifications/openapi.json", summary="this API as an OpenAPI 3 document")
-    def openapi_document(self, request):
-        return openapi.document(NotificationsService)
 
     @http("GET", "/api/notifications/messages",
           summary="SMS the caller may see: their own, or their communes' learners'",
@@ -249,10 +231,6 @@ class NotificationsService:
         optout.set_opt_out(self.store.db.sms_optouts, phone, not wanted["reminders"], "api", now)
         return preferences_out.dump({"learner_id": learner_id, "reminders": wanted["reminders"],
                                      "changed_at": now})
-
-    @http("GET", "/api/notifications/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
-    def metrics(self, request):
-        return metrics.response()
 
     def _provider_report(self, provider_name, payload):
         adapter = providers.PROVIDERS[provider_name]

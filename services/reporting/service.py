@@ -33,13 +33,14 @@ from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
-from hocvu import auth, health, metrics, openapi
+from hocvu import auth
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, load_body, load_query
 from hocvu.messaging import subscribe_batch
 from hocvu.reference import communes as commune_register
 from hocvu.store import ServiceStore, dependency
+from hocvu.operations import OPERATIONS_ACCESS, operations_routes
 from services.reporting import domain, queries, repository
 from services.reporting.schemas import (CommunesOut, DaysOut, FiguresQuery, TargetIn, TargetOut,
                                         TargetsOut)
@@ -129,14 +130,11 @@ class Figures(DependencyProvider):
         return self.refresher
 
 
-class ReportingService:
+class ReportingService(operations_routes("reporting")):
     name = "reporting"
 
     ACCESS = {
-        "health_live": auth.OPERATIONS,
-        "health_ready": auth.OPERATIONS,
-        "metrics": auth.OPERATIONS,
-        "openapi_document": auth.PUBLIC,
+        **OPERATIONS_ACCESS,
         "page_index": auth.PUBLIC,
         "page_asset": auth.PUBLIC,
         "list_communes": READERS,
@@ -149,26 +147,6 @@ class ReportingService:
     config = Config()
     store = ServiceStore(prepare=repository.prepare)
     figures = Figures(store="store")
-
-    @http("GET", "/api/reporting/health/live",
-          summary="the process answers and can recover by itself (no I/O)",
-          answers={200: health.LIVE_ANSWER, 503: health.STUCK_ANSWER})
-    def health_live(self, request):
-        return health.live(self.name)
-
-    @http("GET", "/api/reporting/health/ready",
-          summary="broker and store reachable, every consumer consuming?",
-          answers={200: health.READY_ANSWER, 503: health.READY_ANSWER})
-    def health_ready(self, request):
-        return health.ready(self.store, self.config["AMQP_URI"])
-
-    @http("GET", "/api/reporting/metrics", summary=metrics.SUMMARY, answers=metrics.ANSWERS)
-    def metrics(self, request):
-        return metrics.response()
-
-    @http("GET", "/api/reporting/openapi.json", summary="this API as an OpenAPI 3 document")
-    def openapi_document(self, request):
-        return openapi.document(ReportingService)
 
     # --- the page (static files: they hold no figures, the API gives those) -------------
 

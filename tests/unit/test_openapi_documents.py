@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hocvu_tools.openapi_compat import breaking_changes
-from hocvu_tools.openapi_docs import RELEASED, render, service_classes
+from hocvu_tools.openapi_docs import OPERATIONS, RELEASED, render, render_operations, service_classes
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "openapi"
@@ -23,6 +23,14 @@ def test_the_committed_document_is_the_generated_one(service):
     path = COMMITTED / f"{service.name}.json"
     assert path.exists(), f"{path} is missing: {REGENERATE}"
     assert path.read_text("utf-8") == render(service), \
+        f"{path} differs from what the code generates: {REGENERATE} and commit them"
+
+
+@pytest.mark.parametrize("service", service_classes(), ids=lambda s: s.name)
+def test_the_committed_operators_document_is_the_generated_one(service):
+    path = COMMITTED / OPERATIONS / f"{service.name}.json"
+    assert path.exists(), f"{path} is missing: {REGENERATE}"
+    assert path.read_text("utf-8") == render_operations(service), \
         f"{path} differs from what the code generates: {REGENERATE} and commit them"
 
 
