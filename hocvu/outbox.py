@@ -30,7 +30,7 @@ from nameko.amqp.publish import Publisher, UndeliverableMessage
 from nameko.standalone.events import get_event_exchange
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from hocvu import contracts, metrics
+from hocvu import backoff, contracts, metrics
 from hocvu.clock import utcnow
 from hocvu.topology import known_subscriber_queues
 
@@ -210,7 +210,7 @@ class ChangeStreamRelay:
             except UndeliverableMessage:
                 # publishing the next event first would break the aggregate's order
                 attempts += 1
-                delay = min(2 ** attempts, self.max_backoff_seconds)
+                delay = backoff.exponential(attempts, self.max_backoff_seconds, first=2)
                 log.warning("no queue is bound for %s event %s; retrying in %ss",
                             envelope["event_type"], envelope["event_id"], delay)
                 self._sleep(delay)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from hocvu import backoff
 from hocvu_tools.devstack.processes import Process
 
 FIRST_DELAY_SECONDS = 1.0
@@ -41,9 +42,9 @@ class Supervisor:
                     continue
                 if now - watched.started_at >= STEADY_SECONDS:
                     watched.exits_in_a_row = 0
-                delay = min(FIRST_DELAY_SECONDS * 2 ** watched.exits_in_a_row,
-                            LONGEST_DELAY_SECONDS)
                 watched.exits_in_a_row += 1
+                delay = backoff.exponential(watched.exits_in_a_row, LONGEST_DELAY_SECONDS,
+                                            first=FIRST_DELAY_SECONDS)
                 watched.restart_at = now + delay
                 self._say(f"\n{process.name} exited with code {process.popen.returncode}; "
                           f"starting it again in {delay:.0f} s (exit {watched.exits_in_a_row} in "

@@ -22,7 +22,7 @@ from nameko.extensions import DependencyProvider
 from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
-from hocvu import metrics
+from hocvu import backoff, metrics
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import OwnerLease
@@ -130,7 +130,8 @@ class DispatchLoop(WakeableLoop):
                 UpdateOne({"_id": message["_id"], "status": {"$in": [DELIVERED, UNDELIVERED]},
                            "accepted_at": {"$exists": False}}, {"$set": accepted})]
         if result.outcome == providers.RETRY and attempts < self.max_attempts:
-            delay = result.retry_after or min(2 ** attempts, self.max_backoff)
+            delay = result.retry_after or backoff.exponential(attempts, self.max_backoff,
+                                                              first=2)
             log.warning("SMS %s to %s not accepted (%s); attempt %s, retrying in %ss",
                         message["_id"], mask_phone(message["to"]), result.error, attempts, delay)
             return [_change(message, {

@@ -154,3 +154,11 @@ def test_the_revocation_sms_says_which_certificate_when_and_why_in_vietnam_s_day
                             revoked_on=revoked_on, reason="Cấp nhầm người")
     assert all(part in text for part in ("Lê Văn Đức", "HV-38-2026-000123", "26/11/2026",
                                          "Cấp nhầm người", "thu hồi"))
+
+
+def test_the_backoff_doubles_from_the_first_pause_up_to_the_longest():
+    from hocvu import backoff
+    assert [backoff.exponential(n, 60, first=2) for n in range(1, 8)] == [2, 4, 8, 16, 32, 60, 60]
+    assert [backoff.exponential(n, 30) for n in range(1, 7)] == [1, 2, 4, 8, 16, 30]
+    with pytest.raises(ValueError):
+        backoff.exponential(0, 30)
