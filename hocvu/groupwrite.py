@@ -14,7 +14,6 @@ Works with threads and with eventlet's green threads (nameko's), whose monkey-pa
 `threading` makes these locks green.
 """
 import threading
-from typing import Any
 
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
@@ -86,19 +85,31 @@ class GroupInserter:
             else:
                 self.collection.insert_many([p.document for p in batch], ordered=False)
         except BulkWriteError as exc:
-            _hand_out(batch, exc.details)
+            _hand_out(batch, exc)
         except Exception as exc:  # the whole write failed: every caller hears of it
             for pending in batch:
                 pending.error = exc
 
 
-def _hand_out(batch: list[_Pending], details: dict[str, Any]) -> None:
-    """Give each document of a partly failed insert_many its own outcome."""
+def failures_by_position(exc: BulkWriteError) -> tuple[dict[int, WriteError], bool]:
+    """What a partly failed unordered bulk write (insert_many, bulk_write) did not do: each
+    failed request's error by its position (DuplicateKeyError for a duplicate key), and
+    whether the write concern failed too (then no request is known to be durable). The one
+    reader of such a failure: the group inserter and the store's batch writes use it."""
+    details = exc.details or {}
+    failures = {}
     for error in details.get("writeErrors", []):
-        pending = batch[error["index"]]
         cls = DuplicateKeyError if error.get("code") == DUPLICATE_KEY else WriteError
-        pending.error = cls(error.get("errmsg", "write error"), error.get("code"), error)
-    if details.get("writeConcernErrors"):
-        failed = BulkWriteError(details)
+        failures[error["index"]] = cls(error.get("errmsg", "write error"), error.get("code"),
+                                       error)
+    return failures, bool(details.get("writeConcernErrors"))
+
+
+def _hand_out(batch: list[_Pending], exc: BulkWriteError) -> None:
+    """Give each document of a partly failed insert_many its own outcome."""
+    failures, concern_failed = failures_by_position(exc)
+    for position, error in failures.items():
+        batch[position].error = error
+    if concern_failed:
         for pending in batch:
-            pending.error = pending.error or failed
+            pending.error = pending.error or exc

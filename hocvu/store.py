@@ -23,7 +23,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError
 
 from hocvu import contracts, metrics
-from hocvu.groupwrite import DUPLICATE_KEY, GroupInserter
+from hocvu.groupwrite import GroupInserter, failures_by_position
 from hocvu.outbox import OUTBOX_FIELD, STATE_COLLECTION, ChangeStreamRelay, relay_gauges
 from hocvu.retention import HourlyPurge
 from hocvu.storeprofile import StoreProfile
@@ -71,11 +71,11 @@ def bulk_write_once(collection: Collection, requests: list) -> set[int]:
 
 
 def _duplicates_only(exc: BulkWriteError) -> set[int]:
-    details = exc.details or {}
-    errors = details.get("writeErrors") or []
-    if details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+    """The positions that met a duplicate key; any other failure raises."""
+    failures, concern_failed = failures_by_position(exc)
+    if concern_failed or not all(isinstance(e, DuplicateKeyError) for e in failures.values()):
         raise exc
-    return {error["index"] for error in errors}
+    return set(failures)
 
 
 class WriteConflict(Exception):
@@ -128,7 +128,8 @@ class Store:
         self.service_name = service_name
         self.relay = relay
         self.profile = profile
-        # what STORE_PROFILE=embedded deletes by the hour instead of with TTL indexes
+        # what is deleted by the hour: what STORE_PROFILE=embedded expires instead of with TTL
+        # indexes, and the retention rules other parts of the service add
         self.housekeeping = HourlyPurge()
         self._inserters: dict[str, GroupInserter] = {}
         self._writes_in_flight = writes_in_flight
@@ -206,10 +207,10 @@ class ServiceStore(DependencyProvider):
         if relay:
             relay.start(self.container.spawn_managed_thread)
             metrics.on_scrape(self.store.service_name, "relay", partial(relay_gauges, relay))
-        self._purge = None
-        if self.store.housekeeping.rules:
-            self._purge = self.container.spawn_managed_thread(
-                self._purge_hourly, identifier=f"{self.store.service_name}.purge")
+        # the one hourly purge of the service: what the store profile expires and what other
+        # providers add to `housekeeping` (an import's jobs, say), whenever they add it
+        self._purge = self.container.spawn_managed_thread(
+            self._purge_hourly, identifier=f"{self.store.service_name}.purge")
 
     def _purge_hourly(self):
         while True:

@@ -47,7 +47,7 @@ from hocvu.clock import utcnow
 from hocvu.http import ApiError, NotFound, ValidationFailed, flatten_errors
 from hocvu.leases import NEVER, claim_batch
 from hocvu.reference import province_of
-from hocvu.retention import HourlyPurge, RetentionRule
+from hocvu.retention import RetentionRule
 from hocvu.store import dependency
 from services.enrollment import bulk_csv, enrolling
 from services.enrollment.schemas import EnrollmentIn
@@ -228,10 +228,8 @@ class ImportLoop(WakeableLoop):
         self.max_attempts = settings["max_attempts"]
         self.poll_seconds = settings["poll_seconds"]
         self.pool = GreenPool(self.concurrency)
-        self.housekeeping = HourlyPurge()
 
     def run_once(self) -> bool:
-        self.housekeeping.run_when_due()
         batch = claim_batch(self.chunks, {"status": PENDING}, _ORDER, self.concurrency,
                             self.lease)
         for _ in self.pool.imap(self.process, batch):
@@ -329,8 +327,8 @@ class BulkImports(DependencyProvider):
                                lambda course_id: enrolling.find_course(store.db, course_id))
         self.box = RowBox(keys.national_id_key)
         self.loop = ImportLoop(self.db, enroller, self.box, self.settings)
-        for collection in (self.db[JOBS], self.db[CHUNKS]):
-            self.loop.housekeeping.add(RetentionRule(
+        for collection in (self.db[JOBS], self.db[CHUNKS]):  # the store's hourly purge
+            store.housekeeping.add(RetentionRule(
                 collection, expired=lambda cutoff: {"created_at": {"$lt": cutoff}},
                 keep=self.retention))
         self.loop.start(self.container.spawn_managed_thread)
