@@ -22,9 +22,11 @@ run: venv
 stop:
 	@$(VENV)/bin/python -m hocvu_tools.devstack stop
 
+# The whole suite runs in two pytest processes side by side, the fault scenarios in one
+# (hocvu_tools/testrun.py); PYTEST_ARGS runs one pytest with them.
 test: venv browser
 	$(VENV)/bin/python -m hocvu_tools.devstack ensure-broker
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m hocvu_tools.testrun $(PYTEST_ARGS)
 
 # A 3-node RabbitMQ cluster of the tests' own loses a node under load (marker `cluster`,
 # 5 to 6 minutes on 2 cores): not in `make test`'s default selection (tests/conftest.py).
