@@ -3,7 +3,8 @@ RabbitMQ node of the test's own, and say meanwhile that they are not consuming (
 readiness reports): the broker killed and kept down for longer than the 10 s after which
 consumers used to be interrupted (killing their container), and the broker frozen (up,
 holding its connections, answering nothing), the case in which a consumer used to wait
-silently for a channel's close-ok for as long as the broker stayed silent."""
+silently for a channel's close-ok for as long as the broker stayed silent. And a service
+whose container dies ends its process, so that whatever supervises it starts it again."""
 import json
 import os
 import signal
@@ -15,7 +16,9 @@ import pytest
 
 from hocvu import messaging
 from hocvu.messaging import subscribe, subscribe_batch
+from hocvu_tools.devstack.processes import BIN, Process
 from hocvu_tools.devstack.rabbitmq import PrivateRabbitMQ
+from hocvu_tools.devstack.stack import QUIET_EVENTLET_NOTICE
 from tests.integration.test_certificates_service import course_completed
 from tests.support.waiting import wait_for
 
@@ -133,3 +136,21 @@ def test_a_consumer_whose_broker_stops_answering_tries_to_connect_again(broker, 
     publish(broker, ["enr-after"])
     wait_for(lambda: all_handled(["enr-before", "enr-after"]), timeout=60,
              what="an event published after the freeze handled")
+
+
+def test_a_service_whose_container_dies_ends_its_process_with_an_error(tmp_path, amqp_uri):
+    """Run as every service runs (`nameko run`, hocvu_tools.devstack.stack): once a thread of
+    its container fails, the process exits with status 1 instead of lingering half alive,
+    so systemd, Kubernetes or `make run` starts it again."""
+    config = tmp_path / "config.yaml"
+    config.write_text("AMQP_URI: ${AMQP_URI}\n")
+    process = Process("dying", [str(BIN / "python"), "-m", "nameko", "run", "--config",
+                                str(config), "tests.support.dying_service"],
+                      tmp_path, {"AMQP_URI": amqp_uri, "PYTHONWARNINGS": QUIET_EVENTLET_NOTICE})
+    process.start()
+    try:
+        process.popen.wait(60)
+    finally:
+        process.stop()
+    assert process.popen.returncode == 1, process.log_tail()
+    assert "a thread of the container failed" in process.log_tail()

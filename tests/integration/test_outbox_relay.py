@@ -50,6 +50,16 @@ def new_relay(config, db) -> ChangeStreamRelay:
     return relay
 
 
+def owner_and_standby(config, db) -> tuple[ChangeStreamRelay, ChangeStreamRelay]:
+    """Two relays of one service, started: the first holds the lease, the second waits."""
+    first, second = new_relay(config, db), new_relay(config, db)
+    first.start(spawn)
+    wait_for(lambda: db[STATE_COLLECTION].find_one()["owner"] == first.owner, timeout=10,
+             what="the first relay to take the lease")
+    second.start(spawn)
+    return first, second
+
+
 def received(pika_client, count: int) -> list[str]:
     """Event ids from the queue, waiting until `count` came (and a moment for any extra)."""
     ids = []
@@ -100,11 +110,7 @@ def test_a_relay_resumes_after_the_last_confirmed_event(lessons_db, pika_client)
 
 def test_one_instance_relays_and_another_takes_over_when_it_stops(lessons_db, pika_client):
     config, db = lessons_db
-    first, second = new_relay(config, db), new_relay(config, db)
-    first.start(spawn)
-    wait_for(lambda: db[STATE_COLLECTION].find_one()["owner"] == first.owner, timeout=10,
-             what="the first relay to take the lease")
-    second.start(spawn)
+    first, second = owner_and_standby(config, db)
     try:
         events = [completed(f"enr-{n}", "shared") for n in range(5)]
         for event in events:
@@ -163,11 +169,7 @@ def test_a_standby_takes_over_when_the_owners_lease_runs_out(lessons_db, pika_cl
     waits for the lease (2 s here) to run out, then relays from the saved position: nothing
     written meanwhile is lost."""
     config, db = lessons_db
-    first, second = new_relay(config, db), new_relay(config, db)
-    first.start(spawn)
-    wait_for(lambda: db[STATE_COLLECTION].find_one()["owner"] == first.owner, timeout=10,
-             what="the first relay to take the lease")
-    second.start(spawn)
+    first, second = owner_and_standby(config, db)
     before = completed("enr-1", "before the crash")
     db.plans.insert_one(with_events({"_id": "enr-1"}, [before]))
     assert received(pika_client, 1) == [before["event_id"]]
