@@ -22,8 +22,9 @@ run: venv
 stop:
 	@$(VENV)/bin/python -m hocvu_tools.devstack stop
 
-# The whole suite runs in two pytest processes side by side, the fault scenarios in one
-# (hocvu_tools/testrun.py); PYTEST_ARGS runs one pytest with them.
+# The whole suite runs in two pytest processes side by side: the tests that start whole
+# platforms (faults, e2e, bench, browser) in one, the rest in the other, and one closing
+# line adds them up (hocvu_tools/testrun.py). PYTEST_ARGS runs one pytest with them.
 test: venv browser
 	$(VENV)/bin/python -m hocvu_tools.devstack ensure-broker
 	$(VENV)/bin/python -m hocvu_tools.testrun $(PYTEST_ARGS)

@@ -1,10 +1,12 @@
-"""`make test`: the whole suite in two pytest processes side by side, the fault scenarios in
-one and everything else in the other, then one closing line with the totals of both.
+"""`make test`: the whole suite in two pytest processes side by side, then one closing line
+with the totals of both. One runs the tests that start a whole platform of processes (the
+fault scenarios, the end-to-end journeys, the benchmark's smoke run, the browser tests), the
+other everything else (unit and integration tests).
 
-The fault scenarios are about half the suite's time and mostly wait (on the broker, the
-stores, learners' journeys), so running them beside the rest takes the suite from about 27
-to about 17 minutes on 2 cores (README). pytest-xdist cannot do it: the tests monkey-patch
-eventlet, which deadlocks its worker's I/O thread.
+Those platforms mostly wait (on the broker, the stores, learners' journeys), so running the
+two halves side by side took a fresh clone's `make test` from about 27 minutes to about 20 on
+2 cores (README). pytest-xdist cannot do it: the tests monkey-patch eventlet, which
+deadlocks the I/O thread of its workers.
 
 With arguments (`make test PYTEST_ARGS=...`), one pytest runs them as given.
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 from hocvu_tools.devstack.processes import BIN
 
 PYTEST = str(BIN / "pytest")
-HALVES = {"faults": ["-m", "faults"], "everything else": ["-m", "not faults"]}
+PLATFORMS = "faults or e2e or bench or browser"
+HALVES = {"whole platforms": ["-m", PLATFORMS], "everything else": ["-m", f"not ({PLATFORMS})"]}
 # pytest's closing line: "=== 3 failed, 850 passed, 2 skipped, 3 deselected in 1000.00s ==="
 _COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 
@@ -51,7 +54,7 @@ def run_halves(extra: list[str]) -> int:
         processes[name] = subprocess.Popen(
             [PYTEST, *selection, *extra], stdin=subprocess.DEVNULL, stdout=output or
             subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # the rest is shown as it runs, and kept to be read; the faults' log is shown at the end
+    # the rest is shown as it runs, and kept to be read; the platforms' log is shown at the end
     rest = processes["everything else"]
     kept = []
 
@@ -65,9 +68,11 @@ def run_halves(extra: list[str]) -> int:
     shower.start()
     codes = {name: process.wait() for name, process in processes.items()}
     shower.join()
-    texts = {"everything else": "".join(kept), "faults": logs["faults"].read_text()}
-    print(f"\n{'=' * 30} the fault scenarios, run beside the rest {'=' * 30}", flush=True)
-    print(texts["faults"], flush=True)
+    texts = {"everything else": "".join(kept),
+             "whole platforms": logs["whole platforms"].read_text()}
+    print(f"\n{'=' * 20} the tests on whole platforms, run beside the rest {'=' * 20}",
+          flush=True)
+    print(texts["whole platforms"], flush=True)
     total: dict[str, int] = {}
     for name in HALVES:
         for key, number in counts(closing_line(texts[name])).items():
