@@ -146,9 +146,10 @@ def drive_and_check(platform, name: str, stop: NodeStop):
     assert all(consumers.get(queue, 0) >= 1 for queue in all_subscriber_queue_names()), \
         {q: consumers.get(q, 0) for q in all_subscriber_queue_names()}
     retried_events = handler_retries(platform)
-    # how often a consumer had to be interrupted to connect again (hocvu.messaging)
-    nudged = {path.stem: n for path in platform.log_dir.glob("*.log")
-              if (n := path.read_text(errors="replace").count("has not connected again"))}
+    # how long each consumer that lost its node took to consume again (hocvu.messaging logs it)
+    reconnected = {path.stem: seconds for path in platform.log_dir.glob("*.log")
+                   if (seconds := re.findall(r"consumes again, ([0-9.]+) s after",
+                                             path.read_text(errors="replace")))}
 
     short = lambda node: re.sub(r"@.*", "", node)  # noqa: E731
     REPORT.append(
@@ -173,7 +174,8 @@ def drive_and_check(platform, name: str, stop: NodeStop):
         f"{drive.retry_bound()}"
         f"{': ' + ', '.join(f'{c} {n}' for c, n in drive.retry_causes.most_common()) if drive.retry_causes else ''}"
         f"), {retried_events} event deliveries retried through delay queues; consumers "
-        f"interrupted to connect again: {nudged or 'none'}; services connected before: "
+        f"consuming again after (s): {reconnected or 'none lost their node'}; services "
+        f"connected before: "
         + ", ".join(f"{s} {'+'.join(sorted(map(short, before[s]))) or '-'}" for s in SERVICES)
         + "; after: "
         + ", ".join(f"{s} {'+'.join(sorted(map(short, after[s]))) or '-'}" for s in SERVICES))
