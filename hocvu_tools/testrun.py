@@ -4,7 +4,7 @@ fault scenarios, the end-to-end journeys, the benchmark's smoke run, the browser
 other everything else (unit and integration tests).
 
 Those platforms mostly wait (on the broker, the stores, learners' journeys), so running the
-two halves side by side took a fresh clone's `make test` from about 27 minutes to about 20 on
+two halves side by side took a fresh clone's `make test` from about 27 minutes to 18.5 on
 2 cores (README). pytest-xdist cannot do it: the tests monkey-patch eventlet, which
 deadlocks the I/O thread of its workers.
 
