@@ -15,14 +15,12 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from hocvu_tools.devstack.processes import BIN
 
 PYTEST = str(BIN / "pytest")
 PLATFORMS = "faults or e2e or bench or browser"
-HALVES = {"whole platforms": ["-m", PLATFORMS], "everything else": ["-m", f"not ({PLATFORMS})"]}
 # pytest's closing line: "=== 3 failed, 850 passed, 2 skipped, 3 deselected in 1000.00s ==="
 _COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 
@@ -40,46 +38,35 @@ def closing_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def _new_log() -> Path:
-    handle, path = tempfile.mkstemp(prefix="hocvu-test-", suffix=".log")
-    os.close(handle)
-    return Path(path)
-
-
-def run_halves(extra: list[str]) -> int:
-    logs = {name: _new_log() for name in HALVES}
-    processes = {}
-    for name, selection in HALVES.items():
-        output = None if name == "everything else" else open(logs[name], "w")
-        processes[name] = subprocess.Popen(
-            [PYTEST, *selection, *extra], stdin=subprocess.DEVNULL, stdout=output or
-            subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # the rest is shown as it runs, and kept to be read; the platforms' log is shown at the end
-    rest = processes["everything else"]
-    kept = []
-
-    def show():
+def run_halves() -> int:
+    """Both halves at once: the rest shown as it runs, the platforms' output (kept in a file)
+    after it, then the totals of both."""
+    handle, log_path = tempfile.mkstemp(prefix="hocvu-test-platforms-", suffix=".log")
+    log = Path(log_path)
+    try:
+        with os.fdopen(handle, "w") as platforms_log:
+            platforms = subprocess.Popen([PYTEST, "-m", PLATFORMS], stdin=subprocess.DEVNULL,
+                                         stdout=platforms_log, stderr=subprocess.STDOUT)
+        rest = subprocess.Popen([PYTEST, "-m", f"not ({PLATFORMS})"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        shown = []
         for line in rest.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
-            kept.append(line)
-
-    shower = threading.Thread(target=show)
-    shower.start()
-    codes = {name: process.wait() for name, process in processes.items()}
-    shower.join()
-    texts = {"everything else": "".join(kept),
-             "whole platforms": logs["whole platforms"].read_text()}
-    print(f"\n{'=' * 20} the tests on whole platforms, run beside the rest {'=' * 20}",
-          flush=True)
-    print(texts["whole platforms"], flush=True)
+            shown.append(line)
+        codes = [rest.wait(), platforms.wait()]
+        print(f"\n{'=' * 20} the tests on whole platforms, run beside the rest {'=' * 20}",
+              flush=True)
+        platforms_text = log.read_text()
+        print(platforms_text, flush=True)
+    finally:
+        log.unlink(missing_ok=True)
     total: dict[str, int] = {}
-    for name in HALVES:
-        for key, number in counts(closing_line(texts[name])).items():
+    for text in ("".join(shown), platforms_text):
+        for key, number in counts(closing_line(text)).items():
             total[key] = total.get(key, 0) + number
-        logs[name].unlink(missing_ok=True)
     failed = total.get("failed", 0) + total.get("errors", 0)
-    ok = all(code == 0 for code in codes.values())
+    ok = all(code == 0 for code in codes)
     if not ok and not failed:
         failed = 1  # a half that ended without a closing line (killed, or it found no test)
     print(f"\ntotal: {total.get('passed', 0)} passed, {failed} failed, "
@@ -90,7 +77,7 @@ def run_halves(extra: list[str]) -> int:
 def main(argv: list[str]) -> int:
     if argv:
         return subprocess.call([PYTEST, *argv], stdin=subprocess.DEVNULL)
-    return run_halves([])
+    return run_halves()
 
 
 if __name__ == "__main__":
