@@ -1,0 +1,54 @@
+"""A service's settings are typed, defaulted and checked once: a bad value names its key."""
+from datetime import timedelta
+
+import pytest
+from nameko.exceptions import ConfigurationError
+
+from hocvu import settings
+
+
+class ExampleSettings(settings.SettingsSchema):
+    unaccented = settings.flag("SMS_UNACCENTED", True)
+    concurrency = settings.whole("SMS_SEND_CONCURRENCY", 10)
+    linger = settings.number("SMS_LINGER_SECONDS", 0.02)
+    lease = settings.duration("SMS_LEASE_SECONDS", 30)
+    retention = settings.duration("BULK_RETENTION_DAYS", 30, unit="days")
+    brandname = settings.text("SMS_BRANDNAME", "HOCVUSO")
+    key = settings.secret("CERTIFICATE_CODE_KEY")
+
+
+KEY = "k" * 32
+
+
+def test_defaults_apply_to_keys_missing_empty_or_null():
+    loaded = settings.load(ExampleSettings, {"CERTIFICATE_CODE_KEY": KEY, "SMS_UNACCENTED": "",
+                                             "SMS_SEND_CONCURRENCY": None, "AMQP_URI": "x"})
+    assert vars(loaded) == {"unaccented": True, "concurrency": 10, "linger": 0.02,
+                            "lease": timedelta(seconds=30), "retention": timedelta(days=30),
+                            "brandname": "HOCVUSO", "key": KEY}
+
+
+def test_values_from_the_environment_arrive_as_text_and_are_typed():
+    loaded = settings.load(ExampleSettings, {
+        "CERTIFICATE_CODE_KEY": KEY, "SMS_UNACCENTED": "false", "SMS_SEND_CONCURRENCY": "4",
+        "SMS_LINGER_SECONDS": "0.5", "SMS_LEASE_SECONDS": 12, "BULK_RETENTION_DAYS": "1.5"})
+    assert loaded.unaccented is False and loaded.concurrency == 4 and loaded.linger == 0.5
+    assert loaded.lease == timedelta(seconds=12) and loaded.retention == timedelta(hours=36)
+
+
+def test_every_bad_key_is_named_in_one_message():
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(ExampleSettings, {"SMS_UNACCENTED": "maybe", "SMS_SEND_CONCURRENCY": "0",
+                                        "SMS_LEASE_SECONDS": "-1", "SMS_LINGER_SECONDS": "fast"},
+                      "notifications")
+    message = str(raised.value)
+    assert message.startswith("notifications: bad settings (")
+    for key in ("SMS_UNACCENTED", "SMS_SEND_CONCURRENCY", "SMS_LEASE_SECONDS",
+                "SMS_LINGER_SECONDS", "CERTIFICATE_CODE_KEY: must be set"):
+        assert key in message
+    assert "docs/configuration.md" in message
+
+
+def test_a_secret_too_short_to_be_one_is_refused():
+    with pytest.raises(ConfigurationError, match="CERTIFICATE_CODE_KEY: Shorter than minimum"):
+        settings.load(ExampleSettings, {"CERTIFICATE_CODE_KEY": "short"})
