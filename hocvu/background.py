@@ -16,41 +16,63 @@ class WakeableLoop:
     # once woken, wait this long for more work to arrive, and take it all in one round:
     # under load, a round per commit would cost the store a claim for one or two documents
     linger_seconds = 0.0
+    # after a round failed (the store or broker away); poll_seconds when None
+    retry_seconds = None
 
     def __init__(self):
         self._wake = threading.Event()
-        self._stopping = False
+        self._stopped = threading.Event()
         self._thread = None
 
     def run_once(self) -> bool:
         """Do one round of work; return True if there may be more to do at once."""
         raise NotImplementedError
 
+    def failed(self) -> None:
+        """Called after a round raised (and was logged): a metric, say."""
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopped.is_set()
+
+    def pause(self, seconds: float) -> None:
+        """Wait within a round (a retry's backoff), cut short when the loop is stopped."""
+        self._stopped.wait(seconds)
+
     def start(self, spawn) -> None:
         """`spawn` is the container's spawn_managed_thread."""
-        self._stopping = False
+        self._stopped.clear()
         self._thread = spawn(self._run, identifier=self.name)
 
     def stop(self, wait: bool = True) -> None:
-        self._stopping = True
+        """Stop after the round under way (wait=True), or at once (wait=False: the
+        container is being killed, and a round cut short is done again by whoever runs next)."""
+        self._stopped.set()
         self._wake.set()
-        if wait and self._thread is not None:
-            self._thread.wait()
+        if self._thread is not None:
+            if wait:
+                self._thread.wait()
+            else:
+                self._thread.kill()
 
     def wake(self) -> None:
         self._wake.set()
 
     def _run(self) -> None:
-        while not self._stopping:
-            woken = self._wake.wait(self.poll_seconds)
-            if self._stopping:
+        wait = self.poll_seconds
+        while not self.stopping:
+            woken = self._wake.wait(wait)
+            if self.stopping:
                 break  # woken to stop: the store may already be closing
-            if woken and self.linger_seconds and not self._stopping:
+            if woken and self.linger_seconds:
                 time.sleep(self.linger_seconds)
             self._wake.clear()
+            wait = self.poll_seconds
             try:
-                while self.run_once() and not self._stopping:
+                while self.run_once() and not self.stopping:
                     pass
             except Exception:
                 # the store or broker is away: the work stays stored and the next round retries
-                log.exception("%s: round failed; retrying in %ss", self.name, self.poll_seconds)
+                wait = self.retry_seconds or self.poll_seconds
+                log.exception("%s: round failed; retrying in %ss", self.name, wait)
+                self.failed()

@@ -48,17 +48,22 @@ def release(collection: Collection, ids: list, update: dict | None = None) -> No
 
 class OwnerLease:
     """One holder at a time, among a service's instances, of a job that must not run twice at
-    once (the SMS dispatcher): a document in `collection` names the owner until when.
+    once (the SMS dispatcher, the outbox relay): a document in `collection` names the owner
+    until when (in `until_field`).
 
     `hold()` takes the lease when it is free or ran out, and renews it once less than half is
-    left, so a busy owner writes it a few times a lease, not every round. A crashed owner's
-    lease runs out; one that stops cleanly hands it back at once."""
+    left, so a busy owner writes it a few times a lease, not every round. `renew(**fields)`
+    renews it now and saves `fields` with it, only while this instance still owns it: the
+    relay's resume token is saved so, in the same write. A crashed owner's lease runs out; one
+    that stops cleanly hands it back at once."""
 
-    def __init__(self, collection: Collection, job: str, lease: timedelta):
+    def __init__(self, collection: Collection, job: str, lease: timedelta,
+                 owner: str | None = None, until_field: str = "until"):
         self.collection = collection
         self.job = job
         self.lease = lease
-        self.owner = uuid.uuid4().hex
+        self.owner = owner or uuid.uuid4().hex
+        self.until_field = until_field
         self._until = NEVER
 
     def hold(self) -> bool:
@@ -68,14 +73,24 @@ class OwnerLease:
         until = now + self.lease
         try:
             taken = self.collection.update_one(
-                {"_id": self.job, "$or": [{"owner": self.owner}, {"until": {"$lte": now}}]},
-                {"$set": {"owner": self.owner, "until": until}}, upsert=True)
+                {"_id": self.job,
+                 "$or": [{"owner": self.owner}, {self.until_field: {"$lte": now}}]},
+                {"$set": {"owner": self.owner, self.until_field: until}}, upsert=True)
         except DuplicateKeyError:
             taken = None  # another instance holds it: the upsert found no free lease to take
         self._until = until if taken and (taken.matched_count or taken.upserted_id) else NEVER
         return self._until is not NEVER
 
+    def renew(self, **fields) -> bool:
+        """False once another instance took the lease over: stop the job and stand by."""
+        until = utcnow() + self.lease
+        renewed = self.collection.update_one(
+            {"_id": self.job, "owner": self.owner},
+            {"$set": {**fields, self.until_field: until}})
+        self._until = until if renewed.matched_count else NEVER
+        return self._until is not NEVER
+
     def release(self) -> None:
         self.collection.update_one({"_id": self.job, "owner": self.owner},
-                                   {"$set": {"until": utcnow()}})
+                                   {"$set": {"owner": None, self.until_field: utcnow()}})
         self._until = NEVER

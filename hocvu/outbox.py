@@ -31,7 +31,9 @@ from nameko.standalone.events import get_event_exchange
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from hocvu import backoff, contracts, metrics
+from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
+from hocvu.leases import OwnerLease
 from hocvu.topology import known_subscriber_queues
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,9 @@ def events_of(change: dict) -> list[dict]:
     return list((change.get("fullDocument") or {}).get(OUTBOX_FIELD) or [])
 
 
-class ChangeStreamRelay:
+class ChangeStreamRelay(WakeableLoop):
     def __init__(self, db, service_name: str, config: dict):
+        super().__init__()
         self.db = db
         self.state = db[STATE_COLLECTION]
         self.service_name = service_name
@@ -84,12 +87,17 @@ class ChangeStreamRelay:
         # how long one read of the stream waits for changes: the relay's latency when idle,
         # and its cost to the store (one short read per interval)
         self.await_ms = int(float(config.get("OUTBOX_AWAIT_SECONDS", 0.1)) * 1000)
-        self.lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", 15)))
+        lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", 15)))
+        # the field names are those of every release since the relay began: instances of the
+        # old and the new release share one lease during a rolling upgrade
+        self.ownership = OwnerLease(self.state, _STATE_ID, lease, owner=self.owner,
+                                    until_field="lease_until")
+        self.renew_every = lease.total_seconds() / 3
+        self.poll_seconds = self.renew_every  # a standby's look at the lease
+        self.retry_seconds = 1.0
         self.max_backoff_seconds = float(config.get("OUTBOX_MAX_BACKOFF_SECONDS", 60))
         self.published = 0
         self.last_lag_seconds = None
-        self._stopping = False
-        self._thread = None
 
     # -- the starting point ------------------------------------------------------------
     def mark_start(self) -> None:
@@ -108,50 +116,25 @@ class ChangeStreamRelay:
 
     # -- the loop ----------------------------------------------------------------------
     def start(self, spawn) -> None:
-        self._stopping = False
-        self._thread = spawn(self._run, identifier=self.name)
+        super().start(spawn)
+        self.wake()  # the first look at the lease now, not a poll interval after the start
 
     def stop(self, wait: bool = True) -> None:
-        self._stopping = True
-        if self._thread is not None:
-            if wait:
-                self._thread.wait()
-            else:
-                self._thread.kill()
-        self._release_lease()
-
-    def _run(self) -> None:
-        while not self._stopping:
-            try:
-                if self._take_lease():
-                    self._relay_while_owner()
-                else:
-                    self._sleep(self.lease.total_seconds() / 3)
-            except Exception:
-                # the store or the broker is away: the events stay in their documents and the
-                # saved token says where to resume
-                log.exception("%s: relaying failed; retrying in 1 s", self.name)
-                metrics.relay_failed(self.service_name)
-                self._sleep(1.0)
-
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stopping and time.monotonic() < deadline:
-            time.sleep(min(0.2, seconds))
-
-    def _take_lease(self) -> bool:
-        now = utcnow()
-        taken = self.state.update_one(
-            {"_id": _STATE_ID, "$or": [{"owner": self.owner}, {"lease_until": {"$lte": now}}]},
-            {"$set": {"owner": self.owner, "lease_until": now + self.lease}})
-        return bool(taken.matched_count)
-
-    def _release_lease(self) -> None:
+        super().stop(wait)
         try:
-            self.state.update_one({"_id": _STATE_ID, "owner": self.owner},
-                                  {"$set": {"owner": None, "lease_until": utcnow()}})
+            self.ownership.release()
         except PyMongoError:
             pass  # the store is away: the lease runs out by itself
+
+    def run_once(self) -> bool:
+        if self.ownership.hold():
+            self._relay_while_owner()
+        return False
+
+    def failed(self) -> None:
+        # the store or the broker is away: the events stay in their documents and the saved
+        # token says where to resume
+        metrics.relay_failed(self.service_name)
 
     def _publish_legacy_outbox(self) -> None:
         """Events an earlier release left pending in its `outbox` collection go out first,
@@ -166,18 +149,19 @@ class ChangeStreamRelay:
         if LEGACY_OUTBOX in self.db.list_collection_names():
             self._publish_legacy_outbox()
         token = self.state.find_one({"_id": _STATE_ID})["resume_token"]
-        renew_every = self.lease.total_seconds() / 3
         renewed = time.monotonic()
         with self.db.watch(CHANGES_WITH_EVENTS, resume_after=token,
                            max_await_time_ms=self.await_ms, batch_size=self.batch_size) as stream:
-            while not self._stopping:
+            while not self.stopping:
                 changes = self._read_batch(stream)
                 for change in changes:
                     for envelope in events_of(change):
                         self._publish(envelope)
-                due = time.monotonic() - renewed >= renew_every
+                due = time.monotonic() - renewed >= self.renew_every
                 if changes or due:
-                    if not self._save(stream.resume_token):
+                    # only after the broker confirmed what was read: a crash before this
+                    # publishes those events again, never skips them
+                    if not self.ownership.renew(resume_token=stream.resume_token):
                         log.warning("%s: lost the relay lease; standing by", self.name)
                         return
                     renewed = time.monotonic()
@@ -190,12 +174,6 @@ class ChangeStreamRelay:
                 break
             changes.append(change)
         return changes
-
-    def _save(self, token) -> bool:
-        saved = self.state.update_one(
-            {"_id": _STATE_ID, "owner": self.owner},
-            {"$set": {"resume_token": token, "lease_until": utcnow() + self.lease}})
-        return bool(saved.matched_count)
 
     def _publish(self, envelope: dict) -> None:
         attempts = 0
@@ -213,8 +191,8 @@ class ChangeStreamRelay:
                 delay = backoff.exponential(attempts, self.max_backoff_seconds, first=2)
                 log.warning("no queue is bound for %s event %s; retrying in %ss",
                             envelope["event_type"], envelope["event_id"], delay)
-                self._sleep(delay)
-                if self._stopping:
+                self.pause(delay)
+                if self.stopping:
                     raise
         self.published += 1
         self.last_lag_seconds = _lag_seconds(envelope)

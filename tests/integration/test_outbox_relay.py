@@ -173,7 +173,6 @@ def test_a_standby_takes_over_when_the_owners_lease_runs_out(lessons_db, pika_cl
     before = completed("enr-1", "before the crash")
     db.plans.insert_one(with_events({"_id": "enr-1"}, [before]))
     assert received(pika_client, 1) == [before["event_id"]]
-    first._stopping = True
     first._thread.kill()  # as a crash: the lease is not handed back
     assert db[STATE_COLLECTION].find_one()["owner"] == first.owner
     try:
