@@ -5,7 +5,7 @@ The upload (POST /imports) reads the CSV (bulk_csv), stores its rows in chunk do
 and answers 202 at once. A background loop in every enrollment process claims pending
 chunks under a lease (hocvu.leases: instances share the work, a crashed one's lease runs
 out) and takes each row through exactly what POST /enrollments does: the same schema, the
-same caller check, the same course rule and the same `enrolling.enroll`, so a valid row gets
+same caller check, the same course rule and the same `repository.enroll`, so a valid row gets
 its lesson plan and confirmation SMS like anyone else, and an invalid one changes nothing.
 
 Exactly once per row, across crashes:
@@ -49,7 +49,7 @@ from hocvu.leases import NEVER, claim_batch
 from hocvu.reference import province_of
 from hocvu.retention import RetentionRule
 from hocvu.store import dependency
-from services.enrollment import bulk_csv, enrolling
+from services.enrollment import bulk_csv, repository
 from services.enrollment.schemas import EnrollmentIn
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def job_view(job: dict) -> dict:
 
 class RowEnroller:
     """One row through POST /enrollments' rules; returns its outcome. The only place that
-    calls enrollment's write path, so a change to `enrolling.enroll` is adapted here."""
+    calls enrollment's write path, so a change to `repository.enroll` is adapted here."""
 
     def __init__(self, store, keys, find_course):
         self.store = store
@@ -170,10 +170,10 @@ class RowEnroller:
         correlation_id = f"imp-{job['_id']}-{row}"
         try:
             subject = self.keys.learner_subject(learner["phone"])
-            enrolling.check_caller_may_enroll(caller, learner, subject)
-            course = enrolling.course_for(self.find_course, body["course_id"], learner["group"])
+            repository.check_caller_may_enroll(caller, learner, subject)
+            course = repository.course_for(self.find_course, body["course_id"], learner["group"])
             enrollment = self._enroll(caller, course, learner, subject, correlation_id)
-        except enrolling.AlreadyEnrolled as exc:
+        except repository.AlreadyEnrolled as exc:
             existing = exc.extra.get("enrollment_id")
             if existing and self.store.db.enrollments.find_one(
                     {"_id": existing, "correlation_id": correlation_id}, projection={"_id": 1}):
@@ -189,7 +189,7 @@ class RowEnroller:
         sealed_phone = self.keys.sealer.seal(learner["phone"])
 
         def attempt():
-            return enrolling.enroll(self.store, caller, course, learner, national_id_hash,
+            return repository.enroll(self.store, caller, course, learner, national_id_hash,
                                     subject, sealed_phone, correlation_id, utcnow())
 
         try:
@@ -324,7 +324,7 @@ class BulkImports(DependencyProvider):
         self.db = store.db
         prepare(self.db)
         enroller = RowEnroller(store, keys,
-                               lambda course_id: enrolling.find_course(store.db, course_id))
+                               lambda course_id: repository.find_course(store.db, course_id))
         self.box = RowBox(keys.national_id_key)
         self.loop = ImportLoop(self.db, enroller, self.box, self.settings)
         for collection in (self.db[JOBS], self.db[CHUNKS]):  # the store's hourly purge

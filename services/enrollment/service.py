@@ -42,8 +42,8 @@ from hocvu.messaging import subscribe
 from hocvu.reference import province_of
 from hocvu.store import ServiceStore, Store, drop_indexes_if_present
 from hocvu.operations import OPERATIONS_ACCESS, operations_routes
-from services.enrollment import bulk, enrolling, lookup
-from services.enrollment.keys import PersonalDataKeys
+from services.enrollment import bulk, lookup, repository
+from services.enrollment.dependencies import PersonalDataKeys
 from services.enrollment.schemas import (CSV_BODY, CatalogCourseOut, CommunesOut, CommunesQuery,
                                          EnrollmentCreatedOut, EnrollmentIn, EnrollmentOut,
                                          EnrollmentPageOut, EnrollmentsQuery, ImportOut,
@@ -137,15 +137,15 @@ class EnrollmentService(operations_routes("enrollment")):
         body = load_body(request, enrollment_in)
         learner = body["learner"]
         subject = self.keys.learner_subject(learner["phone"])
-        enrolling.check_caller_may_enroll(caller, learner, subject)
+        repository.check_caller_may_enroll(caller, learner, subject)
         national_id_hash = self.keys.national_id_hash(learner["national_id"])
         sealed_phone = self.keys.sealer.seal(learner["phone"])
         correlation_id = request.correlation_id  # hocvu.logcontext.correlation_id_of
 
-        course = enrolling.course_for(self._find_course, body["course_id"], learner["group"])
+        course = repository.course_for(self._find_course, body["course_id"], learner["group"])
 
         def attempt():
-            return enrolling.enroll(self.store, caller, course, learner, national_id_hash,
+            return repository.enroll(self.store, caller, course, learner, national_id_hash,
                                     subject, sealed_phone, correlation_id, utcnow())
 
         try:
@@ -159,7 +159,7 @@ class EnrollmentService(operations_routes("enrollment")):
                               "Location": f"/api/enrollment/enrollments/{enrollment['_id']}"})
 
     def _find_course(self, course_id: str) -> dict | None:
-        return enrolling.find_course(self.store.db, course_id)
+        return repository.find_course(self.store.db, course_id)
 
     @http("GET", "/api/enrollment/enrollments", summary="enrollments the caller may see",
           query=EnrollmentsQuery, answers={200: EnrollmentPageOut, 400: "invalid filter or page"})
@@ -172,7 +172,7 @@ class EnrollmentService(operations_routes("enrollment")):
     @http("GET", "/api/enrollment/enrollments/<enrollment_id>", summary="one enrollment",
           answers={200: EnrollmentOut, 404: "no such enrollment (or not yours to see)"})
     def get_enrollment(self, request, enrollment_id):
-        enrollment = enrolling.find_visible(self.store.db.enrollments, enrollment_id,
+        enrollment = repository.find_visible(self.store.db.enrollments, enrollment_id,
                                             request.principal)
         enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
         return enrollment_out.dump(enrollment)
@@ -184,8 +184,8 @@ class EnrollmentService(operations_routes("enrollment")):
     def cancel_enrollment(self, request, enrollment_id):
         caller = request.principal
 
-        enrollment = enrolling.find_visible(self.store.db.enrollments, enrollment_id, caller)
-        enrollment = enrolling.cancel(self.store.db, enrollment, caller, utcnow())
+        enrollment = repository.find_visible(self.store.db.enrollments, enrollment_id, caller)
+        enrollment = repository.cancel(self.store.db, enrollment, caller, utcnow())
         enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
         return enrollment_out.dump(enrollment)
 
@@ -249,5 +249,5 @@ class EnrollmentService(operations_routes("enrollment")):
 
     @subscribe("lessons", "course_published")
     def remember_course(self, event):
-        enrolling.remember_course(self.store.db, event.data, event.occurred_at)
-        enrolling.forget_course(event.data["course_id"])
+        repository.remember_course(self.store.db, event.data, event.occurred_at)
+        repository.forget_course(event.data["course_id"])
