@@ -33,7 +33,6 @@ import hmac
 import json
 import logging
 import uuid
-from datetime import timedelta
 
 from eventlet import GreenPool
 from marshmallow import ValidationError
@@ -49,6 +48,7 @@ from hocvu.http import ApiError, NotFound, ValidationFailed, flatten_errors
 from hocvu.leases import NEVER, claim_batch
 from hocvu.reference import province_of
 from hocvu.retention import RetentionRule
+from hocvu.settings import settings_of
 from hocvu.store import dependency
 from services.enrollment import bulk_csv, domain
 from services.enrollment.schemas import EnrollmentIn
@@ -202,16 +202,17 @@ def tally(outcomes: list[dict]) -> dict:
 class ImportLoop(WakeableLoop):
     name = "enrollment.bulk_imports"
 
-    def __init__(self, db, enroller: RowEnroller, box: RowBox, settings: dict):
+    def __init__(self, db, enroller: RowEnroller, box: RowBox, settings):
+        """`settings`: the service's, settings.EnrollmentSettings."""
         super().__init__()
         self.box = box
         self.jobs, self.chunks = db[JOBS], db[CHUNKS]
         self.enroller = enroller
-        self.concurrency = settings["concurrency"]
-        self.save_every = settings["save_every"]
-        self.lease = timedelta(seconds=settings["lease_seconds"])
-        self.max_attempts = settings["max_attempts"]
-        self.poll_seconds = settings["poll_seconds"]
+        self.concurrency = settings.bulk_concurrency
+        self.save_every = settings.bulk_save_every_rows
+        self.lease = settings.bulk_lease
+        self.max_attempts = settings.bulk_max_attempts
+        self.poll_seconds = settings.bulk_poll_seconds
         self.pool = GreenPool(self.concurrency)
 
     def run_once(self) -> bool:
@@ -282,10 +283,7 @@ class ImportLoop(WakeableLoop):
 
 class BulkImports(DependencyProvider):
     """The import jobs of this service: submitting one, reading it, and the loop that works
-    them. Config: BULK_MAX_BYTES (20 MiB), BULK_MAX_ROWS (100,000), BULK_CHUNK_ROWS (250),
-    BULK_CONCURRENCY (chunks at once per process, 4), BULK_LEASE_SECONDS (60),
-    BULK_MAX_ATTEMPTS (5: a chunk failing as often has its remaining rows reported),
-    BULK_POLL_SECONDS (2), BULK_RETENTION_DAYS (30). `enroll` is enrollment's write path,
+    them, as the BULK_* settings say (settings.py). `enroll` is enrollment's write path,
     repository.enroll_learner (handed in: repository prepares this module's indexes);
     `store` and `keys` name the service's attributes holding the store and the
     dependencies.PersonalDataKeys."""
@@ -295,16 +293,7 @@ class BulkImports(DependencyProvider):
         self.store_attr, self.keys_attr = store, keys
 
     def setup(self):
-        config = self.container.config
-        self.max_bytes = int(config.get("BULK_MAX_BYTES", 20 * 1024 * 1024))
-        self.max_rows = int(config.get("BULK_MAX_ROWS", 100_000))
-        self.chunk_rows = int(config.get("BULK_CHUNK_ROWS", 250))
-        self.retention = timedelta(days=float(config.get("BULK_RETENTION_DAYS", 30)))
-        self.settings = {"concurrency": int(config.get("BULK_CONCURRENCY", 4)),
-                         "save_every": int(config.get("BULK_SAVE_EVERY_ROWS", 25)),
-                         "lease_seconds": float(config.get("BULK_LEASE_SECONDS", 60)),
-                         "max_attempts": int(config.get("BULK_MAX_ATTEMPTS", 5)),
-                         "poll_seconds": float(config.get("BULK_POLL_SECONDS", 2))}
+        self.settings = settings_of(self.container)
         self.loop = None
 
     def start(self):
@@ -317,7 +306,7 @@ class BulkImports(DependencyProvider):
         for collection in (self.db[JOBS], self.db[CHUNKS]):  # the store's hourly purge
             store.housekeeping.add(RetentionRule(
                 collection, expired=lambda cutoff: {"created_at": {"$lt": cutoff}},
-                keep=self.retention))
+                keep=self.settings.bulk_retention))
         self.loop.start(self.container.spawn_managed_thread)
 
     def stop(self):
@@ -333,7 +322,7 @@ class BulkImports(DependencyProvider):
 
     def submit(self, caller: Principal, course: dict, data: bytes, commune_code: str | None):
         """Read and store an upload as a job; the loop is woken to start on it."""
-        parsed = parse_upload(data, self.max_rows)
+        parsed = parse_upload(data, self.settings.bulk_max_rows)
         if not parsed.rows:
             raise ValidationFailed("the file has a header but no learners",
                                    {"_file": ["no rows"]}, message_vi="tệp không có học viên nào")
@@ -345,7 +334,7 @@ class BulkImports(DependencyProvider):
         now = utcnow()
         job_id = uuid.uuid4().hex
         rows = parsed.rows
-        chunk_rows = self.chunk_rows
+        chunk_rows = self.settings.bulk_chunk_rows
         # rows of communes the creator does not cover are refused: they give no one a view
         communes = sorted(code for code in _commune_like(rows, commune_code)
                           if caller.covers(province_of(code), code))

@@ -38,10 +38,12 @@ from hocvu.http import (ApiError, Conflict, Forbidden, NotFound, ValidationFaile
                         json_response, load_body, load_query)
 from hocvu.messaging import subscribe
 from hocvu.reference import province_of
+from hocvu.settings import Settings
 from hocvu.store import ServiceStore
 from hocvu.operations import OPERATIONS_ACCESS, operations_routes
 from services.enrollment import bulk, domain, lookup, repository
 from services.enrollment.dependencies import PersonalDataKeys
+from services.enrollment.settings import EnrollmentSettings
 from services.enrollment.schemas import (CSV_BODY, CatalogCourseOut, CommunesOut, CommunesQuery,
                                          EnrollmentCreatedOut, EnrollmentIn, EnrollmentOut,
                                          EnrollmentPageOut, EnrollmentsQuery, ImportOut,
@@ -110,6 +112,7 @@ class EnrollmentService(operations_routes("enrollment")):
     }
 
     config = Config()
+    settings = Settings(EnrollmentSettings)
     store = ServiceStore(prepare=repository.prepare)
     keys = PersonalDataKeys(store="store")
     imports = bulk.BulkImports(repository.enroll_learner, store="store", keys="keys")
@@ -222,7 +225,7 @@ class EnrollmentService(operations_routes("enrollment")):
         course = repository.find_course(self.store.db, args["course_id"])
         if course is None:
             raise NotFound(f"no course {args['course_id']}", {"course_id": ["unknown course"]})
-        data = bulk.read_upload(request, self.imports.max_bytes)
+        data = bulk.read_upload(request, self.settings.bulk_max_bytes)
         job = self.imports.submit(caller, course, data, commune_code)
         return json_response(import_out.dump(bulk.job_view(job)), 202,
                              {"Location": f"/api/enrollment/imports/{job['_id']}"})
