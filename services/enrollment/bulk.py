@@ -5,8 +5,9 @@ The upload (POST /imports) reads the CSV (bulk_csv), stores its rows in chunk do
 and answers 202 at once. A background loop in every enrollment process claims pending
 chunks under a lease (hocvu.leases: instances share the work, a crashed one's lease runs
 out) and takes each row through exactly what POST /enrollments does: the same schema, the
-same caller check, the same course rule and the same `enrolling.enroll`, so a valid row gets
-its lesson plan and confirmation SMS like anyone else, and an invalid one changes nothing.
+same caller check, the same course rule and the same writes (`repository.enroll_learner`,
+which the service hands this module), so a valid row gets its lesson plan and confirmation
+SMS like anyone else, and an invalid one changes nothing.
 
 Exactly once per row, across crashes:
 - a row's outcome is kept in its chunk (`outcomes`, in row order), saved every few rows; after
@@ -32,14 +33,13 @@ import hmac
 import json
 import logging
 import uuid
-from datetime import timedelta
 
 from eventlet import GreenPool
 from marshmallow import ValidationError
 from nacl.secret import SecretBox
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from hocvu.auth import Principal
 from hocvu.background import WakeableLoop
@@ -48,8 +48,9 @@ from hocvu.http import ApiError, NotFound, ValidationFailed, flatten_errors
 from hocvu.leases import NEVER, claim_batch
 from hocvu.reference import province_of
 from hocvu.retention import RetentionRule
+from hocvu.settings import settings_of
 from hocvu.store import dependency
-from services.enrollment import bulk_csv, enrolling
+from services.enrollment import bulk_csv, domain
 from services.enrollment.schemas import EnrollmentIn
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class PayloadTooLarge(ApiError):
     code = "PAYLOAD_TOO_LARGE"
 
 
-def prepare(db) -> None:
+def prepare_indexes(db) -> None:
     db[CHUNKS].create_index([("status", ASCENDING), ("created_at", ASCENDING)])
     db[JOBS].create_index("created_at")
 
@@ -152,12 +153,13 @@ def job_view(job: dict) -> dict:
 
 class RowEnroller:
     """One row through POST /enrollments' rules; returns its outcome. The only place that
-    calls enrollment's write path, so a change to `enrolling.enroll` is adapted here."""
+    calls enrollment's write path (`enroll`: repository.enroll_learner), so a change to it
+    is adapted here."""
 
-    def __init__(self, store, keys, find_course):
+    def __init__(self, store, keys, enroll):
         self.store = store
         self.keys = keys
-        self.find_course = find_course
+        self.enroll = enroll
 
     def outcome(self, job: dict, caller: Principal, row: int, cells: dict) -> dict:
         learner_in = bulk_csv.learner_fields(cells, job.get("province_code"),
@@ -169,35 +171,18 @@ class RowEnroller:
         learner = body["learner"]
         correlation_id = f"imp-{job['_id']}-{row}"
         try:
-            subject = self.keys.learner_subject(learner["phone"])
-            enrolling.check_caller_may_enroll(caller, learner, subject)
-            course = enrolling.course_for(self.find_course, body["course_id"], learner["group"])
-            enrollment = self._enroll(caller, course, learner, subject, correlation_id)
-        except enrolling.AlreadyEnrolled as exc:
+            enrollment = self.enroll(self.store, self.keys, caller, body["course_id"], learner,
+                                     correlation_id)
+        except domain.AlreadyEnrolled as exc:
             existing = exc.extra.get("enrollment_id")
             if existing and self.store.db.enrollments.find_one(
                     {"_id": existing, "correlation_id": correlation_id}, projection={"_id": 1}):
                 return {"o": ENROLLED, "id": existing}   # this row, before a crash
             return {"o": ALREADY, "id": existing,
                     "e": [["national_id", "already enrolled in this course"]]}
-        except ApiError as exc:
+        except domain.Refused as exc:
             return _invalid(exc.fields or {"_schema": [exc.message]})
         return {"o": ENROLLED, "id": enrollment["_id"]}
-
-    def _enroll(self, caller, course, learner, subject, correlation_id) -> dict:
-        national_id_hash = self.keys.national_id_hash(learner["national_id"])
-        sealed_phone = self.keys.sealer.seal(learner["phone"])
-
-        def attempt():
-            return enrolling.enroll(self.store, caller, course, learner, national_id_hash,
-                                    subject, sealed_phone, correlation_id, utcnow())
-
-        try:
-            return attempt()
-        except DuplicateKeyError:
-            # the same person on a row being enrolled at this moment (another chunk, another
-            # upload) wrote first: now we see it, and reuse the learner or refuse a repeat
-            return attempt()
 
 
 def _invalid(fields: dict) -> dict:
@@ -217,16 +202,17 @@ def tally(outcomes: list[dict]) -> dict:
 class ImportLoop(WakeableLoop):
     name = "enrollment.bulk_imports"
 
-    def __init__(self, db, enroller: RowEnroller, box: RowBox, settings: dict):
+    def __init__(self, db, enroller: RowEnroller, box: RowBox, settings):
+        """`settings`: the service's, settings.EnrollmentSettings."""
         super().__init__()
         self.box = box
         self.jobs, self.chunks = db[JOBS], db[CHUNKS]
         self.enroller = enroller
-        self.concurrency = settings["concurrency"]
-        self.save_every = settings["save_every"]
-        self.lease = timedelta(seconds=settings["lease_seconds"])
-        self.max_attempts = settings["max_attempts"]
-        self.poll_seconds = settings["poll_seconds"]
+        self.concurrency = settings.bulk_concurrency
+        self.save_every = settings.bulk_save_every_rows
+        self.lease = settings.bulk_lease
+        self.max_attempts = settings.bulk_max_attempts
+        self.poll_seconds = settings.bulk_poll_seconds
         self.pool = GreenPool(self.concurrency)
 
     def run_once(self) -> bool:
@@ -297,40 +283,30 @@ class ImportLoop(WakeableLoop):
 
 class BulkImports(DependencyProvider):
     """The import jobs of this service: submitting one, reading it, and the loop that works
-    them. Config: BULK_MAX_BYTES (20 MiB), BULK_MAX_ROWS (100,000), BULK_CHUNK_ROWS (250),
-    BULK_CONCURRENCY (chunks at once per process, 4), BULK_LEASE_SECONDS (60),
-    BULK_MAX_ATTEMPTS (5: a chunk failing as often has its remaining rows reported),
-    BULK_POLL_SECONDS (2), BULK_RETENTION_DAYS (30)."""
+    them, as the BULK_* settings say (settings.py). `enroll` is enrollment's write path,
+    repository.enroll_learner (handed in: repository prepares this module's indexes);
+    `store` and `keys` name the service's attributes holding the store and the
+    dependencies.PersonalDataKeys."""
+
+    def __init__(self, enroll, store: str = "store", keys: str = "keys"):
+        self.enroll = enroll
+        self.store_attr, self.keys_attr = store, keys
 
     def setup(self):
-        config = self.container.config
-        self.max_bytes = int(config.get("BULK_MAX_BYTES", 20 * 1024 * 1024))
-        self.max_rows = int(config.get("BULK_MAX_ROWS", 100_000))
-        self.chunk_rows = int(config.get("BULK_CHUNK_ROWS", 250))
-        self.retention = timedelta(days=float(config.get("BULK_RETENTION_DAYS", 30)))
-        self.settings = {"concurrency": int(config.get("BULK_CONCURRENCY", 4)),
-                         "save_every": int(config.get("BULK_SAVE_EVERY_ROWS", 25)),
-                         "lease_seconds": float(config.get("BULK_LEASE_SECONDS", 60)),
-                         "max_attempts": int(config.get("BULK_MAX_ATTEMPTS", 5)),
-                         "poll_seconds": float(config.get("BULK_POLL_SECONDS", 2))}
+        self.settings = settings_of(self.container)
         self.loop = None
-
-    def __init__(self, store: str = "store", keys: str = "keys"):
-        self.store_attr, self.keys_attr = store, keys  # the service's attributes that hold them
 
     def start(self):
         store = dependency(self.container, self.store_attr).store
         keys = dependency(self.container, self.keys_attr)
         self.db = store.db
-        prepare(self.db)
-        enroller = RowEnroller(store, keys,
-                               lambda course_id: enrolling.find_course(store.db, course_id))
+        enroller = RowEnroller(store, keys, self.enroll)
         self.box = RowBox(keys.national_id_key)
         self.loop = ImportLoop(self.db, enroller, self.box, self.settings)
         for collection in (self.db[JOBS], self.db[CHUNKS]):  # the store's hourly purge
             store.housekeeping.add(RetentionRule(
                 collection, expired=lambda cutoff: {"created_at": {"$lt": cutoff}},
-                keep=self.retention))
+                keep=self.settings.bulk_retention))
         self.loop.start(self.container.spawn_managed_thread)
 
     def stop(self):
@@ -346,7 +322,7 @@ class BulkImports(DependencyProvider):
 
     def submit(self, caller: Principal, course: dict, data: bytes, commune_code: str | None):
         """Read and store an upload as a job; the loop is woken to start on it."""
-        parsed = parse_upload(data, self.max_rows)
+        parsed = parse_upload(data, self.settings.bulk_max_rows)
         if not parsed.rows:
             raise ValidationFailed("the file has a header but no learners",
                                    {"_file": ["no rows"]}, message_vi="tệp không có học viên nào")
@@ -358,6 +334,7 @@ class BulkImports(DependencyProvider):
         now = utcnow()
         job_id = uuid.uuid4().hex
         rows = parsed.rows
+        chunk_rows = self.settings.bulk_chunk_rows
         # rows of communes the creator does not cover are refused: they give no one a view
         communes = sorted(code for code in _commune_like(rows, commune_code)
                           if caller.covers(province_of(code), code))
@@ -365,7 +342,7 @@ class BulkImports(DependencyProvider):
                "created_by": caller.subject, "caller": caller_document(caller),
                "province_code": caller.province, "commune_code": commune_code,
                "commune_codes": communes[:1000], "rows": len(rows),
-               "chunk_count": -(-len(rows) // self.chunk_rows), "counted_chunks": [],
+               "chunk_count": -(-len(rows) // chunk_rows), "counted_chunks": [],
                "counts": {"valid": 0, "enrolled": 0, "already_enrolled": 0, "invalid": 0},
                "file": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                         "encoding": parsed.encoding,
@@ -377,12 +354,12 @@ class BulkImports(DependencyProvider):
         # were stored are still enrolled; uploading again reports them as repeats)
         self.db[JOBS].insert_one(job)
         chunks = [{"_id": f"{job_id}:{number:05d}", "job_id": job_id, "chunk_no": number,
-                   "rows": [row for row, _ in rows[start:start + self.chunk_rows]],
+                   "rows": [row for row, _ in rows[start:start + chunk_rows]],
                    "sealed_rows": self.box.seal(
-                       [cells for _, cells in rows[start:start + self.chunk_rows]]),
+                       [cells for _, cells in rows[start:start + chunk_rows]]),
                    "outcomes": [],
                    "status": PENDING, "lease_until": NEVER, "created_at": now}
-                  for number, start in enumerate(range(0, len(rows), self.chunk_rows))]
+                  for number, start in enumerate(range(0, len(rows), chunk_rows))]
         for start in range(0, len(chunks), 40):   # bounded messages to the store
             self.db[CHUNKS].insert_many(chunks[start:start + 40], ordered=True)
         self.db[JOBS].update_one({"_id": job_id}, {"$set": {"status": ACCEPTED}})

@@ -29,21 +29,21 @@ Background the import loop (bulk.py), one per process: enrolls the rows of pendi
 """
 
 from nameko.dependency_providers import Config
-from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
 from werkzeug.wrappers import Response
 
-from hocvu import auth, pagination, reference
+from hocvu import auth, reference
 from hocvu.auth import EVERYONE_SIGNED_IN, STAFF
 from hocvu.clock import utcnow
-from hocvu.http import (Forbidden, NotFound, ValidationFailed, http, json_response, load_body,
-                        load_query)
+from hocvu.http import (ApiError, Conflict, Forbidden, NotFound, ValidationFailed, http,
+                        json_response, load_body, load_query)
 from hocvu.messaging import subscribe
 from hocvu.reference import province_of
-from hocvu.store import ServiceStore, Store, drop_indexes_if_present
+from hocvu.settings import Settings
+from hocvu.store import ServiceStore
 from hocvu.operations import OPERATIONS_ACCESS, operations_routes
-from services.enrollment import bulk, enrolling, lookup
-from services.enrollment.keys import PersonalDataKeys
+from services.enrollment import bulk, domain, lookup, repository
+from services.enrollment.dependencies import PersonalDataKeys
+from services.enrollment.settings import EnrollmentSettings
 from services.enrollment.schemas import (CSV_BODY, CatalogCourseOut, CommunesOut, CommunesQuery,
                                          EnrollmentCreatedOut, EnrollmentIn, EnrollmentOut,
                                          EnrollmentPageOut, EnrollmentsQuery, ImportOut,
@@ -65,15 +65,29 @@ import_out = ImportOut()
 lookup_query = LookupQuery()
 lookup_out = LookupOut()
 
-def prepare(store: Store) -> None:
-    db = store.db
-    store.ensure_collections("learners", "enrollments", "catalog")
-    db.learners.create_index("national_id_hash", unique=True)
-    db.enrollments.create_index([("learner_id", ASCENDING), ("course_id", ASCENDING)],
-                                unique=True)
-    db.enrollments.create_index([("commune_code", ASCENDING), ("enrolled_at", ASCENDING)])
-    db.enrollments.create_index([("learner_subject", ASCENDING), ("enrolled_at", ASCENDING)])
-    drop_indexes_if_present(db.enrollments, "commune_code_1_group_1")
+
+class AlreadyEnrolled(Conflict):
+    code = "ALREADY_ENROLLED"
+
+
+class ProfileMismatch(Conflict):
+    code = "PROFILE_MISMATCH"
+
+
+class CourseForAnotherGroup(Conflict):
+    """The body is valid; the catalog says the course is not for this learner's group (a rule
+    on the catalog's state, not on the body's form: 409, as a body's schema cannot state it)."""
+    code = "COURSE_FOR_ANOTHER_GROUP"
+
+
+# how the API answers each refusal of the rules (domain.Refused)
+_ANSWERS = {domain.MayNotEnroll: Forbidden, domain.UnknownCourse: NotFound,
+            domain.CourseForAnotherGroup: CourseForAnotherGroup,
+            domain.AlreadyEnrolled: AlreadyEnrolled, domain.ProfileMismatch: ProfileMismatch}
+
+
+def _answer(refused: domain.Refused) -> ApiError:
+    return _ANSWERS[type(refused)](refused.message, refused.fields, **refused.extra)
 
 
 class EnrollmentService(operations_routes("enrollment")):
@@ -98,14 +112,15 @@ class EnrollmentService(operations_routes("enrollment")):
     }
 
     config = Config()
-    store = ServiceStore(prepare=prepare)
+    settings = Settings(EnrollmentSettings)
+    store = ServiceStore(prepare=repository.prepare)
     keys = PersonalDataKeys(store="store")
-    imports = bulk.BulkImports(store="store", keys="keys")
+    imports = bulk.BulkImports(repository.enroll_learner, store="store", keys="keys")
 
     @http("GET", "/api/enrollment/courses", summary="the courses enrollment accepts",
           answers={200: CatalogCourseOut(many=True)})
     def list_courses(self, request):
-        return catalog_out.dump(self.store.db.catalog.find().sort([("group", 1), ("_id", 1)]))
+        return catalog_out.dump(repository.catalog(self.store.db))
 
     @http("GET", "/api/enrollment/provinces",
           summary="the 34 provinces since 1 July 2025, by code, with their names",
@@ -133,49 +148,30 @@ class EnrollmentService(operations_routes("enrollment")):
                                       409: "already enrolled, registered with other details, "
                                            "or the course is for another group"})
     def create_enrollment(self, request):
-        caller = request.principal
         body = load_body(request, enrollment_in)
-        learner = body["learner"]
-        subject = self.keys.learner_subject(learner["phone"])
-        enrolling.check_caller_may_enroll(caller, learner, subject)
-        national_id_hash = self.keys.national_id_hash(learner["national_id"])
-        sealed_phone = self.keys.sealer.seal(learner["phone"])
         correlation_id = request.correlation_id  # hocvu.logcontext.correlation_id_of
-
-        course = enrolling.course_for(self._find_course, body["course_id"], learner["group"])
-
-        def attempt():
-            return enrolling.enroll(self.store, caller, course, learner, national_id_hash,
-                                    subject, sealed_phone, correlation_id, utcnow())
-
         try:
-            enrollment = attempt()
-        except DuplicateKeyError:
-            # a concurrent request for the same person wrote first; this time we see what it
-            # wrote and answer 409 or reuse the learner
-            enrollment = attempt()
+            enrollment = repository.enroll_learner(self.store, self.keys, request.principal,
+                                                   body["course_id"], body["learner"],
+                                                   correlation_id)
+        except domain.Refused as refused:
+            raise _answer(refused) from None
         return json_response(created_out.dump(enrollment), 201,
                              {"X-Correlation-ID": correlation_id,
                               "Location": f"/api/enrollment/enrollments/{enrollment['_id']}"})
-
-    def _find_course(self, course_id: str) -> dict | None:
-        return enrolling.find_course(self.store.db, course_id)
 
     @http("GET", "/api/enrollment/enrollments", summary="enrollments the caller may see",
           query=EnrollmentsQuery, answers={200: EnrollmentPageOut, 400: "invalid filter or page"})
     def list_enrollments(self, request):
         args = load_query(request, enrollments_query)
-        page = pagination.scoped_page(self.store.db.enrollments, request.principal, args,
-                                      ("commune_code", "course_id"), "enrolled_at")
-        return page_out.dump(page)
+        return page_out.dump(repository.visible_enrollments(self.store.db, request.principal,
+                                                            args))
 
     @http("GET", "/api/enrollment/enrollments/<enrollment_id>", summary="one enrollment",
           answers={200: EnrollmentOut, 404: "no such enrollment (or not yours to see)"})
     def get_enrollment(self, request, enrollment_id):
-        enrollment = enrolling.find_visible(self.store.db.enrollments, enrollment_id,
-                                            request.principal)
-        enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
-        return enrollment_out.dump(enrollment)
+        enrollment = self._visible(request.principal, enrollment_id)
+        return enrollment_out.dump(repository.with_learner(self.store.db, enrollment))
 
     @http("POST", "/api/enrollment/enrollments/<enrollment_id>/cancel",
           summary="cancel an enrollment: its lessons stop, no certificate or reminder follows "
@@ -183,11 +179,16 @@ class EnrollmentService(operations_routes("enrollment")):
           answers={200: EnrollmentOut, 404: "no such enrollment (or not yours to cancel)"})
     def cancel_enrollment(self, request, enrollment_id):
         caller = request.principal
+        enrollment = repository.cancel(self.store.db, self._visible(caller, enrollment_id),
+                                       caller, utcnow())
+        return enrollment_out.dump(repository.with_learner(self.store.db, enrollment))
 
-        enrollment = enrolling.find_visible(self.store.db.enrollments, enrollment_id, caller)
-        enrollment = enrolling.cancel(self.store.db, enrollment, caller, utcnow())
-        enrollment["learner"] = self.store.db.learners.find_one({"_id": enrollment["learner_id"]})
-        return enrollment_out.dump(enrollment)
+    def _visible(self, caller, enrollment_id: str) -> dict:
+        """The enrollment if the caller may see it; 404 as if it did not exist otherwise."""
+        enrollment = repository.find_visible(self.store.db, enrollment_id, caller)
+        if enrollment is None:
+            raise NotFound(f"no enrollment {enrollment_id}")
+        return enrollment
 
     @http("POST", "/api/enrollment/enrollments/lookup",
           summary="a class's list of national IDs or enrollment ids -> enrollment ids",
@@ -221,10 +222,10 @@ class EnrollmentService(operations_routes("enrollment")):
         if commune_code and not caller.covers(province_of(commune_code), commune_code):
             raise Forbidden("you may import learners only in the communes you work in",
                             {"commune_code": ["outside your communes"]})
-        course = self._find_course(args["course_id"])
+        course = repository.find_course(self.store.db, args["course_id"])
         if course is None:
             raise NotFound(f"no course {args['course_id']}", {"course_id": ["unknown course"]})
-        data = bulk.read_upload(request, self.imports.max_bytes)
+        data = bulk.read_upload(request, self.settings.bulk_max_bytes)
         job = self.imports.submit(caller, course, data, commune_code)
         return json_response(import_out.dump(bulk.job_view(job)), 202,
                              {"Location": f"/api/enrollment/imports/{job['_id']}"})
@@ -249,5 +250,4 @@ class EnrollmentService(operations_routes("enrollment")):
 
     @subscribe("lessons", "course_published")
     def remember_course(self, event):
-        enrolling.remember_course(self.store.db, event.data, event.occurred_at)
-        enrolling.forget_course(event.data["course_id"])
+        repository.remember_course(self.store.db, event.data, event.occurred_at)
