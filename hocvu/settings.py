@@ -47,8 +47,10 @@ def whole(key: str, default: int, minimum: int = 1, maximum: int | None = None) 
                           validate=Range(min=minimum, max=maximum))
 
 
-def number(key: str, default: float, minimum: float = 0.0) -> fields.Field:
-    return fields.Float(data_key=key, load_default=default, validate=Range(min=minimum))
+def number(key: str, default: float, minimum: float = 0.0,
+           maximum: float | None = None) -> fields.Field:
+    return fields.Float(data_key=key, load_default=default,
+                        validate=Range(min=minimum, max=maximum))
 
 
 class _Duration(fields.Float):

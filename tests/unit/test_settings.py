@@ -58,3 +58,13 @@ def test_every_bad_key_is_named_in_one_message():
 def test_a_secret_too_short_to_be_one_is_refused():
     with pytest.raises(ConfigurationError, match="CERTIFICATE_CODE_KEY: Shorter than minimum"):
         settings.load(ExampleSettings, {"CERTIFICATE_CODE_KEY": "short"})
+
+
+def test_a_number_may_have_a_ceiling():
+    class Share(settings.SettingsSchema):
+        rate = settings.number("DEFAULT_TARGET_RATE", 0.8, minimum=0.01, maximum=1.0)
+
+    assert settings.load(Share, {}).rate == 0.8
+    with pytest.raises(ConfigurationError, match="DEFAULT_TARGET_RATE: Must be greater than or "
+                                                 "equal to 0.01 and less than or equal to 1.0"):
+        settings.load(Share, {"DEFAULT_TARGET_RATE": "1.5"})
