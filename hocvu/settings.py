@@ -47,8 +47,10 @@ def whole(key: str, default: int, minimum: int = 1, maximum: int | None = None) 
                           validate=Range(min=minimum, max=maximum))
 
 
-def number(key: str, default: float, minimum: float = 0.0) -> fields.Field:
-    return fields.Float(data_key=key, load_default=default, validate=Range(min=minimum))
+def number(key: str, default: float, minimum: float = 0.0,
+           maximum: float | None = None) -> fields.Field:
+    return fields.Float(data_key=key, load_default=default,
+                        validate=Range(min=minimum, max=maximum))
 
 
 class _Duration(fields.Float):
@@ -67,14 +69,23 @@ def duration(key: str, default: float, unit: str = "seconds", minimum: float = 0
                      validate=Range(min=timedelta(**{unit: minimum})))
 
 
+class _Text(fields.String):
+    # nameko reads each value taken from the environment as YAML: BOOTSTRAP_ADMIN_PROVINCE=38
+    # arrives as the number 38, and is the text "38" all the same
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, (int, float)):
+            value = str(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def text(key: str, default: str = "", **kwargs) -> fields.Field:
-    return fields.String(data_key=key, load_default=default, **kwargs)
+    return _Text(data_key=key, load_default=default, **kwargs)
 
 
 def secret(key: str, min_length: int = 32) -> fields.Field:
     """A key the service cannot run without: required, and long enough to be a secret."""
-    return fields.String(data_key=key, required=True, validate=Length(min=min_length),
-                         error_messages={"required": "must be set"})
+    return _Text(data_key=key, required=True, validate=Length(min=min_length),
+                 error_messages={"required": "must be set"})
 
 
 def load(schema: type[SettingsSchema], config: dict, service: str = "service") -> SimpleNamespace:

@@ -6,13 +6,13 @@ moment between the cancellation (enrollment) and lessons hearing of it may still
 announced, and its event may reach certificates before or after the cancellation. The rule
 that settles it whatever the order of arrival: a course completed at or after the moment of
 the cancellation earns no certificate. So certificates keeps a note of each cancellation
-(`cancellations`, by enrollment id): issuing checks it (issuing.issue), and a certificate
+(`cancellations`, by enrollment id): issuing checks it (repository.issue), and a certificate
 already issued for such a completion is revoked when the note arrives. A course completed
 before the cancellation keeps its certificate: the learner finished it.
 """
 from datetime import datetime
 
-from services.certificates import issuing
+from services.certificates import repository
 from services.certificates.domain import VALID
 
 REASON = "Ghi danh đã bị hủy trước khi hoàn thành khóa học"
@@ -43,4 +43,4 @@ def revoke_if_completed_after(db, cancellation: dict, now: datetime) -> None:
                                             "status": VALID})
     if certificate and certificate.get("completed_at") and \
             certificate["completed_at"] >= cancellation["cancelled_at"]:
-        issuing.revoke(db, certificate, REASON, SYSTEM, now)
+        repository.revoke(db, certificate, REASON, SYSTEM, now)

@@ -21,57 +21,28 @@ Config     CERTIFICATE_CODE_KEY (required; comma-separated for rotation), PUBLIC
 """
 from eventlet import tpool
 from nameko.dependency_providers import Config
-from nameko.exceptions import ConfigurationError
-from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING
 from werkzeug.wrappers import Response
 
-from hocvu import auth, pagination
+from hocvu import auth
 from hocvu.auth import EVERYONE_SIGNED_IN
-from hocvu.clock import isoformat, utcnow
-from hocvu.http import Conflict, NotFound, http, load_body, load_query
+from hocvu.clock import utcnow
+from hocvu.http import http, load_body, load_query
 from hocvu.messaging import subscribe
-from hocvu.store import ServiceStore, Store
 from hocvu.operations import OPERATIONS_ACCESS, operations_routes
-from services.certificates import cancellations, issuing, pdf
-from services.certificates.domain import REVOKED, CodeKeys, display_code
+from hocvu.settings import Settings
+from hocvu.store import ServiceStore
+from services.certificates import cancellations, pdf, repository
+from services.certificates.dependencies import VerificationCodes
+from services.certificates.domain import display_code
 from services.certificates.schemas import (CertificateOut, CertificatePageOut, CertificatesQuery,
                                            RevokeIn, VerificationOut)
+from services.certificates.settings import CertificatesSettings
 
 page_out = CertificatePageOut()
 certificate_out = CertificateOut()
 verification_out = VerificationOut()
 certificates_query = CertificatesQuery()
 revoke_in = RevokeIn()
-
-
-class CertificateRevoked(Conflict):
-    code = "CERTIFICATE_REVOKED"
-
-
-class VerificationCodes(DependencyProvider):
-    """Signs new verification codes and checks typed ones (domain.CodeKeys); refuses to start
-    without CERTIFICATE_CODE_KEY."""
-
-    def setup(self):
-        try:
-            self.keys = CodeKeys(str(self.container.config.get("CERTIFICATE_CODE_KEY") or ""))
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-
-    def get_dependency(self, worker_ctx):
-        return self.keys
-
-
-def prepare(store: Store) -> None:
-    db = store.db
-    store.ensure_collections("certificates", "counters", "cancellations")
-    db.certificates.create_index("enrollment_id", unique=True)
-    db.certificates.create_index("verification_code", unique=True)
-    db.certificates.create_index("serial", unique=True)
-    db.certificates.create_index([("learner_id", ASCENDING), ("issued_at", ASCENDING)])
-    db.certificates.create_index([("commune_code", ASCENDING), ("issued_at", ASCENDING)])
-    db.certificates.create_index([("learner_subject", ASCENDING), ("issued_at", ASCENDING)])
 
 
 class CertificatesService(operations_routes("certificates")):
@@ -88,7 +59,8 @@ class CertificatesService(operations_routes("certificates")):
     }
 
     config = Config()
-    store = ServiceStore(prepare=prepare)
+    settings = Settings(CertificatesSettings)
+    store = ServiceStore(prepare=repository.prepare)
     codes = VerificationCodes()
 
     @http("GET", "/api/certificates/certificates",
@@ -96,9 +68,7 @@ class CertificatesService(operations_routes("certificates")):
           query=CertificatesQuery, answers={200: CertificatePageOut, 400: "invalid filter or page"})
     def list_certificates(self, request):
         args = load_query(request, certificates_query)
-        page = pagination.scoped_page(self.store.db.certificates, request.principal, args,
-                                      ("enrollment_id", "learner_id"), "issued_at")
-        return page_out.dump(page)
+        return page_out.dump(repository.page(self.store.db, request.principal, args))
 
     @http("GET", "/api/certificates/certificates/<certificate_id>/pdf",
           summary="the certificate as a PDF, in Vietnamese, with a QR code to verify it",
@@ -106,14 +76,7 @@ class CertificatesService(operations_routes("certificates")):
                    404: "no such certificate (or not yours to see)",
                    409: "the certificate was revoked"})
     def certificate_pdf(self, request, certificate_id):
-        certificate = self.store.db.certificates.find_one({"_id": certificate_id})
-        if certificate is None or not request.principal.may_see(
-                certificate["province_code"], certificate["commune_code"],
-                certificate.get("learner_subject")):
-            raise NotFound(f"no certificate {certificate_id}")
-        if certificate["status"] == REVOKED:
-            raise CertificateRevoked("this certificate was revoked: it is no longer printed",
-                                     revoked_at=isoformat(certificate["revoked_at"]))
+        certificate = repository.printable(self.store.db, certificate_id, request.principal)
         # a few hundred milliseconds of CPU (fonts): in a thread, so that the other requests
         # this process serves meanwhile are not held up
         document = tpool.execute(
@@ -133,28 +96,24 @@ class CertificatesService(operations_routes("certificates")):
         reason = load_body(request, revoke_in)["reason"]
         caller = request.principal
 
-        certificate = issuing.find_for(self.store.db, certificate_id, caller)
-        return certificate_out.dump(issuing.revoke(self.store.db, certificate, reason,
-                                                   caller.subject, utcnow()))
+        certificate = repository.find_for(self.store.db, certificate_id, caller)
+        return certificate_out.dump(repository.revoke(self.store.db, certificate, reason,
+                                                      caller.subject, utcnow()))
 
     @http("GET", "/api/certificates/verify/<code>", summary="verify a certificate (public)",
           answers={200: VerificationOut, 404: "no certificate has this code"})
     def verify(self, request, code):
         # a code whose signature is wrong never reaches the store (domain.py)
         canonical = self.codes.worth_looking_up(code)
-        certificate = canonical and self.store.db.certificates.find_one(
-            {"verification_code": canonical})
-        if not certificate:
-            raise NotFound("no certificate has this verification code")
-        return verification_out.dump(certificate)
+        return verification_out.dump(repository.by_code(self.store.db, canonical))
 
     def _verify_url(self) -> str:
-        return self.config["PUBLIC_BASE_URL"].rstrip("/") + "/api/certificates/verify/{code}"
+        return self.settings.public_base_url.rstrip("/") + "/api/certificates/verify/{code}"
 
     @subscribe("lessons", "course_completed")
     def issue_certificate(self, event):
-        issuing.issue(self.store, event.data, event.correlation_id, self._verify_url(),
-                      self.codes.new_code, utcnow())
+        repository.issue(self.store, event.data, event.correlation_id, self._verify_url(),
+                         self.codes.new_code, utcnow())
         # a cancellation noted while this one issued (its handler found no certificate yet)
         cancellations.recheck(self.store.db, event.data["enrollment_id"], utcnow())
 

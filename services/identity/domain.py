@@ -8,6 +8,7 @@ controls the clock.
 """
 import hashlib
 import hmac
+import ipaddress
 import math
 import re
 import secrets
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 
 from hocvu import reference
 from hocvu.places import PROVINCE_CODES, is_commune_code
+from hocvu.sealing import Sealer
 
 FACILITATOR, COMMUNE_ADMIN, PROVINCE_ADMIN = "facilitator", "commune_admin", "province_admin"
 STAFF_ROLES = (FACILITATOR, COMMUNE_ADMIN, PROVINCE_ADMIN)
@@ -194,6 +196,16 @@ class Window:
     seconds: int
 
 
+@dataclass(frozen=True)
+class CodePolicy:
+    hash_key: bytes
+    sealer: Sealer  # with notifications' public key
+    lifetime: timedelta
+    attempts: int
+    per_phone: tuple[Window, ...]
+    per_address: tuple[Window, ...]
+
+
 def parse_windows(text: str) -> tuple[Window, ...]:
     """"1/60,5/3600" -> at most 1 per 60 s and 5 per hour."""
     windows = []
@@ -230,3 +242,16 @@ def record_request(history: list[datetime], now: datetime,
     longest = timedelta(seconds=max(w.seconds for w in windows))
     keep = max(w.limit for w in windows)
     return sorted([t for t in history if now - t < longest] + [now], reverse=True)[:keep]
+
+
+def client_address(headers, peer: str | None) -> str:
+    """The learner's address as the nginx edge saw it: X-Real-IP, else the last hop of
+    X-Forwarded-For (the one nginx appended), else the connection's peer."""
+    candidates = [headers.get("X-Real-IP", ""),
+                  headers.get("X-Forwarded-For", "").split(",")[-1], peer or ""]
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate.strip()))
+        except ValueError:
+            continue
+    return "unknown"

@@ -28,25 +28,21 @@ State      its own database: staff (argon2id password hashes, password_changed_a
 Config     keys and secrets: JWT_SIGNING_KEYS, IDENTITY_HASH_KEY, LEARNER_SUBJECT_KEY,
            NOTIFICATIONS_SEALING_PUBLIC_KEY; see docs/identity.md
 """
-from datetime import timedelta
-
 from nameko.dependency_providers import Config
-from nameko.exceptions import ConfigurationError
-from nameko.extensions import DependencyProvider
 
-from hocvu import auth, pagination, sealing
+from hocvu import auth, pagination
 from hocvu.auth import PUBLIC, learner_subject
 from hocvu.clock import utcnow
 from hocvu.http import Forbidden, http, load_body, load_query
-from hocvu.store import ServiceStore, Store, dependency
 from hocvu.operations import OPERATIONS_ACCESS, operations_routes
-from services.identity import domain, learners, staff
-from services.identity.keys import InvalidKey, load_keyring
+from hocvu.settings import Settings
+from services.identity import domain, repository
+from services.identity.dependencies import IdentityRuntime, IdentityStore
 from services.identity.schemas import (CodeSentOut, LearnerCodeIn, LearnerTokenIn,
                                        PasswordChangeIn, PasswordResetIn, PasswordSetOut,
                                        StaffIn, StaffOut, StaffPageOut, StaffSignInIn,
                                        TokenOut)
-from services.identity.tokens import Issuer
+from services.identity.settings import IdentitySettings
 
 sign_in_in, staff_in = StaffSignInIn(), StaffIn()
 code_in, token_in = LearnerCodeIn(), LearnerTokenIn()
@@ -55,88 +51,6 @@ staff_out, page_out = StaffOut(), StaffPageOut()
 page_query = pagination.PageQuery()
 ADMINS = auth.roles(auth.PROVINCE_ADMIN, auth.COMMUNE_ADMIN)
 ANY_STAFF = auth.roles(*auth.STAFF)
-
-
-def prepare(store: Store) -> None:
-    staff.prepare(store)
-    learners.prepare(store)
-
-
-def _secret(config: dict, name: str) -> bytes:
-    value = str(config.get(name) or "")
-    if len(value) < 32:
-        raise ConfigurationError(f"{name} must be set to a secret of at least 32 characters")
-    return value.encode()
-
-
-class Runtime:
-    """Identity's configuration, read and checked once at start (a bad key stops the start)."""
-
-    def __init__(self, config: dict):
-        try:
-            keyring = load_keyring(config.get("JWT_SIGNING_KEYS"))
-        except InvalidKey as exc:
-            raise ConfigurationError(str(exc)) from None
-        issuer = str(config.get("AUTH_ISSUER") or "")
-        if not issuer.startswith(("http://", "https://")):
-            raise ConfigurationError("AUTH_ISSUER must be the URL identity is reached at")
-        self.issuer = Issuer(
-            keyring, issuer, str(config.get("AUTH_AUDIENCE") or "hocvu"),
-            staff_lifetime=timedelta(minutes=float(config.get("STAFF_TOKEN_MINUTES", 15))),
-            learner_lifetime=timedelta(minutes=float(config.get("LEARNER_TOKEN_MINUTES", 60))))
-        self.hash_key = _secret(config, "IDENTITY_HASH_KEY")
-        self.learner_subject_key = _secret(config, "LEARNER_SUBJECT_KEY")
-        self.passwords = staff.Passwords(
-            time_cost=int(config.get("PASSWORD_HASH_TIME_COST", 3)),
-            memory_kib=int(config.get("PASSWORD_HASH_MEMORY_KIB", 65536)),
-            parallelism=int(config.get("PASSWORD_HASH_PARALLELISM", 4)))
-        self.lockout = domain.LockoutPolicy(
-            max_failures=int(config.get("SIGN_IN_MAX_FAILURES", 5)),
-            window=timedelta(seconds=float(config.get("SIGN_IN_FAILURE_WINDOW_SECONDS", 900))),
-            lock=timedelta(seconds=float(config.get("SIGN_IN_LOCK_SECONDS", 900))))
-        try:
-            sealer = sealing.Sealer(str(config.get("NOTIFICATIONS_SEALING_PUBLIC_KEY") or ""))
-            self.codes = learners.CodePolicy(
-                hash_key=self.hash_key, sealer=sealer,
-                lifetime=timedelta(seconds=float(config.get("CODE_TTL_SECONDS", 300))),
-                attempts=int(config.get("CODE_MAX_ATTEMPTS", 5)),
-                per_phone=domain.parse_windows(
-                    config.get("CODE_LIMITS_PER_PHONE", "1/60,5/3600,10/86400")),
-                per_address=domain.parse_windows(
-                    config.get("CODE_LIMITS_PER_ADDRESS", "30/600,200/86400")))
-        except ValueError as exc:
-            raise ConfigurationError(f"sign-in codes: {exc}") from None
-
-
-class IdentityRuntime(DependencyProvider):
-    def setup(self):
-        self.runtime = Runtime(self.container.config)
-
-    def get_dependency(self, worker_ctx) -> Runtime:
-        return self.runtime
-
-
-class IdentityStore(ServiceStore):
-    """The service's store; once it is prepared, the bootstrap admin is created if asked.
-    `runtime` names the service's IdentityRuntime attribute (its password hasher)."""
-
-    def __init__(self, *args, runtime: str = "runtime", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.runtime_attr = runtime
-
-    def start(self):
-        super().start()
-        config = self.container.config
-        username = str(config.get("BOOTSTRAP_ADMIN_USERNAME") or "")
-        if not username:
-            return
-        runtime = dependency(self.container, self.runtime_attr).runtime
-        try:
-            staff.bootstrap_admin(self.store, runtime.passwords, username,
-                                  str(config.get("BOOTSTRAP_ADMIN_PASSWORD") or ""),
-                                  str(config.get("BOOTSTRAP_ADMIN_PROVINCE") or ""), utcnow())
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
 
 
 def _staff(principal: auth.Principal) -> dict:
@@ -163,8 +77,9 @@ class IdentityService(operations_routes("identity")):
     }
 
     config = Config()
+    settings = Settings(IdentitySettings)
     runtime = IdentityRuntime()
-    store = IdentityStore(prepare=prepare, runtime="runtime")
+    store = IdentityStore(prepare=repository.prepare, runtime="runtime")
 
     @http("GET", "/api/identity/.well-known/openid-configuration",
           summary="OpenID Connect discovery: issuer, JWKS, endpoints, claims")
@@ -183,8 +98,9 @@ class IdentityService(operations_routes("identity")):
     def staff_sign_in(self, request):
         body = load_body(request, sign_in_in)
         now = utcnow()
-        account = staff.sign_in(self.store, self.runtime.passwords, self.runtime.lockout,
-                                self.runtime.hash_key, body["username"], body["password"], now)
+        account = repository.sign_in(self.store, self.runtime.passwords, self.runtime.lockout,
+                                     self.runtime.hash_key, body["username"], body["password"],
+                                     now)
         return self.runtime.issuer.staff_token(account, now)
 
     @http("POST", "/api/identity/staff", summary="create a staff account in your scope",
@@ -197,7 +113,7 @@ class IdentityService(operations_routes("identity")):
                                           data["communes"])
         if refusal:
             raise Forbidden(refusal)
-        account = staff.create(self.store, self.runtime.passwords, caller, data, utcnow())
+        account = repository.create(self.store, self.runtime.passwords, caller, data, utcnow())
         return 201, staff_out.dump(account)
 
     @http("GET", "/api/identity/staff", summary="staff accounts in your scope, oldest first",
@@ -210,7 +126,7 @@ class IdentityService(operations_routes("identity")):
         if scope is None:
             raise Forbidden("your role may not list accounts")
         limit, after = pagination.page_request(load_query(request, page_query))
-        return page_out.dump(staff.page(self.store, scope, limit, after))
+        return page_out.dump(repository.page(self.store, scope, limit, after))
 
     @http("POST", "/api/identity/staff/password", summary="change your own password",
           body=PasswordChangeIn,
@@ -221,9 +137,9 @@ class IdentityService(operations_routes("identity")):
                    429: "too many failed sign-ins (Retry-After)"})
     def change_own_password(self, request):
         body = load_body(request, change_in)
-        staff.change_password(self.store, self.runtime.passwords, self.runtime.lockout,
-                              self.runtime.hash_key, _account_id(request.principal),
-                              body["current_password"], body["new_password"], utcnow())
+        repository.change_password(self.store, self.runtime.passwords, self.runtime.lockout,
+                                   self.runtime.hash_key, _account_id(request.principal),
+                                   body["current_password"], body["new_password"], utcnow())
         # tokens issued before stay valid until they expire (docs/identity.md says why)
         return {"status": "changed"}
 
@@ -234,9 +150,9 @@ class IdentityService(operations_routes("identity")):
                    404: "no such account in your scope"})
     def reset_password(self, request, username):
         body = load_body(request, reset_in)
-        staff.reset_password(self.store, self.runtime.passwords, self.runtime.hash_key,
-                             _staff(request.principal), username, body["new_password"],
-                             utcnow())
+        repository.reset_password(self.store, self.runtime.passwords, self.runtime.hash_key,
+                                  _staff(request.principal), username, body["new_password"],
+                                  utcnow())
         return {"status": "reset"}
 
     @http("POST", "/api/identity/learners/code", summary="text a sign-in code to a phone",
@@ -245,9 +161,9 @@ class IdentityService(operations_routes("identity")):
     def learner_code(self, request):
         body = load_body(request, code_in)
         policy = self.runtime.codes
-        address = learners.client_address(request.headers, request.remote_addr)
-        learners.request_code(self.store, policy, body["phone"], address, utcnow(),
-                              request.correlation_id)
+        address = domain.client_address(request.headers, request.remote_addr)
+        repository.request_code(self.store, policy, body["phone"], address, utcnow(),
+                                request.correlation_id)
         return 202, {"status": "sent", "expires_in": int(policy.lifetime.total_seconds())}
 
     @http("POST", "/api/identity/learners/token", summary="exchange the code for a token",
@@ -256,6 +172,6 @@ class IdentityService(operations_routes("identity")):
     def learner_token(self, request):
         body = load_body(request, token_in)
         now = utcnow()
-        learners.redeem_code(self.store, self.runtime.codes, body["phone"], body["code"], now)
+        repository.redeem_code(self.store, self.runtime.codes, body["phone"], body["code"], now)
         subject = learner_subject(body["phone"], self.runtime.learner_subject_key)
         return self.runtime.issuer.learner_token(subject, body["phone"], now)

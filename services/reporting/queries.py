@@ -144,3 +144,9 @@ def export_csv(db, principal, args: dict) -> str:
                                  *(counts.get(m, 0) for m in domain.METRICS)])
         writer.writerows(sorted(rows))
     return "\ufeff" + out.getvalue()
+
+
+def targets(db, principal: auth.Principal) -> list[dict]:
+    """The targets set for the communes in the caller's scope."""
+    query = principal.scope_filter("province_code", "commune_code", "learner_subject")
+    return list(db.targets.find(query).sort("_id", 1))

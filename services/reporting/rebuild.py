@@ -13,7 +13,9 @@ import time
 
 from pymongo import MongoClient
 
+from hocvu.settings import load
 from services.reporting import repository
+from services.reporting.settings import ReportingSettings
 
 
 def main() -> None:
@@ -21,7 +23,8 @@ def main() -> None:
     parser.add_argument("--mongo-uri", default=os.environ.get(
         "MONGO_URI", "mongodb://127.0.0.1:27017/?retryWrites=false"))
     parser.add_argument("--database", default=os.environ.get("MONGO_DATABASE", "hocvu_reporting"))
-    parser.add_argument("--active-days", type=int, default=int(os.environ.get("ACTIVE_DAYS", 7)))
+    parser.add_argument("--active-days", type=int, default=load(
+        ReportingSettings, os.environ, "reporting rebuild").active_days)
     args = parser.parse_args()
     client = MongoClient(args.mongo_uri, tz_aware=True)
     started = time.monotonic()

@@ -18,6 +18,9 @@ import logging
 
 from pymongo import ASCENDING, UpdateOne
 
+from hocvu.auth import Principal
+from hocvu.http import NotFound
+from hocvu.reference import communes as commune_register
 from hocvu.store import bulk_write_once, insert_many_once
 from services.reporting import domain
 
@@ -38,6 +41,16 @@ def prepare(store) -> None:
     db.province_days.create_index([("province_code", ASCENDING), ("day", ASCENDING)])
     db.targets.create_index("province_code")
     db.targets.create_index("commune_code")
+
+
+def record(db, events: list, received_at) -> tuple[list, set[str]]:
+    """Keep the events' facts once, then fold them in: (the events kept before, the communes
+    whose figures they change). The fold runs on a duplicate too: it is idempotent, and it
+    completes a first delivery that failed half-way."""
+    facts = [domain.fact_of(event.event_type, event.data) for event in events]
+    kept_before = retain(db, events, facts, received_at)
+    communes = apply_many(db, [(event.event_type, fact) for event, fact in zip(events, facts)])
+    return kept_before, communes
 
 
 def retain(db, events: list, facts: list[dict], received_at) -> list:
@@ -158,3 +171,16 @@ def refresh(db, communes, active_days: int) -> None:
     for province, day in sorted(touched, key=lambda pair: (pair[0] or "", pair[1])):
         if province:
             recompute_province_day(db, province, day)
+
+
+def set_target(db, caller: Principal, commune_code: str, target: dict, now) -> dict:
+    """A province admin sets a commune's target: a commune of their province, else 404."""
+    commune = commune_register().get(commune_code)
+    if commune is None or commune.province_code != caller.province:
+        raise NotFound(f"no commune {commune_code} in province {caller.province}")
+    document = {"province_code": commune.province_code, "commune_code": commune_code,
+                "target_rate": target["target_rate"],
+                "adult_population": target["adult_population"], "set_at": now,
+                "set_by": caller.subject}
+    db.targets.replace_one({"_id": commune_code}, document, upsert=True)
+    return document

@@ -24,28 +24,23 @@ State      its own database: events (the retained stream of facts, by event_id),
            sms, commune_days, commune_totals, province_days (derived: `python -m
            services.reporting.rebuild` recomputes them from events), targets
 """
-import logging
-import threading
-import time
 from pathlib import Path
 
 from nameko.dependency_providers import Config
-from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
 from hocvu import auth
-from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, http, load_body, load_query
 from hocvu.messaging import subscribe_batch
-from hocvu.reference import communes as commune_register
-from hocvu.store import ServiceStore, dependency
 from hocvu.operations import OPERATIONS_ACCESS, operations_routes
-from services.reporting import domain, queries, repository
+from hocvu.settings import Settings
+from hocvu.store import ServiceStore
+from services.reporting import queries, repository
+from services.reporting.dependencies import Figures
 from services.reporting.schemas import (CommunesOut, DaysOut, FiguresQuery, TargetIn, TargetOut,
                                         TargetsOut)
-
-log = logging.getLogger(__name__)
+from services.reporting.settings import ReportingSettings
 
 figures_query = FiguresQuery()
 communes_out, days_out = CommunesOut(), DaysOut()
@@ -63,73 +58,6 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' d
 READERS = auth.roles(auth.FACILITATOR, auth.COMMUNE_ADMIN, auth.PROVINCE_ADMIN)
 
 
-class Refresher(WakeableLoop):
-    """Recomputes the figures of the communes whose facts changed. It keeps them in memory:
-    after a restart it recomputes every commune once, which also covers what a crash left.
-    It also sweeps every commune each `sweep_seconds`: two instances recomputing one commune
-    at once may leave the older result last, and the sweep (which only reads when nothing
-    changed) puts it right."""
-    name = "reporting refresher"
-    poll_seconds = 5.0
-    linger_seconds = 0.2  # gather a burst's communes into one round
-
-    def __init__(self, db, active_days: int, sweep_seconds: float):
-        super().__init__()
-        self.db, self.active_days, self.sweep_seconds = db, active_days, sweep_seconds
-        self._dirty: set[str] = set()
-        self._lock = threading.Lock()
-        self._next_sweep = time.monotonic()
-
-    def mark(self, commune: str | None) -> None:
-        if commune:
-            with self._lock:
-                self._dirty.add(commune)
-            self.wake()
-
-    def run_once(self) -> bool:
-        with self._lock:
-            everything = time.monotonic() >= self._next_sweep
-            if everything:
-                self._next_sweep = time.monotonic() + self.sweep_seconds
-            communes, self._dirty = self._dirty, set()
-        if everything:
-            communes |= set(repository.known_communes(self.db))
-        try:
-            repository.refresh(self.db, sorted(communes), self.active_days)
-        except Exception:
-            with self._lock:  # try them again next round
-                self._dirty |= communes
-            raise
-        with self._lock:
-            return bool(self._dirty)
-
-
-class Figures(DependencyProvider):
-    """The refresher of this process, started with the service. `store` names the service's
-    ServiceStore attribute."""
-
-    def __init__(self, store: str = "store"):
-        self.store_attr = store
-
-    def setup(self):
-        self.active_days = int(self.container.config.get("ACTIVE_DAYS", 7))
-        self.sweep_seconds = float(self.container.config.get("SWEEP_SECONDS", 1800))
-
-    def start(self):
-        store = dependency(self.container, self.store_attr).store
-        self.refresher = Refresher(store.db, self.active_days, self.sweep_seconds)
-        self.refresher.start(self.container.spawn_managed_thread)
-
-    def stop(self):
-        self.refresher.stop()
-
-    def kill(self):
-        self.refresher.stop(wait=False)
-
-    def get_dependency(self, worker_ctx):
-        return self.refresher
-
-
 class ReportingService(operations_routes("reporting")):
     name = "reporting"
 
@@ -145,6 +73,7 @@ class ReportingService(operations_routes("reporting")):
     }
 
     config = Config()
+    settings = Settings(ReportingSettings)
     store = ServiceStore(prepare=repository.prepare)
     figures = Figures(store="store")
 
@@ -175,7 +104,7 @@ class ReportingService(operations_routes("reporting")):
     def list_communes(self, request):
         args = load_query(request, figures_query)
         return communes_out.dump(queries.communes(
-            self.store.db, request.principal, args, self._default_target()))
+            self.store.db, request.principal, args, self.settings.default_target_rate))
 
     @http("GET", "/api/reporting/days", summary="figures per day in the caller's scope",
           query=FiguresQuery, answers={200: DaysOut, 400: "invalid filter"})
@@ -195,38 +124,23 @@ class ReportingService(operations_routes("reporting")):
     @http("GET", "/api/reporting/targets", summary="the targets of the communes in scope",
           answers={200: TargetsOut})
     def list_targets(self, request):
-        query = request.principal.scope_filter("province_code", "commune_code", "learner_subject")
-        items = list(self.store.db.targets.find(query).sort("_id", 1))
-        return targets_out.dump({"default_target_rate": self._default_target(), "items": items})
+        return targets_out.dump({"default_target_rate": self.settings.default_target_rate,
+                                 "items": queries.targets(self.store.db, request.principal)})
 
     @http("PUT", "/api/reporting/targets/<commune_code>",
           summary="set a commune's target (a province admin of its province)", body=TargetIn,
           answers={200: TargetOut, 400: "invalid target", 404: "no such commune in the province"})
     def set_target(self, request, commune_code):
         target = load_body(request, target_in)
-        commune = commune_register().get(commune_code)
-        if commune is None or commune.province_code != request.principal.province:
-            raise NotFound(f"no commune {commune_code} in province {request.principal.province}")
-        document = {"province_code": commune.province_code, "commune_code": commune_code,
-                    "target_rate": target["target_rate"],
-                    "adult_population": target["adult_population"], "set_at": utcnow(),
-                    "set_by": request.principal.subject}
-        self.store.db.targets.replace_one({"_id": commune_code}, document, upsert=True)
-        return target_out.dump(document)
-
-    def _default_target(self) -> float:
-        return float(self.config.get("DEFAULT_TARGET_RATE", 0.8))
+        return target_out.dump(repository.set_target(self.store.db, request.principal,
+                                                     commune_code, target, utcnow()))
 
     # --- events ---------------------------------------------------------------------------
 
     def _record(self, events) -> list:
-        """Keep the events' facts once, then fold them in; answers the events kept
-        before. The fold runs on a duplicate too: it is idempotent, and it completes a
-        first delivery that failed half-way."""
-        facts = [domain.fact_of(event.event_type, event.data) for event in events]
-        kept_before = repository.retain(self.store.db, events, facts, utcnow())
-        for commune in repository.apply_many(
-                self.store.db, [(event.event_type, fact) for event, fact in zip(events, facts)]):
+        """The events recorded (repository.record); answers those kept before."""
+        kept_before, communes = repository.record(self.store.db, events, utcnow())
+        for commune in communes:
             self.figures.mark(commune)
         return kept_before
 

@@ -1,7 +1,12 @@
 """Signed verification codes: a made-up code is refused without a store lookup."""
 import pytest
+from nameko.containers import ServiceContainer
+from nameko.exceptions import ConfigurationError
 
+from hocvu import settings
 from services.certificates.domain import CODE_ALPHABET, CodeKeys, display_code
+from services.certificates.service import CertificatesService
+from services.certificates.settings import CertificatesSettings
 
 OLD, NEW = "o" * 32, "n" * 32
 
@@ -41,3 +46,21 @@ def test_legacy_unsigned_codes_are_still_looked_up():
 def test_a_missing_or_short_key_is_refused(setting):
     with pytest.raises(ValueError, match="CERTIFICATE_CODE_KEY"):
         CodeKeys(setting)
+
+
+def test_bad_settings_stop_certificates_naming_each_key():
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(CertificatesSettings, {"PUBLIC_BASE_URL": "verify.example",
+                                             "CERTIFICATE_CODE_KEY": "short"}, "certificates")
+    assert str(raised.value).startswith(
+        "certificates: bad settings (CERTIFICATE_CODE_KEY: Shorter than minimum length 32.; "
+        "PUBLIC_BASE_URL: must be an http(s) URL)")
+
+
+def test_a_short_key_among_the_keys_stops_certificates_at_start():
+    container = ServiceContainer(CertificatesService, {"AMQP_URI": "memory://",
+                                                       "CERTIFICATE_CODE_KEY": f"{OLD},short"})
+    codes = next(provider for provider in container.dependencies
+                 if provider.attr_name == "codes")
+    with pytest.raises(ConfigurationError, match="CERTIFICATE_CODE_KEY must hold"):
+        codes.setup()

@@ -4,12 +4,14 @@ from datetime import datetime, timedelta, timezone
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from nameko.exceptions import ConfigurationError
 
-from hocvu import sealing
+from hocvu import sealing, settings
 from hocvu.auth import learner_subject
 from services.identity import domain, keys
-from services.identity.domain import COMMUNE_ADMIN, FACILITATOR, PROVINCE_ADMIN
-from services.identity.learners import client_address
+from services.identity.domain import COMMUNE_ADMIN, FACILITATOR, PROVINCE_ADMIN, client_address
+from services.identity.dependencies import Runtime
+from services.identity.settings import IdentitySettings
 from services.identity.tokens import Issuer
 from services.notifications import sign_in_codes, sms, templates
 
@@ -330,3 +332,49 @@ def test_the_sign_in_template_fits_one_gsm7_segment_with_the_placeholder_as_long
     assert len(sign_in_codes.REDACTED) == 6
     text = sms.prepare(templates.render(templates.SIGN_IN_CODE, code=sign_in_codes.REDACTED))
     assert text.encoding == "GSM7" and text.segments == 1
+
+
+# --- settings ----------------------------------------------------------------------------
+
+@pytest.fixture
+def good_settings(tmp_path) -> dict:
+    key_file = tmp_path / "signing.pem"
+    keys.write_new_key(key_file)
+    return {"JWT_SIGNING_KEYS": str(key_file), "AUTH_ISSUER": "https://hocvu.example/api/identity",
+            "IDENTITY_HASH_KEY": "h" * 32, "LEARNER_SUBJECT_KEY": "s" * 32,
+            "NOTIFICATIONS_SEALING_PUBLIC_KEY": sealing.new_key_pair()[1],
+            "PASSWORD_HASH_TIME_COST": 1, "PASSWORD_HASH_MEMORY_KIB": 8,
+            "PASSWORD_HASH_PARALLELISM": 1}
+
+
+def test_identity_builds_its_runtime_from_its_settings(good_settings):
+    runtime = Runtime(settings.load(IdentitySettings, good_settings))
+    assert runtime.issuer.issuer == "https://hocvu.example/api/identity"
+    assert runtime.issuer.staff_lifetime == timedelta(minutes=15)
+    assert runtime.lockout == domain.LockoutPolicy(5, timedelta(seconds=900),
+                                                   timedelta(seconds=900))
+    assert runtime.codes.per_phone == domain.parse_windows("1/60,5/3600,10/86400")
+    assert runtime.codes.lifetime == timedelta(seconds=300) and runtime.codes.attempts == 5
+
+
+@pytest.mark.parametrize("bad, key, problem", [
+    ({"SIGN_IN_MAX_FAILURES": "-1"}, "SIGN_IN_MAX_FAILURES", "Must be greater than or equal to 1"),
+    ({"AUTH_ISSUER": "identity.example"}, "AUTH_ISSUER", "must be the URL identity is reached at"),
+    ({"IDENTITY_HASH_KEY": "short"}, "IDENTITY_HASH_KEY", "Shorter than minimum length 32"),
+    ({"CODE_LIMITS_PER_PHONE": "1/60,5"}, "CODE_LIMITS_PER_PHONE",
+     "rate limit '5' is not <count>/<seconds>"),
+    ({"PASSWORD_HASH_MEMORY_KIB": "16", "PASSWORD_HASH_PARALLELISM": 4},
+     "PASSWORD_HASH_MEMORY_KIB", "must be at least 8 KiB per lane"),
+])
+def test_a_bad_setting_stops_identity_naming_its_key(good_settings, bad, key, problem):
+    with pytest.raises(ConfigurationError, match=f"^identity: bad settings \\({key}: {problem}"):
+        settings.load(IdentitySettings, {**good_settings, **bad}, "identity")
+
+
+def test_an_unusable_key_file_or_sealing_key_stops_identity(good_settings, tmp_path):
+    with pytest.raises(ConfigurationError, match="cannot read signing key"):
+        Runtime(settings.load(IdentitySettings, {**good_settings,
+                                                 "JWT_SIGNING_KEYS": str(tmp_path / "none.pem")}))
+    with pytest.raises(ConfigurationError, match="NOTIFICATIONS_SEALING_PUBLIC_KEY: .* base64"):
+        Runtime(settings.load(IdentitySettings, {**good_settings,
+                                                 "NOTIFICATIONS_SEALING_PUBLIC_KEY": "not a key"}))

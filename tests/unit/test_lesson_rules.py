@@ -4,9 +4,11 @@ from datetime import datetime, timezone
 import pytest
 import yaml
 
+from hocvu import settings
 from services.lessons import domain as lessons
 from services.lessons.repository import SEED_FILE, course_from_doc, course_to_doc, plan_from_doc, \
     plan_to_doc
+from services.lessons.settings import LessonsSettings
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
 
@@ -100,3 +102,10 @@ def test_plans_and_courses_stored_before_the_rules_read_as_free_order_without_pa
     old = plan_from_doc(doc)
     assert (old.order, old.pass_mark, old.status) == ("free", None, "active")
     assert [e for e, _ in old.complete_lesson("l3", 10, NOW)] == ["lesson_completed"]
+
+
+def test_lessons_reads_no_key_of_its_own():
+    # the kit's keys are the kit's to check; lessons' settings take none of them
+    loaded = settings.load(LessonsSettings, {"AMQP_URI": "amqp://x", "EVENT_BATCH_MAX": "-1"},
+                           "lessons")
+    assert vars(loaded) == {}

@@ -36,6 +36,12 @@ def test_values_from_the_environment_arrive_as_text_and_are_typed():
     assert loaded.lease == timedelta(seconds=12) and loaded.retention == timedelta(hours=36)
 
 
+def test_text_from_the_environment_that_yaml_read_as_a_number_stays_the_text():
+    loaded = settings.load(ExampleSettings, {"CERTIFICATE_CODE_KEY": 10 ** 40,
+                                             "SMS_BRANDNAME": 38})
+    assert loaded.brandname == "38" and loaded.key == str(10 ** 40)
+
+
 def test_every_bad_key_is_named_in_one_message():
     with pytest.raises(ConfigurationError) as raised:
         settings.load(ExampleSettings, {"SMS_UNACCENTED": "maybe", "SMS_SEND_CONCURRENCY": "0",
@@ -52,3 +58,13 @@ def test_every_bad_key_is_named_in_one_message():
 def test_a_secret_too_short_to_be_one_is_refused():
     with pytest.raises(ConfigurationError, match="CERTIFICATE_CODE_KEY: Shorter than minimum"):
         settings.load(ExampleSettings, {"CERTIFICATE_CODE_KEY": "short"})
+
+
+def test_a_number_may_have_a_ceiling():
+    class Share(settings.SettingsSchema):
+        rate = settings.number("DEFAULT_TARGET_RATE", 0.8, minimum=0.01, maximum=1.0)
+
+    assert settings.load(Share, {}).rate == 0.8
+    with pytest.raises(ConfigurationError, match="DEFAULT_TARGET_RATE: Must be greater than or "
+                                                 "equal to 0.01 and less than or equal to 1.0"):
+        settings.load(Share, {"DEFAULT_TARGET_RATE": "1.5"})

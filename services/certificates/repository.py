@@ -1,16 +1,36 @@
-"""Issuing a certificate for a completed course (exactly one per enrollment), and revoking
-one. Each is a single-document write carrying the event it causes, idempotent on its own
-(the unique enrollment_id, a write conditional on the status)."""
+"""certificates' store: issuing a certificate for a completed course (exactly one per
+enrollment), revoking one, and finding those a caller may see, print or verify. Each change
+is a single-document write carrying the event it causes, idempotent on its own (the unique
+enrollment_id, a write conditional on the status)."""
 import uuid
 from datetime import datetime
 from typing import Callable
 
+from pymongo import ASCENDING
+
+from hocvu import pagination
 from hocvu.auth import Principal
+from hocvu.clock import isoformat
 from hocvu.events import new_event
-from hocvu.http import NotFound
+from hocvu.http import Conflict, NotFound
 from hocvu.outbox import set_events, with_events
 from hocvu.store import Store, insert_once
 from services.certificates.domain import REVOKED, VALID, display_code, serial_number
+
+
+def prepare(store: Store) -> None:
+    db = store.db
+    store.ensure_collections("certificates", "counters", "cancellations")
+    db.certificates.create_index("enrollment_id", unique=True)
+    db.certificates.create_index("verification_code", unique=True)
+    db.certificates.create_index("serial", unique=True)
+    db.certificates.create_index([("learner_id", ASCENDING), ("issued_at", ASCENDING)])
+    db.certificates.create_index([("commune_code", ASCENDING), ("issued_at", ASCENDING)])
+    db.certificates.create_index([("learner_subject", ASCENDING), ("issued_at", ASCENDING)])
+
+
+class CertificateRevoked(Conflict):
+    code = "CERTIFICATE_REVOKED"
 
 
 def issue(store: Store, completion: dict, correlation_id: str, verify_url: str,
@@ -91,3 +111,31 @@ def revoke(db, certificate: dict, reason: str, revoked_by: str, now: datetime) -
         # a concurrent revocation won: answer what it wrote
         return db.certificates.find_one({"_id": certificate["_id"]})
     return revoked
+
+
+def page(db, caller: Principal, args: dict) -> dict:
+    """The certificates the caller may see (their own, or their communes'), a page at a time."""
+    return pagination.scoped_page(db.certificates, caller, args, ("enrollment_id", "learner_id"),
+                                  "issued_at")
+
+
+def printable(db, certificate_id: str, caller: Principal) -> dict:
+    """The certificate to print for the caller (the learner, or staff whose communes cover
+    theirs): 404 when it is not theirs to see, 409 once it is revoked."""
+    certificate = db.certificates.find_one({"_id": certificate_id})
+    if certificate is None or not caller.may_see(certificate["province_code"],
+                                                 certificate["commune_code"],
+                                                 certificate.get("learner_subject")):
+        raise NotFound(f"no certificate {certificate_id}")
+    if certificate["status"] == REVOKED:
+        raise CertificateRevoked("this certificate was revoked: it is no longer printed",
+                                 revoked_at=isoformat(certificate["revoked_at"]))
+    return certificate
+
+
+def by_code(db, code: str | None) -> dict:
+    """The certificate a verification code (its stored form) names; 404 for none."""
+    certificate = code and db.certificates.find_one({"verification_code": code})
+    if not certificate:
+        raise NotFound("no certificate has this verification code")
+    return certificate

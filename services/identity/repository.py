@@ -1,30 +1,45 @@
-"""Staff accounts in the store: bootstrap, sign-in with lockout, creation, listing, and
-passwords changed by their owner or reset by an admin.
+"""Identity's store: staff accounts (bootstrap, sign-in with lockout, creation, listing,
+passwords changed by their owner or reset by an admin) and learners' sign-in with a phone
+and a one-time code.
 
-Passwords are kept as argon2id hashes (argon2-cffi), rehashed at the next sign-in when
-the configured parameters change. Hashing runs in a native thread (eventlet's tpool):
-it takes tens of milliseconds of CPU and would otherwise stall every other request.
+Identity keeps no phone number in clear: codes and rate limits are filed under keyed
+hashes (IDENTITY_HASH_KEY), and the code itself only as a keyed hash bound to the phone.
+The SMS goes out through notifications: `sign_in_code_requested` carries the phone and the
+code sealed with notifications' public key, so the broker, dead letters and our outbox
+hold nothing readable.
 """
 import logging
-import secrets
 import uuid
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from eventlet import tpool
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from hocvu import pagination
+from hocvu.events import new_event
 from hocvu.http import (ApiError, Conflict, Forbidden, NotFound, TooManyRequests,
                         ValidationFailed)
-from hocvu.store import Store, read_modify_write
+from hocvu.outbox import with_events
+from hocvu.store import DELETE, Store, read_modify_write
 from services.identity import domain
+from services.identity.passwords import Passwords
 
 log = logging.getLogger(__name__)
 
 ACCOUNTS, ATTEMPTS = "staff", "sign_in_attempts"
+CODES, LIMITS = "sign_in_codes", "rate_limits"
+
+
+def prepare(store: Store) -> None:
+    store.ensure_collections(ACCOUNTS, ATTEMPTS, CODES, LIMITS)
+    store.db[ACCOUNTS].create_index("username", unique=True)
+    store.db[ACCOUNTS].create_index([("province", ASCENDING), ("created_at", ASCENDING),
+                                     ("_id", ASCENDING)])
+    # failures of unknown usernames would pile up; a day is far past any window or lock
+    store.expire(ATTEMPTS, "updated_at", keep=timedelta(days=1))
+    # a day is the longest rate-limit window; an expired code is kept an hour for support
+    store.expire(LIMITS, "updated_at", keep=timedelta(days=1))
+    store.expire(CODES, "expires_at", keep=timedelta(hours=1))
 
 
 class BadCredentials(ApiError):
@@ -46,35 +61,17 @@ class WrongCurrentPassword(BadCredentials):
         ApiError.__init__(self, "the current password is wrong")
 
 
-class Passwords:
-    def __init__(self, time_cost: int, memory_kib: int, parallelism: int):
-        self.hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
-                                     parallelism=parallelism)
-        # verified against when the username is unknown, so both cost the same time
-        self._decoy = self.hasher.hash(secrets.token_urlsafe(24))
+class InvalidCode(ApiError):
+    """A wrong code is a failed sign-in, like a wrong password: 401, not a malformed body."""
+    status = 401
+    code = "INVALID_CODE"
 
-    def hash(self, password: str) -> str:
-        return tpool.execute(self.hasher.hash, password)
-
-    def verify(self, stored_hash: str | None, password: str) -> bool:
-        try:
-            return tpool.execute(self.hasher.verify, stored_hash or self._decoy, password) \
-                and stored_hash is not None
-        except (VerificationError, InvalidHashError):
-            return False
-
-    def needs_rehash(self, stored_hash: str) -> bool:
-        return self.hasher.check_needs_rehash(stored_hash)
+    def __init__(self):
+        super().__init__("the code is wrong, was used or has expired; ask for a new one",
+                         {"code": ["wrong, used or expired"]})
 
 
-def prepare(store: Store) -> None:
-    store.ensure_collections(ACCOUNTS, ATTEMPTS)
-    store.db[ACCOUNTS].create_index("username", unique=True)
-    store.db[ACCOUNTS].create_index([("province", ASCENDING), ("created_at", ASCENDING),
-                                     ("_id", ASCENDING)])
-    # failures of unknown usernames would pile up; a day is far past any window or lock
-    store.expire(ATTEMPTS, "updated_at", keep=timedelta(days=1))
-
+# --- staff -------------------------------------------------------------------------------
 
 def bootstrap_admin(store: Store, passwords: Passwords, username: str, password: str,
                     province: str, now: datetime) -> bool:
@@ -206,3 +203,71 @@ def create(store: Store, passwords: Passwords, creator: dict, data: dict, now: d
 def page(store: Store, scope: dict, limit: int, after: tuple | None) -> dict:
     """Accounts in `scope`, oldest first, a page at a time (hocvu.pagination)."""
     return pagination.fetch_page(store.db[ACCOUNTS], scope, "created_at", limit, after)
+
+
+# --- learners' one-time codes ------------------------------------------------------------
+
+def phone_digest(policy: domain.CodePolicy, phone: str) -> str:
+    return domain.keyed_digest(policy.hash_key, f"phone:{phone}")
+
+
+def request_code(store: Store, policy: domain.CodePolicy, phone: str, address: str,
+                 now: datetime, correlation_id: str) -> None:
+    """Make a new code for `phone` (replacing any earlier one) and have it sent; raise
+    TooManyRequests, changing nothing, when the phone or the address asked too often."""
+    digest = phone_digest(policy, phone)
+    by_phone = f"phone:{digest}"
+    by_address = f"address:{domain.keyed_digest(policy.hash_key, f'address:{address}')}"
+
+    limits = ((by_address, policy.per_address), (by_phone, policy.per_phone))
+    # a refused request counts nothing: both limits are read before either is written
+    waits = [_count_request(store.db[LIMITS].find_one({"_id": key}), now, windows)[0]
+             for key, windows in limits]
+    if any(waits):
+        raise TooManyRequests("too many codes asked for; wait before asking again",
+                              max(wait for wait in waits if wait))
+    # each limit is then one document, changed only if nobody changed it since we read it,
+    # so concurrent requests cannot both pass; only such a race, refused on the phone after
+    # the address was counted, leaves a count behind (erring towards refusing)
+    for key, windows in limits:
+        wait = read_modify_write(store.db[LIMITS], key,
+                                 lambda current, w=windows: _count_request(current, now, w))
+        if wait:
+            raise TooManyRequests("too many codes asked for; wait before asking again", wait)
+    code, request_id = domain.new_code(), str(uuid.uuid4())
+    expires_at = now + policy.lifetime
+    requested = new_event("sign_in_code_requested", {
+        "request_id": request_id,
+        "phone": policy.sealer.seal(phone),
+        "code": policy.sealer.seal(code),
+        "expires_at": expires_at}, correlation_id)
+    # the code and the event that sends it, in one write (through the version, so that a
+    # redemption racing with it cannot write the old code back)
+    read_modify_write(store.db[CODES], digest, lambda current: (None, with_events({
+        "code_digest": domain.code_digest(policy.hash_key, digest, code),
+        "expires_at": expires_at, "attempts_left": policy.attempts,
+        "request_id": request_id, "created_at": now}, [requested])))
+
+
+def _count_request(current: dict | None, now: datetime, windows) -> tuple:
+    history = (current or {}).get("requests", [])
+    wait = domain.retry_after(history, now, windows)
+    if wait:
+        return wait, None
+    return None, {"requests": domain.record_request(history, now, windows), "updated_at": now}
+
+
+def redeem_code(store: Store, policy: domain.CodePolicy, phone: str, code: str,
+                now: datetime) -> None:
+    """Use up the code sent to `phone`; raise InvalidCode (a wrong code spends an attempt)."""
+    digest = phone_digest(policy, phone)
+    offered = domain.code_digest(policy.hash_key, digest, code)
+
+    def use(stored):
+        outcome, keep = domain.check_code(stored, offered, now)
+        if keep:
+            return outcome, keep
+        return outcome, (DELETE if stored else None)
+
+    if read_modify_write(store.db[CODES], digest, use) != domain.ACCEPTED:
+        raise InvalidCode()

@@ -1,0 +1,75 @@
+"""reporting's dependency provider: the loop that keeps each commune's figures up to date
+in this process."""
+import threading
+import time
+
+from nameko.extensions import DependencyProvider
+
+from hocvu.background import WakeableLoop
+from hocvu.settings import settings_of
+from hocvu.store import dependency
+from services.reporting import repository
+
+
+class Refresher(WakeableLoop):
+    """Recomputes the figures of the communes whose facts changed. It keeps them in memory:
+    after a restart it recomputes every commune once, which also covers what a crash left.
+    It also sweeps every commune each `sweep_seconds`: two instances recomputing one commune
+    at once may leave the older result last, and the sweep (which only reads when nothing
+    changed) puts it right."""
+    name = "reporting refresher"
+    poll_seconds = 5.0
+    linger_seconds = 0.2  # gather a burst's communes into one round
+
+    def __init__(self, db, active_days: int, sweep_seconds: float):
+        super().__init__()
+        self.db, self.active_days, self.sweep_seconds = db, active_days, sweep_seconds
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+        self._next_sweep = time.monotonic()
+
+    def mark(self, commune: str | None) -> None:
+        if commune:
+            with self._lock:
+                self._dirty.add(commune)
+            self.wake()
+
+    def run_once(self) -> bool:
+        with self._lock:
+            everything = time.monotonic() >= self._next_sweep
+            if everything:
+                self._next_sweep = time.monotonic() + self.sweep_seconds
+            communes, self._dirty = self._dirty, set()
+        if everything:
+            communes |= set(repository.known_communes(self.db))
+        try:
+            repository.refresh(self.db, sorted(communes), self.active_days)
+        except Exception:
+            with self._lock:  # try them again next round
+                self._dirty |= communes
+            raise
+        with self._lock:
+            return bool(self._dirty)
+
+
+class Figures(DependencyProvider):
+    """The refresher of this process, started with the service. `store` names the service's
+    ServiceStore attribute."""
+
+    def __init__(self, store: str = "store"):
+        self.store_attr = store
+
+    def start(self):
+        settings = settings_of(self.container)
+        store = dependency(self.container, self.store_attr).store
+        self.refresher = Refresher(store.db, settings.active_days, settings.sweep_seconds)
+        self.refresher.start(self.container.spawn_managed_thread)
+
+    def stop(self):
+        self.refresher.stop()
+
+    def kill(self):
+        self.refresher.stop(wait=False)
+
+    def get_dependency(self, worker_ctx):
+        return self.refresher

@@ -1,0 +1,30 @@
+"""reporting's settings: typed and defaulted; a bad value stops the start naming its key."""
+import pytest
+from nameko.containers import ServiceContainer
+from nameko.exceptions import ConfigurationError
+
+from hocvu import settings
+from services.reporting.service import ReportingService
+from services.reporting.settings import ReportingSettings
+
+
+def test_the_defaults_are_a_week_half_an_hour_and_four_in_five():
+    assert vars(settings.load(ReportingSettings, {"ACTIVE_DAYS": ""})) == {
+        "active_days": 7, "sweep_seconds": 1800.0, "default_target_rate": 0.8}
+
+
+def test_every_bad_value_is_named():
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(ReportingSettings, {"ACTIVE_DAYS": "-1", "SWEEP_SECONDS": "0",
+                                          "DEFAULT_TARGET_RATE": "80"}, "reporting")
+    message = str(raised.value)
+    assert message.startswith("reporting: bad settings (ACTIVE_DAYS: Must be greater than")
+    assert "DEFAULT_TARGET_RATE: Must be greater than or equal to 0.01 and less than or equal " \
+           "to 1.0" in message and "SWEEP_SECONDS" in message
+
+
+def test_a_bad_value_stops_the_service_at_start():
+    # nameko reads the providers' attributes as it makes the container: the settings load then
+    with pytest.raises(ConfigurationError, match="DEFAULT_TARGET_RATE"):
+        ServiceContainer(ReportingService, {"AMQP_URI": "memory://",
+                                            "DEFAULT_TARGET_RATE": "-0.5"})
