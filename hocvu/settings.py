@@ -116,19 +116,20 @@ class Settings(DependencyProvider):
         self.schema = schema
         self._values = None
 
-    @property
-    def values(self) -> SimpleNamespace:
+    def loaded(self) -> SimpleNamespace:
+        # a method, not a property: nameko reads every attribute of a provider while it
+        # builds the container, before the container is there to read from
         if self._values is None:
             self._values = load(self.schema, self.container.config, self.container.service_name)
         return self._values
 
     def setup(self):
-        self.values  # noqa: B018 -- a bad key stops the start here
+        self.loaded()  # a bad key stops the start here
 
     def get_dependency(self, worker_ctx) -> SimpleNamespace:
-        return self.values
+        return self.loaded()
 
 
 def settings_of(container, attr_name: str = "settings") -> SimpleNamespace:
     """The settings of the service `container` runs, for another dependency provider."""
-    return dependency(container, attr_name).values
+    return dependency(container, attr_name).loaded()

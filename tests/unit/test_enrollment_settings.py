@@ -9,6 +9,7 @@ from hocvu.sealing import Sealer, new_key_pair
 from hocvu.settings import load
 from services.enrollment.service import EnrollmentService
 from services.enrollment.settings import EnrollmentSettings
+from tests.support.containers import NOTHING_LISTENS
 
 KEYS = {"NATIONAL_ID_HASH_KEY": "n" * 32, "LEARNER_SUBJECT_KEY": "s" * 32,
         "NOTIFICATIONS_SEALING_PUBLIC_KEY": new_key_pair()[1]}
@@ -42,8 +43,6 @@ def test_a_bad_value_is_named_with_what_is_wrong(key, value, says):
 
 
 def test_the_service_does_not_start_with_a_bad_value():
-    config = {**KEYS, "AMQP_URI": "amqp://guest:guest@127.0.0.1:9/",
-              "MONGO_URI": "mongodb://127.0.0.1:9/", "WEB_SERVER_ADDRESS": "127.0.0.1:0",
-              "BULK_CHUNK_ROWS": -250}
+    config = {**KEYS, **NOTHING_LISTENS, "BULK_CHUNK_ROWS": -250}
     with pytest.raises(ConfigurationError, match="BULK_CHUNK_ROWS"):
         ServiceContainer(EnrollmentService, config).start()

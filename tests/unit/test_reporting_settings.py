@@ -6,6 +6,7 @@ from nameko.exceptions import ConfigurationError
 from hocvu import settings
 from services.reporting.service import ReportingService
 from services.reporting.settings import ReportingSettings
+from tests.support.containers import NOTHING_LISTENS
 
 
 def test_the_defaults_are_a_week_half_an_hour_and_four_in_five():
@@ -24,7 +25,6 @@ def test_every_bad_value_is_named():
 
 
 def test_a_bad_value_stops_the_service_at_start():
-    # nameko reads the providers' attributes as it makes the container: the settings load then
+    # nothing listens on port 9: the start is stopped by the settings, before any connection
     with pytest.raises(ConfigurationError, match="DEFAULT_TARGET_RATE"):
-        ServiceContainer(ReportingService, {"AMQP_URI": "memory://",
-                                            "DEFAULT_TARGET_RATE": "-0.5"})
+        ServiceContainer(ReportingService, {**NOTHING_LISTENS, "DEFAULT_TARGET_RATE": "-0.5"}).start()
