@@ -11,7 +11,7 @@ from pymongo import ASCENDING, MongoClient
 
 from hocvu.clock import isoformat, utcnow
 from hocvu.privacy import mask_phone
-from services.notifications import messages, reconcile
+from services.notifications import domain, reconcile
 
 COLUMNS = ("id", "status", "template", "learner_id", "to", "provider", "attempts", "since",
            "reason")
@@ -22,12 +22,12 @@ def _row(message: dict) -> dict:
              or message.get("suppressed_at") or message.get("accepted_at")
              or message.get("next_attempt_at") or message.get("created_at"))
     return {"id": message["_id"], "status": message.get("status"),
-            "learner_status": messages.learner_status(message),
+            "learner_status": domain.learner_status(message),
             "template": message.get("template"), "learner_id": message.get("learner_id"),
             "to": mask_phone(message.get("to") or ""), "provider": message.get("provider") or "",
             "attempts": message.get("attempts", 0),
             "since": isoformat(since) if since else "",
-            "reason": messages.reason(message) or ""}
+            "reason": domain.reason(message) or ""}
 
 
 def stuck(db, older_than: timedelta, limit: int) -> list[dict]:

@@ -15,10 +15,8 @@ is put back without counting an attempt. A sign-in code SMS whose code has expir
 """
 import logging
 from datetime import timedelta
-from functools import partial
 
 from eventlet import GreenPool
-from nameko.extensions import DependencyProvider
 from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
@@ -27,12 +25,11 @@ from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import OwnerLease
 from hocvu.privacy import mask_phone
-from hocvu.store import dependency
-from services.notifications import policy, providers, reconcile, reminders, sign_in_codes
+from services.notifications import policy, providers, sign_in_codes
+from services.notifications.domain import (ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED,
+                                           UNDELIVERED)
 from services.notifications.due import DueReader
-from services.notifications.reconcile import Reconciler
-from services.notifications.messages import (ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED,
-                                             UNDELIVERED, with_outcome)
+from services.notifications.repository import with_outcome
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +40,23 @@ _EXPIRED = providers.SendResult(outcome=providers.REJECTED, error=sign_in_codes.
 class DispatchLoop(WakeableLoop):
     name = "notifications.sms_dispatcher"
 
-    def __init__(self, messages, provider, config: dict, send_policy=None, clock=utcnow):
+    def __init__(self, messages, provider, settings, send_policy=None, clock=utcnow):
+        """`settings`: the service's (settings.NotificationsSettings)."""
         super().__init__()
         self.messages = messages
         self.provider = provider
         self.policy = send_policy
         self.clock = clock
-        self.brandname = config.get("SMS_BRANDNAME", "HOCVUSO")
-        self.concurrency = int(config.get("SMS_SEND_CONCURRENCY", 10))
-        self.batch_size = int(config.get("SMS_BATCH_SIZE", 100))
-        self.max_attempts = int(config.get("SMS_MAX_ATTEMPTS", 8))
-        self.max_backoff = float(config.get("SMS_MAX_BACKOFF_SECONDS", 300))
-        self.poll_seconds = float(config.get("SMS_POLL_SECONDS", 1.0))
-        self.linger_seconds = float(config.get("SMS_LINGER_SECONDS", 0.02))
+        self.brandname = settings.brandname
+        self.max_attempts = settings.max_attempts
+        self.max_backoff = settings.max_backoff
+        self.poll_seconds = settings.poll_seconds
+        self.linger_seconds = settings.linger_seconds
         self.owner = OwnerLease(messages.database["sms_dispatcher"], "dispatcher",
-                                timedelta(seconds=float(config.get("SMS_LEASE_SECONDS", 30))))
-        self.pool = GreenPool(self.concurrency)
-        self.due = DueReader(messages, self.batch_size)
-        self.opener = sign_in_codes.opener_from_config(config)
+                                settings.lease)
+        self.pool = GreenPool(settings.send_concurrency)
+        self.due = DueReader(messages, settings.batch_size)
+        self.opener = settings.opener
 
     def run_once(self) -> bool:
         if not self.owner.hold():
@@ -150,49 +146,3 @@ def _change(message: dict, fields: dict, outcome=None) -> UpdateOne:
     if outcome is not None:
         update = with_outcome(update, message, FAILED, outcome)
     return UpdateOne({"_id": message["_id"], "status": QUEUED}, update)
-
-
-class SmsDispatcher(DependencyProvider):
-    """Runs the service's SMS loops in its container: the dispatcher, the reminder planner
-    (reminders.py) and the reconciler (reconcile.py). Workers get the dispatch loop, to wake
-    it, with `reminder_days` on it. `store` names the service's ServiceStore attribute."""
-
-    def __init__(self, store: str = "store"):
-        self.store_attr = store
-
-    def setup(self):
-        self.loop = None
-        self.provider = None
-        self.planner = None
-        self.reconciler = None
-
-    def start(self):
-        # the store's client is created in ServiceStore.setup, which ran for every extension
-        store = dependency(self.container, self.store_attr).store
-        config = self.container.config
-        self.provider = providers.provider_from_config(config)
-        self.loop = DispatchLoop(store.db.messages, self.provider, config,
-                                 policy.SendPolicy(store.db, config))
-        self.loop.reminder_days = reminders.ReminderDays(config)
-        self.planner = reminders.ReminderPlanner(store, config, self.loop.reminder_days,
-                                                 on_message=self.loop.wake)
-        self.reconciler = Reconciler(store.db.messages, self.provider, config)
-        for loop in self._loops():
-            loop.start(self.container.spawn_managed_thread)
-        metrics.on_scrape(self.container.service_name, "sms", partial(
-            reconcile.gauges, store.db.messages, config, self.container.service_name))
-
-    def _loops(self):
-        return [loop for loop in (self.loop, self.planner, self.reconciler) if loop]
-
-    def stop(self):
-        metrics.forget(self.container.service_name, "sms")
-        for loop in self._loops():
-            loop.stop()
-
-    def kill(self):
-        for loop in self._loops():
-            loop.stop(wait=False)
-
-    def get_dependency(self, worker_ctx) -> DispatchLoop:
-        return self.loop

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from pymongo import ASCENDING
 
-from services.notifications.messages import QUEUED
+from services.notifications.domain import QUEUED
 
 ORDER = [("next_attempt_at", ASCENDING), ("created_at", ASCENDING)]
 

@@ -14,12 +14,12 @@ OPT_OUT, OPT_IN = "opt_out", "opt_in"
 MAX_KEYWORD_TEXT = 160
 
 
-def keywords(config: dict) -> dict[str, str]:
-    """Normalised keyword -> OPT_OUT or OPT_IN, from SMS_OPTOUT/OPTIN_KEYWORDS (commas)."""
+def keywords(opt_out_words: str, opt_in_words: str) -> dict[str, str]:
+    """Normalised keyword -> OPT_OUT or OPT_IN, from the comma-separated lists of
+    SMS_OPTOUT_KEYWORDS and SMS_OPTIN_KEYWORDS."""
     table = {}
-    for setting, default, action in (("SMS_OPTOUT_KEYWORDS", "STOP,TUCHOI,TU CHOI", OPT_OUT),
-                                     ("SMS_OPTIN_KEYWORDS", "START,DONGY,DONG Y", OPT_IN)):
-        for word in str(config.get(setting, default)).split(","):
+    for words, action in ((opt_out_words, OPT_OUT), (opt_in_words, OPT_IN)):
+        for word in words.split(","):
             if normalise(word):
                 table[normalise(word)] = action
     return table
@@ -43,6 +43,11 @@ def action_for(text: str, table: dict[str, str]) -> str | None:
 def set_opt_out(optouts, phone: str, opted_out: bool, via: str, now: datetime) -> None:
     optouts.update_one({"_id": phone}, {"$set": {
         "opted_out": opted_out, "changed_at": now, "via": via}}, upsert=True)
+
+
+def preference(optouts, phone: str) -> dict:
+    """The number's latest change (opted_out, changed_at, via); empty if it never changed."""
+    return optouts.find_one({"_id": phone}) or {}
 
 
 def is_opted_out(optouts, phone: str | None) -> bool:

@@ -75,16 +75,14 @@ class Decision:
 
 
 class SendPolicy:
-    def __init__(self, db, config: dict, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, db, settings, clock: Callable[[], datetime] = utcnow):
+        """`settings`: the service's (settings.NotificationsSettings)."""
         self.counts = db.sms_daily_counts
         self.optouts = db.sms_optouts
         self.clock = clock
-        self.window = Window(
-            opens=time.fromisoformat(config.get("SMS_WINDOW_OPENS", "07:00")),
-            closes=time.fromisoformat(config.get("SMS_WINDOW_CLOSES", "22:00")),
-            zone=ZoneInfo(config.get("SMS_TIMEZONE", "Asia/Ho_Chi_Minh")))
-        self.daily_cap = int(config.get("SMS_DAILY_CAP", 3))
-        self.transactional_cap = int(config.get("SMS_TRANSACTIONAL_DAILY_CAP", 20))
+        self.window = Window(settings.window_opens, settings.window_closes, settings.timezone)
+        self.daily_cap = settings.daily_cap
+        self.transactional_cap = settings.transactional_cap
 
     def decide(self, message: dict) -> Decision:
         if message.get("sms_class", class_of(message["template"])) != REMINDER:

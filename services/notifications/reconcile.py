@@ -20,7 +20,7 @@ import requests
 from hocvu import metrics
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
-from services.notifications import messages as msgs
+from services.notifications import domain
 from services.notifications import providers
 
 log = logging.getLogger(__name__)
@@ -29,29 +29,27 @@ log = logging.getLogger(__name__)
 class Reconciler(WakeableLoop):
     name = "notifications.reconciler"
 
-    def __init__(self, messages, provider, config: dict,
-                 clock: Callable[[], datetime] = utcnow):
+    def __init__(self, messages, provider, settings, clock: Callable[[], datetime] = utcnow):
+        """`settings`: the service's (settings.NotificationsSettings)."""
         super().__init__()
         self.messages = messages
         self.provider = provider
         self.clock = clock
-        self.poll_seconds = float(config.get("SMS_RECONCILE_POLL_SECONDS", 60))
-        self.contact_timeout = timedelta(seconds=float(
-            config.get("SMS_CONTACT_TIMEOUT_SECONDS", 86400)))
-        self.report_timeout = timedelta(seconds=float(
-            config.get("SMS_REPORT_TIMEOUT_SECONDS", 3600)))
-        self.give_up = timedelta(seconds=float(config.get("SMS_REPORT_GIVE_UP_SECONDS", 86400)))
-        self.batch_size = int(config.get("SMS_RECONCILE_BATCH_SIZE", 100))
+        self.poll_seconds = settings.reconcile_poll_seconds
+        self.contact_timeout = settings.contact_timeout
+        self.report_timeout = settings.report_timeout
+        self.give_up = settings.report_give_up
+        self.batch_size = settings.reconcile_batch_size
 
     def run_once(self) -> bool:
         now = self.clock()
         # a message awaiting its contact keeps next_attempt_at at its creation time
         self.messages.update_many(
-            {"status": msgs.AWAITING_CONTACT,
+            {"status": domain.AWAITING_CONTACT,
              "next_attempt_at": {"$lte": now - self.contact_timeout}},
-            {"$set": {"status": msgs.FAILED, "last_error": "no phone number", "failed_at": now}})
+            {"$set": {"status": domain.FAILED, "last_error": "no phone number", "failed_at": now}})
         waiting = list(self.messages.find({
-            "status": msgs.ACCEPTED, "accepted_at": {"$lte": now - self.report_timeout},
+            "status": domain.ACCEPTED, "accepted_at": {"$lte": now - self.report_timeout},
             "$or": [{"next_check_at": {"$exists": False}}, {"next_check_at": {"$lte": now}}],
         }).limit(self.batch_size))
         for message in waiting:
@@ -67,13 +65,13 @@ class Reconciler(WakeableLoop):
             except (requests.RequestException, ValueError) as exc:
                 log.warning("status of SMS %s unavailable from %s: %s", message["_id"],
                             adapter.name, type(exc).__name__)
-        which = {"_id": message["_id"], "status": msgs.ACCEPTED}
+        which = {"_id": message["_id"], "status": domain.ACCEPTED}
         if answer == providers.DELIVERED:
             self.messages.update_one(which, {"$set": {
-                "status": msgs.DELIVERED, "delivered_at": now, "reconciled_at": now}})
+                "status": domain.DELIVERED, "delivered_at": now, "reconciled_at": now}})
         elif answer == providers.UNDELIVERED:
             self.messages.update_one(which, {"$set": {
-                "status": msgs.UNDELIVERED, "last_error": "provider status: undelivered",
+                "status": domain.UNDELIVERED, "last_error": "provider status: undelivered",
                 "reconciled_at": now}})
         elif answer == providers.PENDING and message["accepted_at"] > now - self.give_up:
             self.messages.update_one(which, {"$set": {"next_check_at": now + self.report_timeout}})
@@ -82,7 +80,7 @@ class Reconciler(WakeableLoop):
                    if answer == providers.PENDING else
                    "no delivery report, and the provider's status could not be asked")
             self.messages.update_one(which, {"$set": {
-                "status": msgs.UNKNOWN, "last_error": why, "reconciled_at": now}})
+                "status": domain.UNKNOWN, "last_error": why, "reconciled_at": now}})
             log.warning("SMS %s through %s is now unknown: %s", message["_id"],
                         message.get("provider"), why)
 
@@ -91,13 +89,13 @@ def stuck_query(now: datetime, older_than: timedelta) -> dict:
     """Messages not settled although they should have been by now."""
     before = now - older_than
     return {"$or": [
-        {"status": msgs.AWAITING_CONTACT, "next_attempt_at": {"$lte": before}},
-        {"status": msgs.QUEUED, "next_attempt_at": {"$lte": before}},
-        {"status": msgs.ACCEPTED, "accepted_at": {"$lte": before}},
+        {"status": domain.AWAITING_CONTACT, "next_attempt_at": {"$lte": before}},
+        {"status": domain.QUEUED, "next_attempt_at": {"$lte": before}},
+        {"status": domain.ACCEPTED, "accepted_at": {"$lte": before}},
     ]}
 
 
-FAILED_STATUSES = (msgs.FAILED, msgs.UNDELIVERED, msgs.UNKNOWN, msgs.SUPPRESSED)
+FAILED_STATUSES = (domain.FAILED, domain.UNDELIVERED, domain.UNKNOWN, domain.SUPPRESSED)
 
 
 def summary(messages, now: datetime, older_than: timedelta) -> dict:
@@ -107,20 +105,19 @@ def summary(messages, now: datetime, older_than: timedelta) -> dict:
             "stuck": messages.count_documents(stuck_query(now, older_than))}
 
 
-def gauges(messages, config: dict, service_name: str):
+def gauges(messages, stuck_after: timedelta, service_name: str):
     """The SMS gauges of the metrics route (hocvu.metrics.on_scrape): messages per stored
-    status, those stuck (older than SMS_STUCK_AFTER_SECONDS), and the dispatcher's backlog
-    (queued and due now: waiting only for the dispatcher)."""
+    status, those stuck (older than `stuck_after`, SMS_STUCK_AFTER_SECONDS), and the
+    dispatcher's backlog (queued and due now: waiting only for the dispatcher)."""
     now = utcnow()
-    older_than = timedelta(seconds=float(config.get("SMS_STUCK_AFTER_SECONDS", 900)))
-    counts = summary(messages, now, older_than)
+    counts = summary(messages, now, stuck_after)
     by_status = {status: counts["by_status"].get(status, 0)
-                 for status in sorted(set(msgs.LEARNER_STATUSES) | set(counts["by_status"]))}
+                 for status in sorted(set(domain.LEARNER_STATUSES) | set(counts["by_status"]))}
     yield metrics.gauge("hocvu_sms_messages", "SMS messages by stored status.", service_name,
                         {(status,): n for status, n in by_status.items()}, ("status",))
     yield metrics.gauge("hocvu_sms_stuck", "SMS not settled although they should be by now.",
                         service_name, counts["stuck"])
-    backlog = messages.count_documents({"status": msgs.QUEUED, "next_attempt_at": {"$lte": now}})
+    backlog = messages.count_documents({"status": domain.QUEUED, "next_attempt_at": {"$lte": now}})
     yield metrics.gauge("hocvu_sms_dispatch_backlog",
                         "SMS queued and due now, waiting for the dispatcher.", service_name,
                         backlog)

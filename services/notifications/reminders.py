@@ -28,7 +28,8 @@ from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch
 from hocvu.store import Store, bulk_write_once, insert_once
-from services.notifications import messages, templates
+from services.notifications import repository, templates
+from services.notifications.domain import scope_of
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +38,15 @@ _ORDER = [("next_reminder_at", ASCENDING)]
 
 
 class ReminderDays:
-    def __init__(self, config: dict):
-        self.default = int(config.get("REMINDER_DAYS", 7))
-        self.by_course = {}
-        for entry in str(config.get("REMINDER_DAYS_BY_COURSE", "") or "").split(","):
-            if entry.strip():
-                course_id, _, days = entry.partition("=")
-                self.by_course[course_id.strip()] = int(days)
-        if self.default < 1 or any(days < 1 for days in self.by_course.values()):
-            raise ValueError("reminder days must be whole numbers >= 1")
+    """The days without progress before a course's reminder (settings: REMINDER_DAYS and
+    REMINDER_DAYS_BY_COURSE, each at least 1)."""
+
+    def __init__(self, settings):
+        self.default = settings.reminder_days
+        self.by_course = settings.reminder_days_by_course
 
     def __call__(self, course_id: str) -> int:
         return self.by_course.get(course_id, self.default)
-
-
-def prepare(db) -> None:
-    db.reminders.create_index([("status", ASCENDING), ("next_reminder_at", ASCENDING)])
 
 
 def _initial_state(data: dict, now: datetime) -> dict:
@@ -178,17 +172,18 @@ def next_lesson(state: dict) -> dict | None:
 class ReminderPlanner(WakeableLoop):
     name = "notifications.reminder_planner"
 
-    def __init__(self, store: Store, config: dict, days: ReminderDays,
+    def __init__(self, store: Store, settings, days: ReminderDays,
                  clock: Callable[[], datetime] = utcnow, on_message=lambda: None):
+        """`settings`: the service's (settings.NotificationsSettings)."""
         super().__init__()
         self.store = store
         self.days = days
         self.clock = clock
         self.on_message = on_message
-        self.poll_seconds = float(config.get("REMINDER_POLL_SECONDS", 60))
-        self.batch_size = int(config.get("REMINDER_BATCH_SIZE", 100))
-        self.lease = timedelta(seconds=float(config.get("REMINDER_LEASE_SECONDS", 60)))
-        self.unaccented = str(config.get("SMS_UNACCENTED", "true")).lower() != "false"
+        self.poll_seconds = settings.reminder_poll_seconds
+        self.batch_size = settings.reminder_batch_size
+        self.lease = settings.reminder_lease
+        self.unaccented = settings.unaccented
 
     def run_once(self) -> bool:
         now = self.clock()
@@ -227,10 +222,10 @@ class ReminderPlanner(WakeableLoop):
         template = templates.PROGRESS_REMINDER
         if lesson:
             template, values["lesson_title"] = templates.LESSON_REMINDER, lesson["title"]
-        message = messages.create(
+        message = repository.create(
             db, template, f"reminder:{state['_id']}:{sequence}", state["learner_id"],
             state["_id"], values, f"reminder-{state['_id']}-{sequence}", now, self.unaccented,
-            {key: state.get(key) for key in messages.SCOPE_FIELDS})
+            scope_of(state))
         reminders.update_one({"_id": state["_id"]}, {
             "$set": {**free, "reminders_sent": sequence, "last_reminded_at": now,
                      "next_reminder_at": now + timedelta(days=days)},

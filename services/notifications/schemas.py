@@ -4,7 +4,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from hocvu.contracts import UtcDateTime
 from hocvu.pagination import PageQuery, filter_field
 from hocvu.privacy import mask_phone
-from services.notifications import messages
+from services.notifications import domain
 
 
 class MessageOut(Schema):
@@ -17,9 +17,9 @@ class MessageOut(Schema):
     encoding = fields.String(required=True)
     segments = fields.Integer(required=True)
     status = fields.String(required=True)
-    # one of messages.LEARNER_STATUSES' values, and why, in words (docs/sms-gateway.md)
-    learner_status = fields.Function(messages.learner_status)
-    reason = fields.Function(messages.reason)
+    # one of domain.LEARNER_STATUSES' values, and why, in words (docs/sms-gateway.md)
+    learner_status = fields.Function(domain.learner_status)
+    reason = fields.Function(domain.reason)
     attempts = fields.Integer(required=True)
     created_at = UtcDateTime(required=True)
     accepted_at = UtcDateTime()

@@ -34,32 +34,26 @@ Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_
            under the send policy (policy.py); the reminder planner (reminders.py); the
            reconciler (reconcile.py) settles messages that wait too long
 """
+
 import hmac
-import re
-import textwrap
 
 from nameko.dependency_providers import Config
-from nameko.exceptions import ConfigurationError
-from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING
 
-from hocvu import auth, pagination
+from hocvu import auth
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
 from hocvu.http import NotFound, ValidationFailed, http, load_body, load_query, read_json
-from hocvu.events import MalformedEvent
 from hocvu.messaging import subscribe, subscribe_batch
-from hocvu.sealing import CannotOpen, Opener
-from hocvu.store import drop_indexes_if_present
-from hocvu.store import ServiceStore, Store
 from hocvu.operations import OPERATIONS_ACCESS, operations_routes
-from services.notifications import (messages, optout, providers, reminders,
-                                    sign_in_codes, templates)
-from services.notifications.dispatcher import SmsDispatcher
-from services.notifications.templates import vietnamese_day
+from hocvu.settings import Settings
+from hocvu.store import ServiceStore
+from services.notifications import (domain, optout, providers, reminders, repository,
+                                    sign_in_codes)
+from services.notifications.dependencies import SealedValues, SmsDispatcher
 from services.notifications.schemas import (
     DeliveryReportIn, InboundSmsIn, MessagePageOut, SmsPreferencesIn, SmsPreferencesOut,
     MessagesQuery)
+from services.notifications.settings import NotificationsSettings
 
 page_out = MessagePageOut()
 report_in = DeliveryReportIn()
@@ -67,55 +61,6 @@ preferences_in = SmsPreferencesIn()
 preferences_out = SmsPreferencesOut()
 inbound_in = InboundSmsIn()
 messages_query = MessagesQuery()
-
-
-class SealedValues(DependencyProvider):
-    """Opens what other services sealed for notifications alone (hocvu.sealing)."""
-
-    def setup(self):
-        try:
-            self.opener = Opener(str(self.container.config.get(
-                "NOTIFICATIONS_SEALING_PRIVATE_KEY") or ""))
-        except ValueError as exc:
-            raise ConfigurationError(f"NOTIFICATIONS_SEALING_PRIVATE_KEY: {exc}") from None
-
-    def get_dependency(self, worker_ctx):
-        return self
-
-    def phone(self, contact: dict) -> str:
-        """The number of a learner_contact_registered event; one that cannot be opened is a
-        malformed event (dead-lettered at once, never retried)."""
-        if contact.get("sealed_phone"):
-            try:
-                phone = self.opener.open(contact["sealed_phone"])
-            except CannotOpen as exc:
-                raise MalformedEvent(f"sealed_phone: {exc}") from None
-        else:
-            phone = contact["phone"]  # sent in clear by the first release
-        if not re.fullmatch(r"\+84\d{9}", phone):
-            raise MalformedEvent("sealed_phone does not hold an E.164 Vietnamese number")
-        return phone
-
-
-def prepare(store: Store) -> None:
-    db = store.db
-    store.ensure_collections("messages", "contacts", "reminders", "sms_optouts",
-                             "sms_daily_counts")
-    db.messages.create_index("dedupe_key", unique=True)
-    db.messages.create_index("provider_message_id")  # reports that name only the provider's id
-    db.messages.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
-    db.messages.create_index([("status", ASCENDING), ("accepted_at", ASCENDING)])
-    db.messages.create_index([("commune_code", ASCENDING), ("created_at", ASCENDING)])
-    db.messages.create_index([("learner_subject", ASCENDING), ("created_at", ASCENDING)])
-    # a learner's scope, for their SMS preferences (_phone_of), and their waiting messages
-    db.messages.create_index([("learner_id", ASCENDING), ("created_at", ASCENDING)])
-    reminders.prepare(db)
-    # every write of a message rewrites all its index entries, and a message is written three
-    # or four times: a page filtered by enrollment reads within the caller's scope (commune
-    # or subject) instead, and messages awaiting a contact are found by next_attempt_at,
-    # their creation time (docs/performance.md)
-    drop_indexes_if_present(db.messages, "lease_owner_1", "status_1_created_at_1",
-                            "enrollment_id_1")
 
 
 class NotificationsService(operations_routes("notifications")):
@@ -135,8 +80,9 @@ class NotificationsService(operations_routes("notifications")):
         "set_sms_preferences": auth.roles(*EVERYONE_SIGNED_IN),
     }
 
-    config = Config()
-    store = ServiceStore(prepare=prepare)
+    config = Config()  # the operations routes read AMQP_URI
+    settings = Settings(NotificationsSettings)
+    store = ServiceStore(prepare=repository.prepare)
     dispatcher = SmsDispatcher(store="store")
     sealed = SealedValues()
 
@@ -145,9 +91,7 @@ class NotificationsService(operations_routes("notifications")):
           query=MessagesQuery, answers={200: MessagePageOut, 400: "invalid filter or page"})
     def list_messages(self, request):
         args = load_query(request, messages_query)
-        page = pagination.scoped_page(self.store.db.messages, request.principal, args,
-                                      ("learner_id", "enrollment_id"), "created_at")
-        return page_out.dump(page)
+        return page_out.dump(repository.messages_page(self.store.db, request.principal, args))
 
     @http("POST", "/api/notifications/delivery-reports", summary="the SMS gateway's delivery report",
           body=DeliveryReportIn, answers={200: "recorded", 400: "invalid report",
@@ -155,35 +99,15 @@ class NotificationsService(operations_routes("notifications")):
                                           404: "unknown request id"})
     def delivery_report(self, request):
         report = load_body(request, report_in)
-        message_id = report["request_id"]
-        # read first: the update announces the outcome, which names the message's template
-        # and commune (sms_outcome)
-        message = self.store.db.messages.find_one(
-            {"_id": message_id}, projection=dict.fromkeys(messages.OUTCOME_FIELDS, 1))
-        if message is None:
-            raise NotFound(f"no message {message_id}")
-        now = utcnow()
-        if report["status"] == messages.DELIVERED:
-            self.store.db.messages.update_one(
-                {"_id": message_id, "status": {"$ne": messages.DELIVERED}},
-                messages.with_outcome({"$set": {
-                    "status": messages.DELIVERED, "delivered_at": report["delivered_at"] or now,
-                    "provider_message_id": report["message_id"]}}, message, messages.DELIVERED,
-                    now))
-        else:
-            # queued too: the report may overtake the dispatcher's record of the send
-            self.store.db.messages.update_one(
-                {"_id": message_id, "status": {"$in": [messages.ACCEPTED, messages.QUEUED]}},
-                messages.with_outcome({"$set": {"status": "undelivered",
-                                                "last_error": report["status"]}},
-                                      message, messages.FAILED, now))
+        if not repository.record_gateway_report(self.store.db.messages, report, utcnow()):
+            raise NotFound(f"no message {report['request_id']}")
         return {"status": "recorded"}
 
     @http("GET", "/api/notifications/delivery-reports/esms",
           summary="eSMS's delivery report, sent as a GET with the report in the query string",
           answers={200: "recorded", 400: "not an eSMS report", 404: "unknown message"})
     def esms_delivery_report(self, request):
-        self._check_callback_token(request, "SMS_ESMS_CALLBACK_TOKEN")
+        self._check_callback_token(request, self.settings.esms_callback_token)
         report = request.args.to_dict()
         report.pop("token", None)
         return self._provider_report("esms", report)
@@ -193,7 +117,7 @@ class NotificationsService(operations_routes("notifications")):
           answers={200: "recorded", 400: "not a SpeedSMS report or reply",
                    404: "unknown message"})
     def speedsms_webhook(self, request):
-        self._check_callback_token(request, "SMS_SPEEDSMS_WEBHOOK_TOKEN")
+        self._check_callback_token(request, self.settings.speedsms_webhook_token)
         body = read_json(request)
         if isinstance(body, dict) and body.get("type") == "incoming":
             try:
@@ -215,7 +139,7 @@ class NotificationsService(operations_routes("notifications")):
           answers={200: SmsPreferencesOut(), 404: "no phone number known for this learner"})
     def get_sms_preferences(self, request, learner_id):
         phone = self._phone_of(request, learner_id)
-        found = self.store.db.sms_optouts.find_one({"_id": phone}) or {}
+        found = optout.preference(self.store.db.sms_optouts, phone)
         return preferences_out.dump({"learner_id": learner_id,
                                      "reminders": not found.get("opted_out", False),
                                      "changed_at": found.get("changed_at")})
@@ -238,13 +162,14 @@ class NotificationsService(operations_routes("notifications")):
             report = adapter.parse_report(payload)
         except providers.BadReport as exc:
             raise ValidationFailed(str(exc), {"_body": [str(exc)]}) from None
-        if not messages.record_report(self.store.db.messages, report, utcnow()):
+        if not repository.record_report(self.store.db.messages, report, utcnow()):
             raise NotFound("no message for this report")
         return {"status": "recorded"}
 
     def _reply(self, phone, text):
         phone = providers.base.from_provider_number(phone)
-        action = optout.action_for(text, optout.keywords(self.config))
+        action = optout.action_for(text, optout.keywords(self.settings.optout_keywords,
+                                                         self.settings.optin_keywords))
         if action:
             optout.set_opt_out(self.store.db.sms_optouts, phone, action == optout.OPT_OUT,
                                "sms", utcnow())
@@ -255,21 +180,19 @@ class NotificationsService(operations_routes("notifications")):
         staff whose communes cover them (known from the learner's messages). Anyone else is
         told what they would be told of a learner who does not exist."""
         missing = NotFound(f"no phone number known for learner {learner_id}")
-        scope = self.store.db.messages.find_one(
-            {"learner_id": learner_id}, projection=dict.fromkeys(messages.SCOPE_FIELDS, 1))
+        scope = repository.learner_scope(self.store.db, learner_id)
         if scope is None or not request.principal.may_see(
                 scope.get("province_code"), scope.get("commune_code"),
                 scope.get("learner_subject")):
             raise missing
-        contact = self.store.db.contacts.find_one({"_id": learner_id}, projection={"phone": 1})
-        if not contact or not contact.get("phone"):
+        phone = repository.phones_of(self.store.db, [learner_id]).get(learner_id)
+        if not phone:
             raise missing
-        return contact["phone"]
+        return phone
 
-    def _check_callback_token(self, request, setting):
+    def _check_callback_token(self, request, expected: str):
         """The secret token in a provider's callback URL (eSMS and SpeedSMS cannot sign with
         our HMAC). Without it the route answers as if it did not exist."""
-        expected = str(self.config.get(setting) or "")
         given = request.args.get("token", "")
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             raise NotFound("no such callback")
@@ -279,18 +202,15 @@ class NotificationsService(operations_routes("notifications")):
         # a number that cannot be opened fails the batch; alone, its event is dead-lettered
         contacts = [(event.data["learner_id"], self.sealed.phone(event.data), event.occurred_at)
                     for event in events]
-        if messages.remember_contacts(self.store.db, contacts, utcnow()):
+        if repository.remember_contacts(self.store.db, contacts, utcnow()):
             self.dispatcher.wake()
 
     @subscribe_batch("enrollment", "learner_enrolled")
     def confirm_enrollment(self, events):
         reminders.on_enrolled_many(self.store.db, [event.data for event in events],
                                    self.dispatcher.reminder_days, utcnow())
-        return self._create_messages(events, [messages.Wanted(
-            templates.ENROLLMENT_CONFIRMED, f"enrollment_confirmed:{data['enrollment_id']}",
-            data["learner_id"], data["enrollment_id"],
-            {"full_name": data["full_name"], "course_title": data["course_title"]},
-            event.correlation_id, _scope(data)) for event, data in _with_data(events)])
+        return self._create_messages(events, [
+            domain.enrollment_confirmation(event.data, event.correlation_id) for event in events])
 
     @subscribe_batch("lessons", "lessons_assigned")
     def remember_lessons(self, events):
@@ -316,46 +236,26 @@ class NotificationsService(operations_routes("notifications")):
 
     @subscribe_batch("certificates", "certificate_revoked")
     def announce_revocation(self, events):
-        return self._create_messages(events, [messages.Wanted(
-            templates.CERTIFICATE_REVOKED, f"certificate_revoked:{data['certificate_id']}",
-            data["learner_id"], data["enrollment_id"],
-            {"full_name": data["full_name"], "course_title": data["course_title"],
-             # a long reason would cost several SMS; the whole of it is on the
-             # verification page
-             "serial": data["serial"],
-             "reason": textwrap.shorten(data["reason"], 120, placeholder="..."),
-             "revoked_on": vietnamese_day(data["revoked_at"])},
-            event.correlation_id, _scope(data)) for event, data in _with_data(events)])
+        return self._create_messages(events, [
+            domain.revocation_notice(event.data, event.correlation_id) for event in events])
 
     @subscribe_batch("certificates", "certificate_issued")
     def announce_certificate(self, events):
-        return self._create_messages(events, [messages.Wanted(
-            templates.CERTIFICATE_ISSUED, f"certificate_issued:{data['certificate_id']}",
-            data["learner_id"], data["enrollment_id"],
-            {"full_name": data["full_name"], "course_title": data["course_title"],
-             "verification_code": data["verification_code"], "verify_url": data["verify_url"]},
-            event.correlation_id, _scope(data)) for event, data in _with_data(events)])
+        return self._create_messages(events, [
+            domain.certificate_notice(event.data, event.correlation_id) for event in events])
 
     @subscribe("identity", "sign_in_code_requested")
     def send_sign_in_code(self, event):
-        unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
         if sign_in_codes.create(self.store.db, self.sealed.opener, event.data,
-                                event.correlation_id, utcnow(), unaccented):
+                                event.correlation_id, utcnow(), self.settings.unaccented):
             self.dispatcher.wake()
 
-    def _create_messages(self, events, wanted: list[messages.Wanted]) -> list:
+    def _create_messages(self, events, wanted: list[domain.Wanted]) -> list:
         """The messages `wanted` names, each once however often its event comes; answers
         the events whose message existed already (redeliveries)."""
-        unaccented = str(self.config.get("SMS_UNACCENTED", "true")).lower() != "false"
-        created = messages.create_many(self.store.db, wanted, utcnow(), unaccented)
-        if any(message and message["status"] == messages.QUEUED for message in created):
+        created = repository.create_many(self.store.db, wanted, utcnow(),
+                                         self.settings.unaccented)
+        if any(message and message["status"] == domain.QUEUED for message in created):
             self.dispatcher.wake()
         return [event for event, message in zip(events, created) if message is None]
 
-
-def _with_data(events):
-    return [(event, event.data) for event in events]
-
-
-def _scope(data: dict) -> dict:
-    return {key: data.get(key) for key in messages.SCOPE_FIELDS}

@@ -18,16 +18,10 @@ from hocvu.leases import NEVER
 from hocvu.sealing import CannotOpen, Opener
 from hocvu.store import insert_once
 from services.notifications import policy, sms, templates
-from services.notifications.messages import QUEUED, SCOPE_FIELDS
+from services.notifications.domain import QUEUED, SCOPE_FIELDS, is_vietnamese_number
 
 REDACTED = "******"
 CODE_EXPIRED = "code expired"
-
-
-def opener_from_config(config: dict) -> Opener | None:
-    """What opens the codes identity sealed for notifications; None if no key is set."""
-    key = str(config.get("NOTIFICATIONS_SEALING_PRIVATE_KEY") or "")
-    return Opener(key) if key else None
 
 
 def create(db, opener: Opener, data: dict, correlation_id: str, now: datetime,
@@ -39,7 +33,7 @@ def create(db, opener: Opener, data: dict, correlation_id: str, now: datetime,
         code = opener.open(data["code"])  # kept sealed; it must open when the SMS goes out
     except CannotOpen as exc:
         raise MalformedEvent(f"sign_in_code_requested: {exc}") from None
-    if not re.fullmatch(r"\+84\d{9}", phone) or not re.fullmatch(r"\d{6}", code):
+    if not is_vietnamese_number(phone) or not re.fullmatch(r"\d{6}", code):
         raise MalformedEvent("sign_in_code_requested: the sealed phone or code is malformed")
     text = sms.prepare(templates.render(templates.SIGN_IN_CODE, code=REDACTED), unaccented)
     message = {

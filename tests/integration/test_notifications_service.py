@@ -6,17 +6,20 @@ from datetime import datetime, timedelta, timezone
 import pymongo
 import pytest
 import requests
+from nameko.exceptions import ConfigurationError
 
 from hocvu import signatures
 from hocvu.clock import utcnow
 from hocvu.events import new_event
-from services.notifications import messages as notification_messages, providers
-from services.notifications.dispatcher import DispatchLoop, SmsDispatcher
+from services.notifications import providers, repository
+from services.notifications.dependencies import SmsDispatcher
+from services.notifications.dispatcher import DispatchLoop
 from services.notifications.service import NotificationsService
 from hocvu_tools.devstack.processes import free_port
 from hocvu.sealing import Sealer
 from tests.support.fixtures import CALLBACK_SECRET, SEALING_PUBLIC_KEY
 from tests.support.settling import deliveries_settled, wait_until_handled
+from tests.support.sms import sms_settings
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -210,6 +213,13 @@ def test_without_a_configured_secret_every_report_is_refused(service_config, run
     assert answer.json()["error"] == "UNAVAILABLE"
 
 
+def test_a_bad_setting_stops_the_start_naming_its_key(service_config, run_service):
+    with pytest.raises(ConfigurationError,
+                       match=r"^notifications: bad settings \(SMS_SEND_CONCURRENCY: "):
+        run_service(NotificationsService, service_config("notifications",
+                                                         SMS_SEND_CONCURRENCY=-1))
+
+
 class ReportArrivesFirst:
     """The real simulator adapter, except that the gateway's delivery report reaches the
     service (through its real, signed route) before `send` returns: the order a fast
@@ -217,7 +227,7 @@ class ReportArrivesFirst:
     name = "simulator"
 
     def __init__(self, gateway: str, service_url: str, status: str):
-        self.inner = providers.SimulatorProvider({"SMS_GATEWAY_URL": gateway})
+        self.inner = providers.SimulatorProvider(sms_settings(SMS_GATEWAY_URL=gateway))
         self.service_url = service_url
         self.status = status
 
@@ -244,11 +254,11 @@ def test_a_report_that_arrives_before_the_acceptance_is_recorded_still_counts(
     db = pymongo.MongoClient(config["MONGO_URI"], tz_aware=True)[config["MONGO_DATABASE"]]
     later = utcnow() + timedelta(hours=1)
     db.contacts.insert_one({"_id": LEARNER, "phone": "+84987001234"})
-    message = notification_messages.create(
+    message = repository.create(
         db, "enrollment_confirmed", "report-first", LEARNER, "enr-5",
         {"full_name": "Vũ Đức Anh", "course_title": "Kỹ năng số"}, "corr-5", later, True)
-    loop = DispatchLoop(db.messages, ReportArrivesFirst(sms_gateway, url, status), config,
-                        clock=lambda: later)
+    loop = DispatchLoop(db.messages, ReportArrivesFirst(sms_gateway, url, status),
+                        sms_settings(**config), clock=lambda: later)
 
     loop.run_once()
 

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 import requests
 
-from services.notifications import messages, templates
+from services.notifications import domain, repository, templates
 from services.notifications.dispatcher import DispatchLoop
 from services.notifications.providers import SimulatorProvider
-from tests.support.sms import Clock, local
+from tests.support.sms import Clock, local, sms_settings
 
 pytestmark = pytest.mark.integration
 
@@ -20,15 +20,16 @@ PHONE = "+84912345678"
 
 
 def dispatcher(store, gateway: str, clock: Clock, **config) -> DispatchLoop:
-    config = {"SMS_GATEWAY_URL": gateway, "SMS_GATEWAY_TIMEOUT_SECONDS": 0.5, **config}
-    return DispatchLoop(store.db.messages, SimulatorProvider(config), config, clock=clock)
+    settings = sms_settings(**{"SMS_GATEWAY_URL": gateway, "SMS_GATEWAY_TIMEOUT_SECONDS": 0.5,
+                               **config})
+    return DispatchLoop(store.db.messages, SimulatorProvider(settings), settings, clock=clock)
 
 
 def queue(store, clock: Clock, to: str = PHONE) -> str:
     store.db.contacts.update_one({"_id": "lrn-1"}, {"$set": {"phone": to}}, upsert=True)
-    return messages.create(store.db, templates.ENROLLMENT_CONFIRMED, "confirm:enr-1", "lrn-1",
-                           "enr-1", {"full_name": "Vũ Đức Anh", "course_title": "Kỹ năng số"},
-                           "corr", clock(), True)["_id"]
+    return repository.create(store.db, templates.ENROLLMENT_CONFIRMED, "confirm:enr-1", "lrn-1",
+                             "enr-1", {"full_name": "Vũ Đức Anh", "course_title": "Kỹ năng số"},
+                             "corr", clock(), True)["_id"]
 
 
 def received(gateway: str) -> list[dict]:
@@ -44,7 +45,7 @@ def test_a_429_waits_the_time_the_provider_asked_then_sends_once(
 
     loop.run_once()
     waiting = notifications_store.db.messages.find_one({"_id": message_id})
-    assert waiting["status"] == messages.QUEUED and waiting["attempts"] == 1
+    assert waiting["status"] == domain.QUEUED and waiting["attempts"] == 1
     assert "429" in waiting["last_error"]
     # the simulator asks for the rest of its minute; the dispatcher's own backoff would be 2 s
     assert timedelta(seconds=55) <= waiting["next_attempt_at"] - clock() <= timedelta(seconds=61)
@@ -57,7 +58,7 @@ def test_a_429_waits_the_time_the_provider_asked_then_sends_once(
     clock.advance(seconds=11)
     loop.run_once()
     sent = notifications_store.db.messages.find_one({"_id": message_id})
-    assert sent["status"] == messages.ACCEPTED and sent["attempts"] == 2
+    assert sent["status"] == domain.ACCEPTED and sent["attempts"] == 2
     assert [m["request_id"] for m in received(gateway)] == [message_id]
     assert requests.get(f"{gateway}/v1/stats").json()["rate_limited"] == 1
 
@@ -71,7 +72,7 @@ def test_a_definite_refusal_fails_the_message_at_once_and_for_good(
 
     loop.run_once()
     failed = notifications_store.db.messages.find_one({"_id": message_id})
-    assert failed["status"] == messages.FAILED and failed["attempts"] == 1
+    assert failed["status"] == domain.FAILED and failed["attempts"] == 1
     assert "400" in failed["last_error"]
     clock.advance(hours=1)
     loop.run_once()
@@ -92,7 +93,7 @@ def test_a_provider_that_never_answers_is_retried_with_backoff(
         stuck.stop()  # hands its lease back, as a stopped instance does
 
     waiting = notifications_store.db.messages.find_one({"_id": message_id})
-    assert waiting["status"] == messages.QUEUED and waiting["attempts"] == 1
+    assert waiting["status"] == domain.QUEUED and waiting["attempts"] == 1
     assert "Timeout" in waiting["last_error"]
     assert waiting["next_attempt_at"] - clock() == timedelta(seconds=2)  # 2 ** attempts
 
@@ -100,7 +101,7 @@ def test_a_provider_that_never_answers_is_retried_with_backoff(
     clock.advance(seconds=2)
     dispatcher(notifications_store, gateway, clock).run_once()
     assert notifications_store.db.messages.find_one({"_id": message_id})["status"] == \
-        messages.ACCEPTED
+        domain.ACCEPTED
     assert [m["request_id"] for m in received(gateway)] == [message_id]
 
 
@@ -117,9 +118,9 @@ def test_a_provider_that_keeps_failing_fails_the_message_after_the_last_attempt(
         stored = notifications_store.db.messages.find_one({"_id": message_id})
         attempts.append((stored["status"], stored["attempts"]))
         clock.advance(seconds=300)  # past any backoff
-    assert attempts == [(messages.QUEUED, 1), (messages.QUEUED, 2), (messages.FAILED, 3)]
+    assert attempts == [(domain.QUEUED, 1), (domain.QUEUED, 2), (domain.FAILED, 3)]
     assert "503" in stored["last_error"] and stored["failed_at"]
-    assert messages.reason(stored)  # the learner-facing status says why
+    assert domain.reason(stored)  # the learner-facing status says why
     loop.run_once()
     assert notifications_store.db.messages.find_one({"_id": message_id})["attempts"] == 3
     assert received(gateway) == []

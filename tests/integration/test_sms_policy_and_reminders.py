@@ -5,10 +5,10 @@ import time
 import pytest
 
 from hocvu.leases import claim_batch
-from services.notifications import messages, optout, policy, reminders, templates
+from services.notifications import domain, optout, policy, reminders, repository, templates
 from services.notifications.dispatcher import DispatchLoop
 from services.notifications.providers import SimulatorProvider
-from tests.support.sms import Clock, local
+from tests.support.sms import Clock, local, sms_settings
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def confirmation(to=PHONE):
 
 def test_quiet_hours_hold_reminders_but_not_transactional_messages(notifications_store):
     clock = Clock(local(2026, 11, 25, 22, 0))
-    rules = policy.SendPolicy(notifications_store.db, {}, clock)
+    rules = policy.SendPolicy(notifications_store.db, sms_settings(), clock)
 
     held = rules.decide(reminder(1))
     assert (held.action, held.reason, held.until) == (
@@ -43,7 +43,7 @@ def test_quiet_hours_hold_reminders_but_not_transactional_messages(notifications
 
 def test_at_most_three_reminders_per_number_per_local_day(notifications_store):
     clock = Clock(local(2026, 11, 25, 9, 0))
-    rules = policy.SendPolicy(notifications_store.db, {}, clock)
+    rules = policy.SendPolicy(notifications_store.db, sms_settings(), clock)
 
     decisions = [rules.decide(reminder(n)) for n in range(4)]
     assert [d.action for d in decisions] == [policy.SEND] * 3 + [policy.DEFER]
@@ -67,7 +67,8 @@ def test_at_most_three_reminders_per_number_per_local_day(notifications_store):
 def test_transactional_sms_to_one_number_have_a_daily_ceiling_against_pumping(
         notifications_store):
     clock = Clock(local(2026, 11, 25, 23, 0))   # any hour: transactional
-    rules = policy.SendPolicy(notifications_store.db, {"SMS_TRANSACTIONAL_DAILY_CAP": 5}, clock)
+    rules = policy.SendPolicy(notifications_store.db, sms_settings(SMS_TRANSACTIONAL_DAILY_CAP=5),
+                               clock)
     decisions = [rules.decide(confirmation()) for _ in range(6)]
     assert [d.action for d in decisions] == [policy.SEND] * 5 + [policy.DEFER]
     assert decisions[5].reason == policy.DAILY_CAP
@@ -76,14 +77,14 @@ def test_transactional_sms_to_one_number_have_a_daily_ceiling_against_pumping(
     assert rules.decide(reminder(1, to=OTHER_PHONE)).action == policy.DEFER  # quiet hours
     clock.now = local(2026, 11, 26, 0, 0)
     assert rules.decide(confirmation()).action == policy.SEND
-    unlimited = policy.SendPolicy(notifications_store.db, {"SMS_TRANSACTIONAL_DAILY_CAP": 0},
-                                  clock)
+    unlimited = policy.SendPolicy(notifications_store.db,
+                                  sms_settings(SMS_TRANSACTIONAL_DAILY_CAP=0), clock)
     assert all(unlimited.decide(confirmation()).action == policy.SEND for _ in range(30))
 
 
 def test_opt_out_and_back_in(notifications_store):
     clock = Clock(local(2026, 11, 25, 10, 0))
-    rules = policy.SendPolicy(notifications_store.db, {}, clock)
+    rules = policy.SendPolicy(notifications_store.db, sms_settings(), clock)
     optouts = notifications_store.db.sms_optouts
 
     optout.set_opt_out(optouts, PHONE, True, "sms", clock())
@@ -98,37 +99,37 @@ def test_opt_out_and_back_in(notifications_store):
 
 def _queue(store, n, template, to=PHONE, now=None):
     store.db.contacts.update_one({"_id": f"lrn-{to}"}, {"$set": {"phone": to}}, upsert=True)
-    return messages.create(store.db, template, f"{template}:{n}", f"lrn-{to}", f"enr-{n}",
-                           {"full_name": "Vũ Đức Anh", "course_title": "Kỹ năng số",
-                            "days": 3, "lesson_title": "Bài 1", "verification_code": "K7QM",
-                            "verify_url": "http://v.example.test/K7QM"}, "corr", now, True)
+    return repository.create(store.db, template, f"{template}:{n}", f"lrn-{to}", f"enr-{n}",
+                             {"full_name": "Vũ Đức Anh", "course_title": "Kỹ năng số",
+                              "days": 3, "lesson_title": "Bài 1", "verification_code": "K7QM",
+                              "verify_url": "http://v.example.test/K7QM"}, "corr", now, True)
 
 
 def test_the_dispatcher_defers_and_later_sends_never_drops(
         notifications_store, sms_gateway, sms_outbox):
     db = notifications_store.db
     clock = Clock(local(2026, 11, 25, 23, 0))
-    config = {"SMS_GATEWAY_URL": sms_gateway}
-    loop = DispatchLoop(db.messages, SimulatorProvider(config), config,
-                        policy.SendPolicy(db, config, clock), clock)
+    settings = sms_settings(SMS_GATEWAY_URL=sms_gateway)
+    loop = DispatchLoop(db.messages, SimulatorProvider(settings), settings,
+                        policy.SendPolicy(db, settings, clock), clock)
     night_reminder = _queue(notifications_store, 1, templates.LESSON_REMINDER, now=clock())
     night_confirmation = _queue(notifications_store, 2, templates.ENROLLMENT_CONFIRMED,
                                 now=clock())
 
     loop.run_once()
-    assert db.messages.find_one({"_id": night_confirmation["_id"]})["status"] == messages.ACCEPTED
+    assert db.messages.find_one({"_id": night_confirmation["_id"]})["status"] == domain.ACCEPTED
     held = db.messages.find_one({"_id": night_reminder["_id"]})
-    assert held["status"] == messages.QUEUED and held["held_reason"] == policy.QUIET_HOURS
+    assert held["status"] == domain.QUEUED and held["held_reason"] == policy.QUIET_HOURS
     assert held["next_attempt_at"] == local(2026, 11, 26, 7, 0)
-    assert messages.reason(held) == policy.QUIET_HOURS
+    assert domain.reason(held) == policy.QUIET_HOURS
     assert [m["request_id"] for m in sms_outbox()] == [night_confirmation["_id"]]
 
     clock.now = local(2026, 11, 26, 6, 59)
     loop.run_once()
-    assert db.messages.find_one({"_id": night_reminder["_id"]})["status"] == messages.QUEUED
+    assert db.messages.find_one({"_id": night_reminder["_id"]})["status"] == domain.QUEUED
     clock.now = local(2026, 11, 26, 7, 0)
     loop.run_once()
-    assert db.messages.find_one({"_id": night_reminder["_id"]})["status"] == messages.ACCEPTED
+    assert db.messages.find_one({"_id": night_reminder["_id"]})["status"] == domain.ACCEPTED
     assert len(sms_outbox()) == 2
 
 
@@ -136,41 +137,41 @@ def test_the_dispatcher_holds_the_fourth_reminder_of_the_day_until_tomorrow(
         notifications_store, sms_gateway, sms_outbox):
     db = notifications_store.db
     clock = Clock(local(2026, 11, 25, 9, 0))
-    config = {"SMS_GATEWAY_URL": sms_gateway}
-    loop = DispatchLoop(db.messages, SimulatorProvider(config), config,
-                        policy.SendPolicy(db, config, clock), clock)
+    settings = sms_settings(SMS_GATEWAY_URL=sms_gateway)
+    loop = DispatchLoop(db.messages, SimulatorProvider(settings), settings,
+                        policy.SendPolicy(db, settings, clock), clock)
     queued = [_queue(notifications_store, n, templates.LESSON_REMINDER, now=clock())
               for n in range(4)]
 
     loop.run_once()
     statuses = [db.messages.find_one({"_id": m["_id"]}) for m in queued]
-    assert sorted(m["status"] for m in statuses) == [messages.ACCEPTED] * 3 + [messages.QUEUED]
-    fourth = next(m for m in statuses if m["status"] == messages.QUEUED)
+    assert sorted(m["status"] for m in statuses) == [domain.ACCEPTED] * 3 + [domain.QUEUED]
+    fourth = next(m for m in statuses if m["status"] == domain.QUEUED)
     assert fourth["held_reason"] == policy.DAILY_CAP
     assert fourth["next_attempt_at"] == local(2026, 11, 26, 7, 0)
     assert len(sms_outbox()) == 3
 
     clock.now = local(2026, 11, 26, 7, 0)
     loop.run_once()
-    assert db.messages.find_one({"_id": fourth["_id"]})["status"] == messages.ACCEPTED
+    assert db.messages.find_one({"_id": fourth["_id"]})["status"] == domain.ACCEPTED
 
 
 def test_a_reminder_to_a_number_that_opted_out_is_suppressed(
         notifications_store, sms_gateway, sms_outbox):
     db = notifications_store.db
     clock = Clock(local(2026, 11, 25, 10, 0))
-    config = {"SMS_GATEWAY_URL": sms_gateway}
-    loop = DispatchLoop(db.messages, SimulatorProvider(config), config,
-                        policy.SendPolicy(db, config, clock), clock)
+    settings = sms_settings(SMS_GATEWAY_URL=sms_gateway)
+    loop = DispatchLoop(db.messages, SimulatorProvider(settings), settings,
+                        policy.SendPolicy(db, settings, clock), clock)
     optout.set_opt_out(db.sms_optouts, PHONE, True, "sms", clock())
     stopped = _queue(notifications_store, 1, templates.LESSON_REMINDER, now=clock())
     still_sent = _queue(notifications_store, 2, templates.CERTIFICATE_ISSUED, now=clock())
 
     loop.run_once()
     suppressed = db.messages.find_one({"_id": stopped["_id"]})
-    assert suppressed["status"] == messages.SUPPRESSED
-    assert messages.learner_status(suppressed) == "not_sent"
-    assert messages.reason(suppressed) == policy.OPTED_OUT
+    assert suppressed["status"] == domain.SUPPRESSED
+    assert domain.learner_status(suppressed) == "not_sent"
+    assert domain.reason(suppressed) == policy.OPTED_OUT
     assert [m["request_id"] for m in sms_outbox()] == [still_sent["_id"]]
 
 
@@ -203,18 +204,18 @@ def reminder_texts(store):
 @pytest.fixture
 def enrolled(notifications_store):
     start = local(2026, 11, 2, 10, 0)
-    days = reminders.ReminderDays({"REMINDER_DAYS_BY_COURSE": "citizen-digital-basics=3"})
+    days = reminders.ReminderDays(sms_settings(REMINDER_DAYS_BY_COURSE="citizen-digital-basics=3"))
 
     db = notifications_store.db
     reminders.on_enrolled(db, enrolled_data(start), days, start)
     reminders.on_lessons_assigned(db, about(lessons=LESSONS, assigned_at=start), start)
-    messages.remember_contact(db, LEARNER, PHONE, start, start)
+    repository.remember_contact(db, LEARNER, PHONE, start, start)
     return start, days
 
 
 def planner(store, days, clock, **config):
-    return reminders.ReminderPlanner(store, {"REMINDER_LEASE_SECONDS": 60, **config}, days,
-                                     clock)
+    return reminders.ReminderPlanner(store, sms_settings(REMINDER_LEASE_SECONDS=60, **config),
+                                     days, clock)
 
 
 def test_a_reminder_after_n_days_without_progress_naming_the_next_lesson_once(
@@ -297,7 +298,7 @@ def test_no_reminder_once_every_lesson_is_done(notifications_store, enrolled):
 
 def test_progress_that_arrives_before_the_enrollment_still_counts(notifications_store):
     start = local(2026, 11, 2, 10, 0)
-    days = reminders.ReminderDays({"REMINDER_DAYS": 3})
+    days = reminders.ReminderDays(sms_settings(REMINDER_DAYS=3))
     progress_at = start + reminders.timedelta(days=1)
     reminders.on_lesson_completed(
         notifications_store.db, about(lesson_id="l1", score=None, completed_at=progress_at),
@@ -316,17 +317,17 @@ def test_our_token_bucket_puts_messages_back_without_counting_an_attempt(
     from services.notifications import providers
     db = notifications_store.db
     clock = Clock(local(2026, 11, 25, 10, 0))
-    config = {"SMS_GATEWAY_URL": sms_gateway, "SMS_SIMULATOR_RATE_PER_SECOND": 0.01,
-              "SMS_SIMULATOR_BURST": 1}
-    loop = DispatchLoop(db.messages, providers.adapter("simulator", config), config,
-                        policy.SendPolicy(db, config, clock), clock)
+    settings = sms_settings(SMS_GATEWAY_URL=sms_gateway, SMS_SIMULATOR_RATE_PER_SECOND=0.01,
+                            SMS_SIMULATOR_BURST=1)
+    loop = DispatchLoop(db.messages, providers.adapter("simulator", settings), settings,
+                        policy.SendPolicy(db, settings, clock), clock)
     queued = [_queue(notifications_store, n, templates.ENROLLMENT_CONFIRMED, now=clock())
               for n in range(3)]
 
     loop.run_once()
     stored = [db.messages.find_one({"_id": m["_id"]}) for m in queued]
-    assert sorted(m["status"] for m in stored) == [messages.ACCEPTED] + [messages.QUEUED] * 2
-    for waiting in (m for m in stored if m["status"] == messages.QUEUED):
+    assert sorted(m["status"] for m in stored) == [domain.ACCEPTED] + [domain.QUEUED] * 2
+    for waiting in (m for m in stored if m["status"] == domain.QUEUED):
         assert waiting["attempts"] == 0
         assert waiting["held_reason"] == "simulator rate limit (ours)"
         assert waiting["next_attempt_at"] > clock()
@@ -354,9 +355,9 @@ def test_a_code_sms_that_waited_past_its_expiry_fails_and_is_never_sent(
     private, public = sealing.new_key_pair()
     keypair = {"private": private, "public": public}
     clock = Clock(local(2026, 11, 25, 10, 0))
-    config = {"SMS_GATEWAY_URL": sms_gateway, "NOTIFICATIONS_SEALING_PRIVATE_KEY": private}
-    loop = DispatchLoop(db.messages, SimulatorProvider(config), config,
-                        policy.SendPolicy(db, config, clock), clock)
+    settings = sms_settings(SMS_GATEWAY_URL=sms_gateway, NOTIFICATIONS_SEALING_PRIVATE_KEY=private)
+    loop = DispatchLoop(db.messages, SimulatorProvider(settings), settings,
+                        policy.SendPolicy(db, settings, clock), clock)
     stale = _queue_code(notifications_store, keypair, "req-stale", "111111", clock(),
                         expires_at=clock() + timedelta(seconds=300))
     fresh = _queue_code(notifications_store, keypair, "req-fresh", "222222", clock(),
@@ -365,14 +366,14 @@ def test_a_code_sms_that_waited_past_its_expiry_fails_and_is_never_sent(
     clock.advance(seconds=300)   # the first code's last moment has passed, not the second's
     loop.run_once()
     failed = db.messages.find_one({"_id": stale["_id"]})
-    assert failed["status"] == messages.FAILED and failed["last_error"] == "code expired"
-    assert messages.reason(failed) == "code expired" and failed["attempts"] == 0
-    assert db.messages.find_one({"_id": fresh["_id"]})["status"] == messages.ACCEPTED
+    assert failed["status"] == domain.FAILED and failed["last_error"] == "code expired"
+    assert domain.reason(failed) == "code expired" and failed["attempts"] == 0
+    assert db.messages.find_one({"_id": fresh["_id"]})["status"] == domain.ACCEPTED
     sent = sms_outbox()
     assert [m["request_id"] for m in sent] == [fresh["_id"]]
     assert "222222" in sent[0]["text"] and not any("111111" in m["text"] for m in sent)
 
     clock.advance(hours=1)       # and a failed code message stays failed
     loop.run_once()
-    assert db.messages.find_one({"_id": stale["_id"]})["status"] == messages.FAILED
+    assert db.messages.find_one({"_id": stale["_id"]})["status"] == domain.FAILED
     assert len(sms_outbox()) == 1

@@ -7,11 +7,11 @@ import requests
 
 from hocvu.clock import utcnow
 from hocvu_tools.devstack.processes import free_port
-from services.notifications import messages, providers, reconcile
+from services.notifications import domain, providers, reconcile, repository
 from services.notifications.providers import (
     ACCEPTED, DELIVERED, PENDING, REJECTED, RETRY, EsmsProvider, SimulatorProvider,
     SmsRequest, SpeedSmsProvider)
-from tests.support.sms import Clock
+from tests.support.sms import Clock, sms_settings
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -28,6 +28,14 @@ def speedsms_config(url, **extra):
     return {"SMS_SPEEDSMS_URL": url, "SMS_SPEEDSMS_ACCESS_TOKEN": "test-access-token", **extra}
 
 
+def esms_provider(url, **extra):
+    return EsmsProvider(sms_settings(**esms_config(url, **extra)))
+
+
+def speedsms_provider(url, **extra):
+    return SpeedSmsProvider(sms_settings(**speedsms_config(url, **extra)))
+
+
 def sms(request_id, to=PHONE, text="Chao ban, hoc tiep nhe", encoding="GSM7"):
     return SmsRequest(request_id, to, text, encoding, "HOCVUSO")
 
@@ -42,7 +50,7 @@ def faults(gateway, **settings):
 
 def test_esms_sends_accented_and_unaccented_and_answers_a_status_query(start_gateway):
     gateway = start_gateway("--mode", "esms")
-    esms = EsmsProvider(esms_config(gateway))
+    esms = esms_provider(gateway)
 
     plain = esms.send(sms("m-1"))
     accented = esms.send(sms("m-2", text="Chào bạn, học tiếp nhé", encoding="UCS2"))
@@ -62,9 +70,9 @@ def test_esms_sends_accented_and_unaccented_and_answers_a_status_query(start_gat
 
 def test_esms_error_paths(start_gateway):
     gateway = start_gateway("--mode", "esms")
-    esms = EsmsProvider(esms_config(gateway))
+    esms = esms_provider(gateway)
 
-    wrong_keys = EsmsProvider(esms_config(gateway, SMS_ESMS_SECRET_KEY="stale")).send(sms("e-1"))
+    wrong_keys = esms_provider(gateway, SMS_ESMS_SECRET_KEY="stale").send(sms("e-1"))
     assert wrong_keys.outcome == RETRY and "101" in wrong_keys.error  # account: retry, fail over
     bad_number = esms.send(sms("e-2", to="+84123"))
     assert bad_number.outcome == REJECTED and "108" in bad_number.error
@@ -76,7 +84,7 @@ def test_esms_error_paths(start_gateway):
     assert outage.outcome == RETRY and "503" in outage.error
     faults(gateway, fail_rate=0)
 
-    unreachable = EsmsProvider(esms_config(f"http://127.0.0.1:{free_port()}")).send(sms("e-5"))
+    unreachable = esms_provider(f"http://127.0.0.1:{free_port()}").send(sms("e-5"))
     assert unreachable.outcome == RETRY and "unreachable" in unreachable.error
     assert received(gateway) == []
 
@@ -86,9 +94,9 @@ def test_esms_error_paths(start_gateway):
 def test_429_is_retried_after_the_time_asked_in_either_form(start_gateway, mode, form):
     gateway = start_gateway("--mode", mode, "--rate-limit-per-minute", "0",
                             "--retry-after-format", form)
-    adapter = {"simulator": lambda: SimulatorProvider({"SMS_GATEWAY_URL": gateway}),
-               "esms": lambda: EsmsProvider(esms_config(gateway)),
-               "speedsms": lambda: SpeedSmsProvider(speedsms_config(gateway))}[mode]()
+    adapter = {"simulator": lambda: SimulatorProvider(sms_settings(SMS_GATEWAY_URL=gateway)),
+               "esms": lambda: esms_provider(gateway),
+               "speedsms": lambda: speedsms_provider(gateway)}[mode]()
 
     limited = adapter.send(sms("r-1"))
 
@@ -100,7 +108,7 @@ def test_429_is_retried_after_the_time_asked_in_either_form(start_gateway, mode,
 
 def test_speedsms_success_and_error_paths(start_gateway):
     gateway = start_gateway("--mode", "speedsms")
-    speedsms = SpeedSmsProvider(speedsms_config(gateway))
+    speedsms = speedsms_provider(gateway)
 
     sent = speedsms.send(sms("s-1"))
     assert sent.outcome == ACCEPTED and sent.provider_message_id.isdigit()
@@ -108,8 +116,8 @@ def test_speedsms_success_and_error_paths(start_gateway):
     assert accented.outcome == ACCEPTED
     assert [m["encoding"] for m in received(gateway)] == ["GSM7", "UCS2"]
 
-    refused_token = SpeedSmsProvider(speedsms_config(
-        gateway, SMS_SPEEDSMS_ACCESS_TOKEN="revoked")).send(sms("s-3"))
+    refused_token = speedsms_provider(
+        gateway, SMS_SPEEDSMS_ACCESS_TOKEN="revoked").send(sms("s-3"))
     assert refused_token.outcome == RETRY and "401" in refused_token.error
     bad_number = speedsms.send(sms("s-4", to="+84123"))
     assert bad_number.outcome == REJECTED and "105" in bad_number.error
@@ -121,9 +129,9 @@ def test_speedsms_success_and_error_paths(start_gateway):
 def test_failover_to_the_second_provider_when_the_first_keeps_failing(start_gateway):
     failing_esms = start_gateway("--mode", "esms", "--fail-rate", "1")
     speedsms = start_gateway("--mode", "speedsms")
-    provider = providers.provider_from_config({
-        "SMS_PROVIDER": "esms", "SMS_FALLBACK_PROVIDER": "speedsms", "SMS_FAILOVER_AFTER": 2,
-        **esms_config(failing_esms), **speedsms_config(speedsms)})
+    provider = providers.provider_from_settings(sms_settings(
+        SMS_PROVIDER="esms", SMS_FALLBACK_PROVIDER="speedsms", SMS_FAILOVER_AFTER=2,
+        **esms_config(failing_esms), **speedsms_config(speedsms)))
 
     results = [provider.send(sms(f"f-{n}")) for n in range(3)]
 
@@ -135,7 +143,7 @@ def test_failover_to_the_second_provider_when_the_first_keeps_failing(start_gate
 def _accepted(store, message_id, provider, provider_message_id, accepted_at):
     store.db.messages.insert_one({
         "_id": message_id, "dedupe_key": message_id, "template": "enrollment_confirmed",
-        "learner_id": "lrn-1", "enrollment_id": "enr-1", "to": PHONE, "status": messages.ACCEPTED,
+        "learner_id": "lrn-1", "enrollment_id": "enr-1", "to": PHONE, "status": domain.ACCEPTED,
         "provider": provider, "provider_message_id": provider_message_id,
         "created_at": accepted_at, "accepted_at": accepted_at, "attempts": 1,
         "next_attempt_at": accepted_at})
@@ -147,59 +155,59 @@ def test_reconciliation_asks_where_it_can_and_says_unknown_where_it_cannot(
     slow_esms = start_gateway("--mode", "esms", "--delivery-delay", "3600")
     speedsms_gateway = start_gateway("--mode", "speedsms")    # no webhook, no status query
     db = notifications_store.db
-    config = {"SMS_PROVIDER": "esms", "SMS_FALLBACK_PROVIDER": "speedsms",
-              **esms_config(esms_gateway), **speedsms_config(speedsms_gateway),
-              "SMS_REPORT_TIMEOUT_SECONDS": 3600, "SMS_REPORT_GIVE_UP_SECONDS": 86400,
-              "SMS_CONTACT_TIMEOUT_SECONDS": 86400}
-    provider = providers.provider_from_config(config)
+    settings = sms_settings(SMS_PROVIDER="esms", SMS_FALLBACK_PROVIDER="speedsms",
+                            **esms_config(esms_gateway), **speedsms_config(speedsms_gateway),
+                            SMS_REPORT_TIMEOUT_SECONDS=3600, SMS_REPORT_GIVE_UP_SECONDS=86400,
+                            SMS_CONTACT_TIMEOUT_SECONDS=86400)
+    provider = providers.provider_from_settings(settings)
     sent_at = utcnow()
 
-    delivered = EsmsProvider(esms_config(esms_gateway)).send(sms("q-1"))
-    pending = EsmsProvider(esms_config(slow_esms)).send(sms("q-2"))
-    silent = SpeedSmsProvider(speedsms_config(speedsms_gateway)).send(sms("q-3"))
+    delivered = esms_provider(esms_gateway).send(sms("q-1"))
+    pending = esms_provider(slow_esms).send(sms("q-2"))
+    silent = speedsms_provider(speedsms_gateway).send(sms("q-3"))
     _accepted(notifications_store, "q-1", "esms", delivered.provider_message_id, sent_at)
     _accepted(notifications_store, "q-2", "esms", pending.provider_message_id, sent_at)
     _accepted(notifications_store, "q-3", "speedsms", silent.provider_message_id, sent_at)
     db.messages.insert_one({"_id": "q-4", "dedupe_key": "q-4", "template": "certificate_issued",
                             "learner_id": "lrn-2", "enrollment_id": "enr-2", "to": None,
-                            "status": messages.AWAITING_CONTACT, "created_at": sent_at,
+                            "status": domain.AWAITING_CONTACT, "created_at": sent_at,
                             "attempts": 0, "next_attempt_at": sent_at})
     wait_for(lambda: received(esms_gateway)[0]["status"] == "delivered", what="eSMS delivery")
     # q-2's status points at the slow gateway; the reconciler asks the configured eSMS account
-    slow = EsmsProvider(esms_config(slow_esms))
+    slow = esms_provider(slow_esms)
     assert slow.query_status(pending.provider_message_id) == PENDING
 
     clock = Clock(sent_at + timedelta(minutes=59))
-    reconciler = reconcile.Reconciler(db.messages, provider, config, clock)
+    reconciler = reconcile.Reconciler(db.messages, provider, settings, clock)
     reconciler.run_once()
-    assert {m["status"] for m in db.messages.find()} == {messages.ACCEPTED,
-                                                         messages.AWAITING_CONTACT}
+    assert {m["status"] for m in db.messages.find()} == {domain.ACCEPTED,
+                                                         domain.AWAITING_CONTACT}
 
     clock.advance(minutes=2)
     reconciler.run_once()
     status = {m["_id"]: m for m in db.messages.find()}
-    assert status["q-1"]["status"] == messages.DELIVERED
+    assert status["q-1"]["status"] == domain.DELIVERED
     # eSMS does not know q-2 on this account (it went through the slow one): still unsettled,
     # asked again later, until the give-up time
-    assert status["q-2"]["status"] == messages.ACCEPTED
-    assert status["q-3"]["status"] == messages.UNKNOWN
-    assert "could not be asked" in messages.reason(status["q-3"])
-    assert status["q-4"]["status"] == messages.AWAITING_CONTACT  # only an hour old
+    assert status["q-2"]["status"] == domain.ACCEPTED
+    assert status["q-3"]["status"] == domain.UNKNOWN
+    assert "could not be asked" in domain.reason(status["q-3"])
+    assert status["q-4"]["status"] == domain.AWAITING_CONTACT  # only an hour old
 
     clock.advance(days=1)
     reconciler.run_once()
     status = {m["_id"]: m for m in db.messages.find()}
-    assert status["q-2"]["status"] == messages.UNKNOWN
+    assert status["q-2"]["status"] == domain.UNKNOWN
     assert "still says pending" in status["q-2"]["last_error"]
-    assert (status["q-4"]["status"], status["q-4"]["last_error"]) == (messages.FAILED,
+    assert (status["q-4"]["status"], status["q-4"]["last_error"]) == (domain.FAILED,
                                                                       "no phone number")
-    assert {messages.learner_status(m) for m in status.values()} <= set(
-        messages.LEARNER_STATUSES.values())
+    assert {domain.learner_status(m) for m in status.values()} <= set(
+        domain.LEARNER_STATUSES.values())
 
     # a report that comes after all still wins
-    assert messages.record_report(db.messages, providers.Report(
+    assert repository.record_report(db.messages, providers.Report(
         DELIVERED, provider_message_id=silent.provider_message_id), clock())
-    assert db.messages.find_one({"_id": "q-3"})["status"] == messages.DELIVERED
+    assert db.messages.find_one({"_id": "q-3"})["status"] == domain.DELIVERED
 
     counts = reconcile.summary(db.messages, clock(), timedelta(minutes=15))
     assert counts["by_status"] == {"delivered": 2, "unknown": 1, "failed": 1}

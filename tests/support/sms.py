@@ -1,5 +1,5 @@
-"""Helpers for the SMS tests: a controllable clock, a bare notifications store, and
-gateway simulators in any provider mode."""
+"""Helpers for the SMS tests: a controllable clock, notifications' settings, a bare
+notifications store, and gateway simulators in any provider mode."""
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -7,9 +7,11 @@ import pytest
 from pymongo import MongoClient
 
 from hocvu_tools.devstack.processes import BIN, Process, free_port
+from hocvu.settings import load
 from hocvu.store import Store
 from hocvu.storeprofile import EMBEDDED, StoreProfile
-from tests.support.fixtures import CALLBACK_SECRET
+from services.notifications.settings import NotificationsSettings
+from tests.support.fixtures import CALLBACK_SECRET, SEALING_PRIVATE_KEY
 
 VN = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh: no DST since 1975
 
@@ -33,10 +35,17 @@ class Clock:
         return self.now
 
 
+def sms_settings(**config):
+    """notifications' settings as the service loads them from `config` (its keys), with the
+    tests' sealing key unless `config` names one."""
+    return load(NotificationsSettings,
+                {"NOTIFICATIONS_SEALING_PRIVATE_KEY": SEALING_PRIVATE_KEY, **config})
+
+
 @pytest.fixture
 def notifications_store(mongo_uri):
     """notifications' database, prepared as the service prepares it, without the service."""
-    from services.notifications.service import prepare
+    from services.notifications.repository import prepare
     client = MongoClient(mongo_uri, tz_aware=True)
     name = f"test_{uuid.uuid4().hex[:8]}_notifications"
     store = Store(client, name, "notifications", relay=None,

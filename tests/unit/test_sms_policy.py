@@ -5,6 +5,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from nameko.exceptions import ConfigurationError
 
 from services.notifications import optout, policy, reminders, templates
 from services.notifications.providers import (
@@ -12,6 +13,7 @@ from services.notifications.providers import (
     Failover, SendResult, SmsRequest, SpeedSmsProvider, TokenBucket, retry_after_seconds)
 from services.notifications.providers.base import from_provider_number, national_number
 from services.notifications.providers.esms import _status as esms_status
+from tests.support.sms import sms_settings
 
 DATA = Path(__file__).parent / "data" / "sms_providers"
 VN = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh has had no DST since 1975
@@ -66,11 +68,14 @@ def test_template_classes():
     ("Cảm ơn", None), ("", None), ("STOPPED", None),
 ])
 def test_reply_keywords(text, action):
-    assert optout.action_for(text, optout.keywords({})) == action
+    defaults = sms_settings()
+    table = optout.keywords(defaults.optout_keywords, defaults.optin_keywords)
+    assert optout.action_for(text, table) == action
 
 
 def test_the_province_configures_its_keywords():
-    table = optout.keywords({"SMS_OPTOUT_KEYWORDS": "HUY", "SMS_OPTIN_KEYWORDS": "NHAN"})
+    configured = sms_settings(SMS_OPTOUT_KEYWORDS="HUY", SMS_OPTIN_KEYWORDS="NHAN")
+    table = optout.keywords(configured.optout_keywords, configured.optin_keywords)
     assert optout.action_for("Hủy", table) == optout.OPT_OUT
     assert optout.action_for("STOP", table) is None
     assert optout.action_for("nhan", table) == optout.OPT_IN
@@ -161,11 +166,11 @@ def test_our_own_throttling_and_rejections_do_not_trigger_failover():
 
 
 def test_reminder_days_per_course():
-    days = reminders.ReminderDays({"REMINDER_DAYS": 7,
-                                   "REMINDER_DAYS_BY_COURSE": "student-digital-basics=3, x=10"})
+    days = reminders.ReminderDays(sms_settings(
+        REMINDER_DAYS=7, REMINDER_DAYS_BY_COURSE="student-digital-basics=3, x=10"))
     assert days("student-digital-basics") == 3 and days("x") == 10 and days("other") == 7
-    with pytest.raises(ValueError):
-        reminders.ReminderDays({"REMINDER_DAYS": 0})
+    with pytest.raises(ConfigurationError):
+        sms_settings(REMINDER_DAYS=0)
 
 
 def test_next_lesson_is_the_first_not_completed():

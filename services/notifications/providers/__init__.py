@@ -19,29 +19,24 @@ from services.notifications.providers.throttle import Throttled, TokenBucket
 PROVIDERS = {cls.name: cls for cls in (SimulatorProvider, EsmsProvider, SpeedSmsProvider)}
 
 
-def adapter(name: str, config: dict) -> Throttled:
-    try:
-        cls = PROVIDERS[name]
-    except KeyError:
-        raise ValueError(f"unknown SMS provider {name!r}; known: {sorted(PROVIDERS)}") from None
-    prefix = f"SMS_{name.upper()}_"
-    rate = float(config.get(prefix + "RATE_PER_SECOND", 50))
-    burst = float(config.get(prefix + "BURST", rate))
-    return Throttled(cls(config), TokenBucket(rate, burst))
+def adapter(name: str, settings) -> Throttled:
+    """Provider `name` behind its account's token bucket; `settings`: the service's
+    (settings.NotificationsSettings), where SMS_<NAME>_RATE_PER_SECOND is `<name>_rate`."""
+    rate = getattr(settings, f"{name}_rate")
+    burst = getattr(settings, f"{name}_burst") or rate
+    return Throttled(PROVIDERS[name](settings), TokenBucket(rate, burst))
 
 
-def provider_from_config(config: dict):
-    primary = adapter(config.get("SMS_PROVIDER", "simulator"), config)
-    fallback = config.get("SMS_FALLBACK_PROVIDER") or None
-    if not fallback:
+def provider_from_settings(settings):
+    primary = adapter(settings.provider, settings)
+    if not settings.fallback_provider:
         return primary
-    return Failover(primary, adapter(fallback, config),
-                    threshold=int(config.get("SMS_FAILOVER_AFTER", 3)),
-                    cooldown=float(config.get("SMS_FAILOVER_COOLDOWN_SECONDS", 60)))
+    return Failover(primary, adapter(settings.fallback_provider, settings),
+                    threshold=settings.failover_after, cooldown=settings.failover_cooldown)
 
 
 def by_name(provider, name: str):
-    """The adapter called `name` inside what provider_from_config built, or None."""
+    """The adapter called `name` inside what provider_from_settings built, or None."""
     for candidate in getattr(provider, "providers", (provider,)):
         if candidate.name == name:
             return candidate

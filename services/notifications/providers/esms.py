@@ -41,15 +41,15 @@ class EsmsProvider:
     name = "esms"
     can_query_status = True
 
-    def __init__(self, config: dict, clock=None):
-        self.base_url = config.get("SMS_ESMS_URL", "https://rest.esms.vn").rstrip("/")
-        self.api_key = config.get("SMS_ESMS_API_KEY") or ""
-        self.secret_key = config.get("SMS_ESMS_SECRET_KEY") or ""
-        self.sms_type = str(config.get("SMS_ESMS_SMS_TYPE", "2"))
-        self.sandbox = str(config.get("SMS_ESMS_SANDBOX", "0"))
-        self.callback_url = config.get("SMS_ESMS_CALLBACK_URL") or None
-        self.timeout = float(config.get("SMS_GATEWAY_TIMEOUT_SECONDS", 5))
-        self.session = http_session(int(config.get("SMS_SEND_CONCURRENCY", 10)))
+    def __init__(self, settings):
+        self.base_url = settings.esms_url.rstrip("/")
+        self.api_key = settings.esms_api_key
+        self.secret_key = settings.esms_secret_key
+        self.sms_type = str(settings.esms_sms_type)
+        self.sandbox = "1" if settings.esms_sandbox else "0"
+        self.callback_url = settings.esms_callback_url or None
+        self.timeout = settings.gateway_timeout
+        self.session = http_session(settings.send_concurrency)
 
     def send(self, request: SmsRequest) -> SendResult:
         body = {"ApiKey": self.api_key, "SecretKey": self.secret_key,

@@ -15,11 +15,11 @@ class SimulatorProvider:
     name = "simulator"
     can_query_status = False
 
-    def __init__(self, config: dict, clock=None):
-        self.base_url = config["SMS_GATEWAY_URL"].rstrip("/")
-        self.callback_url = config.get("SMS_CALLBACK_URL") or None
-        self.timeout = float(config.get("SMS_GATEWAY_TIMEOUT_SECONDS", 5))
-        self.session = http_session(int(config.get("SMS_SEND_CONCURRENCY", 10)))
+    def __init__(self, settings):
+        self.base_url = settings.gateway_url.rstrip("/")
+        self.callback_url = settings.callback_url or None
+        self.timeout = settings.gateway_timeout
+        self.session = http_session(settings.send_concurrency)
 
     def send(self, request: SmsRequest) -> SendResult:
         body = {"request_id": request.request_id, "to": international_digits(request.to),

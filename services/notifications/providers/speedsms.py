@@ -34,12 +34,12 @@ class SpeedSmsProvider:
     name = "speedsms"
     can_query_status = False
 
-    def __init__(self, config: dict, clock=None):
-        self.base_url = config.get("SMS_SPEEDSMS_URL", "https://api.speedsms.vn").rstrip("/")
-        self.auth = (config.get("SMS_SPEEDSMS_ACCESS_TOKEN") or "", "x")
-        self.sms_type = int(config.get("SMS_SPEEDSMS_SMS_TYPE", 3))
-        self.timeout = float(config.get("SMS_GATEWAY_TIMEOUT_SECONDS", 5))
-        self.session = http_session(int(config.get("SMS_SEND_CONCURRENCY", 10)))
+    def __init__(self, settings):
+        self.base_url = settings.speedsms_url.rstrip("/")
+        self.auth = (settings.speedsms_access_token, "x")
+        self.sms_type = settings.speedsms_sms_type
+        self.timeout = settings.gateway_timeout
+        self.session = http_session(settings.send_concurrency)
 
     def send(self, request: SmsRequest) -> SendResult:
         body = {"to": [international_digits(request.to)], "content": request.text,

@@ -1,58 +1,59 @@
-"""Notifications' records: the learners' contacts and the messages sent to them.
+"""Notifications' store: the learners' contacts and the messages sent to them.
 
-A message is created once per thing worth telling (its `dedupe_key`), so a redelivered
-event never makes a second SMS. It waits in `awaiting_contact` until the learner's phone
-number is known (learner_contact_registered may arrive after the event that asks for the
-message), is `queued` for the dispatcher, `accepted` by the provider, and `delivered` when
-the provider's delivery report comes back; `failed` if the provider refused it for good,
-`undelivered` if the report says it never reached the handset, `suppressed` if it is a
-reminder to a number that opted out, and `unknown` if the provider accepted it but neither a
-report nor a status query told us more in time (reconcile.py).
-
-What a learner (or staff) is shown is one of LEARNER_STATUSES, with a reason where there
-is one (docs/sms-gateway.md, "Message status").
+`prepare` makes the collections and indexes of the whole service, the reminder planner's
+too. A message is written once per dedupe key, waits for its
+learner's number, and is settled by a delivery report (domain.py says how); when it is about
+a learner in a commune, its end is announced with the write that records it (sms_outcome).
 """
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
-from hocvu.leases import NEVER
-from pymongo import UpdateOne
+from pymongo import ASCENDING, UpdateOne
 
+from hocvu import pagination
 from hocvu.events import new_event
+from hocvu.leases import NEVER
 from hocvu.outbox import set_events
-from hocvu.store import bulk_write_once, insert_many_once
+from hocvu.store import Store, bulk_write_once, drop_indexes_if_present, insert_many_once
 from services.notifications import policy, sms, templates
+from services.notifications.domain import (
+    AWAITING_CONTACT, DELIVERED, FAILED, FAILURE_REPORT_SETTLES, GATEWAY_FAILURE_REPORT_SETTLES,
+    QUEUED, SCOPE_FIELDS, UNDELIVERED, Wanted)
 from services.notifications.providers import DELIVERED as REPORTED_DELIVERED, PENDING
 
-AWAITING_CONTACT, QUEUED, ACCEPTED, DELIVERED, FAILED = (
-    "awaiting_contact", "queued", "accepted", "delivered", "failed")
-UNDELIVERED, SUPPRESSED, UNKNOWN = "undelivered", "suppressed", "unknown"
-FINAL = (DELIVERED, FAILED, UNDELIVERED, SUPPRESSED, UNKNOWN)
 
-# the learner-facing status of each stored one: the documented, closed set
-LEARNER_STATUSES = {
-    AWAITING_CONTACT: "pending", QUEUED: "pending", ACCEPTED: "sent",
-    DELIVERED: "delivered", UNDELIVERED: "not_delivered", FAILED: "not_sent",
-    SUPPRESSED: "not_sent", UNKNOWN: "unknown",
-}
+def prepare(store: Store) -> None:
+    db = store.db
+    store.ensure_collections("messages", "contacts", "reminders", "sms_optouts",
+                             "sms_daily_counts")
+    db.messages.create_index("dedupe_key", unique=True)
+    db.messages.create_index("provider_message_id")  # reports that name only the provider's id
+    db.messages.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
+    db.messages.create_index([("status", ASCENDING), ("accepted_at", ASCENDING)])
+    db.messages.create_index([("commune_code", ASCENDING), ("created_at", ASCENDING)])
+    db.messages.create_index([("learner_subject", ASCENDING), ("created_at", ASCENDING)])
+    # a learner's scope, for their SMS preferences (learner_scope), and their waiting messages
+    db.messages.create_index([("learner_id", ASCENDING), ("created_at", ASCENDING)])
+    # the reminder planner's claim of due enrollments (reminders.py)
+    db.reminders.create_index([("status", ASCENDING), ("next_reminder_at", ASCENDING)])
+    # every write of a message rewrites all its index entries, and a message is written three
+    # or four times: a page filtered by enrollment reads within the caller's scope (commune
+    # or subject) instead, and messages awaiting a contact are found by next_attempt_at,
+    # their creation time (docs/performance.md)
+    drop_indexes_if_present(db.messages, "lease_owner_1", "status_1_created_at_1",
+                            "enrollment_id_1")
 
 
-def learner_status(message: dict) -> str:
-    return LEARNER_STATUSES.get(message.get("status"), "unknown")
+def messages_page(db, caller, args: dict) -> dict:
+    """One page of the messages `caller` may see (their own, or their communes')."""
+    return pagination.scoped_page(db.messages, caller, args, ("learner_id", "enrollment_id"),
+                                  "created_at")
 
 
-def reason(message: dict) -> str | None:
-    """Why a message is not (yet) delivered, in words an operator or a learner can act on."""
-    status = message.get("status")
-    if status == AWAITING_CONTACT:
-        return "waiting for the learner's phone number"
-    if status == QUEUED:
-        return message.get("held_reason") or message.get("last_error")
-    if status in (FAILED, UNDELIVERED, SUPPRESSED, UNKNOWN):
-        return message.get("last_error")
-    return None
-SCOPE_FIELDS = ("province_code", "commune_code", "learner_subject")
+def learner_scope(db, learner_id: str) -> dict | None:
+    """Who may act for the learner, known from their messages; None if they have none."""
+    return db.messages.find_one({"learner_id": learner_id},
+                                projection=dict.fromkeys(SCOPE_FIELDS, 1))
 
 
 def create(db, template: str, dedupe_key: str, learner_id: str, enrollment_id: str,
@@ -65,18 +66,6 @@ def create(db, template: str, dedupe_key: str, learner_id: str, enrollment_id: s
                     scope)
     created = create_many(db, [wanted], now, unaccented)
     return created[0]
-
-
-@dataclass(frozen=True)
-class Wanted:
-    """A message some event asks for (its `dedupe_key` says what it tells)."""
-    template: str
-    dedupe_key: str
-    learner_id: str
-    enrollment_id: str
-    values: dict
-    correlation_id: str
-    scope: dict | None = None
 
 
 def create_many(db, wanted: list[Wanted], now: datetime, unaccented: bool) -> list[dict | None]:
@@ -155,12 +144,7 @@ def remember_contacts(db, contacts: list[tuple[str, str, datetime]], now: dateti
 
 def record_report(messages, report, now: datetime) -> bool:
     """Apply a delivery report (providers.Report) once; False if no message matches it.
-
-    Found by our id when the provider echoes it, else by the provider's id. A report of
-    delivery wins over anything but itself (it may overtake the send's own answer, or come
-    after reconciliation said `unknown`); a report of failure only changes a message that
-    is still waiting for one (queued included: it may overtake the dispatcher's record).
-    """
+    Found by our id when the provider echoes it, else by the provider's id."""
     if report.request_id:
         which = {"_id": report.request_id}
     elif report.provider_message_id:
@@ -169,22 +153,43 @@ def record_report(messages, report, now: datetime) -> bool:
         return False
     if report.status == PENDING:
         return messages.find_one(which, projection={"_id": 1}) is not None
-    message = messages.find_one(which, projection=dict.fromkeys(OUTCOME_FIELDS, 1))
-    if message is None:
-        return False
-    which = {"_id": message["_id"]}
     if report.status == REPORTED_DELIVERED:
         change = {"status": DELIVERED, "delivered_at": report.delivered_at or now}
         if report.provider_message_id:
             change["provider_message_id"] = report.provider_message_id
-        messages.update_one({**which, "status": {"$ne": DELIVERED}},
-                            with_outcome({"$set": change}, message, DELIVERED, now))
+        return _settle(messages, which, change, now)
+    return _settle(messages, which, {"status": UNDELIVERED,
+                                     "last_error": f"report: {report.detail}"[:200],
+                                     "reported_at": now}, now, FAILURE_REPORT_SETTLES)
+
+
+def record_gateway_report(messages, report: dict, now: datetime) -> bool:
+    """Apply the gateway's own signed report (schemas.DeliveryReportIn) once; False if no
+    message has its request_id."""
+    which = {"_id": report["request_id"]}
+    if report["status"] == DELIVERED:
+        return _settle(messages, which, {"status": DELIVERED,
+                                         "delivered_at": report["delivered_at"] or now,
+                                         "provider_message_id": report["message_id"]}, now)
+    return _settle(messages, which, {"status": UNDELIVERED, "last_error": report["status"]},
+                   now, GATEWAY_FAILURE_REPORT_SETTLES)
+
+
+def _settle(messages, which: dict, change: dict, now: datetime,
+            failure_settles: tuple[str, ...] = ()) -> bool:
+    """Write what a report says (`change`) to the message `which` finds, if its status lets
+    the report settle it (domain.py); False if there is no such message."""
+    # read first: the update announces the outcome, which names the message's template and
+    # commune (sms_outcome)
+    message = messages.find_one(which, projection=dict.fromkeys(OUTCOME_FIELDS, 1))
+    if message is None:
+        return False
+    if change["status"] == DELIVERED:
+        settles, outcome = {"$ne": DELIVERED}, DELIVERED
     else:
-        messages.update_one(
-            {**which, "status": {"$in": [ACCEPTED, UNKNOWN, QUEUED]}},
-            with_outcome({"$set": {"status": UNDELIVERED,
-                                   "last_error": f"report: {report.detail}"[:200],
-                                   "reported_at": now}}, message, FAILED, now))
+        settles, outcome = {"$in": list(failure_settles)}, FAILED
+    messages.update_one({"_id": message["_id"], "status": settles},
+                        with_outcome({"$set": change}, message, outcome, now))
     return True
 
 

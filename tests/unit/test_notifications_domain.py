@@ -1,0 +1,51 @@
+"""notifications' rules without a store: what each event asks to be told, and how a
+message's status reads to a learner."""
+from datetime import datetime, timezone
+
+from services.notifications import domain, templates
+
+LEARNER = {"learner_id": "lrn-1", "enrollment_id": "enr-1", "full_name": "Vũ Đức Anh",
+           "course_title": "Kỹ năng số", "province_code": "38", "commune_code": "15916",
+           "learner_subject": "subj-1"}
+SCOPE = {"province_code": "38", "commune_code": "15916", "learner_subject": "subj-1"}
+
+
+def test_each_event_asks_for_one_message_known_by_what_it_tells():
+    confirmed = domain.enrollment_confirmation(LEARNER, "corr-1")
+    assert confirmed == domain.Wanted(
+        templates.ENROLLMENT_CONFIRMED, "enrollment_confirmed:enr-1", "lrn-1", "enr-1",
+        {"full_name": "Vũ Đức Anh", "course_title": "Kỹ năng số"}, "corr-1", SCOPE)
+    issued = domain.certificate_notice({**LEARNER, "certificate_id": "cert-1",
+                                        "verification_code": "K7QM",
+                                        "verify_url": "http://v.example.test/K7QM"}, "corr-2")
+    assert (issued.template, issued.dedupe_key) == (templates.CERTIFICATE_ISSUED,
+                                                    "certificate_issued:cert-1")
+    assert issued.values["verify_url"] == "http://v.example.test/K7QM"
+    assert issued.scope == SCOPE
+
+
+def test_a_revocation_says_when_in_vietnam_and_why_in_at_most_one_sms_worth():
+    revoked = domain.revocation_notice({
+        **LEARNER, "certificate_id": "cert-1", "serial": "HV-38-2026-000001",
+        "reason": "sai thông tin " * 30,
+        "revoked_at": datetime(2026, 11, 25, 18, 0, tzinfo=timezone.utc)}, "corr-3")
+    assert revoked.dedupe_key == "certificate_revoked:cert-1"
+    assert revoked.values["revoked_on"] == "26/11/2026"
+    assert len(revoked.values["reason"]) <= domain.REASON_LENGTH
+    assert revoked.values["reason"].endswith("...")
+
+
+def test_what_a_learner_is_shown_of_each_status():
+    assert domain.learner_status({"status": domain.QUEUED}) == "pending"
+    assert domain.learner_status({"status": "something new"}) == "unknown"
+    assert domain.reason({"status": domain.AWAITING_CONTACT}) == \
+        "waiting for the learner's phone number"
+    assert domain.reason({"status": domain.QUEUED, "held_reason": "quiet_hours",
+                          "last_error": "HTTP 503"}) == "quiet_hours"
+    assert domain.reason({"status": domain.DELIVERED, "last_error": "old"}) is None
+
+
+def test_only_a_vietnamese_e164_number_is_one():
+    assert domain.is_vietnamese_number("+84912345678")
+    assert not domain.is_vietnamese_number("0912345678")
+    assert not domain.is_vietnamese_number("+849123456789")
