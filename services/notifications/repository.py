@@ -92,7 +92,7 @@ def create_many(db, wanted: list[Wanted], now: datetime, unaccented: bool) -> li
 
 
 def _message(want: Wanted, phone: str | None, now: datetime, unaccented: bool) -> dict:
-    text = sms.prepare(templates.render(want.template, **want.values), unaccented)
+    text = sms.compose(templates.render(want.template, **want.values), unaccented)
     return {
         "_id": str(uuid.uuid4()), "dedupe_key": want.dedupe_key, "template": want.template,
         "learner_id": want.learner_id, "enrollment_id": want.enrollment_id,

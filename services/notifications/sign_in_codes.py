@@ -35,7 +35,7 @@ def create(db, opener: Opener, data: dict, correlation_id: str, now: datetime,
         raise MalformedEvent(f"sign_in_code_requested: {exc}") from None
     if not is_vietnamese_number(phone) or not re.fullmatch(r"\d{6}", code):
         raise MalformedEvent("sign_in_code_requested: the sealed phone or code is malformed")
-    text = sms.prepare(templates.render(templates.SIGN_IN_CODE, code=REDACTED), unaccented)
+    text = sms.compose(templates.render(templates.SIGN_IN_CODE, code=REDACTED), unaccented)
     message = {
         "_id": str(uuid.uuid4()), "dedupe_key": dedupe_key, "template": templates.SIGN_IN_CODE,
         "sms_class": policy.class_of(templates.SIGN_IN_CODE),  # transactional: at once

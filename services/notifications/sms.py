@@ -37,7 +37,7 @@ def segments(units: int, encoding: str) -> int:
     return 1 if units <= single else math.ceil(units / per_part)
 
 
-def prepare(text: str, unaccented: bool = True) -> SmsText:
+def compose(text: str, unaccented: bool = True) -> SmsText:
     """The form of `text` to send: unaccented GSM-7 when allowed and possible, else UCS-2."""
     if unaccented:
         plain = anyascii(text)

@@ -1,4 +1,4 @@
-"""The SMS a learner receives, written in Vietnamese; sms.prepare() unaccents them.
+"""The SMS a learner receives, written in Vietnamese; sms.compose() unaccents them.
 
 Each template has a class (services.notifications.policy): transactional ones go at once,
 at any hour; reminder-like ones only in the day window, within the daily cap, and never

@@ -128,15 +128,15 @@ def test_verification_codes_are_random_signed_readable_and_forgiving_when_typed(
 
 
 def test_sms_go_out_unaccented_in_gsm7_and_segments_are_counted():
-    text = sms.prepare("Đăng ký thành công")
+    text = sms.compose("Đăng ký thành công")
     assert (text.text, text.encoding, text.segments) == ("Dang ky thanh cong", "GSM7", 1)
-    assert sms.prepare("a" * 160).segments == 1
-    assert sms.prepare("a" * 161).segments == 2
-    assert sms.prepare("a" * 306).segments == 2 and sms.prepare("a" * 307).segments == 3
-    assert sms.prepare("[" * 80).segments == 1 and sms.prepare("[" * 81).segments == 2
-    vietnamese = sms.prepare("ă" * 70, unaccented=False)
+    assert sms.compose("a" * 160).segments == 1
+    assert sms.compose("a" * 161).segments == 2
+    assert sms.compose("a" * 306).segments == 2 and sms.compose("a" * 307).segments == 3
+    assert sms.compose("[" * 80).segments == 1 and sms.compose("[" * 81).segments == 2
+    vietnamese = sms.compose("ă" * 70, unaccented=False)
     assert (vietnamese.encoding, vietnamese.segments) == ("UCS2", 1)
-    assert sms.prepare("ă" * 71, unaccented=False).segments == 2
+    assert sms.compose("ă" * 71, unaccented=False).segments == 2
 
 
 def test_templates_carry_the_values():

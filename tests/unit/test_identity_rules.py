@@ -330,7 +330,7 @@ def test_a_code_message_is_stored_redacted_and_sent_with_its_code():
 
 def test_the_sign_in_template_fits_one_gsm7_segment_with_the_placeholder_as_long_as_a_code():
     assert len(sign_in_codes.REDACTED) == 6
-    text = sms.prepare(templates.render(templates.SIGN_IN_CODE, code=sign_in_codes.REDACTED))
+    text = sms.compose(templates.render(templates.SIGN_IN_CODE, code=sign_in_codes.REDACTED))
     assert text.encoding == "GSM7" and text.segments == 1
 
 
