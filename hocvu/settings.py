@@ -82,6 +82,27 @@ def text(key: str, default: str = "", **kwargs) -> fields.Field:
     return _Text(data_key=key, load_default=default, **kwargs)
 
 
+class _Parsed(_Text):
+    def __init__(self, parse, **kwargs):
+        super().__init__(**kwargs)
+        self.parse = parse
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return self.parse(super()._deserialize(value, attr, data, **kwargs))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+def parsed(key: str, parse, default: str | None = None) -> fields.Field:
+    """Text made into what the code uses (a key, a schedule, a time zone) by `parse`, whose
+    ValueError is the key's problem. Without a default the key must be set."""
+    if default is None:
+        return _Parsed(parse, data_key=key, required=True,
+                       error_messages={"required": "must be set"})
+    return _Parsed(parse, data_key=key, load_default=parse(default))
+
+
 def secret(key: str, min_length: int = 32) -> fields.Field:
     """A key the service cannot run without: required, and long enough to be a secret."""
     return _Text(data_key=key, required=True, validate=Length(min=min_length),

@@ -1,18 +1,6 @@
 """enrollment's configuration keys (docs/configuration.md), checked when the service starts."""
-from marshmallow import ValidationError, fields
-
 from hocvu.sealing import Sealer
-from hocvu.settings import SettingsSchema, duration, number, secret, whole
-
-
-class _SealingKey(fields.String):
-    """Notifications' public sealing key (base64), loaded as the Sealer that seals for it."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        try:
-            return Sealer(super()._deserialize(value, attr, data, **kwargs))
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+from hocvu.settings import SettingsSchema, duration, number, parsed, secret, whole
 
 
 class EnrollmentSettings(SettingsSchema):
@@ -20,8 +8,8 @@ class EnrollmentSettings(SettingsSchema):
     national_id_hash_key = secret("NATIONAL_ID_HASH_KEY")
     # the same secret as identity's: the sign-in subject of a learner's phone number
     learner_subject_key = secret("LEARNER_SUBJECT_KEY")
-    sealer = _SealingKey(data_key="NOTIFICATIONS_SEALING_PUBLIC_KEY", required=True,
-                         error_messages={"required": "must be set"})
+    # notifications' public sealing key (base64), as the Sealer that seals for it
+    sealer = parsed("NOTIFICATIONS_SEALING_PUBLIC_KEY", Sealer)
 
     # bulk imports (bulk.py); a chunk, a row count or a pool of none would do nothing
     bulk_max_bytes = whole("BULK_MAX_BYTES", 20 * 1024 * 1024)

@@ -9,24 +9,10 @@ built (dependencies.py).
 from marshmallow import ValidationError, fields, validates_schema
 from marshmallow.validate import Regexp
 
-from hocvu.settings import SettingsSchema, duration, secret, text, whole
+from hocvu.settings import SettingsSchema, duration, parsed, secret, text, whole
 from services.identity import domain
 
 ISSUER_URL = "must be the URL identity is reached at"
-
-
-class _RateLimits(fields.String):
-    """<count>/<seconds>, comma-separated (domain.parse_windows)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        try:
-            return domain.parse_windows(super()._deserialize(value, attr, data, **kwargs))
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
-
-
-def _rate_limits(key: str, default: str) -> fields.Field:
-    return _RateLimits(data_key=key, load_default=domain.parse_windows(default))
 
 
 def _required(key: str, problem: str, **kwargs) -> fields.Field:
@@ -60,8 +46,8 @@ class IdentitySettings(SettingsSchema):
     # learners' one-time codes
     code_lifetime = duration("CODE_TTL_SECONDS", 300, minimum=1)
     code_attempts = whole("CODE_MAX_ATTEMPTS", 5)
-    per_phone = _rate_limits("CODE_LIMITS_PER_PHONE", "1/60,5/3600,10/86400")
-    per_address = _rate_limits("CODE_LIMITS_PER_ADDRESS", "30/600,200/86400")
+    per_phone = parsed("CODE_LIMITS_PER_PHONE", domain.parse_windows, "1/60,5/3600,10/86400")
+    per_address = parsed("CODE_LIMITS_PER_ADDRESS", domain.parse_windows, "30/600,200/86400")
 
     @validates_schema
     def _memory_for_every_lane(self, values, **kwargs):

@@ -12,22 +12,8 @@ from marshmallow import ValidationError, fields, validates_schema
 from marshmallow.validate import OneOf, Range
 
 from hocvu.sealing import Opener
-from hocvu.settings import SettingsSchema, duration, flag, number, whole
+from hocvu.settings import SettingsSchema, duration, flag, number, parsed, text, whole
 from services.notifications.providers import PROVIDERS
-
-
-class _Text(fields.String):
-    """Free text; one of digits that the configuration's YAML read as a number (a token, a
-    key) is taken as the text it was written as."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-def _text(key: str, default: str = "", **kwargs) -> fields.Field:
-    return _Text(data_key=key, load_default=default, **kwargs)
 
 
 def _rate(key: str, default: float) -> fields.Field:
@@ -41,46 +27,31 @@ def _burst(key: str) -> fields.Field:
     return fields.Float(data_key=key, load_default=None, validate=Range(min=1))
 
 
-class _Zone(fields.String):
-    def _deserialize(self, value, attr, data, **kwargs):
-        name = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValidationError(f"no time zone {name!r}") from None
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"no time zone {name!r}") from None
 
 
-class _SealingKeys(fields.String):
-    """The private keys, newest first, loaded as what opens with them (hocvu.sealing)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        try:
-            return Opener(super()._deserialize(value, attr, data, **kwargs))
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
-
-
-class _DaysByCourse(_Text):
+def _days_by_course(text: str) -> dict[str, int]:
     """The days before a reminder, per course: `course-id=3,other-course=10`."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        days = {}
-        for entry in super()._deserialize(value, attr, data, **kwargs).split(","):
-            if entry.strip():
-                course_id, _, count = entry.partition("=")
-                try:
-                    days[course_id.strip()] = int(count)
-                except ValueError:
-                    raise ValidationError(f"{entry.strip()!r} is not course-id=days") from None
-        if any(count < 1 for count in days.values()):
-            raise ValidationError("reminder days must be whole numbers >= 1")
-        return days
+    days = {}
+    for entry in filter(str.strip, text.split(",")):
+        course_id, _, count = entry.partition("=")
+        try:
+            days[course_id.strip()] = int(count)
+        except ValueError:
+            raise ValueError(f"{entry.strip()!r} is not course-id=days") from None
+    if any(count < 1 for count in days.values()):
+        raise ValueError("reminder days must be whole numbers >= 1")
+    return days
 
 
 class NotificationsSettings(SettingsSchema):
     # the providers (providers/), and failing over from the first to the second
-    provider = _text("SMS_PROVIDER", "simulator", validate=OneOf(sorted(PROVIDERS)))
-    fallback_provider = _text("SMS_FALLBACK_PROVIDER", validate=OneOf(sorted(PROVIDERS)))
+    provider = text("SMS_PROVIDER", "simulator", validate=OneOf(sorted(PROVIDERS)))
+    fallback_provider = text("SMS_FALLBACK_PROVIDER", validate=OneOf(sorted(PROVIDERS)))
     failover_after = whole("SMS_FAILOVER_AFTER", 3)
     failover_cooldown = number("SMS_FAILOVER_COOLDOWN_SECONDS", 60)
     # each provider account's token bucket: SMS_<NAME>_RATE_PER_SECOND, SMS_<NAME>_BURST
@@ -92,23 +63,23 @@ class NotificationsSettings(SettingsSchema):
     speedsms_burst = _burst("SMS_SPEEDSMS_BURST")
     gateway_timeout = fields.Float(data_key="SMS_GATEWAY_TIMEOUT_SECONDS", load_default=5.0,
                                    validate=Range(min=0, min_inclusive=False))
-    gateway_url = _text("SMS_GATEWAY_URL", "http://127.0.0.1:8025")
-    callback_url = _text("SMS_CALLBACK_URL")
-    esms_url = _text("SMS_ESMS_URL", "https://rest.esms.vn")
-    esms_api_key = _text("SMS_ESMS_API_KEY")
-    esms_secret_key = _text("SMS_ESMS_SECRET_KEY")
+    gateway_url = text("SMS_GATEWAY_URL", "http://127.0.0.1:8025")
+    callback_url = text("SMS_CALLBACK_URL")
+    esms_url = text("SMS_ESMS_URL", "https://rest.esms.vn")
+    esms_api_key = text("SMS_ESMS_API_KEY")
+    esms_secret_key = text("SMS_ESMS_SECRET_KEY")
     esms_sms_type = whole("SMS_ESMS_SMS_TYPE", 2)
     esms_sandbox = flag("SMS_ESMS_SANDBOX", False)
-    esms_callback_url = _text("SMS_ESMS_CALLBACK_URL")
-    speedsms_url = _text("SMS_SPEEDSMS_URL", "https://api.speedsms.vn")
-    speedsms_access_token = _text("SMS_SPEEDSMS_ACCESS_TOKEN")
+    esms_callback_url = text("SMS_ESMS_CALLBACK_URL")
+    speedsms_url = text("SMS_SPEEDSMS_URL", "https://api.speedsms.vn")
+    speedsms_access_token = text("SMS_SPEEDSMS_ACCESS_TOKEN")
     speedsms_sms_type = whole("SMS_SPEEDSMS_SMS_TYPE", 3)
     # the secrets in eSMS's and SpeedSMS's callback URLs (?token=); empty: route refused
-    esms_callback_token = _text("SMS_ESMS_CALLBACK_TOKEN")
-    speedsms_webhook_token = _text("SMS_SPEEDSMS_WEBHOOK_TOKEN")
+    esms_callback_token = text("SMS_ESMS_CALLBACK_TOKEN")
+    speedsms_webhook_token = text("SMS_SPEEDSMS_WEBHOOK_TOKEN")
 
     # the dispatcher (dispatcher.py)
-    brandname = _text("SMS_BRANDNAME", "HOCVUSO")
+    brandname = text("SMS_BRANDNAME", "HOCVUSO")
     unaccented = flag("SMS_UNACCENTED", True)
     send_concurrency = whole("SMS_SEND_CONCURRENCY", 10)
     batch_size = whole("SMS_BATCH_SIZE", 100)
@@ -117,22 +88,21 @@ class NotificationsSettings(SettingsSchema):
     poll_seconds = number("SMS_POLL_SECONDS", 1.0)
     linger_seconds = number("SMS_LINGER_SECONDS", 0.02)
     lease = duration("SMS_LEASE_SECONDS", 30)
-    opener = _SealingKeys(data_key="NOTIFICATIONS_SEALING_PRIVATE_KEY", required=True,
-                          error_messages={"required": "must be set"})
+    # the private keys, newest first, as what opens what enrollment and identity sealed
+    opener = parsed("NOTIFICATIONS_SEALING_PRIVATE_KEY", Opener)
 
     # the send policy (policy.py) and the reply keywords (optout.py)
     window_opens = fields.Time(data_key="SMS_WINDOW_OPENS", load_default=time(7, 0))
     window_closes = fields.Time(data_key="SMS_WINDOW_CLOSES", load_default=time(22, 0))
-    timezone = _Zone(data_key="SMS_TIMEZONE", load_default=ZoneInfo("Asia/Ho_Chi_Minh"))
+    timezone = parsed("SMS_TIMEZONE", _zone, "Asia/Ho_Chi_Minh")
     daily_cap = whole("SMS_DAILY_CAP", 3)
     transactional_cap = whole("SMS_TRANSACTIONAL_DAILY_CAP", 20, minimum=0)  # 0: none
-    optout_keywords = _text("SMS_OPTOUT_KEYWORDS", "STOP,TUCHOI,TU CHOI")
-    optin_keywords = _text("SMS_OPTIN_KEYWORDS", "START,DONGY,DONG Y")
+    optout_keywords = text("SMS_OPTOUT_KEYWORDS", "STOP,TUCHOI,TU CHOI")
+    optin_keywords = text("SMS_OPTIN_KEYWORDS", "START,DONGY,DONG Y")
 
     # the reminder planner (reminders.py)
     reminder_days = whole("REMINDER_DAYS", 7)
-    reminder_days_by_course = _DaysByCourse(data_key="REMINDER_DAYS_BY_COURSE",
-                                            load_default=dict)
+    reminder_days_by_course = parsed("REMINDER_DAYS_BY_COURSE", _days_by_course, "")
     reminder_poll_seconds = number("REMINDER_POLL_SECONDS", 60)
     reminder_batch_size = whole("REMINDER_BATCH_SIZE", 100)
     reminder_lease = duration("REMINDER_LEASE_SECONDS", 60)

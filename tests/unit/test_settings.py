@@ -68,3 +68,23 @@ def test_a_number_may_have_a_ceiling():
     with pytest.raises(ConfigurationError, match="DEFAULT_TARGET_RATE: Must be greater than or "
                                                  "equal to 0.01 and less than or equal to 1.0"):
         settings.load(Share, {"DEFAULT_TARGET_RATE": "1.5"})
+
+
+def _schedule(text: str) -> list[int]:
+    if not text.isdigit():
+        raise ValueError(f"{text!r} is not a number of minutes")
+    return [int(text)]
+
+
+class ParsedSettings(settings.SettingsSchema):
+    schedule = settings.parsed("REPORT_SCHEDULE", _schedule, "15")
+    key = settings.parsed("SEALING_KEY", str.upper)
+
+
+def test_a_parsed_key_is_what_its_parser_makes_and_its_error_is_the_keys_problem():
+    assert vars(settings.load(ParsedSettings, {"SEALING_KEY": "abc"})) == {
+        "schedule": [15], "key": "ABC"}
+    with pytest.raises(ConfigurationError) as raised:
+        settings.load(ParsedSettings, {"REPORT_SCHEDULE": "soon"})
+    assert "REPORT_SCHEDULE: 'soon' is not a number of minutes" in str(raised.value)
+    assert "SEALING_KEY: must be set" in str(raised.value)
