@@ -61,13 +61,25 @@ def page_request(query: dict) -> tuple[int, tuple | None]:
     return query["limit"], (moment, last_id)
 
 
-def fetch_page(collection, query: dict, time_field: str, limit: int, after: tuple | None) -> dict:
-    """One page of `query`, newest last, ordered by (`time_field`, _id)."""
+def fetch_page(collection, query: dict | None, time_field: str, limit: int,
+               after: tuple | None) -> dict:
+    """One page of `query`, newest last, ordered by (`time_field`, _id); None matches nothing.
+
+    Past the first page, the rest of the items of the last item's moment come first, then
+    those of later moments: two range reads with flat filters, where one read would need a
+    top-level $or, which the embedded store answers by reading the whole collection."""
+    if query is None:
+        return {"items": [], "next_cursor": None}
+    order = [(time_field, 1), ("_id", 1)]
     if after:
         moment, last_id = after
-        query = {"$and": [query, {"$or": [{time_field: {"$gt": moment}},
-                                          {time_field: moment, "_id": {"$gt": last_id}}]}]}
-    docs = list(collection.find(query).sort([(time_field, 1), ("_id", 1)]).limit(limit + 1))
+        docs = list(collection.find({**query, time_field: moment, "_id": {"$gt": last_id}})
+                    .sort(order).limit(limit + 1))
+        if len(docs) <= limit:
+            docs += collection.find({**query, time_field: {"$gt": moment}}).sort(order).limit(
+                limit + 1 - len(docs))
+    else:
+        docs = list(collection.find(query).sort(order).limit(limit + 1))
     more = len(docs) > limit
     docs = docs[:limit]
     next_cursor = None
@@ -89,8 +101,22 @@ def scoped_page(collection, caller, args: dict, filter_keys: tuple[str, ...],
     filters among `filter_keys` that `args` (a loaded query) gives. The records carry the
     scope fields every service keeps: province_code, commune_code, learner_subject."""
     limit, after = page_request(args)
-    query = caller.scope_filter("province_code", "commune_code", "learner_subject")
-    filters = {key: args[key] for key in filter_keys if key in args}
-    if filters:
-        query = {"$and": [query, filters]}
+    query = narrowed(caller.scope_filter("province_code", "commune_code", "learner_subject"),
+                     {key: args[key] for key in filter_keys if key in args})
     return fetch_page(collection, query, time_field, limit, after)
+
+
+def narrowed(scope: dict, filters: dict) -> dict | None:
+    """The scope with the filters' equalities added, as one flat filter (a top-level $and
+    would make the embedded store read the whole collection); None when a filter asks for
+    what the scope excludes (a commune of someone else's)."""
+    query = dict(scope)
+    for key, value in filters.items():
+        if key not in query:
+            query[key] = value
+        elif query[key] == value or (isinstance(query[key], dict)
+                                     and value in query[key].get("$in", ())):
+            query[key] = value
+        else:
+            return None
+    return query

@@ -22,7 +22,7 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError
 
-from hocvu import contracts, metrics
+from hocvu import contracts, metrics, storewatch
 from hocvu.groupwrite import GroupInserter, failures_by_position
 from hocvu.outbox import OUTBOX_FIELD, STATE_COLLECTION, ChangeStreamRelay, relay_gauges
 from hocvu.retention import HourlyPurge
@@ -188,6 +188,7 @@ class ServiceStore(DependencyProvider):
             tz_aware=True,
             serverSelectionTimeoutMS=int(config.get("MONGO_TIMEOUT_MS", 5000)),
             appname=f"hocvu-{service_name}",
+            event_listeners=storewatch.listeners(config, service_name),
             **profile.client_options(),
         )
         database = config.get("MONGO_DATABASE") or f"hocvu_{service_name}"

@@ -32,7 +32,7 @@ class StackSettings:
     run_dir: Path
     database_prefix: str = "hocvu_"
     with_edge: bool = True
-    service_env: dict[str, str] = field(default_factory=dict)  # e.g. OUTBOX_POLL_SECONDS
+    service_env: dict[str, str] = field(default_factory=dict)  # e.g. STORE_COMMAND_LOG
     # more than one process of a service: the extra ones ("lessons-2"...) share its queues
     # and database, each on an HTTP port of its own (the edge routes to the first)
     instances: dict[str, int] = field(default_factory=dict)

@@ -31,8 +31,9 @@ def _row(message: dict) -> dict:
 
 
 def stuck(db, older_than: timedelta, limit: int) -> list[dict]:
-    query = reconcile.stuck_query(utcnow(), older_than)
-    return [_row(m) for m in db.messages.find(query).sort("created_at", ASCENDING).limit(limit)]
+    found = [m for query in reconcile.stuck_queries(utcnow(), older_than)
+             for m in db.messages.find(query).sort("created_at", ASCENDING).limit(limit)]
+    return [_row(m) for m in sorted(found, key=lambda m: m["created_at"])[:limit]]
 
 
 def failed(db, limit: int) -> list[dict]:

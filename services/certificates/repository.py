@@ -26,6 +26,8 @@ def prepare(store: Store) -> None:
     db.certificates.create_index("serial", unique=True)
     db.certificates.create_index([("learner_id", ASCENDING), ("issued_at", ASCENDING)])
     db.certificates.create_index([("commune_code", ASCENDING), ("issued_at", ASCENDING)])
+    # a province admin's pages (scope: the province only): else each page reads them all
+    db.certificates.create_index([("province_code", ASCENDING), ("issued_at", ASCENDING)])
     db.certificates.create_index([("learner_subject", ASCENDING), ("issued_at", ASCENDING)])
 
 

@@ -303,10 +303,14 @@ class BulkImports(DependencyProvider):
         enroller = RowEnroller(store, keys, self.enroll)
         self.box = RowBox(keys.national_id_key)
         self.loop = ImportLoop(self.db, enroller, self.box, self.settings)
-        for collection in (self.db[JOBS], self.db[CHUNKS]):  # the store's hourly purge
-            store.housekeeping.add(RetentionRule(
-                collection, expired=lambda cutoff: {"created_at": {"$lt": cutoff}},
-                keep=self.settings.bulk_retention))
+        # the store's hourly purge, each through an index (a chunk's leads with its status)
+        store.housekeeping.add(RetentionRule(
+            self.db[JOBS], expired=lambda cutoff: {"created_at": {"$lt": cutoff}},
+            keep=self.settings.bulk_retention))
+        store.housekeeping.add(RetentionRule(
+            self.db[CHUNKS], keep=self.settings.bulk_retention,
+            expired=lambda cutoff: {"status": {"$in": [PENDING, DONE]},
+                                    "created_at": {"$lt": cutoff}}))
         self.loop.start(self.container.spawn_managed_thread)
 
     def stop(self):
@@ -379,8 +383,10 @@ class BulkImports(DependencyProvider):
     def report(self, job: dict) -> str:
         """Every row that was not simply enrolled, with why, in row order (CSV)."""
         problems = []
-        cursor = self.db[CHUNKS].find({"job_id": job["_id"]},
-                                      projection={"rows": 1, "outcomes": 1}).sort("_id", 1)
+        # a chunk's _id is "<job>:<number>": the job's chunks are one range of _id
+        cursor = self.db[CHUNKS].find(
+            {"_id": {"$gt": f"{job['_id']}:", "$lt": f"{job['_id']};"}},
+            projection={"rows": 1, "outcomes": 1}).sort("_id", 1)
         for chunk in cursor:
             for row, outcome in zip(chunk["rows"], chunk.get("outcomes") or []):
                 for field_name, message in outcome.get("e", []):

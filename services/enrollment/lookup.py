@@ -23,10 +23,12 @@ def resolve(db, national_id_hash, caller: Principal, course_id: str,
     learners = {doc["_id"]: doc["national_id_hash"] for doc in db.learners.find(
         {"national_id_hash": {"$in": list(by_hash)}}, projection={"national_id_hash": 1})}
     found = {}
-    for enrollment in db.enrollments.find(
-            {"course_id": course_id, "$or": [{"learner_id": {"$in": list(learners)}},
-                                             {"_id": {"$in": list(by_id)}}]},
-            projection=scope):
+    # two reads rather than one with $or, which the embedded store answers by a scan
+    enrollments = {doc["_id"]: doc for query in (
+        {"learner_id": {"$in": list(learners)}, "course_id": course_id},
+        {"_id": {"$in": list(by_id)}, "course_id": course_id})
+        for doc in db.enrollments.find(query, projection=scope)}
+    for enrollment in enrollments.values():
         if not caller.may_see(enrollment.get("province_code"), enrollment.get("commune_code"),
                               enrollment.get("learner_subject")):
             continue

@@ -29,6 +29,8 @@ def prepare(store: Store) -> None:
     db.enrollments.create_index([("learner_id", ASCENDING), ("course_id", ASCENDING)],
                                 unique=True)
     db.enrollments.create_index([("commune_code", ASCENDING), ("enrolled_at", ASCENDING)])
+    # a province admin's pages (scope: the province only): else each page reads them all
+    db.enrollments.create_index([("province_code", ASCENDING), ("enrolled_at", ASCENDING)])
     db.enrollments.create_index([("learner_subject", ASCENDING), ("enrolled_at", ASCENDING)])
     drop_indexes_if_present(db.enrollments, "commune_code_1_group_1")
     bulk.prepare_indexes(db)

@@ -50,7 +50,7 @@ class Reconciler(WakeableLoop):
             {"$set": {"status": domain.FAILED, "last_error": "no phone number", "failed_at": now}})
         waiting = list(self.messages.find({
             "status": domain.ACCEPTED, "accepted_at": {"$lte": now - self.report_timeout},
-            "$or": [{"next_check_at": {"$exists": False}}, {"next_check_at": {"$lte": now}}],
+            "next_check_at": {"$not": {"$gt": now}},  # never checked, or due again
         }).limit(self.batch_size))
         for message in waiting:
             self._settle(message, now)
@@ -85,24 +85,25 @@ class Reconciler(WakeableLoop):
                         message.get("provider"), why)
 
 
-def stuck_query(now: datetime, older_than: timedelta) -> dict:
-    """Messages not settled although they should have been by now."""
+def stuck_queries(now: datetime, older_than: timedelta) -> list[dict]:
+    """Messages not settled although they should have been by now: one read through an index
+    per state (a top-level $or would make the embedded store read every message)."""
     before = now - older_than
-    return {"$or": [
-        {"status": domain.AWAITING_CONTACT, "next_attempt_at": {"$lte": before}},
-        {"status": domain.QUEUED, "next_attempt_at": {"$lte": before}},
-        {"status": domain.ACCEPTED, "accepted_at": {"$lte": before}},
-    ]}
+    return [{"status": domain.AWAITING_CONTACT, "next_attempt_at": {"$lte": before}},
+            {"status": domain.QUEUED, "next_attempt_at": {"$lte": before}},
+            {"status": domain.ACCEPTED, "accepted_at": {"$lte": before}}]
 
 
 FAILED_STATUSES = (domain.FAILED, domain.UNDELIVERED, domain.UNKNOWN, domain.SUPPRESSED)
 
 
 def summary(messages, now: datetime, older_than: timedelta) -> dict:
-    by_status = {doc["_id"]: doc["n"] for doc in messages.aggregate(
-        [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
+    """Messages per stored status and those stuck, each counted through the status index."""
+    by_status = {status: n for status in sorted(domain.LEARNER_STATUSES)
+                 if (n := messages.count_documents({"status": status}))}
     return {"by_status": by_status,
-            "stuck": messages.count_documents(stuck_query(now, older_than))}
+            "stuck": sum(messages.count_documents(query)
+                         for query in stuck_queries(now, older_than))}
 
 
 def gauges(messages, stuck_after: timedelta, service_name: str):

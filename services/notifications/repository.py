@@ -31,6 +31,9 @@ def prepare(store: Store) -> None:
     db.messages.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
     db.messages.create_index([("status", ASCENDING), ("accepted_at", ASCENDING)])
     db.messages.create_index([("commune_code", ASCENDING), ("created_at", ASCENDING)])
+    # a province admin's pages (scope: the province only); without it each page read every
+    # message (tests/e2e/test_store_commands.py)
+    db.messages.create_index([("province_code", ASCENDING), ("created_at", ASCENDING)])
     db.messages.create_index([("learner_subject", ASCENDING), ("created_at", ASCENDING)])
     # a learner's scope, for their SMS preferences (learner_scope), and their waiting messages
     db.messages.create_index([("learner_id", ASCENDING), ("created_at", ASCENDING)])
@@ -127,7 +130,9 @@ def remember_contacts(db, contacts: list[tuple[str, str, datetime]], now: dateti
     numbers, then one read for the messages waiting for any of them; return how many
     messages were queued."""
     bulk_write_once(db.contacts, [
-        UpdateOne({"_id": learner_id, "$or": [{"as_of": {"$lte": as_of}}, {"as_of": None}]},
+        # "not newer" rather than $or (older, or none): the embedded store answers a top-level
+        # $or by reading every contact (536 ms an update at 20,000 contacts, 0.9 ms so)
+        UpdateOne({"_id": learner_id, "as_of": {"$not": {"$gt": as_of}}},
                   {"$set": {"phone": phone, "as_of": as_of, "touched_at": now}}, upsert=True)
         for learner_id, phone, as_of in contacts])
     # a duplicate key above: that contact holds a newer number (an older event arrived

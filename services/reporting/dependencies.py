@@ -27,6 +27,7 @@ class Refresher(WakeableLoop):
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
         self._next_sweep = time.monotonic()
+        self._started = False  # the first sweep, at start, also looks for communes without figures
 
     def mark(self, commune: str | None) -> None:
         if commune:
@@ -41,13 +42,15 @@ class Refresher(WakeableLoop):
                 self._next_sweep = time.monotonic() + self.sweep_seconds
             communes, self._dirty = self._dirty, set()
         if everything:
-            communes |= set(repository.known_communes(self.db))
+            communes |= set(repository.known_communes(self.db) if self._started else
+                            repository.communes_with_facts(self.db))
         try:
             repository.refresh(self.db, sorted(communes), self.active_days)
         except Exception:
             with self._lock:  # try them again next round
                 self._dirty |= communes
             raise
+        self._started = self._started or everything
         with self._lock:
             return bool(self._dirty)
 

@@ -148,8 +148,16 @@ def recompute_province_day(db, province_code: str, day: str) -> None:
 
 
 def known_communes(db) -> list[str]:
+    """Every commune with figures: the sweep's round, read from one document per commune."""
+    return sorted(db.commune_totals.distinct("_id"))
+
+
+def communes_with_facts(db) -> list[str]:
+    """Every commune a retained fact names, figures or not: read once when a process starts
+    (and by the rebuild) to cover a commune whose first figures a crash prevented; it reads
+    every fact, so never on the event path."""
     return sorted({*db.enrollments.distinct("commune_code"), *db.sms.distinct("commune_code"),
-                   *db.commune_totals.distinct("_id")} - {None})
+                   *known_communes(db)} - {None})
 
 
 def rebuild(db, active_days: int) -> int:
@@ -160,7 +168,7 @@ def rebuild(db, active_days: int) -> int:
     for event in db.events.find({}).sort("received_at", ASCENDING):
         apply(db, event["event_type"], event["fact"])
         replayed += 1
-    refresh(db, known_communes(db), active_days)
+    refresh(db, communes_with_facts(db), active_days)
     return replayed
 
 
