@@ -14,7 +14,7 @@ from hocvu.clock import isoformat
 from hocvu.events import new_event
 from hocvu.http import Conflict, NotFound, ValidationFailed
 from hocvu.outbox import OUTBOX_FIELD, with_events
-from hocvu.store import Store, insert_many_once, insert_once, read_modify_write
+from hocvu.store import Store, drop_indexes_if_present, insert_many_once, insert_once, read_modify_write
 from services.lessons.domain import (CANCELLED, FREE, CompletedOutOfOrder, Course, Learner,
                                      Lesson, LessonPlan, LessonProgress, PlanCancelled,
                                      ScoreRequired, UnknownLesson)
@@ -40,9 +40,10 @@ def prepare(store: Store) -> None:
     """Collections and indexes, then the seed catalog on first start."""
     store.ensure_collections("courses", "plans", "cancellations", "sessions")
     store.db.courses.create_index([("group", ASCENDING), ("_id", ASCENDING)])
-    store.db.plans.create_index("learner.learner_id")
-    store.db.plans.create_index([("learner.commune_code", ASCENDING),
-                                 ("learner.group", ASCENDING)])
+    # a plan is read and written by its _id (the enrollment's) only: the indexes earlier
+    # releases kept on its learner cost every plan write and served no query
+    drop_indexes_if_present(store.db.plans, "learner.learner_id_1",
+                            "learner.commune_code_1_learner.group_1")
     seed = [Course.from_seed(entry) for entry in yaml.safe_load(SEED_FILE.read_text())["courses"]]
     publish_missing_courses(store.db, seed)
     apply_course_rules(store.db, seed)

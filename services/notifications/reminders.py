@@ -7,7 +7,9 @@ at most one reminder per enrollment per N days. N is REMINDER_DAYS, or the cours
 in REMINDER_DAYS_BY_COURSE ("course-id=3,other-course=10").
 
 It is fed by events: learner_enrolled starts it, lessons_assigned tells the lessons and
-their titles, lesson_completed moves it on, course_completed ends it. `stop()` ends it for
+their titles, lesson_completed moves the last progress on (one write: the planner, when it
+comes to the enrollment, waits N days from that progress before it sends), course_completed
+ends it. `stop()` ends it for
 any other reason: the `enrollment_cancelled` consumer calls
 `stop(db, enrollment_id, "cancelled", now, data)`. A stopped enrollment is never reminded
 again.
@@ -23,11 +25,12 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from pymongo import ASCENDING, UpdateOne
+from pymongo.errors import DuplicateKeyError
 
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch
-from hocvu.store import Store, bulk_write_once, insert_once
+from hocvu.store import Store, bulk_write_once
 from services.notifications import repository, templates
 from services.notifications.domain import scope_of
 
@@ -57,22 +60,29 @@ def _initial_state(data: dict, now: datetime) -> dict:
             "touched_at": now}
 
 
-def _upsert(db, data: dict, now: datetime) -> dict:
-    """The enrollment's reminder state, created if this is the first event about it."""
-    state = db.reminders.find_one({"_id": data["enrollment_id"]})
-    if state is not None:
-        return state
-    insert_once(db.reminders, _initial_state(data, now))  # or a concurrent event created it
-    return db.reminders.find_one({"_id": data["enrollment_id"]})
+def _upserted(db, enrollment_id: str, data: dict, now: datetime, change: dict) -> None:
+    """`change` applied to the enrollment's state in one write, which creates the state if
+    this is the first event about the enrollment."""
+    written = {field for fields in change.values() for field in fields}
+    try:
+        db.reminders.update_one({"_id": enrollment_id}, {
+            **change, "$setOnInsert": _unset_fields(data, now, written)}, upsert=True)
+    except DuplicateKeyError:
+        # two first events of one enrollment upserted at once: the other one created it
+        db.reminders.update_one({"_id": enrollment_id}, change)
+
+
+def due_at(state: dict, days: int) -> datetime | None:
+    """N days after the later of the last progress and the last reminder."""
+    since = [d for d in (state.get("last_progress_at"), state.get("last_reminded_at")) if d]
+    return max(since) + timedelta(days=days) if since else None
 
 
 def _reschedule(db, state: dict, days: int, change: dict) -> None:
     state = {**state, **change}
-    if state["status"] != ACTIVE or state.get("last_progress_at") is None:
-        next_at = None  # stopped, or learner_enrolled (the starting point) not seen yet
-    else:
-        since = max(d for d in (state["last_progress_at"], state.get("last_reminded_at")) if d)
-        next_at = since + timedelta(days=days)
+    # stopped, or learner_enrolled (the starting point) not seen yet: nothing to schedule
+    next_at = (due_at(state, days) if state["status"] == ACTIVE
+               and state.get("last_progress_at") is not None else None)
     db.reminders.update_one({"_id": state["_id"]},
                             {"$set": {**change, "next_reminder_at": next_at}})
 
@@ -142,26 +152,23 @@ def _unset_fields(data: dict, now: datetime, written: dict) -> dict:
             if key != "_id" and key not in written}
 
 
-def on_lesson_completed(db, data: dict, days: ReminderDays, now: datetime) -> None:
-    state = _upsert(db, data, now)
-    done = sorted(set(state["completed_lesson_ids"]) | {data["lesson_id"]})
-    last = state.get("last_progress_at")
-    progress = data["completed_at"] if last is None else max(last, data["completed_at"])
-    if state.get("full_name") is None:
-        # enrolled not seen yet: learner_enrolled will set the starting point
-        db.reminders.update_one({"_id": state["_id"]}, {"$set": {
-            "completed_lesson_ids": done, "last_progress_at": progress}})
-        return
-    _reschedule(db, state, days(data["course_id"]),
-                {"completed_lesson_ids": done, "last_progress_at": progress})
+def on_lesson_completed(db, data: dict, now: datetime) -> None:
+    """One write: the lesson noted, the last progress moved on. The next reminder's time is
+    left as it was and put right by the planner when it comes round (`due_at` from the
+    latest progress): a reading and a second write here for every lesson completed would
+    cost the hot path what a few reminders a week cost the planner."""
+    _upserted(db, data["enrollment_id"], data, now, {
+        "$addToSet": {"completed_lesson_ids": data["lesson_id"]},
+        "$max": {"last_progress_at": data["completed_at"]}})
 
 
 def stop(db, enrollment_id: str, why: str, now: datetime, data: dict | None = None) -> None:
     """No reminder for this enrollment ever again (course completed, enrollment cancelled)."""
-    if data is not None:
-        _upsert(db, data, now)
-    db.reminders.update_one({"_id": enrollment_id}, {"$set": {
-        "status": why, "next_reminder_at": None, "stopped_at": now}})
+    change = {"$set": {"status": why, "next_reminder_at": None, "stopped_at": now}}
+    if data is None:
+        db.reminders.update_one({"_id": enrollment_id}, change)
+    else:
+        _upserted(db, enrollment_id, data, now, change)
 
 
 def next_lesson(state: dict) -> dict | None:
@@ -203,13 +210,16 @@ class ReminderPlanner(WakeableLoop):
         reminders = db.reminders
         state = reminders.find_one({"_id": claimed["_id"], "lease_owner": claimed["lease_owner"]})
         free = {"lease_until": NEVER}
-        if state is None or state["status"] != ACTIVE or not state.get("next_reminder_at") \
-                or state["next_reminder_at"] > now:
-            # progress or completion arrived since the claim: nothing to send now
+        days = self.days(state["course_id"]) if state else 0
+        due = state and state["status"] == ACTIVE and state.get("next_reminder_at") and \
+            due_at(state, days)
+        if not due or due > now:
+            # stopped, or progress since it was scheduled (lesson_completed moves only the
+            # last progress): nothing to send now, and the next time from that progress
             reminders.update_one({"_id": claimed["_id"], "lease_owner": claimed["lease_owner"]},
-                                 {"$set": free, "$unset": {"lease_owner": ""}})
+                                 {"$set": {**free, **({"next_reminder_at": due} if due else {})},
+                                  "$unset": {"lease_owner": ""}})
             return None
-        days = self.days(state["course_id"])
         lesson = next_lesson(state)
         if state.get("lessons") and lesson is None:
             # every lesson done, course_completed on its way: nothing to remind of

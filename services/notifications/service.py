@@ -219,8 +219,7 @@ class NotificationsService(operations_routes("notifications")):
 
     @subscribe("lessons", "lesson_completed")
     def note_progress(self, event):
-        reminders.on_lesson_completed(self.store.db, event.data, self.dispatcher.reminder_days,
-                                      utcnow())
+        reminders.on_lesson_completed(self.store.db, event.data, utcnow())
 
     @subscribe("lessons", "course_completed")
     def stop_reminders(self, event):

@@ -240,7 +240,7 @@ def test_a_reminder_after_n_days_without_progress_naming_the_next_lesson_once(
     reminders.on_lesson_completed(
         notifications_store.db,
         about(lesson_id="l1", score=90, completed_at=start + reminders.timedelta(days=4)),
-        days, clock())
+        clock())
     clock.now = start + reminders.timedelta(days=6, hours=23)
     planner(notifications_store, days, clock).run_once()
     assert len(reminder_texts(notifications_store)) == 1
@@ -290,7 +290,7 @@ def test_no_reminder_once_every_lesson_is_done(notifications_store, enrolled):
         reminders.on_lesson_completed(
             notifications_store.db, about(lesson_id=lesson["id"], score=None,
                                           completed_at=start + reminders.timedelta(hours=n)),
-            days, start)
+            start)
     clock = Clock(start + reminders.timedelta(days=10))
     planner(notifications_store, days, clock).run_once()
     assert reminder_texts(notifications_store) == []
@@ -302,7 +302,7 @@ def test_progress_that_arrives_before_the_enrollment_still_counts(notifications_
     progress_at = start + reminders.timedelta(days=1)
     reminders.on_lesson_completed(
         notifications_store.db, about(lesson_id="l1", score=None, completed_at=progress_at),
-        days, progress_at)
+        progress_at)
     assert notifications_store.db.reminders.find_one({"_id": ENROLLMENT})["next_reminder_at"] \
         is None  # nothing to remind of before the enrollment is known
     reminders.on_enrolled(
