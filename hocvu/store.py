@@ -148,8 +148,9 @@ class Store:
         """Forget documents of `collection_name` once `field` is older than `keep`."""
         self.profile.expire(self.db[collection_name], field, keep, self.housekeeping)
 
-    def next_value(self, counter_id: str) -> int:
-        return self.profile.next_value(self.db["counters"], counter_id)
+    def next_value(self, counter_id: str, count: int = 1) -> int:
+        """Add `count` to a counter; the new value (the last of the `count` values taken)."""
+        return self.profile.next_value(self.db["counters"], counter_id, count)
 
     def ping(self) -> None:
         self.db.command("ping")

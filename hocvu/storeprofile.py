@@ -52,30 +52,32 @@ class StoreProfile:
             _drop_plain_index(collection, field)
             collection.create_index(field, expireAfterSeconds=int(keep.total_seconds()))
 
-    def next_value(self, counters: Collection, counter_id: str) -> int:
-        """Add one to a counter (created at 1) and return its new value."""
+    def next_value(self, counters: Collection, counter_id: str, count: int = 1) -> int:
+        """Add `count` to a counter (created at 0) and return its new value: the values from
+        new value - count + 1 to the new value are the caller's alone."""
         if self.embedded:
-            return _next_value_without_find_and_modify(counters, counter_id)
-        return counters.find_one_and_update({"_id": counter_id}, {"$inc": {"value": 1}},
+            return _next_value_without_find_and_modify(counters, counter_id, count)
+        return counters.find_one_and_update({"_id": counter_id}, {"$inc": {"value": count}},
                                             upsert=True,
                                             return_document=ReturnDocument.AFTER)["value"]
 
 
-def _next_value_without_find_and_modify(counters: Collection, counter_id: str) -> int:
-    """Read the counter, then add one only if nobody did since: the value we read plus one is
-    then ours alone. Concurrent callers retry instead of sharing a value."""
+def _next_value_without_find_and_modify(counters: Collection, counter_id: str,
+                                        count: int) -> int:
+    """Read the counter, then add `count` only if nobody did since: the values after the one
+    we read are then ours alone. Concurrent callers retry instead of sharing a value."""
     for _ in range(100):
         current = counters.find_one({"_id": counter_id})
         if current is None:
             try:
-                counters.insert_one({"_id": counter_id, "value": 1})
-                return 1
+                counters.insert_one({"_id": counter_id, "value": count})
+                return count
             except DuplicateKeyError:
                 continue
         taken = counters.update_one({"_id": counter_id, "value": current["value"]},
-                                    {"$inc": {"value": 1}})
+                                    {"$inc": {"value": count}})
         if taken.modified_count:
-            return current["value"] + 1
+            return current["value"] + count
     raise RuntimeError(f"counter {counter_id}: changed by others 100 times in a row")
 
 

@@ -3,6 +3,7 @@ enrollment), revoking one, and finding those a caller may see, print or verify. 
 is a single-document write carrying the event it causes, idempotent on its own (the unique
 enrollment_id, a write conditional on the status)."""
 import uuid
+from collections import Counter
 from datetime import datetime
 from typing import Callable
 
@@ -14,7 +15,7 @@ from hocvu.clock import isoformat
 from hocvu.events import new_event
 from hocvu.http import Conflict, NotFound
 from hocvu.outbox import set_events, with_events
-from hocvu.store import Store, insert_once
+from hocvu.store import Store, insert_many_once, insert_once
 from services.certificates.domain import REVOKED, VALID, display_code, serial_number
 
 
@@ -52,35 +53,86 @@ def issue(store: Store, completion: dict, correlation_id: str, verify_url: str,
         cancellation = store.db.cancellations.find_one({"_id": completion["enrollment_id"]})
         if cancellation and cancellation["cancelled_at"] <= completion["completed_at"]:
             return None
-        year = now.year
-        sequence = store.next_value(f"serial-{completion['province_code']}-{year}")
-        code = new_code()
-        certificate = {
-            "_id": str(uuid.uuid4()),
-            "serial": serial_number(completion["province_code"], year, sequence),
-            "verification_code": code,
-            "status": VALID,
-            "issued_at": now,
-            "completed_at": completion["completed_at"],
-            "correlation_id": correlation_id,
-            **{key: completion[key] for key in (
-                "enrollment_id", "learner_id", "course_id", "course_title", "full_name",
-                "group", "province_code", "commune_code")},
-            "learner_subject": completion.get("learner_subject"),
-        }
-        issued = new_event("certificate_issued", {
-            "certificate_id": certificate["_id"], "serial": certificate["serial"],
-            "verification_code": display_code(code), "verify_url": verify_url.format(code=code),
-            **{key: certificate[key] for key in (
-                "enrollment_id", "learner_id", "course_id", "course_title", "full_name",
-                "issued_at", "province_code", "commune_code", "learner_subject")}},
-            correlation_id)
+        [serial] = _serials(store, [completion], now.year)
+        certificate = _certificate(completion, correlation_id, serial, new_code(), verify_url,
+                                   now)
         # unique: the enrollment (a concurrent redelivery issued it: found above next time),
         # the serial (should a counter ever hand one out twice, take another),
         # the code (60 random bits: a collision is next to impossible; take another)
-        if insert_once(certificates, with_events(certificate, [issued])):
+        if insert_once(certificates, certificate):
             return certificate
     raise RuntimeError(f"could not issue a certificate for {completion['enrollment_id']}")
+
+
+def issue_many(store: Store, completions: list[tuple[dict, str]], verify_url: str,
+               new_code: Callable[[], str], now: datetime) -> list[int]:
+    """`issue` for many (completion, correlation id) at once, in as many store commands for
+    a class of 200 as for one: a read of those already issued, a read of the cancellations,
+    a counter write per province, one insert. Returns the positions already issued (a
+    redelivery). One whose insertion meets a duplicate (a concurrent redelivery, a serial or
+    a code taken) goes the single way, which settles it."""
+    db = store.db
+    ids = [completion["enrollment_id"] for completion, _ in completions]
+    issued = {doc["enrollment_id"] for doc in db.certificates.find(
+        {"enrollment_id": {"$in": ids}}, projection={"enrollment_id": 1})}
+    cancelled = {doc["_id"]: doc["cancelled_at"]
+                 for doc in db.cancellations.find({"_id": {"$in": ids}})}
+    already, wanted = [], []
+    for position, (completion, correlation_id) in enumerate(completions):
+        enrollment_id = completion["enrollment_id"]
+        if enrollment_id in issued:
+            already.append(position)  # by an earlier delivery, or earlier in this batch
+        elif enrollment_id in cancelled and \
+                cancelled[enrollment_id] <= completion["completed_at"]:
+            continue  # cancelled at or before the completion: no certificate
+        else:
+            issued.add(enrollment_id)
+            wanted.append((completion, correlation_id))
+    serials = _serials(store, [completion for completion, _ in wanted], now.year)
+    certificates = [_certificate(completion, correlation_id, serial, new_code(), verify_url, now)
+                    for (completion, correlation_id), serial in zip(wanted, serials)]
+    for position in sorted(insert_many_once(db.certificates, certificates)):
+        issue(store, *wanted[position], verify_url, new_code, now)
+    return already
+
+
+def _serials(store: Store, completions: list[dict], year: int) -> list[str]:
+    """A serial number for each completion, from one counter write per province."""
+    wanted = Counter(completion["province_code"] for completion in completions)
+    last = {province: store.next_value(f"serial-{province}-{year}", count) - count
+            for province, count in wanted.items()}
+    serials = []
+    for completion in completions:
+        last[completion["province_code"]] += 1
+        serials.append(serial_number(completion["province_code"], year,
+                                     last[completion["province_code"]]))
+    return serials
+
+
+def _certificate(completion: dict, correlation_id: str, serial: str, code: str,
+                 verify_url: str, now: datetime) -> dict:
+    """The certificate document, carrying the certificate_issued event it causes."""
+    certificate = {
+        "_id": str(uuid.uuid4()),
+        "serial": serial,
+        "verification_code": code,
+        "status": VALID,
+        "issued_at": now,
+        "completed_at": completion["completed_at"],
+        "correlation_id": correlation_id,
+        **{key: completion[key] for key in (
+            "enrollment_id", "learner_id", "course_id", "course_title", "full_name",
+            "group", "province_code", "commune_code")},
+        "learner_subject": completion.get("learner_subject"),
+    }
+    issued = new_event("certificate_issued", {
+        "certificate_id": certificate["_id"], "serial": certificate["serial"],
+        "verification_code": display_code(code), "verify_url": verify_url.format(code=code),
+        **{key: certificate[key] for key in (
+            "enrollment_id", "learner_id", "course_id", "course_title", "full_name",
+            "issued_at", "province_code", "commune_code", "learner_subject")}},
+        correlation_id)
+    return with_events(certificate, [issued])
 
 
 def find_for(db, certificate_id: str, caller: Principal) -> dict:

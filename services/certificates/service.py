@@ -27,7 +27,7 @@ from hocvu import auth
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
 from hocvu.http import http, load_body, load_query
-from hocvu.messaging import subscribe
+from hocvu.messaging import subscribe, subscribe_batch
 from hocvu.operations import OPERATIONS_ACCESS, operations_routes
 from hocvu.settings import Settings
 from hocvu.store import ServiceStore
@@ -110,12 +110,15 @@ class CertificatesService(operations_routes("certificates")):
     def _verify_url(self) -> str:
         return self.settings.public_base_url.rstrip("/") + "/api/certificates/verify/{code}"
 
-    @subscribe("lessons", "course_completed")
-    def issue_certificate(self, event):
-        repository.issue(self.store, event.data, event.correlation_id, self._verify_url(),
-                         self.codes.new_code, utcnow())
-        # a cancellation noted while this one issued (its handler found no certificate yet)
-        cancellations.recheck(self.store.db, event.data["enrollment_id"], utcnow())
+    @subscribe_batch("lessons", "course_completed")
+    def issue_certificate(self, events):
+        already = repository.issue_many(
+            self.store, [(event.data, event.correlation_id) for event in events],
+            self._verify_url(), self.codes.new_code, utcnow())
+        # a cancellation noted while these issued (its handler found no certificate yet)
+        cancellations.recheck(self.store.db, [event.data["enrollment_id"] for event in events],
+                              utcnow())
+        return [events[position] for position in already]
 
     @subscribe("enrollment", "enrollment_cancelled")
     def note_cancellation(self, event):

@@ -217,3 +217,42 @@ def test_no_certificate_for_a_course_completed_after_the_cancellation_whatever_t
     assert status_of("enr-first") == []
     assert status_of("enr-late") == ["revoked"]
     assert status_of("enr-before") == ["valid"]
+
+
+def test_a_class_completing_together_gets_one_certificate_each_with_serials_in_a_row(
+        service_config, run_service, pika_client, issuer):
+    """A class of 40 completes at once: their events reach certificates in batches, each
+    batch one reservation of serial numbers; the one cancelled before completing gets none,
+    the one whose event came twice gets one."""
+    config = service_config("certificates")
+    certificates = base_url(run_service(CertificatesService, config))
+    before = deliveries_settled("certificates", "course_completed")
+    cancellations_before = deliveries_settled("certificates", "enrollment_cancelled")
+    pika_client.publish("enrollment.events", "enrollment_cancelled",
+                        enrollment_cancelled("enr-class-0", utcnow()))
+    wait_until_handled("certificates", "enrollment_cancelled", cancellations_before, 1)
+    completions = [course_completed(f"enr-class-{n}") for n in range(40)]
+    for event in completions + completions[5:6]:
+        pika_client.publish("lessons.events", "course_completed", event)
+    wait_until_handled("certificates", "course_completed", before, 41)
+    wait_until_relayed(config)
+    issued = [c for c in pagination_items(
+        f"{certificates}/api/certificates/certificates", issuer.province_admin())
+        if c["enrollment_id"].startswith("enr-class-")]
+    assert sorted(c["enrollment_id"] for c in issued) == sorted(
+        f"enr-class-{n}" for n in range(1, 40))
+    numbers = sorted(int(c["serial"].rsplit("-", 1)[1]) for c in issued)
+    assert numbers == list(range(numbers[0], numbers[0] + 39))  # none twice, none skipped
+    announced = pika_client.drain(ANNOUNCE_QUEUE)
+    assert sorted(e["data"]["enrollment_id"] for e in announced) == sorted(
+        c["enrollment_id"] for c in issued)
+
+
+def pagination_items(url: str, headers: dict) -> list[dict]:
+    items, cursor = [], None
+    while True:
+        page = requests.get(url, headers=headers,
+                            params={"limit": 100, **({"cursor": cursor} if cursor else {})}).json()
+        items += page["items"]
+        if not (cursor := page["next_cursor"]):
+            return items

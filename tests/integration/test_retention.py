@@ -59,6 +59,9 @@ def test_counters_count_on_both_profiles(client):
     for profile in (EMBEDDED, MONGODB):
         store = store_with(client, profile)
         assert [store.next_value(f"serial-{profile}") for _ in range(3)] == [1, 2, 3]
+        # a class's serials at once: the values 4 to 8 are the caller's
+        assert store.next_value(f"serial-{profile}", 5) == 8
+        assert store.next_value(f"serial-{profile}-new", 5) == 5
 
 
 def test_concurrent_callers_never_share_a_counter_value(client):
