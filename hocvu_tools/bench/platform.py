@@ -83,13 +83,10 @@ class BenchPlatform:
     def db(self, service: str):
         return self.mongo[service][f"hocvu_{service}"]
 
-    def store_operations(self) -> dict[str, int]:
-        """Operations each kind, summed over every service's store (serverStatus)."""
-        total: dict[str, int] = {}
-        for client in self.mongo.values():
-            for kind, value in client.admin.command("serverStatus")["opcounters"].items():
-                total[kind] = total.get(kind, 0) + value
-        return total
+    def store_operations(self) -> dict[str, dict[str, int]]:
+        """Each service's store's operations of each kind (serverStatus opcounters)."""
+        return {service: dict(client.admin.command("serverStatus")["opcounters"])
+                for service, client in self.mongo.items()}
 
     def courses(self) -> dict[str, dict]:
         """The catalog's course per learner group, with its lesson ids."""

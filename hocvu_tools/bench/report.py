@@ -169,6 +169,13 @@ def _burst(b: dict | None) -> list[str]:
     if b.get("cpu_ms_per_enrollment"):
         out += ["", "CPU ms per enrollment, each process: " + ", ".join(
             f"{name} {ms}" for name, ms in b["cpu_ms_per_enrollment"].items())]
+    by_store = b.get("store_operations_by_store_per_enrollment")
+    if by_store:
+        kinds = sorted({kind for counts in by_store.values() for kind in counts})
+        out += ["", "Store commands per enrollment, each store (its own counters; the store "
+                    "budget test's figures, idle work included here):", ""]
+        out += _table(["store", *kinds], [[service, *(counts.get(kind, 0) for kind in kinds)]
+                                          for service, counts in by_store.items()])
     return out
 
 
