@@ -172,7 +172,8 @@ class ServiceStore(DependencyProvider):
     """Provides a `Store` on the service's own database and runs its relay.
 
     Config: MONGO_URI, MONGO_DATABASE, STORE_PROFILE (hocvu.storeprofile), the relay's
-    OUTBOX_* settings and GROUP_WRITES_IN_FLIGHT (hocvu.groupwrite). `prepare(store)` runs once at start: indexes, seed data.
+    OUTBOX_* settings and GROUP_WRITES_IN_FLIGHT (hocvu.groupwrite). `prepare(store)` runs once
+    as the container sets up, before any entrypoint starts: indexes, seed data.
     """
 
     def __init__(self, prepare: Callable[[Store], None] | None = None, **kwargs):
@@ -198,14 +199,17 @@ class ServiceStore(DependencyProvider):
                  if service_name in contracts.SOURCES.values() else None)
         self.store = Store(client, database, service_name, relay, profile,
                            int(config.get("GROUP_WRITES_IN_FLIGHT") or 1))
-
-    def start(self):
-        relay = self.store.relay
+        # here, not at start: nameko starts every extension at once, and a consumer started
+        # beside the store could write before the unique indexes exist (a redelivered event
+        # then stored twice, and the index's build failing on it)
         if relay:
             self.store.ensure_collections(STATE_COLLECTION)
             relay.mark_start()
         if self.prepare:
             self.prepare(self.store)
+
+    def start(self):
+        relay = self.store.relay
         if relay:
             relay.start(self.container.spawn_managed_thread)
             metrics.on_scrape(self.store.service_name, "relay", partial(relay_gauges, relay))

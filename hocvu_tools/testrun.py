@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hocvu_tools.devstack.processes import BIN
+from hocvu_tools.devstack.processes import BIN, PORT_SHARE
 
 PYTEST = str(BIN / "pytest")
 PLATFORMS = "faults or e2e or bench or browser"
@@ -46,9 +46,11 @@ def run_halves() -> int:
     try:
         with os.fdopen(handle, "w") as platforms_log:
             platforms = subprocess.Popen([PYTEST, "-m", PLATFORMS], stdin=subprocess.DEVNULL,
-                                         stdout=platforms_log, stderr=subprocess.STDOUT)
+                                         stdout=platforms_log, stderr=subprocess.STDOUT,
+                                         env=_with_port_share(0))
         rest = subprocess.Popen([PYTEST, "-m", f"not ({PLATFORMS})"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=_with_port_share(1))
         shown = []
         for line in rest.stdout:
             sys.stdout.write(line)
@@ -72,6 +74,11 @@ def run_halves() -> int:
     print(f"\ntotal: {total.get('passed', 0)} passed, {failed} failed, "
           f"{total.get('skipped', 0)} skipped", flush=True)
     return 0 if ok else 1
+
+
+def _with_port_share(share: int) -> dict:
+    """The environment of one half: its own half of the free ports (processes.free_port)."""
+    return {**os.environ, PORT_SHARE: f"{share}/2"}
 
 
 def main(argv: list[str]) -> int:

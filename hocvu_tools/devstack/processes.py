@@ -22,22 +22,39 @@ class StartError(RuntimeError):
     """A part of the stack exited or never became ready; the message ends with its log."""
 
 
+# ports this process handed out: a platform asks for twenty before it starts any, and one
+# asked for twice would fail the second part's start (seen in CI: a store's eaddrinuse)
+_HANDED_OUT: set[int] = set()
+# `make test` runs two pytest processes side by side (hocvu_tools.testrun): each takes the
+# ports of its own share, "k/n" being those equal to k modulo n, so they never pick alike
+PORT_SHARE = "HOCVU_PORT_SHARE"
+
+
 def free_port() -> int:
-    """A port nothing listens on, outside the kernel's range for outgoing connections.
+    """A port nothing listens on, outside the kernel's range for outgoing connections, not
+    handed out before by this process, and of this process's share (PORT_SHARE).
 
     A server starts seconds after its port is chosen; a port from the ephemeral range can be
     taken meanwhile by any process's outgoing connection (seen in CI: a test's RabbitMQ node
     failing with eaddrinuse)."""
     low, high = ephemeral_port_range()
-    candidates = [port for port in range(10_000, 65_536) if not low <= port <= high]
+    share, shares = _port_share()
+    candidates = [port for port in range(10_000, 65_536) if not low <= port <= high
+                  and port % shares == share and port not in _HANDED_OUT]
     for port in random.sample(candidates, min(200, len(candidates))):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     raise StartError("no free port outside the ephemeral range")
+
+
+def _port_share() -> tuple[int, int]:
+    share, _, shares = os.environ.get(PORT_SHARE, "0/1").partition("/")
+    return int(share), int(shares)
 
 
 def ephemeral_port_range() -> tuple[int, int]:

@@ -26,8 +26,8 @@ from hocvu.clock import utcnow
 from hocvu.leases import OwnerLease
 from hocvu.privacy import mask_phone
 from services.notifications import policy, providers, sign_in_codes
-from services.notifications.domain import (ACCEPTED, DELIVERED, FAILED, QUEUED, SUPPRESSED,
-                                           UNDELIVERED)
+from services.notifications.domain import (ACCEPTED, DELIVERED, FAILED, LANE_ORDER, QUEUED,
+                                           SUPPRESSED, UNDELIVERED)
 from services.notifications.due import DueReader
 from services.notifications.repository import with_outcome
 
@@ -55,13 +55,14 @@ class DispatchLoop(WakeableLoop):
         self.owner = OwnerLease(messages.database["sms_dispatcher"], "dispatcher",
                                 settings.lease)
         self.pool = GreenPool(settings.send_concurrency)
-        self.due = DueReader(messages, settings.batch_size)
+        self.batch_size = settings.batch_size
+        self.lanes = [DueReader(messages, settings.batch_size, lane) for lane in LANE_ORDER]
         self.opener = settings.opener
 
     def run_once(self) -> bool:
         if not self.owner.hold():
             return False  # another instance dispatches
-        batch, more = self.due.read(self.clock())
+        batch, more = self._due(self.clock())
         sendable, decisions, outcomes = [], {}, []
         for message in batch:
             decision = self.policy.decide(message) if self.policy else policy.Decision(policy.SEND)
@@ -77,6 +78,19 @@ class DispatchLoop(WakeableLoop):
         if outcomes:
             self.messages.bulk_write(outcomes, ordered=True)
         return more
+
+    def _due(self, now) -> tuple[list[dict], bool]:
+        """A round's messages, lane by lane: a lane is read only for the room the lanes
+        above it left, so a sign-in code waits for one round at most, whatever waits below."""
+        batch, more = [], False
+        for lane in self.lanes:
+            room = self.batch_size - len(batch)
+            if not room:
+                return batch, True
+            found, lane_more = lane.read(now, room)
+            batch += found
+            more = more or lane_more
+        return batch, more
 
     def stop(self, wait: bool = True) -> None:
         super().stop(wait)
@@ -120,7 +134,9 @@ class DispatchLoop(WakeableLoop):
             accepted = {"provider": result.provider or self.provider.name, "attempts": attempts,
                         "provider_message_id": result.provider_message_id, "accepted_at": now}
             return [
-                UpdateOne({"_id": message["_id"], "status": QUEUED},
+                # suppressed meanwhile: a certificate SMS superseded it while it was being
+                # sent (repository.supersede_confirmations); it went out, first, all the same
+                UpdateOne({"_id": message["_id"], "status": {"$in": [QUEUED, SUPPRESSED]}},
                           {"$set": {**accepted, "status": ACCEPTED}}),
                 # the delivery report was quicker than us and already settled it
                 UpdateOne({"_id": message["_id"], "status": {"$in": [DELIVERED, UNDELIVERED]},

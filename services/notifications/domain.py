@@ -43,6 +43,21 @@ GATEWAY_FAILURE_REPORT_SETTLES = (ACCEPTED, QUEUED)
 # who may read a message (hocvu.auth): copied from the event that asks for it
 SCOPE_FIELDS = ("province_code", "commune_code", "learner_subject")
 
+# The dispatcher's lanes, served in this order: a lane's backlog never holds back a lane
+# above it. A sign-in code is awaited on a phone screen; a certificate (or its revocation)
+# ends a course; a confirmation can wait behind a launch morning's list; reminders last.
+LANES = {templates.SIGN_IN_CODE: 0, templates.CERTIFICATE_ISSUED: 1,
+         templates.CERTIFICATE_REVOKED: 1, templates.ENROLLMENT_CONFIRMED: 2,
+         templates.LESSON_REMINDER: 3, templates.PROGRESS_REMINDER: 3}
+LANE_ORDER = tuple(sorted(set(LANES.values())))
+# a confirmation still waiting when the certificate is written is not sent after it
+SUPERSEDED = "superseded: the certificate SMS says the course is done"
+
+
+def lane_of(template: str) -> int:
+    return LANES.get(template, LANE_ORDER[-1])
+
+
 # a revocation's reason beyond this would cost several SMS; the whole of it is on the
 # verification page
 REASON_LENGTH = 120

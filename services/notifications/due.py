@@ -1,4 +1,4 @@
-"""Which queued messages are due: read through a narrow range of `next_attempt_at`.
+"""Which queued messages of a lane are due: read through a narrow range of `next_attempt_at`.
 
 The embedded store decodes every document a query matches before it sorts and limits
 (docs/performance.md): a dispatcher asking "the 100 oldest due messages" while 2,000 wait
@@ -10,6 +10,9 @@ behind "now", so a message written a while after it was stamped (a busy machine)
 read; the margin costs little, as only messages still queued are in the index range. A sweep
 over everything due, once a minute, at the start, and again at once while it finds a full
 batch, picks up whatever the cursor missed (a writer slower than the margin, a skewed clock).
+
+The dispatcher keeps one reader per lane (domain.LANES) and asks each, in the lanes' order,
+for at most the room left in its round.
 """
 import time
 from datetime import timedelta
@@ -22,11 +25,12 @@ ORDER = [("next_attempt_at", ASCENDING), ("created_at", ASCENDING)]
 
 
 class DueReader:
-    def __init__(self, messages, batch_size: int, slice_seconds: float = 1.0,
+    def __init__(self, messages, batch_size: int, lane: int = 0, slice_seconds: float = 1.0,
                  margin_seconds: float = 10.0, sweep_seconds: float = 60.0,
                  monotonic=time.monotonic):
         self.messages = messages
         self.batch_size = batch_size
+        self.lane = lane
         self.base_width = timedelta(seconds=slice_seconds)
         self.margin = timedelta(seconds=margin_seconds)
         self.sweep_every = sweep_seconds
@@ -35,14 +39,15 @@ class DueReader:
         self.width = self.base_width
         self.next_sweep = 0.0
 
-    def read(self, now) -> tuple[list[dict], bool]:
-        """(due messages, oldest first; whether more may be due at once)."""
+    def read(self, now, limit: int | None = None) -> tuple[list[dict], bool]:
+        """(at most `limit` due messages, oldest first; whether more may be due at once)."""
+        limit = min(limit or self.batch_size, self.batch_size)
         if self.cursor is None or self.monotonic() >= self.next_sweep:
-            return self._sweep(now)
+            return self._sweep(now, limit)
         while True:
             low, high = self.cursor, min(now, self.cursor + self.width)
-            batch = self._find({"$gte": low, "$lte": high})
-            if len(batch) == self.batch_size:
+            batch = self._find({"$gte": low, "$lte": high}, limit)
+            if len(batch) == limit:
                 self.cursor, self.width = batch[-1]["next_attempt_at"], self.base_width
                 return batch, True
             if high >= now:
@@ -54,18 +59,18 @@ class DueReader:
                 return batch, True
             self.width *= 2  # a quiet stretch: look further at once
 
-    def _sweep(self, now) -> tuple[list[dict], bool]:
+    def _sweep(self, now, limit: int) -> tuple[list[dict], bool]:
         """At the start: everything due, oldest first, and the cursor set after it. Then:
         only what lies behind the cursor, which the walk never reads again."""
         first = self.cursor is None
-        batch = self._find({"$lte": now} if first else {"$lt": self.cursor})
-        full = len(batch) == self.batch_size
+        batch = self._find({"$lte": now} if first else {"$lt": self.cursor}, limit)
+        full = len(batch) == limit
         if first:
             self.cursor = batch[-1]["next_attempt_at"] if full else now - self.margin
         # a full sweep behind the cursor means more may be there: sweep again next round
         self.next_sweep = self.monotonic() + (0 if full and not first else self.sweep_every)
         return batch, full
 
-    def _find(self, when: dict) -> list[dict]:
-        return list(self.messages.find({"status": QUEUED, "next_attempt_at": when})
-                    .sort(ORDER).limit(self.batch_size))
+    def _find(self, when: dict, limit: int) -> list[dict]:
+        return list(self.messages.find({"status": QUEUED, "lane": self.lane,
+                                        "next_attempt_at": when}).sort(ORDER).limit(limit))

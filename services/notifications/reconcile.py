@@ -44,10 +44,12 @@ class Reconciler(WakeableLoop):
     def run_once(self) -> bool:
         now = self.clock()
         # a message awaiting its contact keeps next_attempt_at at its creation time
-        self.messages.update_many(
-            {"status": domain.AWAITING_CONTACT,
-             "next_attempt_at": {"$lte": now - self.contact_timeout}},
-            {"$set": {"status": domain.FAILED, "last_error": "no phone number", "failed_at": now}})
+        for lane in domain.LANE_ORDER:
+            self.messages.update_many(
+                {"status": domain.AWAITING_CONTACT, "lane": lane,
+                 "next_attempt_at": {"$lte": now - self.contact_timeout}},
+                {"$set": {"status": domain.FAILED, "last_error": "no phone number",
+                          "failed_at": now}})
         waiting = list(self.messages.find({
             "status": domain.ACCEPTED, "accepted_at": {"$lte": now - self.report_timeout},
             "next_check_at": {"$not": {"$gt": now}},  # never checked, or due again
@@ -89,8 +91,9 @@ def stuck_queries(now: datetime, older_than: timedelta) -> list[dict]:
     """Messages not settled although they should have been by now: one read through an index
     per state (a top-level $or would make the embedded store read every message)."""
     before = now - older_than
-    return [{"status": domain.AWAITING_CONTACT, "next_attempt_at": {"$lte": before}},
-            {"status": domain.QUEUED, "next_attempt_at": {"$lte": before}},
+    return [*({"status": status, "lane": lane, "next_attempt_at": {"$lte": before}}
+              for status in (domain.AWAITING_CONTACT, domain.QUEUED)
+              for lane in domain.LANE_ORDER),
             {"status": domain.ACCEPTED, "accepted_at": {"$lte": before}}]
 
 
@@ -118,7 +121,9 @@ def gauges(messages, stuck_after: timedelta, service_name: str):
                         {(status,): n for status, n in by_status.items()}, ("status",))
     yield metrics.gauge("hocvu_sms_stuck", "SMS not settled although they should be by now.",
                         service_name, counts["stuck"])
-    backlog = messages.count_documents({"status": domain.QUEUED, "next_attempt_at": {"$lte": now}})
+    backlog = sum(messages.count_documents({"status": domain.QUEUED, "lane": lane,
+                                            "next_attempt_at": {"$lte": now}})
+                  for lane in domain.LANE_ORDER)
     yield metrics.gauge("hocvu_sms_dispatch_backlog",
                         "SMS queued and due now, waiting for the dispatcher.", service_name,
                         backlog)

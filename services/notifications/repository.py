@@ -18,7 +18,7 @@ from hocvu.store import Store, bulk_write_once, drop_indexes_if_present, insert_
 from services.notifications import policy, sms, templates
 from services.notifications.domain import (
     AWAITING_CONTACT, DELIVERED, FAILED, FAILURE_REPORT_SETTLES, GATEWAY_FAILURE_REPORT_SETTLES,
-    QUEUED, SCOPE_FIELDS, UNDELIVERED, Wanted)
+    LANES, QUEUED, SCOPE_FIELDS, SUPERSEDED, SUPPRESSED, UNDELIVERED, Wanted, lane_of)
 from services.notifications.providers import DELIVERED as REPORTED_DELIVERED, PENDING
 
 
@@ -28,7 +28,15 @@ def prepare(store: Store) -> None:
                              "sms_daily_counts")
     db.messages.create_index("dedupe_key", unique=True)
     db.messages.create_index("provider_message_id")  # reports that name only the provider's id
-    db.messages.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
+    # the dispatcher reads each lane's due messages (due.py), the reconciler and the gauges
+    # each lane's waiting ones: always a status, a lane and a range of next_attempt_at
+    db.messages.create_index([("status", ASCENDING), ("lane", ASCENDING),
+                              ("next_attempt_at", ASCENDING)])
+    # messages of releases before the lanes: every waiting one joins the lane of its kind
+    # (`lane: None` matches a missing lane through the index)
+    for template, lane in LANES.items():
+        db.messages.update_many({"status": {"$in": [AWAITING_CONTACT, QUEUED]}, "lane": None,
+                                 "template": template}, {"$set": {"lane": lane}})
     db.messages.create_index([("status", ASCENDING), ("accepted_at", ASCENDING)])
     db.messages.create_index([("commune_code", ASCENDING), ("created_at", ASCENDING)])
     # a province admin's pages (scope: the province only); without it each page read every
@@ -44,7 +52,7 @@ def prepare(store: Store) -> None:
     # or subject) instead, and messages awaiting a contact are found by next_attempt_at,
     # their creation time (docs/performance.md)
     drop_indexes_if_present(db.messages, "lease_owner_1", "status_1_created_at_1",
-                            "enrollment_id_1")
+                            "enrollment_id_1", "status_1_next_attempt_at_1")
 
 
 def messages_page(db, caller, args: dict) -> dict:
@@ -99,13 +107,29 @@ def _message(want: Wanted, phone: str | None, now: datetime, unaccented: bool) -
     return {
         "_id": str(uuid.uuid4()), "dedupe_key": want.dedupe_key, "template": want.template,
         "learner_id": want.learner_id, "enrollment_id": want.enrollment_id,
-        "sms_class": policy.class_of(want.template), "to": phone,
+        "sms_class": policy.class_of(want.template), "lane": lane_of(want.template),
+        "to": phone,
         "text": text.text, "encoding": text.encoding, "segments": text.segments,
         "status": QUEUED if phone else AWAITING_CONTACT,
         "created_at": now, "attempts": 0, "next_attempt_at": now, "lease_until": NEVER,
         "correlation_id": want.correlation_id,
         **{key: (want.scope or {}).get(key) for key in SCOPE_FIELDS},
     }
+
+
+def supersede_confirmations(db, certified: list[dict], now: datetime) -> int:
+    """The enrollment confirmations of these certificates' enrollments that still wait (for
+    the number, or behind a launch morning's backlog) are not sent after the certificate
+    SMS, which lane 1 sends first: they are suppressed, saying why. Called before the
+    certificate messages are written, so no round of the dispatcher sends a certificate
+    while its confirmation still waits."""
+    return db.messages.update_many(
+        {"learner_id": {"$in": list({data["learner_id"] for data in certified})},
+         "enrollment_id": {"$in": [data["enrollment_id"] for data in certified]},
+         "template": templates.ENROLLMENT_CONFIRMED,
+         "status": {"$in": [AWAITING_CONTACT, QUEUED]}},
+        {"$set": {"status": SUPPRESSED, "last_error": SUPERSEDED, "suppressed_at": now}}
+    ).modified_count
 
 
 def phones_of(db, learner_ids: list[str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from hocvu.leases import NEVER
 from hocvu.sealing import CannotOpen, Opener
 from hocvu.store import insert_once
 from services.notifications import policy, sms, templates
-from services.notifications.domain import QUEUED, SCOPE_FIELDS, is_vietnamese_number
+from services.notifications.domain import QUEUED, SCOPE_FIELDS, is_vietnamese_number, lane_of
 
 REDACTED = "******"
 CODE_EXPIRED = "code expired"
@@ -39,6 +39,7 @@ def create(db, opener: Opener, data: dict, correlation_id: str, now: datetime,
     message = {
         "_id": str(uuid.uuid4()), "dedupe_key": dedupe_key, "template": templates.SIGN_IN_CODE,
         "sms_class": policy.class_of(templates.SIGN_IN_CODE),  # transactional: at once
+        "lane": lane_of(templates.SIGN_IN_CODE),  # before any other lane's backlog
         "learner_id": None, "enrollment_id": None,
         # no learner, no commune: only operations see it (it is listed to nobody)
         **{key: None for key in SCOPE_FIELDS},

@@ -26,7 +26,7 @@ def test_stuck_and_failed_messages_with_their_reasons(notifications_store, mongo
     def message(_id, status, **extra):
         return {"_id": _id, "dedupe_key": _id, "template": "enrollment_confirmed",
                 "learner_id": f"lrn-{_id}", "enrollment_id": "enr", "to": "+84912345678",
-                "status": status, "created_at": hour_ago, "attempts": 0,
+                "status": status, "lane": 2, "created_at": hour_ago, "attempts": 0,
                 "next_attempt_at": hour_ago, **extra}
 
     notifications_store.db.messages.insert_many([

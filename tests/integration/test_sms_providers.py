@@ -170,8 +170,8 @@ def test_reconciliation_asks_where_it_can_and_says_unknown_where_it_cannot(
     _accepted(notifications_store, "q-3", "speedsms", silent.provider_message_id, sent_at)
     db.messages.insert_one({"_id": "q-4", "dedupe_key": "q-4", "template": "certificate_issued",
                             "learner_id": "lrn-2", "enrollment_id": "enr-2", "to": None,
-                            "status": domain.AWAITING_CONTACT, "created_at": sent_at,
-                            "attempts": 0, "next_attempt_at": sent_at})
+                            "status": domain.AWAITING_CONTACT, "lane": 1,
+                            "created_at": sent_at, "attempts": 0, "next_attempt_at": sent_at})
     wait_for(lambda: received(esms_gateway)[0]["status"] == "delivered", what="eSMS delivery")
     # q-2's status points at the slow gateway; the reconciler asks the configured eSMS account
     slow = esms_provider(slow_esms)

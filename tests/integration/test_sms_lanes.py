@@ -1,0 +1,96 @@
+"""The dispatcher's lanes against a real SecantusDB and the gateway simulator: a sign-in
+code and a certificate go out in the first round whatever backlog of confirmations waits,
+and a learner never gets the welcome after the certificate."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from hocvu.sealing import Opener, Sealer
+from services.notifications import domain, repository, sign_in_codes, templates
+from services.notifications.dispatcher import DispatchLoop
+from services.notifications.providers import SimulatorProvider
+from tests.support.fixtures import SEALING_PRIVATE_KEY, SEALING_PUBLIC_KEY
+from tests.support.sms import Clock, local, sms_settings
+
+pytestmark = pytest.mark.integration
+
+BACKLOG = 250  # two and a half rounds of the default batch (SMS_BATCH_SIZE 100)
+
+
+def dispatcher(store, gateway: str, clock: Clock) -> DispatchLoop:
+    settings = sms_settings(SMS_GATEWAY_URL=gateway, SMS_SIMULATOR_RATE_PER_SECOND=10_000)
+    return DispatchLoop(store.db.messages, SimulatorProvider(settings), settings, clock=clock)
+
+
+def confirmation(n: int) -> domain.Wanted:
+    return domain.Wanted(templates.ENROLLMENT_CONFIRMED, f"enrollment_confirmed:enr-{n}",
+                         f"lrn-{n}", f"enr-{n}", {"full_name": "Lò Thị Mai",
+                                                  "course_title": "Kỹ năng số"}, f"corr-{n}",
+                         {"province_code": "38", "commune_code": "14845"})
+
+
+def certificate(n: int) -> domain.Wanted:
+    return domain.Wanted(templates.CERTIFICATE_ISSUED, f"certificate_issued:crt-{n}",
+                         f"lrn-{n}", f"enr-{n}", {
+                             "full_name": "Lò Thị Mai", "course_title": "Kỹ năng số",
+                             "verification_code": "ABCD-EFGH-JKLM",
+                             "verify_url": "https://hocvu.example/v/ABCD"}, f"corr-{n}",
+                         {"province_code": "38", "commune_code": "14845"})
+
+
+def sent_in_order(gateway: str) -> list[str]:
+    messages = requests.get(f"{gateway}/v1/messages", params={"limit": 10_000}).json()["messages"]
+    return [m["request_id"] for m in sorted(messages, key=lambda m: m["received_at"])]
+
+
+def test_a_code_and_a_certificate_overtake_a_backlog_of_confirmations(
+        start_gateway, notifications_store):
+    db = notifications_store.db
+    gateway = start_gateway()
+    clock = Clock(local(2026, 12, 7, 8, 0))
+    db.contacts.insert_many([{"_id": f"lrn-{n}", "phone": f"+8491200{n:04d}"}
+                             for n in range(BACKLOG + 1)])
+    backlog = repository.create_many(db, [confirmation(n) for n in range(1, BACKLOG + 1)],
+                                     clock(), True)
+    # written after the whole backlog: a class's certificate, a learner asking for a code
+    [awarded] = repository.create_many(db, [certificate(0)], clock(), True)
+    sealer = Sealer(SEALING_PUBLIC_KEY)
+    code = sign_in_codes.create(db, Opener(SEALING_PRIVATE_KEY), {
+        "request_id": "code-1", "phone": sealer.seal("+84912999999"),
+        "code": sealer.seal("123456"), "expires_at": datetime(2030, 1, 1, tzinfo=timezone.utc)},
+        "corr-code", clock(), True)
+    loop = dispatcher(notifications_store, gateway, clock)
+    while loop.run_once():
+        pass
+    order = sent_in_order(gateway)
+    assert sorted(order) == sorted([code["_id"], awarded["_id"], *(m["_id"] for m in backlog)])
+    # the code first, then the certificate, then the confirmations: one round of 100 each time
+    assert order.index(code["_id"]) < 100 and order.index(awarded["_id"]) < 100
+
+
+def test_a_certificate_supersedes_the_welcome_still_waiting_for_its_turn(
+        start_gateway, notifications_store):
+    db = notifications_store.db
+    gateway = start_gateway()
+    clock = Clock(local(2026, 12, 7, 8, 0))
+    db.contacts.insert_many([{"_id": f"lrn-{n}", "phone": f"+8491200{n:04d}"} for n in (1, 2)])
+    first, second = repository.create_many(db, [confirmation(1), confirmation(2)], clock(), True)
+    loop = dispatcher(notifications_store, gateway, clock)
+    # learner 2's welcome goes out before her class ends; learner 1's still waits its turn
+    db.messages.update_one({"_id": first["_id"]},
+                           {"$set": {"next_attempt_at": clock() + timedelta(minutes=5)}})
+    loop.run_once()
+    assert sent_in_order(gateway) == [second["_id"]]
+    certified = [{"learner_id": f"lrn-{n}", "enrollment_id": f"enr-{n}"} for n in (1, 2)]
+    assert repository.supersede_confirmations(db, certified, clock()) == 1
+    awarded = repository.create_many(db, [certificate(1), certificate(2)], clock(), True)
+    clock.advance(minutes=10)
+    while loop.run_once():
+        pass
+    order = sent_in_order(gateway)
+    assert order[0] == second["_id"] and sorted(order[1:]) == sorted(m["_id"] for m in awarded)
+    superseded = db.messages.find_one({"_id": first["_id"]})
+    assert (superseded["status"], superseded["last_error"]) == (domain.SUPPRESSED,
+                                                                domain.SUPERSEDED)
+    assert domain.reason(superseded) == domain.SUPERSEDED
