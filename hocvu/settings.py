@@ -129,9 +129,8 @@ def _flat(messages) -> list[str]:
 
 
 class Settings(DependencyProvider):
-    """`settings = Settings(NotificationsSettings)` on a service class. Loaded when the
-    container starts; other providers read it through `settings_of(container)` (loaded on
-    first use, as nameko sets providers up in no fixed order)."""
+    """`settings = Settings(NotificationsSettings)` on a service class. Loaded as the
+    container is made; other providers read it through `settings_of(container)`."""
 
     def __init__(self, schema: type[SettingsSchema]):
         self.schema = schema
@@ -144,8 +143,13 @@ class Settings(DependencyProvider):
             self._values = load(self.schema, self.container.config, self.container.service_name)
         return self._values
 
-    def setup(self):
-        self.loaded()  # a bad key stops the start here
+    def bind(self, container, attr_name):
+        bound = super().bind(container, attr_name)
+        # a bad key stops the service as its container is made: before any other provider
+        # sets up and connects anywhere (a store it cannot reach would answer in 5 s, and
+        # nameko reports the first failure of its providers in no fixed order)
+        bound.loaded()
+        return bound
 
     def get_dependency(self, worker_ctx) -> SimpleNamespace:
         return self.loaded()
