@@ -71,7 +71,7 @@ class DispatchLoop(WakeableLoop):
                 decisions[message["_id"]] = decision
             else:
                 outcomes += self._hold(message, decision)
-        for message, result in zip(sendable, self.pool.imap(self._send, sendable)):
+        for message, result in zip(sendable, self._send_in_order(sendable)):
             if result.outcome != providers.ACCEPTED and self.policy:
                 self.policy.give_back(decisions[message["_id"]])
             outcomes += self._record(message, result)
@@ -98,6 +98,20 @@ class DispatchLoop(WakeableLoop):
             self.owner.release()
         except PyMongoError:
             pass  # the store is away: the lease runs out by itself
+
+    def _send_in_order(self, messages: list[dict]) -> list[providers.SendResult]:
+        """Several numbers at once, each number's messages one after another in the round's
+        order (a confirmation brought forward before its certificate, repository.py)."""
+        by_number: dict[str, list[int]] = {}
+        for position, message in enumerate(messages):
+            by_number.setdefault(message["to"], []).append(position)
+        results: list = [None] * len(messages)
+        for sent in self.pool.imap(
+                lambda positions: [(p, self._send(messages[p])) for p in positions],
+                by_number.values()):
+            for position, result in sent:
+                results[position] = result
+        return results
 
     def _hold(self, message: dict, decision: policy.Decision) -> list:
         if decision.action == policy.SUPPRESS:
@@ -134,9 +148,7 @@ class DispatchLoop(WakeableLoop):
             accepted = {"provider": result.provider or self.provider.name, "attempts": attempts,
                         "provider_message_id": result.provider_message_id, "accepted_at": now}
             return [
-                # suppressed meanwhile: a certificate SMS superseded it while it was being
-                # sent (repository.supersede_confirmations); it went out, first, all the same
-                UpdateOne({"_id": message["_id"], "status": {"$in": [QUEUED, SUPPRESSED]}},
+                UpdateOne({"_id": message["_id"], "status": QUEUED},
                           {"$set": {**accepted, "status": ACCEPTED}}),
                 # the delivery report was quicker than us and already settled it
                 UpdateOne({"_id": message["_id"], "status": {"$in": [DELIVERED, UNDELIVERED]},

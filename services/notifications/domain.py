@@ -50,8 +50,6 @@ LANES = {templates.SIGN_IN_CODE: 0, templates.CERTIFICATE_ISSUED: 1,
          templates.CERTIFICATE_REVOKED: 1, templates.ENROLLMENT_CONFIRMED: 2,
          templates.LESSON_REMINDER: 3, templates.PROGRESS_REMINDER: 3}
 LANE_ORDER = tuple(sorted(set(LANES.values())))
-# a confirmation still waiting when the certificate is written is not sent after it
-SUPERSEDED = "superseded: the certificate SMS says the course is done"
 
 
 def lane_of(template: str) -> int:

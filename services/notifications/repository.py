@@ -18,7 +18,7 @@ from hocvu.store import Store, bulk_write_once, drop_indexes_if_present, insert_
 from services.notifications import policy, sms, templates
 from services.notifications.domain import (
     AWAITING_CONTACT, DELIVERED, FAILED, FAILURE_REPORT_SETTLES, GATEWAY_FAILURE_REPORT_SETTLES,
-    LANES, QUEUED, SCOPE_FIELDS, SUPERSEDED, SUPPRESSED, UNDELIVERED, Wanted, lane_of)
+    LANES, QUEUED, SCOPE_FIELDS, UNDELIVERED, Wanted, lane_of)
 from services.notifications.providers import DELIVERED as REPORTED_DELIVERED, PENDING
 
 
@@ -117,18 +117,18 @@ def _message(want: Wanted, phone: str | None, now: datetime, unaccented: bool) -
     }
 
 
-def supersede_confirmations(db, certified: list[dict], now: datetime) -> int:
+def bring_confirmations_forward(db, certified: list[dict], now: datetime) -> int:
     """The enrollment confirmations of these certificates' enrollments that still wait (for
-    the number, or behind a launch morning's backlog) are not sent after the certificate
-    SMS, which lane 1 sends first: they are suppressed, saying why. Called before the
-    certificate messages are written, so no round of the dispatcher sends a certificate
-    while its confirmation still waits."""
+    the number, or behind a launch morning's backlog) move to the certificates' lane, due
+    now: written before the certificate messages, so they come first in that lane and the
+    dispatcher sends a learner's messages of one round in order (dispatcher.py). No learner
+    gets the welcome after "congratulations", and none waits behind the backlog for it."""
     return db.messages.update_many(
         {"learner_id": {"$in": list({data["learner_id"] for data in certified})},
          "enrollment_id": {"$in": [data["enrollment_id"] for data in certified]},
          "template": templates.ENROLLMENT_CONFIRMED,
          "status": {"$in": [AWAITING_CONTACT, QUEUED]}},
-        {"$set": {"status": SUPPRESSED, "last_error": SUPERSEDED, "suppressed_at": now}}
+        {"$set": {"lane": lane_of(templates.CERTIFICATE_ISSUED), "next_attempt_at": now}}
     ).modified_count
 
 

@@ -240,7 +240,7 @@ class NotificationsService(operations_routes("notifications")):
 
     @subscribe_batch("certificates", "certificate_issued")
     def announce_certificate(self, events):
-        repository.supersede_confirmations(self.store.db, [event.data for event in events],
+        repository.bring_confirmations_forward(self.store.db, [event.data for event in events],
                                            utcnow())
         return self._create_messages(events, [
             domain.certificate_notice(event.data, event.correlation_id) for event in events])

@@ -1,7 +1,7 @@
 """The dispatcher's lanes against a real SecantusDB and the gateway simulator: a sign-in
 code and a certificate go out in the first round whatever backlog of confirmations waits,
 and a learner never gets the welcome after the certificate."""
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -69,28 +69,26 @@ def test_a_code_and_a_certificate_overtake_a_backlog_of_confirmations(
     assert order.index(code["_id"]) < 100 and order.index(awarded["_id"]) < 100
 
 
-def test_a_certificate_supersedes_the_welcome_still_waiting_for_its_turn(
+def test_a_certificate_brings_its_welcome_forward_and_goes_right_after_it(
         start_gateway, notifications_store):
+    """Learner 0's class ends while her welcome still waits behind 250 others: the welcome
+    joins the certificate's lane, and she gets both in the first round, welcome first."""
     db = notifications_store.db
     gateway = start_gateway()
     clock = Clock(local(2026, 12, 7, 8, 0))
-    db.contacts.insert_many([{"_id": f"lrn-{n}", "phone": f"+8491200{n:04d}"} for n in (1, 2)])
-    first, second = repository.create_many(db, [confirmation(1), confirmation(2)], clock(), True)
+    db.contacts.insert_many([{"_id": f"lrn-{n}", "phone": f"+8491200{n:04d}"}
+                             for n in range(BACKLOG + 1)])
+    others = repository.create_many(db, [confirmation(n) for n in range(1, BACKLOG + 1)],
+                                    clock(), True)
+    [welcome] = repository.create_many(db, [confirmation(0)], clock.advance(seconds=1), True)
+    certified = [{"learner_id": "lrn-0", "enrollment_id": "enr-0"}]
+    assert repository.bring_confirmations_forward(db, certified, clock.advance(seconds=1)) == 1
+    [awarded] = repository.create_many(db, [certificate(0)], clock(), True)
     loop = dispatcher(notifications_store, gateway, clock)
-    # learner 2's welcome goes out before her class ends; learner 1's still waits its turn
-    db.messages.update_one({"_id": first["_id"]},
-                           {"$set": {"next_attempt_at": clock() + timedelta(minutes=5)}})
-    loop.run_once()
-    assert sent_in_order(gateway) == [second["_id"]]
-    certified = [{"learner_id": f"lrn-{n}", "enrollment_id": f"enr-{n}"} for n in (1, 2)]
-    assert repository.supersede_confirmations(db, certified, clock()) == 1
-    awarded = repository.create_many(db, [certificate(1), certificate(2)], clock(), True)
-    clock.advance(minutes=10)
     while loop.run_once():
         pass
     order = sent_in_order(gateway)
-    assert order[0] == second["_id"] and sorted(order[1:]) == sorted(m["_id"] for m in awarded)
-    superseded = db.messages.find_one({"_id": first["_id"]})
-    assert (superseded["status"], superseded["last_error"]) == (domain.SUPPRESSED,
-                                                                domain.SUPERSEDED)
-    assert domain.reason(superseded) == domain.SUPERSEDED
+    assert sorted(order) == sorted([welcome["_id"], awarded["_id"], *(m["_id"] for m in others)])
+    assert order.index(welcome["_id"]) < order.index(awarded["_id"]) < 100
+    # a learner whose welcome went out already: nothing to bring forward
+    assert repository.bring_confirmations_forward(db, certified, clock()) == 0
