@@ -39,6 +39,15 @@ def certificate(n: int) -> domain.Wanted:
                          {"province_code": "38", "commune_code": "14845"})
 
 
+def confirmations_waiting(db, clock: Clock) -> list[dict]:
+    """A launch morning's backlog: the confirmations of learners 1 to BACKLOG, all queued
+    (learner 0, whose number is known too, is the one each test follows)."""
+    db.contacts.insert_many([{"_id": f"lrn-{n}", "phone": f"+8491200{n:04d}"}
+                             for n in range(BACKLOG + 1)])
+    return repository.create_many(db, [confirmation(n) for n in range(1, BACKLOG + 1)],
+                                  clock(), True)
+
+
 def sent_in_order(gateway: str) -> list[str]:
     messages = requests.get(f"{gateway}/v1/messages", params={"limit": 10_000}).json()["messages"]
     return [m["request_id"] for m in sorted(messages, key=lambda m: m["received_at"])]
@@ -46,13 +55,8 @@ def sent_in_order(gateway: str) -> list[str]:
 
 def test_a_code_and_a_certificate_overtake_a_backlog_of_confirmations(
         start_gateway, notifications_store):
-    db = notifications_store.db
-    gateway = start_gateway()
-    clock = Clock(local(2026, 12, 7, 8, 0))
-    db.contacts.insert_many([{"_id": f"lrn-{n}", "phone": f"+8491200{n:04d}"}
-                             for n in range(BACKLOG + 1)])
-    backlog = repository.create_many(db, [confirmation(n) for n in range(1, BACKLOG + 1)],
-                                     clock(), True)
+    db, clock = notifications_store.db, Clock(local(2026, 12, 7, 8, 0))
+    gateway, backlog = start_gateway(), confirmations_waiting(db, clock)
     # written after the whole backlog: a class's certificate, a learner asking for a code
     [awarded] = repository.create_many(db, [certificate(0)], clock(), True)
     sealer = Sealer(SEALING_PUBLIC_KEY)
@@ -73,13 +77,8 @@ def test_a_certificate_brings_its_welcome_forward_and_goes_right_after_it(
         start_gateway, notifications_store):
     """Learner 0's class ends while her welcome still waits behind 250 others: the welcome
     joins the certificate's lane, and she gets both in the first round, welcome first."""
-    db = notifications_store.db
-    gateway = start_gateway()
-    clock = Clock(local(2026, 12, 7, 8, 0))
-    db.contacts.insert_many([{"_id": f"lrn-{n}", "phone": f"+8491200{n:04d}"}
-                             for n in range(BACKLOG + 1)])
-    others = repository.create_many(db, [confirmation(n) for n in range(1, BACKLOG + 1)],
-                                    clock(), True)
+    db, clock = notifications_store.db, Clock(local(2026, 12, 7, 8, 0))
+    gateway, others = start_gateway(), confirmations_waiting(db, clock)
     [welcome] = repository.create_many(db, [confirmation(0)], clock.advance(seconds=1), True)
     certified = [{"learner_id": "lrn-0", "enrollment_id": "enr-0"}]
     assert repository.bring_confirmations_forward(db, certified, clock.advance(seconds=1)) == 1
