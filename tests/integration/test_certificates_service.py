@@ -8,6 +8,7 @@ import requests
 from hocvu.clock import utcnow
 from hocvu.events import new_event
 from services.certificates.service import CertificatesService
+from tests.support.commune_day import page_through
 from tests.support.fixtures import base_url
 from tests.support.settling import deliveries_settled, wait_until_handled, wait_until_relayed
 from tests.support.waiting import wait_for
@@ -236,8 +237,8 @@ def test_a_class_completing_together_gets_one_certificate_each_with_serials_in_a
         pika_client.publish("lessons.events", "course_completed", event)
     wait_until_handled("certificates", "course_completed", before, 41)
     wait_until_relayed(config)
-    issued = [c for c in pagination_items(
-        f"{certificates}/api/certificates/certificates", issuer.province_admin())
+    issued = [c for c in page_through(
+        f"{certificates}/api/certificates/certificates", issuer.province_admin(), limit=100)
         if c["enrollment_id"].startswith("enr-class-")]
     assert sorted(c["enrollment_id"] for c in issued) == sorted(
         f"enr-class-{n}" for n in range(1, 40))
@@ -247,12 +248,3 @@ def test_a_class_completing_together_gets_one_certificate_each_with_serials_in_a
     assert sorted(e["data"]["enrollment_id"] for e in announced) == sorted(
         c["enrollment_id"] for c in issued)
 
-
-def pagination_items(url: str, headers: dict) -> list[dict]:
-    items, cursor = [], None
-    while True:
-        page = requests.get(url, headers=headers,
-                            params={"limit": 100, **({"cursor": cursor} if cursor else {})}).json()
-        items += page["items"]
-        if not (cursor := page["next_cursor"]):
-            return items
