@@ -247,4 +247,3 @@ def test_a_class_completing_together_gets_one_certificate_each_with_serials_in_a
     announced = pika_client.drain(ANNOUNCE_QUEUE)
     assert sorted(e["data"]["enrollment_id"] for e in announced) == sorted(
         c["enrollment_id"] for c in issued)
-
