@@ -5,7 +5,8 @@ work wakes them at once; polling picks up what another process or a crash left b
 """
 import logging
 import threading
-import time
+
+from hocvu import metrics
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,8 @@ class WakeableLoop:
     linger_seconds = 0.0
     # after a round failed (the store or broker away); poll_seconds when None
     retry_seconds = None
+
+    service_name = ""  # the label of its rounds' metric; set by start()
 
     def __init__(self):
         self._wake = threading.Event()
@@ -39,8 +42,9 @@ class WakeableLoop:
         """Wait within a round (a retry's backoff), cut short when the loop is stopped."""
         self._stopped.wait(seconds)
 
-    def start(self, spawn) -> None:
+    def start(self, spawn, service_name: str | None = None) -> None:
         """`spawn` is the container's spawn_managed_thread."""
+        self.service_name = service_name or self.service_name
         self._stopped.clear()
         self._thread = spawn(self._run, identifier=self.name)
 
@@ -58,6 +62,10 @@ class WakeableLoop:
     def wake(self) -> None:
         self._wake.set()
 
+    def _round(self) -> bool:
+        metrics.background_round(self.service_name, self.name)
+        return self.run_once()
+
     def _run(self) -> None:
         wait = self.poll_seconds
         while not self.stopping:
@@ -65,11 +73,13 @@ class WakeableLoop:
             if self.stopping:
                 break  # woken to stop: the store may already be closing
             if woken and self.linger_seconds:
-                time.sleep(self.linger_seconds)
+                self.pause(self.linger_seconds)
+                if self.stopping:
+                    break
             self._wake.clear()
             wait = self.poll_seconds
             try:
-                while self.run_once() and not self.stopping:
+                while self._round() and not self.stopping:
                     pass
             except Exception:
                 # the store or broker is away: the work stays stored and the next round retries

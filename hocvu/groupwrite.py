@@ -18,6 +18,8 @@ import threading
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
+from hocvu import metrics
+
 DUPLICATE_KEY = 11000
 
 
@@ -34,8 +36,9 @@ class GroupInserter:
     hand in meanwhile. At most `in_flight` writers at a time; when one is done, the first of
     those waiting writes the next batch, the others waiting with it."""
 
-    def __init__(self, collection: Collection, in_flight: int = 1):
+    def __init__(self, collection: Collection, in_flight: int = 1, service_name: str = ""):
         self.collection = collection
+        self.service_name = service_name  # the label of its metric
         self.in_flight = in_flight
         self._lock = threading.Lock()
         self._waiting: list[_Pending] = []
@@ -79,6 +82,7 @@ class GroupInserter:
     def _write(self, batch: list[_Pending]) -> None:
         self.batches += 1
         self.documents += len(batch)
+        metrics.grouped_insert(self.service_name, self.collection.name)
         try:
             if len(batch) == 1:
                 self.collection.insert_one(batch[0].document)

@@ -486,6 +486,7 @@ class BatchEventSubscriber(EventSubscriber):
         self._generation += 1
         self._lingering = False
         if batch:
+            metrics.event_batch(self.container.service_name, self.event_type)
             self._spawn(batch, self._batch_done)
 
     def _spawn(self, batch: list[tuple], done) -> None:

@@ -12,8 +12,17 @@ edge never routes it, like health (hocvu.auth.OPERATIONS). Every hocvu_* series 
     hocvu_event_handler_duration_seconds{service,event_type}   histogram: from the delivery
         to this process until its handler finished (a wait for a free worker included, and
         for a batch consumer the wait for the batch to fill)
+    hocvu_event_batches_total{service,event_type}              counter: batches a batch
+        consumer handed to a worker (events consumed / batches: how well they gather)
+    hocvu_grouped_inserts_total{service,collection}            counter: writes of inserts
+        gathered from concurrent requests (hocvu.groupwrite)
     hocvu_events_published_total{service,event_type}           counter (confirmed by the broker)
     hocvu_outbox_relay_lag_seconds{service}                    histogram: commit -> confirm
+    hocvu_outbox_relay_reads_total{service,found}              counter: the relay's reads of
+        the change stream, found="events" or "nothing" (events published / reads that found
+        events: how well they gather; the embedded store ends an await early on any write)
+    hocvu_background_rounds_total{service,loop}                counter: rounds of each
+        background loop (relay, SMS dispatcher and reconciler, refresher, imports)
     hocvu_outbox_relay_failures_total{service}                 counter: the relay's rounds that
         failed (store or broker away); it retries every second
     hocvu_outbox_relay_leader{service}   gauge read at scrape time: 1 on the instance that
@@ -21,6 +30,8 @@ edge never routes it, like health (hocvu.auth.OPERATIONS). Every hocvu_* series 
     notifications only: hocvu_sms_messages{service,status}, hocvu_sms_stuck{service},
         hocvu_sms_dispatch_backlog{service} (gauges read at scrape time),
         hocvu_sms_send_attempts_total{service,outcome} (accepted, retry, rejected)
+    reporting only: hocvu_communes_recomputed_total{service}: communes whose figures its
+        refresher recomputed (each reads all of the commune's facts)
 plus prometheus_client's process_* and python_* series. The broker's own figures (queue
 depths, dead-letter queues, consumers) come from RabbitMQ's exporter (deploy/README.md).
 
@@ -78,6 +89,21 @@ RELAY_FAILURES = Counter("hocvu_outbox_relay_failures",
 SMS_SEND_ATTEMPTS = Counter("hocvu_sms_send_attempts",
                             "SMS sent to the provider, by its answer (accepted, retry, rejected).",
                             ["service", "outcome"])
+EVENT_BATCHES = Counter("hocvu_event_batches",
+                        "Batches a batch consumer handed to a worker (events / batches: their "
+                        "mean size), by event type.", ["service", "event_type"])
+GROUPED_INSERTS = Counter("hocvu_grouped_inserts",
+                          "Writes of inserts gathered from concurrent workers (hocvu.groupwrite), "
+                          "by collection.", ["service", "collection"])
+BACKGROUND_ROUNDS = Counter("hocvu_background_rounds",
+                            "Rounds of a background loop (relay, SMS dispatcher, refresher...).",
+                            ["service", "loop"])
+RELAY_READS = Counter("hocvu_outbox_relay_reads",
+                      "Reads of the change stream by the outbox relay, by whether they found "
+                      "events.", ["service", "found"])
+COMMUNES_RECOMPUTED = Counter("hocvu_communes_recomputed",
+                              "Communes whose figures reporting's refresher recomputed.",
+                              ["service"])
 
 CONSUMED_OUTCOMES = ("ok", "duplicate", "retried", "dead_lettered")
 
@@ -118,6 +144,26 @@ def seconds_since(moment: datetime) -> float:
 
 def sms_send_attempt(service: str, outcome: str) -> None:
     SMS_SEND_ATTEMPTS.labels(service, outcome).inc()
+
+
+def event_batch(service: str, event_type: str) -> None:
+    EVENT_BATCHES.labels(service, event_type).inc()
+
+
+def grouped_insert(service: str, collection: str) -> None:
+    GROUPED_INSERTS.labels(service, collection).inc()
+
+
+def background_round(service: str, loop: str) -> None:
+    BACKGROUND_ROUNDS.labels(service, loop).inc()
+
+
+def relay_read(service: str, found_events: bool) -> None:
+    RELAY_READS.labels(service, "events" if found_events else "nothing").inc()
+
+
+def communes_recomputed(service: str, communes: int) -> None:
+    COMMUNES_RECOMPUTED.labels(service).inc(communes)
 
 
 # -- gauges read at scrape time ------------------------------------------------------------
@@ -178,7 +224,9 @@ def series() -> dict[str, tuple[str, ...]]:
     the dashboard and the alert rules may name (tests/unit/test_monitoring.py)."""
     found = dict(SCRAPE_TIME_GAUGES)
     for collector in (HTTP_REQUESTS, HTTP_DURATION, EVENTS_CONSUMED, HANDLER_DURATION,
-                      EVENTS_PUBLISHED, RELAY_LAG, RELAY_FAILURES, SMS_SEND_ATTEMPTS):
+                      EVENTS_PUBLISHED, RELAY_LAG, RELAY_FAILURES, SMS_SEND_ATTEMPTS,
+                      EVENT_BATCHES, GROUPED_INSERTS, BACKGROUND_ROUNDS, RELAY_READS,
+                      COMMUNES_RECOMPUTED):
         labels = tuple(collector._labelnames)
         for family in collector.describe():
             if family.type == "histogram":

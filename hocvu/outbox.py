@@ -115,8 +115,8 @@ class ChangeStreamRelay(WakeableLoop):
             pass  # another instance of the service marked it first
 
     # -- the loop ----------------------------------------------------------------------
-    def start(self, spawn) -> None:
-        super().start(spawn)
+    def start(self, spawn, service_name: str | None = None) -> None:
+        super().start(spawn, service_name)
         self.wake()  # the first look at the lease now, not a poll interval after the start
 
     def stop(self, wait: bool = True) -> None:
@@ -158,6 +158,7 @@ class ChangeStreamRelay(WakeableLoop):
                     for envelope in events_of(change):
                         self._publish(envelope)
                 due = time.monotonic() - renewed >= self.renew_every
+                metrics.relay_read(self.service_name, bool(changes))
                 if changes or due:
                     # only after the broker confirmed what was read: a crash before this
                     # publishes those events again, never skips them

@@ -141,7 +141,8 @@ class Store:
         if inserter is None:
             inserter = self._inserters.setdefault(collection_name,
                                                   GroupInserter(self.db[collection_name],
-                                                                self._writes_in_flight))
+                                                                self._writes_in_flight,
+                                                                self.service_name))
         inserter.insert(document)
 
     def expire(self, collection_name: str, field: str, keep: timedelta) -> None:
@@ -211,7 +212,7 @@ class ServiceStore(DependencyProvider):
     def start(self):
         relay = self.store.relay
         if relay:
-            relay.start(self.container.spawn_managed_thread)
+            relay.start(self.container.spawn_managed_thread, self.container.service_name)
             metrics.on_scrape(self.store.service_name, "relay", partial(relay_gauges, relay))
         # the one hourly purge of the service: what the store profile expires and what other
         # providers add to `housekeeping` (an import's jobs, say), whenever they add it

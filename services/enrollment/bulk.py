@@ -311,7 +311,8 @@ class BulkImports(DependencyProvider):
             self.db[CHUNKS], keep=self.settings.bulk_retention,
             expired=lambda cutoff: {"status": {"$in": [PENDING, DONE]},
                                     "created_at": {"$lt": cutoff}}))
-        self.loop.start(self.container.spawn_managed_thread)
+        self.loop.start(self.container.spawn_managed_thread,
+                        self.container.service_name)
 
     def stop(self):
         if self.loop:

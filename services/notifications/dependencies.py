@@ -66,7 +66,7 @@ class SmsDispatcher(DependencyProvider):
                                                  on_message=self.loop.wake)
         self.reconciler = reconcile.Reconciler(store.db.messages, self.provider, settings)
         for loop in self._loops():
-            loop.start(self.container.spawn_managed_thread)
+            loop.start(self.container.spawn_managed_thread, self.container.service_name)
         metrics.on_scrape(self.container.service_name, "sms", partial(
             reconcile.gauges, store.db.messages, settings.stuck_after,
             self.container.service_name))

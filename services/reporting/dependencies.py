@@ -5,6 +5,7 @@ import time
 
 from nameko.extensions import DependencyProvider
 
+from hocvu import metrics
 from hocvu.background import WakeableLoop
 from hocvu.settings import settings_of
 from hocvu.store import dependency
@@ -17,13 +18,16 @@ class Refresher(WakeableLoop):
     It also sweeps every commune each `sweep_seconds`: two instances recomputing one commune
     at once may leave the older result last, and the sweep (which only reads when nothing
     changed) puts it right."""
-    name = "reporting refresher"
+    name = "reporting.refresher"
     poll_seconds = 5.0
-    linger_seconds = 0.2  # gather a burst's communes into one round
 
-    def __init__(self, db, active_days: int, sweep_seconds: float):
+    def __init__(self, db, active_days: int, sweep_seconds: float, refresh_seconds: float):
         super().__init__()
         self.db, self.active_days, self.sweep_seconds = db, active_days, sweep_seconds
+        # a round reads every fact of each commune it recomputes: during a burst, one round
+        # per `refresh_seconds` whatever the pace of events, so the store's work grows with
+        # the time figures take to follow, not with the events (each round gathers them all)
+        self.linger_seconds = refresh_seconds
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
         self._next_sweep = time.monotonic()
@@ -50,9 +54,10 @@ class Refresher(WakeableLoop):
             with self._lock:  # try them again next round
                 self._dirty |= communes
             raise
+        metrics.communes_recomputed(self.service_name, len(communes))
         self._started = self._started or everything
-        with self._lock:
-            return bool(self._dirty)
+        # what came during the round woke the loop: the next round waits `refresh_seconds`
+        return False
 
 
 class Figures(DependencyProvider):
@@ -65,8 +70,10 @@ class Figures(DependencyProvider):
     def start(self):
         settings = settings_of(self.container)
         store = dependency(self.container, self.store_attr).store
-        self.refresher = Refresher(store.db, settings.active_days, settings.sweep_seconds)
-        self.refresher.start(self.container.spawn_managed_thread)
+        self.refresher = Refresher(store.db, settings.active_days, settings.sweep_seconds,
+                                   settings.refresh_seconds)
+        self.refresher.start(self.container.spawn_managed_thread,
+                             self.container.service_name)
 
     def stop(self):
         self.refresher.stop()

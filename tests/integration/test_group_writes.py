@@ -30,6 +30,7 @@ class HeldWrites:
 
     def __init__(self, collection):
         self.collection = collection
+        self.name = collection.name
         self.holds: list[threading.Event] = []
 
     def hold_next(self) -> threading.Event:
