@@ -9,7 +9,8 @@ Who publishes what (exchange `<service>.events`, routing key = event type):
     enrollment    learner_enrolled, learner_contact_registered, enrollment_cancelled
     certificates  certificate_issued, certificate_revoked
     identity      sign_in_code_requested
-    notifications sms_outcome
+    notifications sms_outcome; sms_report_received (to itself: a provider's delivery
+                  report, queued so that the provider is answered before the store is asked)
 `learner_contact_registered` and `sign_in_code_requested` are the only events that carry a
 phone number (the latter also a one-time code), sealed so that only notifications (their only
 subscriber) can read it (hocvu.sealing). No event ever carries a national ID.
@@ -46,6 +47,7 @@ SUBSCRIBERS = {
     "certificate_revoked": [("notifications", "announce_revocation"),
                             ("reporting", "count_revocation")],
     "sms_outcome": [("reporting", "count_sms")],
+    "sms_report_received": [("notifications", "apply_reports")],
 }
 
 
@@ -196,6 +198,28 @@ class SmsOutcome(_Data):
     settled_at = UtcDateTime(required=True)
 
 
+class SmsReportReceived(_Data):
+    """A provider's (or the gateway's) delivery report, as notifications received it: our
+    message id or the provider's (at least one), what it says. Ids and a status only."""
+    source = fields.String(required=True, validate=validate.OneOf(("gateway", "esms",
+                                                                    "speedsms")))
+    status = fields.String(required=True, validate=validate.OneOf(("delivered",
+                                                                    "undelivered")))
+    request_id = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Length(min=1, max=64))
+    provider_message_id = fields.String(load_default=None, allow_none=True,
+                                        validate=validate.Length(min=1, max=100))
+    delivered_at = UtcDateTime(load_default=None, allow_none=True)
+    detail = fields.String(load_default=None, allow_none=True,
+                           validate=validate.Length(max=200))
+    received_at = UtcDateTime(required=True)
+
+    @validates_schema
+    def _names_a_message(self, data, **kwargs):
+        if not data.get("request_id") and not data.get("provider_message_id"):
+            raise ValidationError("a report names our request_id or the provider's message id")
+
+
 # a hocvu.sealing value: base64 of a sealed box (48 bytes of overhead) around a short text
 _sealed = dict(required=True, validate=[validate.Length(min=64, max=512), validate.Regexp(
     r"^[A-Za-z0-9+/]+={0,2}$", error="must be a sealed value (base64)")])
@@ -216,7 +240,7 @@ SOURCES = {
     "certificate_issued": "certificates", "certificate_revoked": "certificates",
     "enrollment_cancelled": "enrollment",
     "sign_in_code_requested": "identity",
-    "sms_outcome": "notifications",
+    "sms_outcome": "notifications", "sms_report_received": "notifications",
 }
 
 _SCHEMAS = {
@@ -231,6 +255,7 @@ _SCHEMAS = {
     "enrollment_cancelled": EnrollmentCancelled(),
     "certificate_revoked": CertificateRevoked(),
     "sms_outcome": SmsOutcome(),
+    "sms_report_received": SmsReportReceived(),
 }
 
 EVENT_TYPES = tuple(_SCHEMAS)

@@ -228,7 +228,11 @@ class SimulatorApp:
         return Response(status=204)
 
     def stats(self, request: _Request) -> Response:
-        return json_response(self.store.stats())
+        try:
+            since = max(0, int(request.args.get("reports_from", 0)))
+        except ValueError:
+            return json_response({"error": "reports_from must be a whole number"}, 400)
+        return json_response(self.store.stats(reports_from=since))
 
     def get_faults(self, request: _Request) -> Response:
         return json_response(self.faults.settings())

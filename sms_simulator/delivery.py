@@ -147,14 +147,17 @@ class DeliveryReporter:
         }
         if message.report_format in REPORT_FORMATS:
             method, report = REPORT_FORMATS[message.report_format](message, delivered_at)
+        started = time.monotonic()
         try:
             if method == "POST":
                 self._send(message.callback_url, report)
             else:
                 self._send(message.callback_url, report, method)
         except ReportFailed as exc:
+            self._store.report_answered((time.monotonic() - started) * 1000)
             self._failed(job, delivered_at, str(exc))
             return
+        self._store.report_answered((time.monotonic() - started) * 1000)
         self._store.update(message.message_id, counts_as="delivered", status="delivered",
                            delivered_at=delivered_at, report_attempts=job.attempt,
                            report_error=None)

@@ -66,6 +66,7 @@ class MessageStore:
         self._messages: dict[str, Message] = {}
         self._by_request_id: dict[str, str] = {}
         self._stats = dict.fromkeys(STAT_NAMES, 0)
+        self._report_ms: list[float] = []  # each delivery report attempt's answer time
         self._recorder = recorder
 
     def accept(self, fields: dict, admit: Callable[[], None] = lambda: None, *,
@@ -126,12 +127,32 @@ class MessageStore:
         with self._lock:
             self._stats[stat] += 1
 
-    def stats(self) -> dict:
+    def report_answered(self, milliseconds: float) -> None:
+        """How long the callback took to answer one report attempt (any answer, or none)."""
         with self._lock:
-            return dict(self._stats, stored=len(self._messages))
+            self._report_ms.append(milliseconds)
+
+    def stats(self, reports_from: int = 0) -> dict:
+        """The counters; the report answer times from the `reports_from`-th on (a count an
+        earlier call returned: those of one stretch of load)."""
+        with self._lock:
+            answered = sorted(self._report_ms[reports_from:])
+            return dict(self._stats, stored=len(self._messages),
+                        report_answer_ms=_percentiles(answered),
+                        reports_answered=len(self._report_ms))
 
     def clear(self) -> None:
         with self._lock:
             self._messages.clear()
             self._by_request_id.clear()
             self._stats = dict.fromkeys(STAT_NAMES, 0)
+            self._report_ms = []
+
+
+def _percentiles(ordered: list[float]) -> dict:
+    """count, p50, p99 and max of sorted milliseconds (nearest rank; None when empty)."""
+    if not ordered:
+        return {"count": 0, "p50": None, "p99": None, "max": None}
+    rank = lambda share: ordered[min(len(ordered) - 1, int(share * len(ordered)))]  # noqa: E731
+    return {"count": len(ordered), "p50": round(rank(0.50), 1), "p99": round(rank(0.99), 1),
+            "max": round(ordered[-1], 1)}

@@ -131,8 +131,9 @@ class BenchPlatform:
                 continue
         return used
 
-    def sms_stats(self) -> dict:
-        return requests.get(f"{self.stack.sms_gateway}/v1/stats", timeout=10).json()
+    def sms_stats(self, reports_from: int = 0) -> dict:
+        return requests.get(f"{self.stack.sms_gateway}/v1/stats",
+                            params={"reports_from": reports_from}, timeout=10).json()
 
     def dead_letters(self) -> dict[str, int]:
         """Messages in every dead-letter queue of the platform (each should hold none)."""

@@ -155,6 +155,9 @@ def _burst(b: dict | None) -> list[str]:
          f"{b.get('drained_ratio_to_ceiling', '-')} of the ceiling)"],
         ["HTTP latency p50/p95/p99", _pcts(b["http_latency_ms"])],
         ["enroll→SMS received p50/p95/p99", _pcts(b["enroll_to_sms_ms"])],
+        ["delivery reports answered p50/p99/max (the gateway's wait)",
+         " / ".join(str((b.get("delivery_report_ms") or {}).get(k, "-"))
+                    for k in ("p50", "p99", "max")) + " ms"],
         ["enrollments / lesson plans / confirmation SMS",
          f"{b['enrollments']:,} / {b['lesson_plans']:,} / {b['confirmation_sms']:,}"],
         ["duplicated SMS / dead letters / request errors",

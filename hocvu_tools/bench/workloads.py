@@ -238,6 +238,7 @@ def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -
     operations_before = driver.store_operations()
     cpu_before = driver.platform.cpu_seconds()
     harness_before = Counter(driver.harness)
+    reports_before = driver.platform.sms_stats()["reports_answered"]
     started = time.time()
     results = driver.load("burst", requests, concurrency=concurrency)
     submitted = time.time() - started
@@ -264,6 +265,8 @@ def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -
         "dead_letters": sum(driver.platform.dead_letters().values()),
         "enroll_to_sms_ms": _since({r["tag"]: r["due"] for r in accepted},
                                    timeline.confirmation_sms, "received"),
+        # what the gateway waited for our answer to each delivery report while it drained
+        "delivery_report_ms": driver.platform.sms_stats(reports_before)["report_answer_ms"],
         "harness": dict(Counter(driver.harness) - harness_before),
     })
     figures.update(costs)

@@ -27,9 +27,9 @@ from hocvu.leases import OwnerLease
 from hocvu.privacy import mask_phone
 from services.notifications import policy, providers, sign_in_codes
 from services.notifications.domain import (ACCEPTED, DELIVERED, FAILED, LANE_ORDER, QUEUED,
-                                           SUPPRESSED, UNDELIVERED)
+                                           SUPPRESSED, UNDELIVERED, Settlement)
 from services.notifications.due import DueReader
-from services.notifications.repository import with_outcome
+from services.notifications.repository import settle
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,10 @@ class DispatchLoop(WakeableLoop):
             return False  # another instance dispatches
         batch, more = self._due(self.clock())
         sendable, decisions, outcomes = [], {}, []
-        for message in batch:
-            decision = self.policy.decide(message) if self.policy else policy.Decision(policy.SEND)
+        # the round's decisions at once: one read of opt-outs, one write of daily-cap slots
+        ruled = (self.policy.decide_many(batch) if self.policy and batch else
+                 [policy.Decision(policy.SEND)] * len(batch))
+        for message, decision in zip(batch, ruled):
             if decision.action == policy.SEND:
                 sendable.append(message)
                 decisions[message["_id"]] = decision
@@ -115,8 +117,9 @@ class DispatchLoop(WakeableLoop):
 
     def _hold(self, message: dict, decision: policy.Decision) -> list:
         if decision.action == policy.SUPPRESS:
-            return [_change(message, {"status": SUPPRESSED, "last_error": decision.reason,
-                                      "suppressed_at": self.clock()})]
+            now = self.clock()
+            return [settle(message, Settlement(SUPPRESSED, {
+                "last_error": decision.reason, "suppressed_at": now}, (QUEUED,)), now)]
         return [_change(message, {"next_attempt_at": decision.until,
                                   "held_reason": decision.reason})]
 
@@ -140,16 +143,14 @@ class DispatchLoop(WakeableLoop):
         if result is _EXPIRED:
             log.info("SMS %s to %s not sent: its sign-in code expired first",
                      message["_id"], mask_phone(message["to"]))
-            return [_change(message, {"status": FAILED, "last_error": result.error,
-                                      "failed_at": now}, outcome=now)]
+            return [_failed(message, {"last_error": result.error, "failed_at": now}, now)]
         attempts = message["attempts"] + 1
         metrics.sms_send_attempt("notifications", result.outcome)
         if result.outcome == providers.ACCEPTED:
             accepted = {"provider": result.provider or self.provider.name, "attempts": attempts,
                         "provider_message_id": result.provider_message_id, "accepted_at": now}
             return [
-                UpdateOne({"_id": message["_id"], "status": QUEUED},
-                          {"$set": {**accepted, "status": ACCEPTED}}),
+                settle(message, Settlement(ACCEPTED, accepted, (QUEUED,)), now),
                 # the delivery report was quicker than us and already settled it
                 UpdateOne({"_id": message["_id"], "status": {"$in": [DELIVERED, UNDELIVERED]},
                            "accepted_at": {"$exists": False}}, {"$set": accepted})]
@@ -163,14 +164,16 @@ class DispatchLoop(WakeableLoop):
                 "next_attempt_at": now + timedelta(seconds=delay)})]
         log.error("SMS %s to %s failed for good after %s attempts: %s",
                   message["_id"], mask_phone(message["to"]), attempts, result.error)
-        return [_change(message, {"status": FAILED, "attempts": attempts,
-                                  "last_error": result.error, "failed_at": now}, outcome=now)]
+        return [_failed(message, {"attempts": attempts, "last_error": result.error,
+                                  "failed_at": now}, now)]
 
 
-def _change(message: dict, fields: dict, outcome=None) -> UpdateOne:
-    """Change a message the dispatcher read as queued, if nothing settled it meanwhile;
-    `outcome` (when) announces that it failed for good (sms_outcome)."""
-    update = {"$set": fields}
-    if outcome is not None:
-        update = with_outcome(update, message, FAILED, outcome)
-    return UpdateOne({"_id": message["_id"], "status": QUEUED}, update)
+def _change(message: dict, fields: dict) -> UpdateOne:
+    """Change a message the dispatcher read as queued, if nothing settled it meanwhile."""
+    return UpdateOne({"_id": message["_id"], "status": QUEUED}, {"$set": fields})
+
+
+def _failed(message: dict, fields: dict, now) -> UpdateOne:
+    """A message the dispatcher read as queued failed for good, if nothing settled it
+    meanwhile (a delivery report can overtake the send's own answer)."""
+    return settle(message, Settlement(FAILED, fields, (QUEUED,)), now)

@@ -25,6 +25,9 @@ AWAITING_CONTACT, QUEUED, ACCEPTED, DELIVERED, FAILED = (
     "awaiting_contact", "queued", "accepted", "delivered", "failed")
 UNDELIVERED, SUPPRESSED, UNKNOWN = "undelivered", "suppressed", "unknown"
 FINAL = (DELIVERED, FAILED, UNDELIVERED, SUPPRESSED, UNKNOWN)
+# the ends announced (sms_outcome, counted by reporting): a reminder the learner chose not to
+# receive is no failure to count
+ANNOUNCED = (DELIVERED, FAILED, UNDELIVERED, UNKNOWN)
 
 # the learner-facing status of each stored one: the documented, closed set
 LEARNER_STATUSES = {
@@ -39,6 +42,32 @@ LEARNER_STATUSES = {
 # The gateway's own signed report leaves a message reconciliation settled as it is.
 FAILURE_REPORT_SETTLES = (ACCEPTED, UNKNOWN, QUEUED)
 GATEWAY_FAILURE_REPORT_SETTLES = (ACCEPTED, QUEUED)
+# every status but delivered (a list, not $ne: the filter stays an equality set next to _id)
+NOT_DELIVERED = (AWAITING_CONTACT, QUEUED, ACCEPTED, FAILED, UNDELIVERED, SUPPRESSED, UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A change of a message's status: to `status` with `fields`, only from a status in
+    `replaces` (whatever came first may have settled it already)."""
+    status: str
+    fields: dict
+    replaces: tuple[str, ...]
+
+
+def report_settlement(report: dict, now) -> Settlement:
+    """What a delivery report (contracts.SmsReportReceived's data) changes. The gateway's
+    own failure leaves a message reconciliation settled as it is; a provider's does not."""
+    if report["status"] == DELIVERED:
+        fields = {"delivered_at": report.get("delivered_at") or now}
+        if report.get("provider_message_id"):
+            fields["provider_message_id"] = report["provider_message_id"]
+        return Settlement(DELIVERED, fields, NOT_DELIVERED)
+    if report["source"] == "gateway":
+        return Settlement(UNDELIVERED, {"last_error": report.get("detail") or UNDELIVERED},
+                          GATEWAY_FAILURE_REPORT_SETTLES)
+    return Settlement(UNDELIVERED, {"last_error": f"report: {report.get('detail')}"[:200],
+                                    "reported_at": now}, FAILURE_REPORT_SETTLES)
 
 # who may read a message (hocvu.auth): copied from the event that asks for it
 SCOPE_FIELDS = ("province_code", "commune_code", "learner_subject")

@@ -19,9 +19,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import UpdateOne
 
 from hocvu.clock import utcnow
+from hocvu.store import bulk_write_once
 from services.notifications import optout, templates
 
 TRANSACTIONAL, REMINDER = "transactional", "reminder"
@@ -85,20 +86,40 @@ class SendPolicy:
         self.transactional_cap = settings.transactional_cap
 
     def decide(self, message: dict) -> Decision:
-        if message.get("sms_class", class_of(message["template"])) != REMINDER:
-            return self._decide_transactional(message)
-        if optout.is_opted_out(self.optouts, message["to"]):
-            return Decision(SUPPRESS, OPTED_OUT)
+        return self.decide_many([message])[0]
+
+    def decide_many(self, messages: list[dict]) -> list[Decision]:
+        """A decision for each of a round's messages, in their order, in at most two store
+        commands whatever their number: the opt-outs of the reminders' numbers read at once,
+        and every daily-cap slot taken in one bulk write."""
         now = self.clock()
-        opens = self.window.next_open(now)
-        if opens > now:
-            return Decision(DEFER, QUIET_HOURS, until=opens)
         day = self.window.local_day(now)
-        key = f"{message['to']}|{day.isoformat()}"
-        if not self._take(key, day, self.daily_cap):
-            return Decision(DEFER, DAILY_CAP,
-                            until=self.window.opening_of(day + timedelta(days=1)))
-        return Decision(SEND, quota_key=key)
+        reminders = [m["to"] for m in messages if self._class(m) == REMINDER]
+        opted_out = optout.opted_out_among(self.optouts, reminders) if reminders else set()
+        decisions: list[Decision | None] = [None] * len(messages)
+        takes = []  # (position, slot, cap, the decision when over the cap)
+        for position, message in enumerate(messages):
+            if self._class(message) != REMINDER:
+                if not self.transactional_cap:
+                    decisions[position] = Decision(SEND)
+                    continue
+                tomorrow = datetime.combine(day + timedelta(days=1), time(0, 0),
+                                            tzinfo=self.window.zone)
+                takes.append((position, f"transactional|{message['to']}|{day.isoformat()}",
+                              self.transactional_cap,
+                              Decision(DEFER, DAILY_CAP, until=tomorrow.astimezone(timezone.utc))))
+            elif message["to"] in opted_out:
+                decisions[position] = Decision(SUPPRESS, OPTED_OUT)
+            elif (opens := self.window.next_open(now)) > now:
+                decisions[position] = Decision(DEFER, QUIET_HOURS, until=opens)
+            else:
+                takes.append((position, f"{message['to']}|{day.isoformat()}", self.daily_cap,
+                              Decision(DEFER, DAILY_CAP,
+                                       until=self.window.opening_of(day + timedelta(days=1)))))
+        full = self._take_many([(slot, cap) for _, slot, cap, _ in takes], day)
+        for taken, (position, slot, _, over) in enumerate(takes):
+            decisions[position] = over if taken in full else Decision(SEND, quota_key=slot)
+        return decisions
 
     def give_back(self, decision: Decision) -> None:
         """The send did not go out after all: its slot is free again."""
@@ -106,22 +127,15 @@ class SendPolicy:
             self.counts.update_one({"_id": decision.quota_key, "count": {"$gt": 0}},
                                    {"$inc": {"count": -1}})
 
-    def _decide_transactional(self, message: dict) -> Decision:
-        if not self.transactional_cap:
-            return Decision(SEND)
-        day = self.window.local_day(self.clock())
-        key = f"transactional|{message['to']}|{day.isoformat()}"
-        if not self._take(key, day, self.transactional_cap):
-            tomorrow = datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=self.window.zone)
-            return Decision(DEFER, DAILY_CAP, until=tomorrow.astimezone(timezone.utc))
-        return Decision(SEND, quota_key=key)
+    @staticmethod
+    def _class(message: dict) -> str:
+        return message.get("sms_class", class_of(message["template"]))
 
-    def _take(self, key: str, day: date, cap: int) -> bool:
-        # one atomic conditional increment: two dispatchers cannot both take the last slot
-        try:
-            self.counts.update_one({"_id": key, "count": {"$lt": cap}},
-                                   {"$inc": {"count": 1}, "$setOnInsert": {"day": day.isoformat()}},
-                                   upsert=True)
-        except DuplicateKeyError:
-            return False  # the day's document exists and is full
-        return True
+    def _take_many(self, slots: list[tuple[str, int]], day: date) -> set[int]:
+        """Take a slot for each (key, cap) in one bulk write; the positions refused (full).
+        Each take is one atomic conditional increment: two dispatchers cannot both take the
+        last slot, and two takes of one key in a batch count twice."""
+        return bulk_write_once(self.counts, [
+            UpdateOne({"_id": key, "count": {"$lt": cap}},
+                      {"$inc": {"count": 1}, "$setOnInsert": {"day": day.isoformat()}},
+                      upsert=True) for key, cap in slots])

@@ -8,6 +8,9 @@
   the simulator) or still says "pending" after SMS_REPORT_GIVE_UP_SECONDS (default one
   day), the message becomes `unknown`. A delivery report arriving later still wins.
 
+Each such end is written by repository.settle, as a report's would be, and so announced
+(sms_outcome) for reporting to count.
+
 `summary()` counts messages per status and those stuck, for the metrics route (`gauges()`)
 and the ops command (python -m hocvu_tools.ops sms).
 """
@@ -16,12 +19,14 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 import requests
+from pymongo import UpdateOne
 
 from hocvu import metrics
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from services.notifications import domain
 from services.notifications import providers
+from services.notifications.repository import settle
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +49,24 @@ class Reconciler(WakeableLoop):
     def run_once(self) -> bool:
         now = self.clock()
         # a message awaiting its contact keeps next_attempt_at at its creation time
-        for lane in domain.LANE_ORDER:
-            self.messages.update_many(
-                {"status": domain.AWAITING_CONTACT, "lane": lane,
-                 "next_attempt_at": {"$lte": now - self.contact_timeout}},
-                {"$set": {"status": domain.FAILED, "last_error": "no phone number",
-                          "failed_at": now}})
+        overdue = [message for lane in domain.LANE_ORDER for message in self.messages.find(
+            {"status": domain.AWAITING_CONTACT, "lane": lane,
+             "next_attempt_at": {"$lte": now - self.contact_timeout}}).limit(self.batch_size)]
+        changes = [settle(message, domain.Settlement(domain.FAILED, {
+            "last_error": "no phone number", "failed_at": now}, (domain.AWAITING_CONTACT,)), now)
+            for message in overdue]
         waiting = list(self.messages.find({
             "status": domain.ACCEPTED, "accepted_at": {"$lte": now - self.report_timeout},
             "next_check_at": {"$not": {"$gt": now}},  # never checked, or due again
         }).limit(self.batch_size))
-        for message in waiting:
-            self._settle(message, now)
-        return len(waiting) == self.batch_size
+        changes += [self._settlement(message, now) for message in waiting]
+        if changes:
+            self.messages.bulk_write(changes, ordered=False)
+        return len(waiting) == self.batch_size or len(overdue) >= self.batch_size
 
-    def _settle(self, message: dict, now: datetime) -> None:
+    def _settlement(self, message: dict, now: datetime) -> UpdateOne:
+        """What the provider says of an accepted message without a report (where it can be
+        asked), or `unknown` once it cannot say in time."""
         adapter = providers.by_name(self.provider, message.get("provider") or "")
         answer = None
         if adapter is not None and adapter.can_query_status and message.get("provider_message_id"):
@@ -67,24 +75,24 @@ class Reconciler(WakeableLoop):
             except (requests.RequestException, ValueError) as exc:
                 log.warning("status of SMS %s unavailable from %s: %s", message["_id"],
                             adapter.name, type(exc).__name__)
-        which = {"_id": message["_id"], "status": domain.ACCEPTED}
+        accepted = (domain.ACCEPTED,)
         if answer == providers.DELIVERED:
-            self.messages.update_one(which, {"$set": {
-                "status": domain.DELIVERED, "delivered_at": now, "reconciled_at": now}})
-        elif answer == providers.UNDELIVERED:
-            self.messages.update_one(which, {"$set": {
-                "status": domain.UNDELIVERED, "last_error": "provider status: undelivered",
-                "reconciled_at": now}})
-        elif answer == providers.PENDING and message["accepted_at"] > now - self.give_up:
-            self.messages.update_one(which, {"$set": {"next_check_at": now + self.report_timeout}})
-        else:
-            why = ("no delivery report, and the provider still says pending"
-                   if answer == providers.PENDING else
-                   "no delivery report, and the provider's status could not be asked")
-            self.messages.update_one(which, {"$set": {
-                "status": domain.UNKNOWN, "last_error": why, "reconciled_at": now}})
-            log.warning("SMS %s through %s is now unknown: %s", message["_id"],
-                        message.get("provider"), why)
+            return settle(message, domain.Settlement(domain.DELIVERED, {
+                "delivered_at": now, "reconciled_at": now}, accepted), now)
+        if answer == providers.UNDELIVERED:
+            return settle(message, domain.Settlement(domain.UNDELIVERED, {
+                "last_error": "provider status: undelivered", "reconciled_at": now}, accepted),
+                now)
+        if answer == providers.PENDING and message["accepted_at"] > now - self.give_up:
+            return UpdateOne({"_id": message["_id"], "status": domain.ACCEPTED},
+                             {"$set": {"next_check_at": now + self.report_timeout}})
+        why = ("no delivery report, and the provider still says pending"
+               if answer == providers.PENDING else
+               "no delivery report, and the provider's status could not be asked")
+        log.warning("SMS %s through %s is now unknown: %s", message["_id"],
+                    message.get("provider"), why)
+        return settle(message, domain.Settlement(domain.UNKNOWN, {
+            "last_error": why, "reconciled_at": now}, accepted), now)
 
 
 def stuck_queries(now: datetime, older_than: timedelta) -> list[dict]:

@@ -1,10 +1,13 @@
 """Notifications' store: the learners' contacts and the messages sent to them.
 
 `prepare` makes the collections and indexes of the whole service, the reminder planner's
-too. A message is written once per dedupe key, waits for its
-learner's number, and is settled by a delivery report (domain.py says how); when it is about
-a learner in a commune, its end is announced with the write that records it (sms_outcome).
+too. A message is written once per dedupe key, waits for its learner's number, and is
+settled by one function, `settle`, whoever settles it (delivery reports in batches, the
+dispatcher, the reconciler; domain.py says which status may replace which); when it is
+about a learner in a commune, its end is announced with the write that records it
+(sms_outcome).
 """
+import logging
 import uuid
 from datetime import datetime
 
@@ -15,11 +18,11 @@ from hocvu.events import new_event
 from hocvu.leases import NEVER
 from hocvu.outbox import set_events
 from hocvu.store import Store, bulk_write_once, drop_indexes_if_present, insert_many_once
-from services.notifications import policy, sms, templates
+from services.notifications import domain, policy, sms, templates
 from services.notifications.domain import (
-    AWAITING_CONTACT, DELIVERED, FAILED, FAILURE_REPORT_SETTLES, GATEWAY_FAILURE_REPORT_SETTLES,
-    LANES, QUEUED, SCOPE_FIELDS, UNDELIVERED, Wanted, lane_of)
-from services.notifications.providers import DELIVERED as REPORTED_DELIVERED, PENDING
+    AWAITING_CONTACT, DELIVERED, FAILED, LANES, QUEUED, SCOPE_FIELDS, Wanted, lane_of)
+
+log = logging.getLogger(__name__)
 
 
 def prepare(store: Store) -> None:
@@ -171,55 +174,45 @@ def remember_contacts(db, contacts: list[tuple[str, str, datetime]], now: dateti
                for learner_id in waiting if learner_id in phones)
 
 
-def record_report(messages, report, now: datetime) -> bool:
-    """Apply a delivery report (providers.Report) once; False if no message matches it.
-    Found by our id when the provider echoes it, else by the provider's id."""
-    if report.request_id:
-        which = {"_id": report.request_id}
-    elif report.provider_message_id:
-        which = {"provider_message_id": report.provider_message_id}
-    else:
-        return False
-    if report.status == PENDING:
-        return messages.find_one(which, projection={"_id": 1}) is not None
-    if report.status == REPORTED_DELIVERED:
-        change = {"status": DELIVERED, "delivered_at": report.delivered_at or now}
-        if report.provider_message_id:
-            change["provider_message_id"] = report.provider_message_id
-        return _settle(messages, which, change, now)
-    return _settle(messages, which, {"status": UNDELIVERED,
-                                     "last_error": f"report: {report.detail}"[:200],
-                                     "reported_at": now}, now, FAILURE_REPORT_SETTLES)
+def apply_reports(messages, reports: list[dict], now: datetime) -> int:
+    """Settle the messages a batch of delivery reports (contracts.SmsReportReceived's data)
+    name, in two reads and one bulk write; return how many reports named no message we
+    know (logged, then forgotten: a provider's report for another system's message)."""
+    wanted = dict.fromkeys(OUTCOME_FIELDS + ("status", "provider_message_id"), 1)
+    ids = [report["request_id"] for report in reports if report.get("request_id")]
+    by_id = {message["_id"]: message for message in messages.find(
+        {"_id": {"$in": ids}}, projection=wanted)} if ids else {}
+    theirs = [report["provider_message_id"] for report in reports
+              if not report.get("request_id")]
+    by_theirs = {message["provider_message_id"]: message for message in messages.find(
+        {"provider_message_id": {"$in": theirs}}, projection=wanted)} if theirs else {}
+    changes, unknown = [], 0
+    for report in reports:
+        message = (by_id.get(report["request_id"]) if report.get("request_id") else
+                   by_theirs.get(report["provider_message_id"]))
+        if message is None:
+            unknown += 1
+            log.warning("a %s delivery report names no message of ours (request %s, "
+                        "provider's id %s)", report["source"], report.get("request_id"),
+                        report.get("provider_message_id"))
+            continue
+        changes.append(settle(message, domain.report_settlement(report, now), now))
+    if changes:
+        # in the order received: a later report about one message is applied after an
+        # earlier one (a failure, then the delivery after all)
+        messages.bulk_write(changes, ordered=True)
+    return unknown
 
 
-def record_gateway_report(messages, report: dict, now: datetime) -> bool:
-    """Apply the gateway's own signed report (schemas.DeliveryReportIn) once; False if no
-    message has its request_id."""
-    which = {"_id": report["request_id"]}
-    if report["status"] == DELIVERED:
-        return _settle(messages, which, {"status": DELIVERED,
-                                         "delivered_at": report["delivered_at"] or now,
-                                         "provider_message_id": report["message_id"]}, now)
-    return _settle(messages, which, {"status": UNDELIVERED, "last_error": report["status"]},
-                   now, GATEWAY_FAILURE_REPORT_SETTLES)
-
-
-def _settle(messages, which: dict, change: dict, now: datetime,
-            failure_settles: tuple[str, ...] = ()) -> bool:
-    """Write what a report says (`change`) to the message `which` finds, if its status lets
-    the report settle it (domain.py); False if there is no such message."""
-    # read first: the update announces the outcome, which names the message's template and
-    # commune (sms_outcome)
-    message = messages.find_one(which, projection=dict.fromkeys(OUTCOME_FIELDS, 1))
-    if message is None:
-        return False
-    if change["status"] == DELIVERED:
-        settles, outcome = {"$ne": DELIVERED}, DELIVERED
-    else:
-        settles, outcome = {"$in": list(failure_settles)}, FAILED
-    messages.update_one({"_id": message["_id"], "status": settles},
-                        with_outcome({"$set": change}, message, outcome, now))
-    return True
+def settle(message: dict, settlement: domain.Settlement, now: datetime) -> UpdateOne:
+    """The one write that changes a message's status to a final one or to `accepted`, from
+    a status the settlement replaces; reaching an end about a learner, it announces
+    sms_outcome in the same write (read `message` with OUTCOME_FIELDS)."""
+    update = {"$set": {"status": settlement.status, **settlement.fields}}
+    if settlement.status in domain.ANNOUNCED:
+        update = with_outcome(update, message, settlement.status, now)
+    return UpdateOne({"_id": message["_id"], "status": {"$in": list(settlement.replaces)}},
+                     update)
 
 
 # what sms_outcome needs of a message

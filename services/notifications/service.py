@@ -24,10 +24,14 @@ Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            lessons.course_completed               -> reminders stop
            identity.sign_in_code_requested        -> SMS sign_in_code (transactional; the
                                                      code is stored redacted, sent unsealed)
-           (contacts, learner_enrolled, lessons_assigned and the certificate events come
-           in batches, each written with one bulk write: hocvu.messaging.subscribe_batch)
+           notifications.sms_report_received      -> the messages the reports name settled
+           (contacts, learner_enrolled, lessons_assigned, the certificate events and the
+           reports come in batches, each written with one bulk write:
+           hocvu.messaging.subscribe_batch)
 Publishes  sms_outcome: an SMS about a learner delivered, or failed for good (for reports;
            never the number or the text)
+           sms_report_received, to itself: each delivery report route answers once the
+           broker has the report (hocvu.direct), whatever the store's backlog
 State      its own database: contacts, messages, reminders, sms_optouts, sms_daily_counts
 
 Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_PROVIDER
@@ -36,13 +40,16 @@ Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_
 """
 
 import hmac
+import logging
 
 from nameko.dependency_providers import Config
 
-from hocvu import auth
+from hocvu import auth, logcontext
 from hocvu.auth import EVERYONE_SIGNED_IN
 from hocvu.clock import utcnow
-from hocvu.http import NotFound, ValidationFailed, http, load_body, load_query, read_json
+from hocvu.direct import DirectPublisher, NotPublished
+from hocvu.http import (NotFound, ServiceUnavailable, ValidationFailed, http, load_body,
+                        load_query, read_json)
 from hocvu.messaging import subscribe, subscribe_batch
 from hocvu.operations import OPERATIONS_ACCESS, operations_routes
 from hocvu.settings import Settings
@@ -55,6 +62,13 @@ from services.notifications.schemas import (
     MessagesQuery)
 from services.notifications.settings import NotificationsSettings
 
+# a delivery report is queued, then applied within a second or so (apply_reports); one that
+# names no message of ours is logged and forgotten
+REPORT_ACCEPTED = "accepted: queued, applied within seconds"
+REPORT_NOT_QUEUED = "the broker could not take the report: send it again"
+NO_TOKEN = "without the callback URL's secret token (the route is not shown to anyone else)"
+
+log = logging.getLogger(__name__)
 page_out = MessagePageOut()
 report_in = DeliveryReportIn()
 preferences_in = SmsPreferencesIn()
@@ -85,6 +99,7 @@ class NotificationsService(operations_routes("notifications")):
     store = ServiceStore(prepare=repository.prepare)
     dispatcher = SmsDispatcher(store="store")
     sealed = SealedValues()
+    publish = DirectPublisher()
 
     @http("GET", "/api/notifications/messages",
           summary="SMS the caller may see: their own, or their communes' learners'",
@@ -94,18 +109,22 @@ class NotificationsService(operations_routes("notifications")):
         return page_out.dump(repository.messages_page(self.store.db, request.principal, args))
 
     @http("POST", "/api/notifications/delivery-reports", summary="the SMS gateway's delivery report",
-          body=DeliveryReportIn, answers={200: "recorded", 400: "invalid report",
+          body=DeliveryReportIn, answers={200: REPORT_ACCEPTED, 400: "invalid report",
                                           401: "unsigned or badly signed",
-                                          404: "unknown request id"})
+                                          503: REPORT_NOT_QUEUED})
     def delivery_report(self, request):
         report = load_body(request, report_in)
-        if not repository.record_gateway_report(self.store.db.messages, report, utcnow()):
-            raise NotFound(f"no message {report['request_id']}")
-        return {"status": "recorded"}
+        delivered = report["status"] == domain.DELIVERED
+        return self._queue_report("gateway", {
+            "status": domain.DELIVERED if delivered else domain.UNDELIVERED,
+            "request_id": report["request_id"], "provider_message_id": report["message_id"],
+            "delivered_at": report["delivered_at"],
+            "detail": None if delivered else report["status"]})
 
     @http("GET", "/api/notifications/delivery-reports/esms",
           summary="eSMS's delivery report, sent as a GET with the report in the query string",
-          answers={200: "recorded", 400: "not an eSMS report", 404: "unknown message"})
+          answers={200: REPORT_ACCEPTED, 400: "not an eSMS report", 404: NO_TOKEN,
+                   503: REPORT_NOT_QUEUED})
     def esms_delivery_report(self, request):
         self._check_callback_token(request, self.settings.esms_callback_token)
         report = request.args.to_dict()
@@ -114,8 +133,9 @@ class NotificationsService(operations_routes("notifications")):
 
     @http("POST", "/api/notifications/delivery-reports/speedsms",
           summary="SpeedSMS's webhook: a delivery report or a learner's reply",
-          answers={200: "recorded", 400: "not a SpeedSMS report or reply",
-                   404: "unknown message"})
+          answers={200: REPORT_ACCEPTED + "; a reply: the action taken, if any",
+                   400: "not a SpeedSMS report or reply", 404: NO_TOKEN,
+                   503: REPORT_NOT_QUEUED})
     def speedsms_webhook(self, request):
         self._check_callback_token(request, self.settings.speedsms_webhook_token)
         body = read_json(request)
@@ -162,9 +182,31 @@ class NotificationsService(operations_routes("notifications")):
             report = adapter.parse_report(payload)
         except providers.BadReport as exc:
             raise ValidationFailed(str(exc), {"_body": [str(exc)]}) from None
-        if not repository.record_report(self.store.db.messages, report, utcnow()):
-            raise NotFound("no message for this report")
-        return {"status": "recorded"}
+        if report.status == providers.PENDING:
+            return {"status": "accepted"}  # nothing to settle yet
+        return self._queue_report(provider_name, {
+            "status": domain.DELIVERED if report.status == providers.DELIVERED else
+            domain.UNDELIVERED, "request_id": report.request_id,
+            "provider_message_id": report.provider_message_id,
+            "delivered_at": report.delivered_at, "detail": report.detail})
+
+    def _queue_report(self, source: str, report: dict) -> dict:
+        """Hand the report to the broker, for apply_reports; the store is not asked here.
+        An id longer than ours or a provider's can be names no message: as if unnamed."""
+        report = {**report, "detail": (report["detail"] or "")[:200] or None,
+                  "request_id": _fitting(report["request_id"], 64),
+                  "provider_message_id": _fitting(report["provider_message_id"], 100)}
+        if not report["request_id"] and not report["provider_message_id"]:
+            log.warning("a %s delivery report names no message we could know", source)
+            return {"status": "accepted"}
+        try:
+            self.publish("sms_report_received",
+                         {**report, "source": source, "received_at": utcnow()},
+                         logcontext.current().get("correlation_id") or
+                         report["request_id"] or report["provider_message_id"])
+        except NotPublished:
+            raise ServiceUnavailable("the report could not be queued; send it again") from None
+        return {"status": "accepted"}
 
     def _reply(self, phone, text):
         phone = providers.base.from_provider_number(phone)
@@ -245,6 +287,11 @@ class NotificationsService(operations_routes("notifications")):
         return self._create_messages(events, [
             domain.certificate_notice(event.data, event.correlation_id) for event in events])
 
+    @subscribe_batch("notifications", "sms_report_received")
+    def apply_reports(self, events):
+        repository.apply_reports(self.store.db.messages, [event.data for event in events],
+                                 utcnow())
+
     @subscribe("identity", "sign_in_code_requested")
     def send_sign_in_code(self, event):
         if sign_in_codes.create(self.store.db, self.sealed.opener, event.data,
@@ -260,3 +307,6 @@ class NotificationsService(operations_routes("notifications")):
             self.dispatcher.wake()
         return [event for event, message in zip(events, created) if message is None]
 
+
+def _fitting(identifier, longest: int) -> str | None:
+    return str(identifier) if identifier and len(str(identifier)) <= longest else None

@@ -67,11 +67,13 @@ UNIT_COST = {
     "notifications": {
         **GENERIC,
         # announce_certificate: confirmations brought forward, contacts read, messages
-        # inserted; remember_contact: contacts written, waiting messages read
+        # inserted; remember_contact: contacts written, waiting messages read; apply_reports:
+        # the messages read by our id and by the provider's, settled in one bulk write
         "batch": {**NONE, "insert": 1, "query": 2, "update": 2},
         # the lease held, each lane read (a slice, or a few empty ones while it catches up),
-        # the outcomes in one bulk write (dispatcher.py, due.py)
-        "round sms_dispatcher": {**NONE, "update": 2, "query": 8},
+        # the reminders' opt-outs read, the daily-cap slots taken and the outcomes written,
+        # each in one bulk write (dispatcher.py, due.py, policy.py)
+        "round sms_dispatcher": {**NONE, "update": 3, "query": 9},
         # the contacts' timeout per lane, the reports overdue read (reconcile.py)
         "round reconciler": {**NONE, "update": 4, "query": 1},
         # the due reminders claimed: read, claimed, read back (hocvu/leases.py claim_batch)
@@ -110,10 +112,12 @@ BUDGET = {
     # list read in pages (0.6 getmores)
     "lessons": {**SLACK, "query": 1.1, "update": 0.85, "getmore": 0.9},
     "certificates": SLACK,
-    # per message: sent, reported, its contact and reminder state, a waiting one released
-    # when its number comes after it (2.9 to 5.1 updates, as the events race); the delivery
-    # reports' reads (0.8 queries)
-    "notifications": {**SLACK, "query": 1.1, "update": 7, "getmore": 0.6},
+    # a reminder's progress per lesson completed (0.4 to 0.5 updates), and a confirmation
+    # written before its learner's number released when the number comes (up to one per
+    # message as the two events race: 1.5); everything else in batches and rounds (before
+    # the reports were queued and the round's policy decided at once: 2.9 to 5.1 updates,
+    # 0.6 to 0.8 queries)
+    "notifications": {**SLACK, "update": 1.5, "getmore": 0.6},
     "identity": SLACK,  # the staff signed in before the count
     "reporting": SLACK,  # everything in batches and rounds
 }

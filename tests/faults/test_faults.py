@@ -201,6 +201,9 @@ SAMPLES = {
         "message_id": "m", "template": "enrollment_confirmed", "status": "delivered",
         "enrollment_id": "e", "province_code": "38", "commune_code": "14845",
         "group": "citizen", "settled_at": utcnow()},
+    "sms_report_received": {
+        "source": "gateway", "status": "delivered", "request_id": "m",
+        "provider_message_id": "gw-m", "received_at": utcnow()},
     "course_published": {
         "course_id": "c", "title": "t", "group": "citizen",
         "lessons": [{"id": "a", "title": "b", "position": 1}]},

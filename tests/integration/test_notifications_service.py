@@ -1,5 +1,7 @@
 """notifications against real RabbitMQ, SecantusDB and the SMS gateway simulator."""
 import json
+import os
+import signal
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -16,6 +18,7 @@ from services.notifications.dependencies import SmsDispatcher
 from services.notifications.dispatcher import DispatchLoop
 from services.notifications.service import NotificationsService
 from hocvu_tools.devstack.processes import free_port
+from hocvu_tools.devstack.store import start_secantus, store_uri
 from hocvu.sealing import Sealer
 from tests.support.fixtures import CALLBACK_SECRET, SEALING_PUBLIC_KEY
 from tests.support.settling import deliveries_settled, wait_until_handled
@@ -69,7 +72,8 @@ def notifications(notifications_and_config):
 
 
 def post_report(url: str, report: dict, secret: str | None = CALLBACK_SECRET,
-                signed_at: int | None = None, sent_body: bytes | None = None):
+                signed_at: int | None = None, sent_body: bytes | None = None,
+                timeout: float = 30):
     """POST a delivery report signed like the gateway signs it; `sent_body` replaces the
     body after signing (a tampered report)."""
     body = json.dumps(report).encode()
@@ -77,7 +81,8 @@ def post_report(url: str, report: dict, secret: str | None = CALLBACK_SECRET,
     if secret is not None:
         headers.update(signatures.headers(secret.encode(), signed_at or int(time.time()), body))
     return requests.post(f"{url}/api/notifications/delivery-reports",
-                         data=sent_body if sent_body is not None else body, headers=headers)
+                         data=sent_body if sent_body is not None else body, headers=headers,
+                         timeout=timeout)
 
 
 STAFF = {}
@@ -168,8 +173,6 @@ def test_a_gateway_outage_delays_the_sms_but_does_not_lose_it(
 
 
 def test_bad_delivery_reports_and_queries_are_refused(notifications):
-    assert post_report(notifications, {"request_id": "nope", "message_id": "x",
-                                       "status": "delivered"}).status_code == 404
     invalid = post_report(notifications, {"status": "delivered"})
     assert invalid.status_code == 400
     assert set(invalid.json()["fields"]) == {"request_id", "message_id"}
@@ -196,9 +199,61 @@ def test_only_a_fresh_report_signed_with_the_shared_secret_changes_a_message(
         assert set(answer.json()) >= {"error", "message", "fields"}
     assert db.messages.find_one({"_id": "msg-77"})["status"] == "accepted"  # nothing changed
 
-    assert post_report(url, report).status_code == 200
-    changed = db.messages.find_one({"_id": "msg-77"})
-    assert changed["status"] == "undelivered" and changed["last_error"] == "expired"
+    answer = post_report(url, report)
+    assert (answer.status_code, answer.json()) == (200, {"status": "accepted"})
+    wait_for(lambda: db.messages.find_one({"_id": "msg-77"})["status"] == "undelivered",
+             what="the report applied")
+    assert db.messages.find_one({"_id": "msg-77"})["last_error"] == "expired"
+
+
+def test_a_report_naming_no_message_of_ours_is_accepted_and_changes_nothing(
+        notifications_and_config):
+    url, config = notifications_and_config
+    db = pymongo.MongoClient(config["MONGO_URI"])[config["MONGO_DATABASE"]]
+    db.messages.insert_one({"_id": "msg-78", "status": "accepted", "learner_id": LEARNER})
+    # (a provider's report for another system's message: refusing it would only make the
+    # provider send it again)
+    assert post_report(url, {"request_id": "nope", "message_id": "x",
+                             "status": "delivered"}).status_code == 200
+    assert post_report(url, {"request_id": "msg-78", "message_id": "gw-78",
+                             "status": "delivered"}).status_code == 200
+    wait_for(lambda: db.messages.find_one({"_id": "msg-78"})["status"] == "delivered",
+             what="the report after it applied")
+    assert db.messages.count_documents({}) == 1 and not db.messages.find_one({"_id": "nope"})
+
+
+@pytest.fixture
+def own_store(tmp_path):
+    """A store of this test's own, which it may stop (SIGSTOP: it takes connections and
+    never answers, as a store saturated for minutes would seem)."""
+    port = free_port()
+    process = start_secantus(port, tmp_path / "data", tmp_path)
+    yield process, store_uri(port)
+    os.kill(process.pid, signal.SIGCONT)
+    process.stop()
+
+
+def test_a_delivery_report_is_answered_while_the_store_does_not_answer_then_applied(
+        own_store, service_config, run_service):
+    store, uri = own_store
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = service_config("notifications", WEB_SERVER_ADDRESS=f"127.0.0.1:{port}",
+                            MONGO_URI=uri, SMS_GATEWAY_URL="http://127.0.0.1:9")
+    run_service(NotificationsService, config)
+    db = pymongo.MongoClient(uri)[config["MONGO_DATABASE"]]
+    db.messages.insert_one({"_id": "msg-90", "status": "accepted", "learner_id": LEARNER})
+
+    os.kill(store.pid, signal.SIGSTOP)
+    try:
+        # a store call would wait for as long as the store is stopped (no socket timeout)
+        answer = post_report(url, {"request_id": "msg-90", "message_id": "gw-90",
+                                   "status": "delivered"}, timeout=30)
+        assert (answer.status_code, answer.json()) == (200, {"status": "accepted"})
+    finally:
+        os.kill(store.pid, signal.SIGCONT)
+    wait_for(lambda: db.messages.find_one({"_id": "msg-90"})["status"] == "delivered",
+             timeout=60, what="the report applied once the store answers")
 
 
 def test_without_a_configured_secret_every_report_is_refused(service_config, run_service):
@@ -226,10 +281,11 @@ class ReportArrivesFirst:
     handset and a slow store produce, made certain."""
     name = "simulator"
 
-    def __init__(self, gateway: str, service_url: str, status: str):
+    def __init__(self, gateway: str, service_url: str, status: str, messages):
         self.inner = providers.SimulatorProvider(sms_settings(SMS_GATEWAY_URL=gateway))
         self.service_url = service_url
         self.status = status
+        self.messages = messages
 
     def send(self, request):
         result = self.inner.send(request)
@@ -238,6 +294,9 @@ class ReportArrivesFirst:
             "request_id": request.request_id, "message_id": result.provider_message_id,
             "status": self.status})
         assert answer.status_code == 200, answer.text
+        # reports are applied from a queue: wait until this one has been
+        wait_for(lambda: self.messages.find_one({"_id": request.request_id})["status"]
+                 != "queued", what="the report applied before the send's answer is recorded")
         return result
 
 
@@ -257,7 +316,8 @@ def test_a_report_that_arrives_before_the_acceptance_is_recorded_still_counts(
     message = repository.create(
         db, "enrollment_confirmed", "report-first", LEARNER, "enr-5",
         {"full_name": "Vũ Đức Anh", "course_title": "Kỹ năng số"}, "corr-5", later, True)
-    loop = DispatchLoop(db.messages, ReportArrivesFirst(sms_gateway, url, status),
+    reporter = ReportArrivesFirst(sms_gateway, url, status, db.messages)
+    loop = DispatchLoop(db.messages, reporter,
                         sms_settings(**config), clock=lambda: later)
 
     loop.run_once()

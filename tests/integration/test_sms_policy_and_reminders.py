@@ -377,3 +377,19 @@ def test_a_code_sms_that_waited_past_its_expiry_fails_and_is_never_sent(
     loop.run_once()
     assert db.messages.find_one({"_id": stale["_id"]})["status"] == domain.FAILED
     assert len(sms_outbox()) == 1
+
+
+def test_a_rounds_messages_are_decided_together_within_every_cap(notifications_store):
+    clock = Clock(local(2026, 11, 25, 9, 0))
+    rules = policy.SendPolicy(notifications_store.db, sms_settings(SMS_TRANSACTIONAL_DAILY_CAP=2),
+                              clock)
+    optout.set_opt_out(notifications_store.db.sms_optouts, OTHER_PHONE, True, "sms", clock())
+    one_round = [*(reminder(n) for n in range(4)), confirmation(), confirmation(),
+                 reminder(9, to=OTHER_PHONE), confirmation()]
+    decided = rules.decide_many(one_round)
+    assert [d.action for d in decided] == [policy.SEND] * 3 + [policy.DEFER] + \
+        [policy.SEND, policy.SEND, policy.SUPPRESS, policy.DEFER]
+    assert (decided[3].reason, decided[7].reason) == (policy.DAILY_CAP, policy.DAILY_CAP)
+    # the slots taken are those a message at a time would have taken
+    assert {doc["_id"]: doc["count"] for doc in notifications_store.db.sms_daily_counts.find()} \
+        == {f"{PHONE}|2026-11-25": 3, f"transactional|{PHONE}|2026-11-25": 2}

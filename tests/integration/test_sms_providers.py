@@ -170,6 +170,7 @@ def test_reconciliation_asks_where_it_can_and_says_unknown_where_it_cannot(
     _accepted(notifications_store, "q-3", "speedsms", silent.provider_message_id, sent_at)
     db.messages.insert_one({"_id": "q-4", "dedupe_key": "q-4", "template": "certificate_issued",
                             "learner_id": "lrn-2", "enrollment_id": "enr-2", "to": None,
+                            "province_code": "38", "commune_code": "14845",
                             "status": domain.AWAITING_CONTACT, "lane": 1,
                             "created_at": sent_at, "attempts": 0, "next_attempt_at": sent_at})
     wait_for(lambda: received(esms_gateway)[0]["status"] == "delivered", what="eSMS delivery")
@@ -201,12 +202,17 @@ def test_reconciliation_asks_where_it_can_and_says_unknown_where_it_cannot(
     assert "still says pending" in status["q-2"]["last_error"]
     assert (status["q-4"]["status"], status["q-4"]["last_error"]) == (domain.FAILED,
                                                                       "no phone number")
+    # announced like any other end, for reporting to count (hocvu.outbox's field)
+    [outcome] = status["q-4"]["_outbox"]
+    assert (outcome["event_type"], outcome["data"]["status"],
+            outcome["data"]["commune_code"]) == ("sms_outcome", "failed", "14845")
     assert {domain.learner_status(m) for m in status.values()} <= set(
         domain.LEARNER_STATUSES.values())
 
     # a report that comes after all still wins
-    assert repository.record_report(db.messages, providers.Report(
-        DELIVERED, provider_message_id=silent.provider_message_id), clock())
+    assert repository.apply_reports(db.messages, [{
+        "source": "esms", "status": DELIVERED, "request_id": None,
+        "provider_message_id": silent.provider_message_id}], clock()) == 0  # none unknown
     assert db.messages.find_one({"_id": "q-3"})["status"] == domain.DELIVERED
 
     counts = reconcile.summary(db.messages, clock(), timedelta(minutes=15))

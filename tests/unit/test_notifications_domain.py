@@ -49,3 +49,32 @@ def test_only_a_vietnamese_e164_number_is_one():
     assert domain.is_vietnamese_number("+84912345678")
     assert not domain.is_vietnamese_number("0912345678")
     assert not domain.is_vietnamese_number("+849123456789")
+
+
+NOW = datetime(2026, 12, 7, 3, 0, tzinfo=timezone.utc)
+
+
+def test_a_delivery_report_settles_anything_but_a_delivered_message():
+    reported = datetime(2026, 12, 7, 2, 59, tzinfo=timezone.utc)
+    settled = domain.report_settlement({"source": "esms", "status": "delivered",
+                                        "provider_message_id": "e-1",
+                                        "delivered_at": reported}, NOW)
+    assert settled.status == domain.DELIVERED
+    assert settled.fields == {"delivered_at": reported, "provider_message_id": "e-1"}
+    assert set(settled.replaces) == set(domain.LEARNER_STATUSES) - {domain.DELIVERED}
+
+
+def test_a_failure_report_leaves_what_settled_first_and_the_gateways_leaves_unknown_too():
+    theirs = domain.report_settlement({"source": "speedsms", "status": "undelivered",
+                                       "detail": "x" * 300}, NOW)
+    assert (theirs.status, theirs.replaces) == (domain.UNDELIVERED,
+                                                domain.FAILURE_REPORT_SETTLES)
+    assert len(theirs.fields["last_error"]) == 200 and theirs.fields["reported_at"] == NOW
+    gateway = domain.report_settlement({"source": "gateway", "status": "undelivered",
+                                        "detail": "expired"}, NOW)
+    assert gateway.fields == {"last_error": "expired"}
+    assert domain.UNKNOWN not in gateway.replaces and domain.ACCEPTED in gateway.replaces
+
+
+def test_a_suppressed_reminder_is_an_end_but_not_one_counted_as_failed():
+    assert domain.SUPPRESSED in domain.FINAL and domain.SUPPRESSED not in domain.ANNOUNCED

@@ -313,6 +313,11 @@ def test_delivery_report_is_posted_to_callback(make_client):
     [listed] = stored(client)
     assert listed["delivered_at"] == report["delivered_at"]
     assert listed["report_attempts"] == 1
+    answered = client.get("/v1/stats").json["report_answer_ms"]
+    assert answered["count"] == 1 and 0 <= answered["p50"] == answered["max"]
+    # those after the first only: none yet
+    assert client.get("/v1/stats?reports_from=1").json["report_answer_ms"]["count"] == 0
+    assert client.get("/v1/stats?reports_from=first").status_code == 400
 
 
 def test_delivery_waits_for_the_delay(make_client):
