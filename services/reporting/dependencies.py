@@ -20,17 +20,23 @@ class Refresher(WakeableLoop):
     changed) puts it right."""
     name = "reporting.refresher"
     poll_seconds = 5.0
+    # a round's reads grow with the communes' size: on a province's whole campaign a round
+    # may take seconds, and the next one waits long enough that rounds hold at most this
+    # share of the time (the figures then follow within ten rounds' time, not one second)
+    busy_share = 0.1
 
-    def __init__(self, db, active_days: int, sweep_seconds: float, refresh_seconds: float):
+    def __init__(self, db, active_days: int, sweep_seconds: float, refresh_seconds: float,
+                 monotonic=time.monotonic):
         super().__init__()
+        self.monotonic = monotonic
         self.db, self.active_days, self.sweep_seconds = db, active_days, sweep_seconds
         # a round reads every fact of each commune it recomputes: during a burst, one round
         # per `refresh_seconds` whatever the pace of events, so the store's work grows with
         # the time figures take to follow, not with the events (each round gathers them all)
-        self.linger_seconds = refresh_seconds
+        self.refresh_seconds = self.linger_seconds = refresh_seconds
         self._dirty: set[str] = set()
         self._lock = threading.Lock()
-        self._next_sweep = time.monotonic()
+        self._next_sweep = self.monotonic()
         self._started = False  # the first sweep, at start, also looks for communes without figures
 
     def mark(self, commune: str | None) -> None:
@@ -41,13 +47,14 @@ class Refresher(WakeableLoop):
 
     def run_once(self) -> bool:
         with self._lock:
-            everything = time.monotonic() >= self._next_sweep
+            everything = self.monotonic() >= self._next_sweep
             if everything:
-                self._next_sweep = time.monotonic() + self.sweep_seconds
+                self._next_sweep = self.monotonic() + self.sweep_seconds
             communes, self._dirty = self._dirty, set()
         if everything:
             communes |= set(repository.known_communes(self.db) if self._started else
                             repository.communes_with_facts(self.db))
+        started = self.monotonic()
         try:
             repository.refresh(self.db, sorted(communes), self.active_days)
         except Exception:
@@ -56,7 +63,11 @@ class Refresher(WakeableLoop):
             raise
         metrics.communes_recomputed(self.service_name, len(communes))
         self._started = self._started or everything
-        # what came during the round woke the loop: the next round waits `refresh_seconds`
+        # what came during the round woke the loop: the next round waits `refresh_seconds`,
+        # or longer after a long round
+        took = self.monotonic() - started
+        self.linger_seconds = max(self.refresh_seconds,
+                                  took * (1 - self.busy_share) / self.busy_share)
         return False
 
 
