@@ -142,6 +142,14 @@ def _bulk(bulk: dict | None) -> list[str]:
                          "dead letters", "upload p50 / p95 / p99 ms"], rows)
 
 
+def _probe(figures: dict | None) -> str:
+    if not figures:
+        return "-"
+    return (" / ".join(str(figures.get(k, "-")) for k in ("p50", "p99", "max")) +
+            f" ms ({figures.get('asked', 0)} asked, {figures.get('missing', 0)} without an SMS,"
+            f" {figures.get('refused', 0)} refused)")
+
+
 def _burst(b: dict | None) -> list[str]:
     if not b:
         return []
@@ -155,6 +163,8 @@ def _burst(b: dict | None) -> list[str]:
          f"{b.get('drained_ratio_to_ceiling', '-')} of the ceiling)"],
         ["HTTP latency p50/p95/p99", _pcts(b["http_latency_ms"])],
         ["enroll→SMS received p50/p95/p99", _pcts(b["enroll_to_sms_ms"])],
+        ["sign-in code asked → its SMS at the gateway p50/p99/max, during the drain",
+         _probe(b.get("sign_in_code_sms_ms"))],
         ["delivery reports answered p50/p99/max (the gateway's wait)",
          " / ".join(str((b.get("delivery_report_ms") or {}).get(k, "-"))
                     for k in ("p50", "p99", "max")) + " ms"],

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from hocvu_tools.bench.platform import BenchPlatform
+from hocvu_tools.bench.probes import SignInProbe
 from hocvu_tools.bench.timeline import Timeline, percentiles, sms_times
 from hocvu_tools.devstack.accounts import Facilitators
 from hocvu_tools.devstack.population import PROVINCE, learner
@@ -239,11 +240,16 @@ def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -
     cpu_before = driver.platform.cpu_seconds()
     harness_before = Counter(driver.harness)
     reports_before = driver.platform.sms_stats()["reports_answered"]
+    # a learner asking for a sign-in code every 2 s while the backlog builds and drains
+    probe = SignInProbe(driver.platform, every=2.0, tag="burst").start()
     started = time.time()
-    results = driver.load("burst", requests, concurrency=concurrency)
-    submitted = time.time() - started
-    accepted = driver.enrolled(results)
-    driver.drain(timeout=timeout)
+    try:
+        results = driver.load("burst", requests, concurrency=concurrency)
+        submitted = time.time() - started
+        accepted = driver.enrolled(results)
+        driver.drain(timeout=timeout)
+    finally:
+        probe.stop()
     costs = _costs(driver, operations_before, cpu_before, len(accepted), "enrollment")
     timeline = Timeline(driver.platform)
     ours = {r["tag"] for r in accepted}
@@ -267,6 +273,8 @@ def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -
                                    timeline.confirmation_sms, "received"),
         # what the gateway waited for our answer to each delivery report while it drained
         "delivery_report_ms": driver.platform.sms_stats(reports_before)["report_answer_ms"],
+        # request -> the code's SMS accepted at the gateway, while the backlog drained
+        "sign_in_code_sms_ms": probe.figures(),
         "harness": dict(Counter(driver.harness) - harness_before),
     })
     figures.update(costs)

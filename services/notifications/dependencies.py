@@ -11,7 +11,7 @@ from hocvu.settings import settings_of
 from hocvu.store import dependency
 from services.notifications import policy, providers, reconcile, reminders
 from services.notifications.dispatcher import DispatchLoop
-from services.notifications.domain import is_vietnamese_number
+from services.notifications.domain import LANE_ORDER, is_vietnamese_number
 
 
 class SealedValues(DependencyProvider):
@@ -40,16 +40,18 @@ class SealedValues(DependencyProvider):
 
 
 class SmsDispatcher(DependencyProvider):
-    """Runs the service's SMS loops in its container: the dispatcher (dispatcher.py), the
-    reminder planner (reminders.py) and the reconciler (reconcile.py). Workers get the
-    dispatch loop, to wake it, with `reminder_days` on it. `store` names the service's
-    ServiceStore attribute."""
+    """Runs the service's SMS loops in its container: the dispatcher (dispatcher.py) and
+    the sign-in codes' own (`express`), the reminder planner (reminders.py) and the
+    reconciler (reconcile.py). Workers get the dispatch loop, to wake it, with
+    `reminder_days` and `wake_express` on it. `store` names the service's ServiceStore
+    attribute."""
 
     def __init__(self, store: str = "store"):
         self.store_attr = store
 
     def setup(self):
         self.loop = None
+        self.express = None
         self.provider = None
         self.planner = None
         self.reconciler = None
@@ -59,9 +61,14 @@ class SmsDispatcher(DependencyProvider):
         store = dependency(self.container, self.store_attr).store
         settings = settings_of(self.container)
         self.provider = providers.provider_from_settings(settings)
-        self.loop = DispatchLoop(store.db.messages, self.provider, settings,
-                                 policy.SendPolicy(store.db, settings))
+        rules = policy.SendPolicy(store.db, settings)
+        self.loop = DispatchLoop(store.db.messages, self.provider, settings, rules,
+                                 lanes=LANE_ORDER[1:])
+        self.express = DispatchLoop(store.db.messages, self.provider, settings, rules,
+                                    lanes=LANE_ORDER[:1], job="dispatcher-sign-in-codes",
+                                    name="notifications.sms_express")
         self.loop.reminder_days = reminders.ReminderDays(settings)
+        self.loop.wake_express = self.express.wake
         self.planner = reminders.ReminderPlanner(store, settings, self.loop.reminder_days,
                                                  on_message=self.loop.wake)
         self.reconciler = reconcile.Reconciler(store.db.messages, self.provider, settings)
@@ -72,7 +79,8 @@ class SmsDispatcher(DependencyProvider):
             self.container.service_name))
 
     def _loops(self):
-        return [loop for loop in (self.loop, self.planner, self.reconciler) if loop]
+        return [loop for loop in (self.loop, self.express, self.planner, self.reconciler)
+                if loop]
 
     def stop(self):
         metrics.forget(self.container.service_name, "sms")

@@ -7,6 +7,10 @@ messages, sends them concurrently, and records every outcome in one bulk write: 
 retry later with exponential backoff (the provider is down, slow or rate limiting), or
 failed for good.
 
+The sign-in codes' lane has a loop of its own (`express`, under a lease of its own): a code
+never waits for a round of confirmations to be sent and recorded, which under a launch
+morning's load took seconds (docs/performance.md).
+
 Before a claimed message is sent, the send policy (policy.py) may hold it: a reminder at
 night or over the day's cap waits for the next allowed moment (`held_reason` says why),
 one to a number that opted out is `suppressed`. A send refused by our own token bucket
@@ -40,9 +44,13 @@ _EXPIRED = providers.SendResult(outcome=providers.REJECTED, error=sign_in_codes.
 class DispatchLoop(WakeableLoop):
     name = "notifications.sms_dispatcher"
 
-    def __init__(self, messages, provider, settings, send_policy=None, clock=utcnow):
-        """`settings`: the service's (settings.NotificationsSettings)."""
+    def __init__(self, messages, provider, settings, send_policy=None, clock=utcnow,
+                 lanes: tuple[int, ...] = LANE_ORDER, job: str = "dispatcher",
+                 name: str | None = None):
+        """`settings`: the service's (settings.NotificationsSettings). `lanes`: those it
+        reads, in order, under the lease named `job` (one instance at a time per job)."""
         super().__init__()
+        self.name = name or self.name
         self.messages = messages
         self.provider = provider
         self.policy = send_policy
@@ -52,11 +60,10 @@ class DispatchLoop(WakeableLoop):
         self.max_backoff = settings.max_backoff
         self.poll_seconds = settings.poll_seconds
         self.linger_seconds = settings.linger_seconds
-        self.owner = OwnerLease(messages.database["sms_dispatcher"], "dispatcher",
-                                settings.lease)
+        self.owner = OwnerLease(messages.database["sms_dispatcher"], job, settings.lease)
         self.pool = GreenPool(settings.send_concurrency)
         self.batch_size = settings.batch_size
-        self.lanes = [DueReader(messages, settings.batch_size, lane) for lane in LANE_ORDER]
+        self.lanes = [DueReader(messages, settings.batch_size, lane) for lane in lanes]
         self.opener = settings.opener
 
     def run_once(self) -> bool:

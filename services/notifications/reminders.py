@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from pymongo import ASCENDING, UpdateOne
-from pymongo.errors import DuplicateKeyError
 
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
@@ -63,12 +62,21 @@ def _initial_state(data: dict, now: datetime) -> dict:
 def _upserted(db, enrollment_id: str, data: dict, now: datetime, change: dict) -> None:
     """`change` applied to the enrollment's state in one write, which creates the state if
     this is the first event about the enrollment."""
-    written = {field for fields in change.values() for field in fields}
-    try:
-        db.reminders.update_one({"_id": enrollment_id}, {
-            **change, "$setOnInsert": _unset_fields(data, now, written)}, upsert=True)
-    except DuplicateKeyError:
+    _upserted_many(db, [(enrollment_id, data, change)], now)
+
+
+def _upserted_many(db, changes: list[tuple[str, dict, dict]], now: datetime) -> None:
+    """`_upserted` for many (enrollment_id, data, change) in one bulk write; two changes of
+    one enrollment in a batch are applied in turn."""
+    def upsert(enrollment_id, data, change):
+        written = {field for fields in change.values() for field in fields}
+        return UpdateOne({"_id": enrollment_id},
+                         {**change, "$setOnInsert": _unset_fields(data, now, written)},
+                         upsert=True)
+    raced = bulk_write_once(db.reminders, [upsert(*item) for item in changes])
+    for position in sorted(raced):
         # two first events of one enrollment upserted at once: the other one created it
+        enrollment_id, _, change = changes[position]
         db.reminders.update_one({"_id": enrollment_id}, change)
 
 
@@ -153,13 +161,18 @@ def _unset_fields(data: dict, now: datetime, written: dict) -> dict:
 
 
 def on_lesson_completed(db, data: dict, now: datetime) -> None:
-    """One write: the lesson noted, the last progress moved on. The next reminder's time is
-    left as it was and put right by the planner when it comes round (`due_at` from the
-    latest progress): a reading and a second write here for every lesson completed would
-    cost the hot path what a few reminders a week cost the planner."""
-    _upserted(db, data["enrollment_id"], data, now, {
+    on_lessons_completed(db, [data], now)
+
+
+def on_lessons_completed(db, completed: list[dict], now: datetime) -> None:
+    """lesson_completed's data, many at once, in one bulk write: each lesson noted, the last
+    progress moved on. The next reminder's time is left as it was and put right by the
+    planner when it comes round (`due_at` from the latest progress): a reading and a second
+    write here for every lesson completed would cost the hot path what a few reminders a
+    week cost the planner."""
+    _upserted_many(db, [(data["enrollment_id"], data, {
         "$addToSet": {"completed_lesson_ids": data["lesson_id"]},
-        "$max": {"last_progress_at": data["completed_at"]}})
+        "$max": {"last_progress_at": data["completed_at"]}}) for data in completed], now)
 
 
 def stop(db, enrollment_id: str, why: str, now: datetime, data: dict | None = None) -> None:
@@ -169,6 +182,13 @@ def stop(db, enrollment_id: str, why: str, now: datetime, data: dict | None = No
         db.reminders.update_one({"_id": enrollment_id}, change)
     else:
         _upserted(db, enrollment_id, data, now, change)
+
+
+def stop_many(db, stopped: list[dict], why: str, now: datetime) -> None:
+    """`stop` for many events' data (each with its enrollment_id) in one bulk write."""
+    _upserted_many(db, [(data["enrollment_id"], data, {
+        "$set": {"status": why, "next_reminder_at": None, "stopped_at": now}})
+        for data in stopped], now)
 
 
 def next_lesson(state: dict) -> dict | None:

@@ -25,9 +25,8 @@ Consumes   enrollment.learner_contact_registered  -> the learner's phone number
            identity.sign_in_code_requested        -> SMS sign_in_code (transactional; the
                                                      code is stored redacted, sent unsealed)
            notifications.sms_report_received      -> the messages the reports name settled
-           (contacts, learner_enrolled, lessons_assigned, the certificate events and the
-           reports come in batches, each written with one bulk write:
-           hocvu.messaging.subscribe_batch)
+           (all but cancellations and sign-in codes come in batches, each written with
+           one bulk write: hocvu.messaging.subscribe_batch)
 Publishes  sms_outcome: an SMS about a learner delivered, or failed for good (for reports;
            never the number or the text)
            sms_report_received, to itself: each delivery report route answers once the
@@ -259,14 +258,15 @@ class NotificationsService(operations_routes("notifications")):
         reminders.on_lessons_assigned_many(self.store.db, [event.data for event in events],
                                            utcnow())
 
-    @subscribe("lessons", "lesson_completed")
-    def note_progress(self, event):
-        reminders.on_lesson_completed(self.store.db, event.data, utcnow())
+    @subscribe_batch("lessons", "lesson_completed")
+    def note_progress(self, events):
+        reminders.on_lessons_completed(self.store.db, [event.data for event in events],
+                                       utcnow())
 
-    @subscribe("lessons", "course_completed")
-    def stop_reminders(self, event):
-        reminders.stop(self.store.db, event.data["enrollment_id"], reminders.COMPLETED, utcnow(),
-                       event.data)
+    @subscribe_batch("lessons", "course_completed")
+    def stop_reminders(self, events):
+        reminders.stop_many(self.store.db, [event.data for event in events],
+                            reminders.COMPLETED, utcnow())
 
     @subscribe("enrollment", "enrollment_cancelled")
     def stop_reminders_for_cancellation(self, event):
@@ -296,7 +296,7 @@ class NotificationsService(operations_routes("notifications")):
     def send_sign_in_code(self, event):
         if sign_in_codes.create(self.store.db, self.sealed.opener, event.data,
                                 event.correlation_id, utcnow(), self.settings.unaccented):
-            self.dispatcher.wake()
+            self.dispatcher.wake_express()
 
     def _create_messages(self, events, wanted: list[domain.Wanted]) -> list:
         """The messages `wanted` names, each once however often its event comes; answers

@@ -74,6 +74,8 @@ UNIT_COST = {
         # the reminders' opt-outs read, the daily-cap slots taken and the outcomes written,
         # each in one bulk write (dispatcher.py, due.py, policy.py)
         "round sms_dispatcher": {**NONE, "update": 3, "query": 9},
+        # the sign-in codes' own loop: its lease, its lane, the slots, the outcomes
+        "round sms_express": {**NONE, "update": 3, "query": 3},
         # the contacts' timeout per lane, the reports overdue read (reconcile.py)
         "round reconciler": {**NONE, "update": 4, "query": 1},
         # the due reminders claimed: read, claimed, read back (hocvu/leases.py claim_batch)
@@ -112,11 +114,10 @@ BUDGET = {
     # list read in pages (0.6 getmores)
     "lessons": {**SLACK, "query": 1.1, "update": 0.85, "getmore": 0.9},
     "certificates": SLACK,
-    # a reminder's progress per lesson completed (0.4 to 0.5 updates), and a confirmation
-    # written before its learner's number released when the number comes (up to one per
-    # message as the two events race: 1.5); everything else in batches and rounds (before
-    # the reports were queued and the round's policy decided at once: 2.9 to 5.1 updates,
-    # 0.6 to 0.8 queries)
+    # a confirmation written before its learner's number, released when the number comes
+    # (up to one per message as the two events race: 1.5; none in the runs measured);
+    # everything else in batches and rounds, progress and reports included (before they were
+    # batched and the round's policy decided at once: 2.9 to 5.1 updates, 0.6 to 0.8 queries)
     "notifications": {**SLACK, "update": 1.5, "getmore": 0.6},
     "identity": SLACK,  # the staff signed in before the count
     "reporting": SLACK,  # everything in batches and rounds

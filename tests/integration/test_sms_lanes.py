@@ -1,6 +1,7 @@
 """The dispatcher's lanes against a real SecantusDB and the gateway simulator: a sign-in
 code and a certificate go out in the first round whatever backlog of confirmations waits,
 and a learner never gets the welcome after the certificate."""
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -91,3 +92,53 @@ def test_a_certificate_brings_its_welcome_forward_and_goes_right_after_it(
     assert order.index(welcome["_id"]) < order.index(awarded["_id"]) < 100
     # a learner whose welcome went out already: nothing to bring forward
     assert repository.bring_confirmations_forward(db, certified, clock()) == 0
+
+
+CODE = "654321"
+
+
+class HeldSends:
+    """The real simulator adapter, whose sends of anything but the code wait at a gate the
+    test opens: a round of confirmations caught in the middle, as a slow provider or a busy
+    machine leaves it for seconds."""
+
+    def __init__(self, inner: SimulatorProvider):
+        self.inner, self.name = inner, inner.name
+        self.gate, self.waiting = threading.Event(), threading.Event()
+
+    def send(self, request):
+        if CODE not in request.text:  # anything but the sign-in code
+            self.waiting.set()
+            assert self.gate.wait(60), "the test never opened the gate"
+        return self.inner.send(request)
+
+
+def test_a_sign_in_code_goes_out_while_a_round_of_confirmations_is_under_way(
+        start_gateway, notifications_store):
+    db, clock = notifications_store.db, Clock(local(2026, 12, 7, 8, 0))
+    gateway = start_gateway()
+    confirmations_waiting(db, clock)
+    settings = sms_settings(SMS_GATEWAY_URL=gateway, SMS_SIMULATOR_RATE_PER_SECOND=10_000)
+    provider = HeldSends(SimulatorProvider(settings))
+    # as the service runs them (dependencies.SmsDispatcher): the code's lane apart
+    main = DispatchLoop(db.messages, provider, settings, clock=clock,
+                        lanes=domain.LANE_ORDER[1:])
+    express = DispatchLoop(db.messages, provider, settings, clock=clock,
+                           lanes=domain.LANE_ORDER[:1], job="dispatcher-sign-in-codes")
+    round_under_way = threading.Thread(target=main.run_once)
+    round_under_way.start()
+    try:
+        assert provider.waiting.wait(30), "the round of confirmations never began"
+        sealer = Sealer(SEALING_PUBLIC_KEY)
+        code = sign_in_codes.create(db, Opener(SEALING_PRIVATE_KEY), {
+            "request_id": "code-2", "phone": sealer.seal("+84912999998"),
+            "code": sealer.seal(CODE),
+            "expires_at": datetime(2030, 1, 1, tzinfo=timezone.utc)}, "corr-code-2", clock(), True)
+        express.run_once()
+        # sent and recorded while every confirmation of the round still waits
+        assert sent_in_order(gateway) == [code["_id"]]
+        assert db.messages.find_one({"_id": code["_id"]})["status"] == domain.ACCEPTED
+    finally:
+        provider.gate.set()
+        round_under_way.join(60)
+    assert len(sent_in_order(gateway)) == 1 + 100  # and the round went on: one batch of 100

@@ -1,0 +1,77 @@
+"""What a learner waits for while a backlog drains: a sign-in code asked for every few
+seconds during a workload, each timed from the request to the SMS gateway accepting its SMS.
+
+Each request uses a phone number of its own (identity allows one code a minute per number)
+and a correlation id of its own, by which the timeline finds its SMS afterwards. The bench
+platform raises identity's per-address limit for the run (all the load comes from one
+address); nothing else about the platform changes.
+"""
+import threading
+import time
+
+import requests
+
+from hocvu_tools.bench.timeline import percentiles, sms_times
+from services.notifications.templates import SIGN_IN_CODE
+
+
+class SignInProbe:
+    """Asks for a sign-in code every `every` seconds from start() to stop()."""
+
+    def __init__(self, platform, every: float = 2.0, tag: str = "probe"):
+        self.platform = platform
+        self.every = every
+        self.tag = tag
+        self.sent: dict[str, float] = {}  # correlation id -> when the request went
+        self.refused: list[int] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sign-in probe", daemon=True)
+
+    def start(self) -> "SignInProbe":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        url = self.platform.stack.url("identity", "learners/code")
+        n = 0
+        while not self._stopped.is_set():
+            n += 1
+            correlation = f"{self.tag}-signin-{n}"
+            started = time.time()
+            try:
+                answer = requests.post(url, json={"phone": f"0912{n % 1_000_000:06d}"},
+                                       headers={"X-Correlation-ID": correlation}, timeout=30)
+                if answer.status_code == 202:
+                    self.sent[correlation] = started
+                else:
+                    self.refused.append(answer.status_code)
+            except requests.RequestException:
+                self.refused.append(0)
+            self._stopped.wait(self.every)
+
+    def figures(self, timeout: float = 120.0) -> dict:
+        """Request → SMS accepted at the gateway, once every code's SMS is there (or the
+        timeout passed: those missing are counted)."""
+        deadline = time.time() + timeout
+        while True:
+            received = sms_times(self.platform.db("notifications"), self.platform.sms_record,
+                                 SIGN_IN_CODE)
+            waiting = [c for c in self.sent if (received.get(c) or {}).get("received") is None]
+            if not waiting or time.time() > deadline:
+                break
+            time.sleep(1)
+        first = min(self.sent.values(), default=0)
+        timed = sorted((sent - first, received[c]["queued"] - sent, received[c]["received"] - sent)
+                       for c, sent in self.sent.items()
+                       if (received.get(c) or {}).get("received") is not None)
+        return {**percentiles([wait for _, _, wait in timed]), "asked": len(self.sent),
+                "missing": len(waiting), "refused": len(self.refused),
+                # asked -> the message written in notifications (the events' path)
+                "to_message_ms": percentiles([queued for _, queued, _ in timed]),
+                # (seconds into the run, ms to the message, ms to the gateway) of each
+                "each": [[round(at, 1), round(queued * 1000), round(wait * 1000)]
+                         for at, queued, wait in timed]}
