@@ -7,7 +7,6 @@ dispatcher, the reconciler; domain.py says which status may replace which); when
 about a learner in a commune, its end is announced with the write that records it
 (sms_outcome).
 """
-import logging
 import uuid
 from datetime import datetime
 
@@ -21,8 +20,6 @@ from hocvu.store import Store, bulk_write_once, drop_indexes_if_present, insert_
 from services.notifications import domain, policy, sms, templates
 from services.notifications.domain import (
     AWAITING_CONTACT, DELIVERED, FAILED, LANES, QUEUED, SCOPE_FIELDS, Wanted, lane_of)
-
-log = logging.getLogger(__name__)
 
 
 def prepare(store: Store) -> None:
@@ -93,6 +90,14 @@ def create_many(db, wanted: list[Wanted], now: datetime, unaccented: bool) -> li
     created = [None if position in existing else document
                for position, document in enumerate(documents)]
     waiting = [document for document in created if document and not document["to"]]
+    if existing:
+        # a redelivery: its first delivery may have written the message and stopped (the
+        # store away) before looking for the number, after remember_contact had looked for
+        # the message; so those still waiting are looked at again (one read, on redelivery
+        # only), or they would wait for a number that came
+        waiting += list(db.messages.find(
+            {"dedupe_key": {"$in": [documents[position]["dedupe_key"] for position in existing]},
+             "status": AWAITING_CONTACT}, projection={"learner_id": 1}))
     if waiting:
         # the number may have come between our read and our write: remember_contact writes
         # the number and then releases waiting messages, we write the message and then look
@@ -174,10 +179,11 @@ def remember_contacts(db, contacts: list[tuple[str, str, datetime]], now: dateti
                for learner_id in waiting if learner_id in phones)
 
 
-def apply_reports(messages, reports: list[dict], now: datetime) -> int:
+def apply_reports(messages, reports: list[dict], now: datetime) -> list[int]:
     """Settle the messages a batch of delivery reports (contracts.SmsReportReceived's data)
-    name, in two reads and one bulk write; return how many reports named no message we
-    know (logged, then forgotten: a provider's report for another system's message)."""
+    name, in two reads and one bulk write; return the positions of the reports that named no
+    message we know (for the caller to log: a provider's report for another system's
+    message, forgotten)."""
     wanted = dict.fromkeys(OUTCOME_FIELDS + ("status", "provider_message_id"), 1)
     ids = [report["request_id"] for report in reports if report.get("request_id")]
     by_id = {message["_id"]: message for message in messages.find(
@@ -186,15 +192,12 @@ def apply_reports(messages, reports: list[dict], now: datetime) -> int:
               if not report.get("request_id")]
     by_theirs = {message["provider_message_id"]: message for message in messages.find(
         {"provider_message_id": {"$in": theirs}}, projection=wanted)} if theirs else {}
-    changes, unknown = [], 0
-    for report in reports:
+    changes, unknown = [], []
+    for position, report in enumerate(reports):
         message = (by_id.get(report["request_id"]) if report.get("request_id") else
                    by_theirs.get(report["provider_message_id"]))
         if message is None:
-            unknown += 1
-            log.warning("a %s delivery report names no message of ours (request %s, "
-                        "provider's id %s)", report["source"], report.get("request_id"),
-                        report.get("provider_message_id"))
+            unknown.append(position)
             continue
         changes.append(settle(message, domain.report_settlement(report, now), now))
     if changes:

@@ -289,8 +289,13 @@ class NotificationsService(operations_routes("notifications")):
 
     @subscribe_batch("notifications", "sms_report_received")
     def apply_reports(self, events):
-        repository.apply_reports(self.store.db.messages, [event.data for event in events],
-                                 utcnow())
+        unknown = repository.apply_reports(self.store.db.messages,
+                                           [event.data for event in events], utcnow())
+        for event in (events[position] for position in unknown):
+            with logcontext.bound(correlation_id=event.correlation_id, event_id=event.event_id):
+                log.warning("a %s delivery report names no message of ours (request %s, "
+                            "provider's id %s)", event.data["source"],
+                            event.data.get("request_id"), event.data.get("provider_message_id"))
 
     @subscribe("identity", "sign_in_code_requested")
     def send_sign_in_code(self, event):

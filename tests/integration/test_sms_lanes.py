@@ -142,3 +142,18 @@ def test_a_sign_in_code_goes_out_while_a_round_of_confirmations_is_under_way(
         provider.gate.set()
         round_under_way.join(60)
     assert len(sent_in_order(gateway)) == 1 + 100  # and the round went on: one batch of 100
+
+
+def test_a_redelivered_confirmation_whose_first_try_stopped_short_finds_its_number(
+        notifications_store):
+    """The first delivery wrote the message and stopped (the store away) before looking for
+    the number; the number's own handler had looked for waiting messages before the message
+    existed. The redelivery must look again, or the welcome waits for a day."""
+    db, clock = notifications_store.db, Clock(local(2026, 12, 7, 8, 0))
+    [first] = repository.create_many(db, [confirmation(7)], clock(), True)
+    assert first["status"] == domain.AWAITING_CONTACT
+    db.contacts.insert_one({"_id": "lrn-7", "phone": "+84912000777"})  # came meanwhile
+
+    assert repository.create_many(db, [confirmation(7)], clock(), True) == [None]  # known
+    released = db.messages.find_one({"_id": first["_id"]})
+    assert (released["status"], released["to"]) == (domain.QUEUED, "+84912000777")

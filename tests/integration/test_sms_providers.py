@@ -212,7 +212,7 @@ def test_reconciliation_asks_where_it_can_and_says_unknown_where_it_cannot(
     # a report that comes after all still wins
     assert repository.apply_reports(db.messages, [{
         "source": "esms", "status": DELIVERED, "request_id": None,
-        "provider_message_id": silent.provider_message_id}], clock()) == 0  # none unknown
+        "provider_message_id": silent.provider_message_id}], clock()) == []  # none unknown
     assert db.messages.find_one({"_id": "q-3"})["status"] == domain.DELIVERED
 
     counts = reconcile.summary(db.messages, clock(), timedelta(minutes=15))
