@@ -77,7 +77,14 @@ def apply_many(db, typed_facts: list[tuple[str, dict]]) -> set[str]:
     outcomes = [fact for event_type, fact in typed_facts if event_type == "sms_outcome"
                 # a sign-in code or another SMS about no one's place counts nowhere
                 and fact.get("commune_code")]
-    insert_many_once(db.sms, [{"_id": fact["message_id"], **fact} for fact in outcomes])
+    kept_before = insert_many_once(db.sms, [{"_id": fact["message_id"], **fact}
+                                            for fact in outcomes])
+    for position in sorted(kept_before):
+        # a message's second end: a delivery after all (reconciliation said `unknown`, which
+        # counts as failed) wins, in either order; a failure after a delivery changes nothing
+        if outcomes[position]["status"] == "delivered":
+            db.sms.update_one({"_id": outcomes[position]["message_id"], "status": "failed"},
+                              {"$set": outcomes[position]})
     communes |= {fact["commune_code"] for fact in outcomes}
     changes = [(fact["enrollment_id"], domain.enrollment_change(event_type, fact))
                for event_type, fact in typed_facts if event_type != "sms_outcome"]

@@ -118,6 +118,21 @@ def test_figures_from_duplicated_and_out_of_order_events(reporting, pika_client,
     assert sum(d["lessons_completed"] for d in trend) == 3
 
 
+def test_a_delivery_after_all_wins_over_a_failure_in_either_order(reporting, pika_client,
+                                                                  issuer):
+    url, _ = reporting
+    ev.publish(pika_client, *workload())
+    settled(url, issuer.province_admin(), **{"to": D3})
+    # m2 failed (reconciliation said unknown), then its report came: delivered after all;
+    # m1 delivered, then a late failure about it: changes nothing
+    ev.publish(pika_client, ev.sms_outcome("m2", "e1", "citizen", A, D2),
+               ev.sms_outcome("m1", "e1", "citizen", A, D1, status="failed"))
+    wait_for(lambda: figures(url, issuer.province_admin(), **{"to": D3})["totals"]
+             ["sms_failed"] == 0, what="m2 counted as delivered")
+    totals = figures(url, issuer.province_admin(), **{"to": D3})["totals"]
+    assert (totals["sms_delivered"], totals["sms_failed"]) == (2, 0)
+
+
 def test_each_caller_sees_only_their_scope(reporting, pika_client, issuer):
     url, _ = reporting
     ev.publish(pika_client, *workload())
