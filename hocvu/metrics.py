@@ -27,9 +27,11 @@ edge never routes it, like health (hocvu.auth.OPERATIONS). Every hocvu_* series 
         failed (store or broker away); it retries every second
     hocvu_outbox_relay_leader{service}   gauge read at scrape time: 1 on the instance that
         holds the relay's lease (summed over instances: 1; 0 means nobody relays)
-    notifications only: hocvu_sms_messages{service,status}, hocvu_sms_stuck{service},
-        hocvu_sms_dispatch_backlog{service} (gauges read at scrape time),
-        hocvu_sms_send_attempts_total{service,outcome} (accepted, retry, rejected)
+    notifications only: hocvu_sms_messages{service,status} (the waiting ones: queued,
+        awaiting_contact), hocvu_sms_stuck{service}, hocvu_sms_dispatch_backlog{service}
+        (gauges read at scrape time), hocvu_sms_send_attempts_total{service,outcome}
+        (accepted, retry, rejected), hocvu_sms_outcomes_total{service,status} (each status
+        reached, counted as it is recorded: delivered, undelivered, failed, unknown...)
     reporting only: hocvu_communes_recomputed_total{service}: communes whose figures its
         refresher recomputed (each reads all of the commune's facts)
 plus prometheus_client's process_* and python_* series. The broker's own figures (queue
@@ -89,6 +91,10 @@ RELAY_FAILURES = Counter("hocvu_outbox_relay_failures",
 SMS_SEND_ATTEMPTS = Counter("hocvu_sms_send_attempts",
                             "SMS sent to the provider, by its answer (accepted, retry, rejected).",
                             ["service", "outcome"])
+SMS_OUTCOMES = Counter("hocvu_sms_outcomes",
+                       "SMS statuses reached (accepted, delivered, undelivered, failed, "
+                       "suppressed, unknown), as their outcomes are recorded.",
+                       ["service", "status"])
 EVENT_BATCHES = Counter("hocvu_event_batches",
                         "Batches a batch consumer handed to a worker (events / batches: their "
                         "mean size), by event type.", ["service", "event_type"])
@@ -144,6 +150,10 @@ def seconds_since(moment: datetime) -> float:
 
 def sms_send_attempt(service: str, outcome: str) -> None:
     SMS_SEND_ATTEMPTS.labels(service, outcome).inc()
+
+
+def sms_outcome(service: str, status: str) -> None:
+    SMS_OUTCOMES.labels(service, status).inc()
 
 
 def event_batch(service: str, event_type: str) -> None:
@@ -225,7 +235,7 @@ def series() -> dict[str, tuple[str, ...]]:
     found = dict(SCRAPE_TIME_GAUGES)
     for collector in (HTTP_REQUESTS, HTTP_DURATION, EVENTS_CONSUMED, HANDLER_DURATION,
                       EVENTS_PUBLISHED, RELAY_LAG, RELAY_FAILURES, SMS_SEND_ATTEMPTS,
-                      EVENT_BATCHES, GROUPED_INSERTS, BACKGROUND_ROUNDS, RELAY_READS,
+                      SMS_OUTCOMES, EVENT_BATCHES, GROUPED_INSERTS, BACKGROUND_ROUNDS, RELAY_READS,
                       COMMUNES_RECOMPUTED):
         labels = tuple(collector._labelnames)
         for family in collector.describe():

@@ -11,7 +11,7 @@ from pymongo import ASCENDING, MongoClient
 
 from hocvu.clock import isoformat, utcnow
 from hocvu.privacy import mask_phone
-from services.notifications import domain, reconcile
+from services.notifications import domain, reconcile, repository
 
 COLUMNS = ("id", "status", "template", "learner_id", "to", "provider", "attempts", "since",
            "reason")
@@ -31,14 +31,38 @@ def _row(message: dict) -> dict:
 
 
 def stuck(db, older_than: timedelta, limit: int) -> list[dict]:
-    found = [m for query in reconcile.stuck_queries(utcnow(), older_than)
-             for m in db.messages.find(query).sort("created_at", ASCENDING).limit(limit)]
-    return [_row(m) for m in sorted(found, key=lambda m: m["created_at"])[:limit]]
+    """Messages still queued, or waiting for a number, longer than `older_than`, and those
+    accepted whose provider still says "pending" when asked (the reconciler asks again)."""
+    ids = [entry["_id"] for collection, query in reconcile.stuck_queries(utcnow(), older_than)
+           for entry in db[collection].find(query, projection={"_id": 1})
+           .sort("created_at", ASCENDING).limit(limit)]
+    ids += [entry["_id"] for entry in db[repository.RECHECKS].find(projection={"_id": 1})
+            .sort("next_check_at", ASCENDING).limit(limit)]
+    return _rows(db, ids, limit)
 
 
 def failed(db, limit: int) -> list[dict]:
-    query = {"status": {"$in": list(reconcile.FAILED_STATUSES)}}
-    return [_row(m) for m in db.messages.find(query).sort("created_at", ASCENDING).limit(limit)]
+    """Messages whose end is a failure (not delivered after all), the oldest first."""
+    kinds = [*reconcile.FAILED_STATUSES, domain.GATEWAY_UNDELIVERED]
+    rows, seen = [], set()
+    while len(rows) < limit:
+        page = list(db[repository.OUTCOMES].find({"kind": {"$in": kinds}},
+                                                 projection={"message_id": 1})
+                    .sort("at", ASCENDING).skip(len(seen)).limit(limit))
+        if not page:
+            break
+        seen.update(outcome["_id"] for outcome in page)
+        ids = list(dict.fromkeys(outcome["message_id"] for outcome in page))
+        rows += [row for row in _rows(db, ids, None)
+                 if row["status"] in reconcile.FAILED_STATUSES and row["id"] not in
+                 {done["id"] for done in rows}]
+    return rows[:limit]
+
+
+def _rows(db, ids: list[str], limit: int | None) -> list[dict]:
+    messages = list(db.messages.find({"_id": {"$in": ids}}))
+    shown = sorted(repository.views(db, messages), key=lambda message: message["created_at"])
+    return [_row(message) for message in shown[:limit]]
 
 
 def run(args) -> int:

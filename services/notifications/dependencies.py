@@ -9,7 +9,7 @@ from hocvu.events import MalformedEvent
 from hocvu.sealing import CannotOpen
 from hocvu.settings import settings_of
 from hocvu.store import dependency
-from services.notifications import policy, providers, reconcile, reminders
+from services.notifications import policy, providers, reconcile, reminders, repository
 from services.notifications.dispatcher import DispatchLoop
 from services.notifications.domain import LANE_ORDER, is_vietnamese_number
 
@@ -62,6 +62,7 @@ class SmsDispatcher(DependencyProvider):
         settings = settings_of(self.container)
         self.provider = providers.provider_from_settings(settings)
         rules = policy.SendPolicy(store.db, settings)
+        repository.retain(store, settings.retention)
         self.loop = DispatchLoop(store.db.messages, self.provider, settings, rules,
                                  lanes=LANE_ORDER[1:])
         self.express = DispatchLoop(store.db.messages, self.provider, settings, rules,

@@ -3,9 +3,10 @@
 One notifications instance dispatches at a time, under a lease it renews a few times a
 lease (hocvu.leases.OwnerLease; a crashed owner's lease runs out and another instance takes
 over): so a message needs no claim written on it before it is sent. Each round reads the due
-messages, sends them concurrently, and records every outcome in one bulk write: accepted,
-retry later with exponential backoff (the provider is down, slow or rate limiting), or
-failed for good.
+entries of the queue (repository.py), sends them concurrently, appends the outcomes
+(accepted, or failed for good) in one insert and deletes their entries in one command; a
+retry later with exponential backoff (the provider is down, slow or rate limiting) or a
+hold is the one change written onto an entry.
 
 The sign-in codes' lane has a loop of its own (`express`, under a lease of its own): a code
 never waits for a round of confirmations to be sent and recorded, which under a launch
@@ -29,11 +30,10 @@ from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import OwnerLease
 from hocvu.privacy import mask_phone
-from services.notifications import policy, providers, sign_in_codes
-from services.notifications.domain import (ACCEPTED, DELIVERED, FAILED, LANE_ORDER, QUEUED,
-                                           SUPPRESSED, UNDELIVERED, Settlement)
+from services.notifications import policy, providers, repository, sign_in_codes
+from services.notifications.domain import (ACCEPTED, FAILED, LANE_ORDER, SUPPRESSED,
+                                           Settlement)
 from services.notifications.due import DueReader
-from services.notifications.repository import settle
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class DispatchLoop(WakeableLoop):
         reads, in order, under the lease named `job` (one instance at a time per job)."""
         super().__init__()
         self.name = name or self.name
-        self.messages = messages
+        self.db = messages.database
+        self.queue = self.db[repository.QUEUE]
         self.provider = provider
         self.policy = send_policy
         self.clock = clock
@@ -60,33 +61,57 @@ class DispatchLoop(WakeableLoop):
         self.max_backoff = settings.max_backoff
         self.poll_seconds = settings.poll_seconds
         self.linger_seconds = settings.linger_seconds
-        self.owner = OwnerLease(messages.database["sms_dispatcher"], job, settings.lease)
+        self.owner = OwnerLease(self.db["sms_dispatcher"], job, settings.lease)
         self.pool = GreenPool(settings.send_concurrency)
         self.batch_size = settings.batch_size
-        self.lanes = [DueReader(messages, settings.batch_size, lane) for lane in lanes]
+        self.lanes = [DueReader(self.queue, settings.batch_size, lane) for lane in lanes]
         self.opener = settings.opener
 
     def run_once(self) -> bool:
         if not self.owner.hold():
             return False  # another instance dispatches
-        batch, more = self._due(self.clock())
-        sendable, decisions, outcomes = [], {}, []
+        now = self.clock()
+        batch, more = self._due(now)
+        batch = self._not_yet_sent(batch)
+        sendable, decisions, settled, changes = [], {}, [], []
         # the round's decisions at once: one read of opt-outs, one write of daily-cap slots
         ruled = (self.policy.decide_many(batch) if self.policy and batch else
                  [policy.Decision(policy.SEND)] * len(batch))
-        for message, decision in zip(batch, ruled):
+        for entry, decision in zip(batch, ruled):
             if decision.action == policy.SEND:
-                sendable.append(message)
-                decisions[message["_id"]] = decision
+                sendable.append(entry)
+                decisions[entry["_id"]] = decision
             else:
-                outcomes += self._hold(message, decision)
-        for message, result in zip(sendable, self._send_in_order(sendable)):
+                self._hold(entry, decision, settled, changes)
+        for entry, result in zip(sendable, self._send_in_order(sendable)):
             if result.outcome != providers.ACCEPTED and self.policy:
-                self.policy.give_back(decisions[message["_id"]])
-            outcomes += self._record(message, result)
-        if outcomes:
-            self.messages.bulk_write(outcomes, ordered=True)
+                self.policy.give_back(decisions[entry["_id"]])
+            self._record(entry, result, settled, changes)
+        self._write(settled, changes)
         return more
+
+    def _not_yet_sent(self, batch: list[dict]) -> list[dict]:
+        """The entries of `batch` whose message has no outcome yet. One that has was queued
+        again after it went (two releases racing), or outlived the round that sent it (the
+        process stopped between recording the outcome and deleting the entry): it is
+        deleted, not sent twice. One read of the batch's possible outcome ids."""
+        if not batch:
+            return batch
+        done = set(repository.outcomes_of(self.db, [entry["_id"] for entry in batch]))
+        if done:
+            self.queue.delete_many({"_id": {"$in": list(done)}})
+        return [entry for entry in batch if entry["_id"] not in done]
+
+    def _write(self, settled: list, changes: list) -> None:
+        """The round's outcomes (one insert), then the entries they end (one delete) and the
+        retries and holds (one bulk write). In that order: an entry outliving its outcome is
+        skipped next round (_not_yet_sent), never sent again."""
+        if settled:
+            repository.record(self.db, settled, self.clock(),
+                              known={entry["_id"]: [] for entry, _ in settled})
+            self.queue.delete_many({"_id": {"$in": [entry["_id"] for entry, _ in settled]}})
+        if changes:
+            self.queue.bulk_write(changes, ordered=False)
 
     def _due(self, now) -> tuple[list[dict], bool]:
         """A round's messages, lane by lane: a lane is read only for the room the lanes
@@ -122,13 +147,14 @@ class DispatchLoop(WakeableLoop):
                 results[position] = result
         return results
 
-    def _hold(self, message: dict, decision: policy.Decision) -> list:
+    def _hold(self, entry: dict, decision: policy.Decision, settled: list,
+              changes: list) -> None:
         if decision.action == policy.SUPPRESS:
-            now = self.clock()
-            return [settle(message, Settlement(SUPPRESSED, {
-                "last_error": decision.reason, "suppressed_at": now}, (QUEUED,)), now)]
-        return [_change(message, {"next_attempt_at": decision.until,
-                                  "held_reason": decision.reason})]
+            settled.append((entry, Settlement(SUPPRESSED, {
+                "last_error": decision.reason, "suppressed_at": self.clock()})))
+        else:
+            changes.append(_change(entry, {"next_attempt_at": decision.until,
+                                           "held_reason": decision.reason}))
 
     def _send(self, message: dict) -> providers.SendResult:
         # here, not at claim time: a message may wait in the pool behind slow sends
@@ -139,48 +165,47 @@ class DispatchLoop(WakeableLoop):
             text=sign_in_codes.text_to_send(message, self.opener),
             encoding=message["encoding"], brandname=self.brandname))
 
-    def _record(self, message: dict, result: providers.SendResult) -> list:
-        """The writes that record what the provider answered (made in one bulk per round)."""
+    def _record(self, entry: dict, result: providers.SendResult, settled: list,
+                changes: list) -> None:
+        """What the provider answered, as an outcome (`settled`) or a change to the entry
+        (`changes`), written together at the end of the round."""
         now = self.clock()
         if result.throttled:
             # our own bucket said "not yet": no attempt was made, none is counted
-            return [_change(message, {
+            changes.append(_change(entry, {
                 "next_attempt_at": now + timedelta(seconds=result.retry_after or 1),
-                "held_reason": result.error})]
+                "held_reason": result.error}))
+            return
         if result is _EXPIRED:
             log.info("SMS %s to %s not sent: its sign-in code expired first",
-                     message["_id"], mask_phone(message["to"]))
-            return [_failed(message, {"last_error": result.error, "failed_at": now}, now)]
-        attempts = message["attempts"] + 1
+                     entry["_id"], mask_phone(entry["to"]))
+            settled.append((entry, Settlement(FAILED, {"last_error": result.error,
+                                                       "failed_at": now})))
+            return
+        attempts = entry["attempts"] + 1
         metrics.sms_send_attempt("notifications", result.outcome)
         if result.outcome == providers.ACCEPTED:
-            accepted = {"provider": result.provider or self.provider.name, "attempts": attempts,
-                        "provider_message_id": result.provider_message_id, "accepted_at": now}
-            return [
-                settle(message, Settlement(ACCEPTED, accepted, (QUEUED,)), now),
-                # the delivery report was quicker than us and already settled it
-                UpdateOne({"_id": message["_id"], "status": {"$in": [DELIVERED, UNDELIVERED]},
-                           "accepted_at": {"$exists": False}}, {"$set": accepted})]
+            settled.append((entry, Settlement(ACCEPTED, {
+                "provider": result.provider or self.provider.name, "attempts": attempts,
+                "provider_message_id": result.provider_message_id, "accepted_at": now,
+                "to": entry["to"]})))
+            return
         if result.outcome == providers.RETRY and attempts < self.max_attempts:
             delay = result.retry_after or backoff.exponential(attempts, self.max_backoff,
                                                               first=2)
             log.warning("SMS %s to %s not accepted (%s); attempt %s, retrying in %ss",
-                        message["_id"], mask_phone(message["to"]), result.error, attempts, delay)
-            return [_change(message, {
+                        entry["_id"], mask_phone(entry["to"]), result.error, attempts, delay)
+            changes.append(_change(entry, {
                 "attempts": attempts, "last_error": result.error, "held_reason": None,
-                "next_attempt_at": now + timedelta(seconds=delay)})]
+                "next_attempt_at": now + timedelta(seconds=delay)}))
+            return
         log.error("SMS %s to %s failed for good after %s attempts: %s",
-                  message["_id"], mask_phone(message["to"]), attempts, result.error)
-        return [_failed(message, {"attempts": attempts, "last_error": result.error,
-                                  "failed_at": now}, now)]
+                  entry["_id"], mask_phone(entry["to"]), attempts, result.error)
+        settled.append((entry, Settlement(FAILED, {"attempts": attempts,
+                                                   "last_error": result.error,
+                                                   "failed_at": now})))
 
 
-def _change(message: dict, fields: dict) -> UpdateOne:
-    """Change a message the dispatcher read as queued, if nothing settled it meanwhile."""
-    return UpdateOne({"_id": message["_id"], "status": QUEUED}, {"$set": fields})
-
-
-def _failed(message: dict, fields: dict, now) -> UpdateOne:
-    """A message the dispatcher read as queued failed for good, if nothing settled it
-    meanwhile (a delivery report can overtake the send's own answer)."""
-    return settle(message, Settlement(FAILED, fields, (QUEUED,)), now)
+def _change(entry: dict, fields: dict) -> UpdateOne:
+    """Change a queue entry (a retry, a hold): nothing else writes it while it is queued."""
+    return UpdateOne({"_id": entry["_id"]}, {"$set": fields})

@@ -1,10 +1,11 @@
 """Notifications' rules, without I/O: the life of a message and what each event asks for.
 
 A message is created once per thing worth telling (its `dedupe_key`), so a redelivered
-event never makes a second SMS. It waits in `awaiting_contact` until the learner's phone
-number is known (learner_contact_registered may arrive after the event that asks for the
-message), is `queued` for the dispatcher, `accepted` by the provider, and `delivered` when
-the provider's delivery report comes back; `failed` if the provider refused it for good,
+event never makes a second SMS. Its record is written once; what happens to it after is
+appended (outcomes, below) and its status derived. It waits in `awaiting_contact` until the
+learner's phone number is known (learner_contact_registered may arrive after the event that
+asks for the message), is `queued` for the dispatcher, `accepted` by the provider, and
+`delivered` when the provider's delivery report comes back; `failed` if the provider refused it for good,
 `undelivered` if the report says it never reached the handset, `suppressed` if it is a
 reminder to a number that opted out, and `unknown` if the provider accepted it but neither a
 report nor a status query told us more in time (reconcile.py).
@@ -36,38 +37,98 @@ LEARNER_STATUSES = {
     SUPPRESSED: "not_sent", UNKNOWN: "unknown",
 }
 
-# A report of delivery wins over anything but itself: it may overtake the send's own answer,
-# or come after reconciliation said `unknown`. A report of failure only changes a message
-# still waiting for one, queued included: it may overtake the dispatcher's record of the send.
-# The gateway's own signed report leaves a message reconciliation settled as it is.
-FAILURE_REPORT_SETTLES = (ACCEPTED, UNKNOWN, QUEUED)
-GATEWAY_FAILURE_REPORT_SETTLES = (ACCEPTED, QUEUED)
-# every status but delivered (a list, not $ne: the filter stays an equality set next to _id)
-NOT_DELIVERED = (AWAITING_CONTACT, QUEUED, ACCEPTED, FAILED, UNDELIVERED, SUPPRESSED, UNKNOWN)
+# An SMS's life is appended, never rewritten (repository.py): each thing that happens to a
+# message after it is written (the provider accepted it, a report, a failure, the
+# reconciler's verdict) is an outcome of its own, and the status shown is derived from the
+# outcomes there are, whatever order they were written in. Each status outranks those it
+# may replace: a delivery report wins over everything, even if it overtook the send's own
+# answer or came after reconciliation said `unknown`; a failure we
+# know of (never left) over a provider's report of non-delivery; that report over
+# `unknown`; `unknown` over the gateway's own failure report (it gave up, it knows no more
+# than we do); and any of them over `accepted`. A message without outcomes is `queued`
+# (in the dispatcher's queue) or `awaiting_contact`.
+GATEWAY_UNDELIVERED = "undelivered_gateway"  # an outcome's kind; shown as undelivered
+RANK = {ACCEPTED: 1, GATEWAY_UNDELIVERED: 2, UNKNOWN: 3, SUPPRESSED: 4, UNDELIVERED: 5,
+        FAILED: 6, DELIVERED: 7}
+OUTCOME_KINDS = tuple(RANK)
+
+
+def shown_status(kind: str) -> str:
+    return UNDELIVERED if kind == GATEWAY_UNDELIVERED else kind
+
+
+def outcome_id(message_id: str, kind: str) -> str:
+    """An outcome's _id: one of each kind per message, so a repeated report (or a send
+    recorded twice) is refused by the store rather than counted twice."""
+    return f"{message_id}:{kind}"
+
+
+def outcome_ids(message_ids, kinds=OUTCOME_KINDS) -> list[str]:
+    """Every _id the outcomes of these messages may have (read through the _id index)."""
+    return [outcome_id(message_id, kind) for message_id in message_ids for kind in kinds]
+
+
+def leading(outcomes: list[dict]) -> dict | None:
+    """The outcome that decides a message's status, or None without one."""
+    return max(outcomes, key=lambda outcome: RANK[outcome["kind"]], default=None)
+
+
+def raises(message: dict, outcomes: list[dict], kind: str) -> bool:
+    """Would an outcome of `kind` change the status these outcomes of `message` give (or,
+    for a message of an older release without outcomes, the status stored on it)?"""
+    top = leading(outcomes)
+    current = RANK[top["kind"]] if top else RANK.get(message.get("status"), 0)
+    return RANK[kind] > current
+
+
+def derived(message: dict, outcomes: list[dict], queued: dict | None,
+            waiting: dict | None) -> dict:
+    """The message as a learner or staff reads it: its stored record, with the status, the
+    reason and the times its outcomes (or its place in the queue) give. A message of a
+    release before outcomes keeps the status stored on it."""
+    view = dict(message)
+    for outcome in sorted(outcomes, key=lambda outcome: RANK[outcome["kind"]]):
+        view.update(outcome.get("fields") or {})
+        if outcome.get("to"):
+            view["to"] = outcome["to"]
+    top = leading(outcomes)
+    if top is not None:
+        view["status"] = shown_status(top["kind"])
+    elif queued is not None:
+        view.update(status=QUEUED, **{key: queued.get(key) for key in QUEUE_PROGRESS})
+        view["to"] = queued.get("to")
+    elif waiting is not None:
+        view["status"] = AWAITING_CONTACT
+    else:
+        view.setdefault("status", QUEUED)  # written, its queue entry not yet (or lost)
+    return view
+
+
+# what the queue entry of a message says of it while it waits to be sent
+QUEUE_PROGRESS = ("attempts", "held_reason", "last_error", "next_attempt_at")
 
 
 @dataclass(frozen=True)
 class Settlement:
-    """A change of a message's status: to `status` with `fields`, only from a status in
-    `replaces` (whatever came first may have settled it already)."""
-    status: str
+    """Something that happened to a message: an outcome of `kind` (one of OUTCOME_KINDS)
+    with `fields` for the message's view (accepted_at, last_error...)."""
+    kind: str
     fields: dict
-    replaces: tuple[str, ...]
 
 
 def report_settlement(report: dict, now) -> Settlement:
-    """What a delivery report (contracts.SmsReportReceived's data) changes. The gateway's
-    own failure leaves a message reconciliation settled as it is; a provider's does not."""
+    """What a delivery report (contracts.SmsReportReceived's data) adds. The gateway's own
+    failure report ranks below reconciliation's `unknown`; a provider's above it."""
     if report["status"] == DELIVERED:
         fields = {"delivered_at": report.get("delivered_at") or now}
         if report.get("provider_message_id"):
             fields["provider_message_id"] = report["provider_message_id"]
-        return Settlement(DELIVERED, fields, NOT_DELIVERED)
+        return Settlement(DELIVERED, fields)
     if report["source"] == "gateway":
-        return Settlement(UNDELIVERED, {"last_error": report.get("detail") or UNDELIVERED},
-                          GATEWAY_FAILURE_REPORT_SETTLES)
+        return Settlement(GATEWAY_UNDELIVERED,
+                          {"last_error": report.get("detail") or UNDELIVERED})
     return Settlement(UNDELIVERED, {"last_error": f"report: {report.get('detail')}"[:200],
-                                    "reported_at": now}, FAILURE_REPORT_SETTLES)
+                                    "reported_at": now})
 
 # who may read a message (hocvu.auth): copied from the event that asks for it
 SCOPE_FIELDS = ("province_code", "commune_code", "learner_subject")
@@ -130,7 +191,12 @@ class Wanted:
 def enrollment_confirmation(data: dict, correlation_id: str) -> Wanted:
     """The SMS learner_enrolled asks for."""
     return _to_learner(templates.ENROLLMENT_CONFIRMED,
-                       f"enrollment_confirmed:{data['enrollment_id']}", data, {}, correlation_id)
+                       enrollment_confirmation_key(data["enrollment_id"]), data, {},
+                       correlation_id)
+
+
+def enrollment_confirmation_key(enrollment_id: str) -> str:
+    return f"enrollment_confirmed:{enrollment_id}"
 
 
 def certificate_notice(data: dict, correlation_id: str) -> Wanted:

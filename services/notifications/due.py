@@ -1,4 +1,5 @@
-"""Which queued messages of a lane are due: read through a narrow range of `next_attempt_at`.
+"""Which queued messages of a lane are due: read through a narrow range of `next_attempt_at`
+of the queue's entries (repository.py: `sms_queue`, entries only while a message waits).
 
 The embedded store decodes every document a query matches before it sorts and limits
 (docs/performance.md): a dispatcher asking "the 100 oldest due messages" while 2,000 wait
@@ -7,7 +8,7 @@ dispatcher (one at a time, under its lease) keeps a cursor on `next_attempt_at` 
 one slice after it: one second's worth of messages, twice as wide after each empty slice so
 that it catches up quickly over a quiet stretch. Once caught up it keeps a margin of 10 s
 behind "now", so a message written a while after it was stamped (a busy machine) is still
-read; the margin costs little, as only messages still queued are in the index range. A sweep
+read; the margin costs little, as only messages still queued have an entry. A sweep
 over everything due, once a minute, at the start, and again at once while it finds a full
 batch, picks up whatever the cursor missed (a writer slower than the margin, a skewed clock).
 
@@ -19,16 +20,14 @@ from datetime import timedelta
 
 from pymongo import ASCENDING
 
-from services.notifications.domain import QUEUED
-
 ORDER = [("next_attempt_at", ASCENDING), ("created_at", ASCENDING)]
 
 
 class DueReader:
-    def __init__(self, messages, batch_size: int, lane: int = 0, slice_seconds: float = 1.0,
+    def __init__(self, queue, batch_size: int, lane: int = 0, slice_seconds: float = 1.0,
                  margin_seconds: float = 10.0, sweep_seconds: float = 60.0,
                  monotonic=time.monotonic):
-        self.messages = messages
+        self.queue = queue
         self.batch_size = batch_size
         self.lane = lane
         self.base_width = timedelta(seconds=slice_seconds)
@@ -72,5 +71,5 @@ class DueReader:
         return batch, full
 
     def _find(self, when: dict, limit: int) -> list[dict]:
-        return list(self.messages.find({"status": QUEUED, "lane": self.lane,
-                                        "next_attempt_at": when}).sort(ORDER).limit(limit))
+        return list(self.queue.find({"lane": self.lane, "next_attempt_at": when})
+                    .sort(ORDER).limit(limit))

@@ -105,7 +105,7 @@ class SendPolicy:
                     continue
                 tomorrow = datetime.combine(day + timedelta(days=1), time(0, 0),
                                             tzinfo=self.window.zone)
-                takes.append((position, f"transactional|{message['to']}|{day.isoformat()}",
+                takes.append((position, f"{day.isoformat()}|transactional|{message['to']}",
                               self.transactional_cap,
                               Decision(DEFER, DAILY_CAP, until=tomorrow.astimezone(timezone.utc))))
             elif message["to"] in opted_out:
@@ -113,7 +113,7 @@ class SendPolicy:
             elif (opens := self.window.next_open(now)) > now:
                 decisions[position] = Decision(DEFER, QUIET_HOURS, until=opens)
             else:
-                takes.append((position, f"{message['to']}|{day.isoformat()}", self.daily_cap,
+                takes.append((position, f"{day.isoformat()}|{message['to']}", self.daily_cap,
                               Decision(DEFER, DAILY_CAP,
                                        until=self.window.opening_of(day + timedelta(days=1)))))
         full = self._take_many([(slot, cap) for _, slot, cap, _ in takes], day)
@@ -133,6 +133,9 @@ class SendPolicy:
 
     def _take_many(self, slots: list[tuple[str, int]], day: date) -> set[int]:
         """Take a slot for each (key, cap) in one bulk write; the positions refused (full).
+        A key starts with its local day, so the counts of past days are forgotten by a range
+        of _id (repository.retain). Counts of releases before (keyed by number first) are
+        not read: a number's cap starts again once, on the day of the upgrade.
         Each take is one atomic conditional increment: two dispatchers cannot both take the
         last slot, and two takes of one key in a batch count twice."""
         return bulk_write_once(self.counts, [

@@ -31,7 +31,9 @@ Publishes  sms_outcome: an SMS about a learner delivered, or failed for good (fo
            never the number or the text)
            sms_report_received, to itself: each delivery report route answers once the
            broker has the report (hocvu.direct), whatever the store's backlog
-State      its own database: contacts, messages, reminders, sms_optouts, sms_daily_counts
+State      its own database: contacts, messages (written once) with sms_waiting, sms_queue
+           and sms_outcomes (appended: a message's status is derived from them,
+           repository.py), reminders, sms_optouts, sms_daily_counts, sms_rechecks
 
 Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_PROVIDER
            under the send policy (policy.py); the reminder planner (reminders.py); the
@@ -308,7 +310,7 @@ class NotificationsService(operations_routes("notifications")):
         the events whose message existed already (redeliveries)."""
         created = repository.create_many(self.store.db, wanted, utcnow(),
                                          self.settings.unaccented)
-        if any(message and message["status"] == domain.QUEUED for message in created):
+        if any(message and message["to"] for message in created):
             self.dispatcher.wake()
         return [event for event, message in zip(events, created) if message is None]
 

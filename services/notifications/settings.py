@@ -114,6 +114,9 @@ class NotificationsSettings(SettingsSchema):
     report_timeout = duration("SMS_REPORT_TIMEOUT_SECONDS", 3600)
     report_give_up = duration("SMS_REPORT_GIVE_UP_SECONDS", 86400)
     stuck_after = duration("SMS_STUCK_AFTER_SECONDS", 900)
+    # how long a message (personal data: the number, and the learner's name in the text) and
+    # its outcomes are kept (repository.retain)
+    retention = duration("SMS_RETENTION_DAYS", 365, unit="days", minimum=30)
 
     @validates_schema
     def _buckets_hold_a_token(self, values, **kwargs):

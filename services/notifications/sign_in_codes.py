@@ -14,11 +14,9 @@ import uuid
 from datetime import datetime
 
 from hocvu.events import MalformedEvent
-from hocvu.leases import NEVER
 from hocvu.sealing import CannotOpen, Opener
-from hocvu.store import insert_once
-from services.notifications import policy, sms, templates
-from services.notifications.domain import QUEUED, SCOPE_FIELDS, is_vietnamese_number, lane_of
+from services.notifications import policy, repository, sms, templates
+from services.notifications.domain import SCOPE_FIELDS, is_vietnamese_number, lane_of
 
 REDACTED = "******"
 CODE_EXPIRED = "code expired"
@@ -45,10 +43,10 @@ def create(db, opener: Opener, data: dict, correlation_id: str, now: datetime,
         **{key: None for key in SCOPE_FIELDS},
         "to": phone, "sealed_code": data["code"],
         "text": text.text, "encoding": text.encoding, "segments": text.segments,
-        "status": QUEUED, "created_at": now, "expires_at": data["expires_at"], "attempts": 0,
-        "next_attempt_at": now, "lease_until": NEVER, "correlation_id": correlation_id,
+        "created_at": now, "expires_at": data["expires_at"], "attempts": 0,
+        "correlation_id": correlation_id,
     }
-    return message if insert_once(db.messages, message) else None
+    return repository.create_documents(db, [message], now)[0]
 
 
 def text_to_send(message: dict, opener: Opener | None) -> str:

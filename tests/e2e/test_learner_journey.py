@@ -282,6 +282,8 @@ PHONE = re.compile(r"(?<![0-9A-Za-z-])(?:\+?84|0)[35789]\d{8}(?![0-9A-Za-z-])")
 # where a phone number must be, and nowhere else: notifications reaches learners by number,
 # caps SMS per number and day (Decree 91/2020) and keeps opt-outs per number
 ALLOWED = {("notifications", "contacts"): {"phone"}, ("notifications", "messages"): {"to"},
+           ("notifications", "sms_queue"): {"to"}, ("notifications", "sms_waiting"): {"to"},
+           ("notifications", "sms_outcomes"): {"to"},
            ("notifications", "sms_daily_counts"): {"_id"},
            ("notifications", "sms_optouts"): {"_id"}}
 

@@ -97,7 +97,8 @@ def test_one_id_follows_a_learner_through_the_four_services_logs(platform):
     notifications = scrape(platform, "notifications")
     assert 'hocvu_sms_send_attempts_total{outcome="accepted",service="notifications"}' \
         in notifications
-    assert 'hocvu_sms_messages{service="notifications",status="delivered"}' in notifications
+    assert 'hocvu_sms_outcomes_total{service="notifications",status="delivered"}' in notifications
+    assert 'hocvu_sms_messages{service="notifications",status="queued"}' in notifications
     assert "hocvu_sms_dispatch_backlog" in notifications
     # operations only: the edge does not route them
     for service in (*JOURNEY_SERVICES, "identity", "reporting"):

@@ -66,18 +66,25 @@ UNIT_COST = {
                                           "command": 1}},
     "notifications": {
         **GENERIC,
-        # announce_certificate: confirmations brought forward, contacts read, messages
-        # inserted; remember_contact: contacts written, waiting messages read; apply_reports:
-        # the messages read by our id and by the provider's, settled in one bulk write
-        "batch": {**NONE, "insert": 1, "query": 2, "update": 2},
+        # create_documents (confirm_enrollment, announce_certificate, revocations): the
+        # confirmations brought forward (their ids read, their entries moved), contacts read,
+        # records, queue and waiting entries inserted, contacts read again and the waiting
+        # released (queued, deleted from waiting); remember_contact: contacts written,
+        # waiting read, contacts read, the waiting released; apply_reports: outcomes read by
+        # the provider's id, messages read, their outcomes read, outcomes inserted
+        "batch": {**NONE, "insert": 4, "query": 4, "update": 2, "delete": 1},
         # the lease held, each lane read (a slice, or a few empty ones while it catches up),
-        # the reminders' opt-outs read, the daily-cap slots taken and the outcomes written,
-        # each in one bulk write (dispatcher.py, due.py, policy.py)
-        "round sms_dispatcher": {**NONE, "update": 3, "query": 9},
-        # the sign-in codes' own loop: its lease, its lane, the slots, the outcomes
-        "round sms_express": {**NONE, "update": 3, "query": 3},
-        # the contacts' timeout per lane, the reports overdue read (reconcile.py)
-        "round reconciler": {**NONE, "update": 4, "query": 1},
+        # the batch's outcomes looked for (and an entry that outlived its outcome deleted),
+        # the reminders' opt-outs read, the daily-cap slots taken, the outcomes appended, their
+        # entries deleted, retries and holds written (dispatcher.py, due.py, policy.py)
+        "round sms_dispatcher": {**NONE, "update": 3, "query": 10, "insert": 1, "delete": 2},
+        # the sign-in codes' own loop: the same for its one lane
+        "round sms_express": {**NONE, "update": 3, "query": 4, "insert": 1, "delete": 2},
+        # the waiting given up (read, outcomes read and appended, deleted); the walk over
+        # accepted messages (its cursor, two ranges, their outcomes and records read,
+        # outcomes appended, rechecks and cursor written); the rechecks due (read, judged
+        # as the walk, deleted) (reconcile.py)
+        "round reconciler": {**NONE, "update": 4, "query": 11, "insert": 3, "delete": 2},
         # the due reminders claimed: read, claimed, read back (hocvu/leases.py claim_batch)
         "round reminder_planner": {**NONE, "update": 1, "query": 2},
     },
@@ -114,11 +121,10 @@ BUDGET = {
     # list read in pages (0.6 getmores)
     "lessons": {**SLACK, "query": 1.1, "update": 0.85, "getmore": 0.9},
     "certificates": SLACK,
-    # a confirmation written before its learner's number, released when the number comes
-    # (up to one per message as the two events race: 1.5; none in the runs measured);
-    # everything else in batches and rounds, progress and reports included (before they were
-    # batched and the round's policy decided at once: 2.9 to 5.1 updates, 0.6 to 0.8 queries)
-    "notifications": {**SLACK, "update": 1.5, "getmore": 0.6},
+    # everything in batches and rounds: a message written once, its outcomes appended and
+    # its queue entry deleted by the round (before the SMS path was append-only, the sends
+    # and the reports rewrote each message: 2.9 to 5.1 updates, 0.6 to 0.8 queries)
+    "notifications": {**SLACK, "getmore": 0.6},
     "identity": SLACK,  # the staff signed in before the count
     "reporting": SLACK,  # everything in batches and rounds
 }

@@ -37,6 +37,8 @@ ONCE = {
     "forget_clear_phones": "enrollment's migration: runs once in a database's life, at start",
     "_publish_legacy_outbox": "a release before the change-stream relay's events, read once",
     "communes_with_facts": "reporting's first sweep after a start, for figures a crash lost",
+    "_move_legacy_statuses": "notifications' migration of messages whose status was rewritten "
+                             "on them (releases before outcomes): once in a database's life",
 }
 
 

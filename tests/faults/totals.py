@@ -12,6 +12,7 @@ from anyascii import anyascii
 
 from hocvu_tools.devstack.stack import SERVICES
 from hocvu.topology import all_subscriber_queue_names, dead_letter_queue_name, retry_delays
+from services.notifications import repository
 from tests.faults.journeys import progress
 from tests.support.settling import relay_behind
 
@@ -56,10 +57,10 @@ def count(store_uris: dict, database_prefix: str, sms_gateway: str, amqp_uri: st
                for name, uri in store_uris.items()}
     try:
         db = {name: client[f"{database_prefix}{name}"] for name, client in clients.items()}
-        messages = {(row["_id"]["template"], row["_id"]["status"]): row["n"] for row in
-                    db["notifications"].messages.aggregate([{"$group": {
-                        "_id": {"template": "$template", "status": "$status"},
-                        "n": {"$sum": 1}}}])}
+        # each message as it is now: its status is derived from its outcomes
+        messages = Counter(
+            (message["template"], message["status"]) for message in repository.views(
+                db["notifications"], list(db["notifications"].messages.find())))
         repeated = list(db["notifications"].messages.aggregate([
             {"$group": {"_id": {"learner": "$learner_id", "template": "$template"},
                         "n": {"$sum": 1}}},

@@ -197,13 +197,13 @@ def test_only_a_fresh_report_signed_with_the_shared_secret_changes_a_message(
         assert answer.status_code == 401, case
         assert answer.json()["error"] == "UNAUTHENTICATED", case
         assert set(answer.json()) >= {"error", "message", "fields"}
-    assert db.messages.find_one({"_id": "msg-77"})["status"] == "accepted"  # nothing changed
+    assert repository.view(db, "msg-77")["status"] == "accepted"  # nothing changed
 
     answer = post_report(url, report)
     assert (answer.status_code, answer.json()) == (200, {"status": "accepted"})
-    wait_for(lambda: db.messages.find_one({"_id": "msg-77"})["status"] == "undelivered",
+    wait_for(lambda: repository.view(db, "msg-77")["status"] == "undelivered",
              what="the report applied")
-    assert db.messages.find_one({"_id": "msg-77"})["last_error"] == "expired"
+    assert repository.view(db, "msg-77")["last_error"] == "expired"
 
 
 def test_a_report_naming_no_message_of_ours_is_accepted_and_changes_nothing(
@@ -217,9 +217,9 @@ def test_a_report_naming_no_message_of_ours_is_accepted_and_changes_nothing(
                              "status": "delivered"}).status_code == 200
     assert post_report(url, {"request_id": "msg-78", "message_id": "gw-78",
                              "status": "delivered"}).status_code == 200
-    wait_for(lambda: db.messages.find_one({"_id": "msg-78"})["status"] == "delivered",
+    wait_for(lambda: repository.view(db, "msg-78")["status"] == "delivered",
              what="the report after it applied")
-    assert db.messages.count_documents({}) == 1 and not db.messages.find_one({"_id": "nope"})
+    assert db.messages.count_documents({}) == 1 and not repository.view(db, "nope")
 
 
 @pytest.fixture
@@ -252,7 +252,7 @@ def test_a_delivery_report_is_answered_while_the_store_does_not_answer_then_appl
         assert (answer.status_code, answer.json()) == (200, {"status": "accepted"})
     finally:
         os.kill(store.pid, signal.SIGCONT)
-    wait_for(lambda: db.messages.find_one({"_id": "msg-90"})["status"] == "delivered",
+    wait_for(lambda: repository.view(db, "msg-90")["status"] == "delivered",
              timeout=60, what="the report applied once the store answers")
 
 
@@ -295,7 +295,7 @@ class ReportArrivesFirst:
             "status": self.status})
         assert answer.status_code == 200, answer.text
         # reports are applied from a queue: wait until this one has been
-        wait_for(lambda: self.messages.find_one({"_id": request.request_id})["status"]
+        wait_for(lambda: repository.view(self.messages.database, request.request_id)["status"]
                  != "queued", what="the report applied before the send's answer is recorded")
         return result
 
@@ -322,7 +322,7 @@ def test_a_report_that_arrives_before_the_acceptance_is_recorded_still_counts(
 
     loop.run_once()
 
-    stored = db.messages.find_one({"_id": message["_id"]})
+    stored = repository.view(db, message["_id"])
     # the acceptance is recorded too (who took it, when, how often we tried)
     assert stored["attempts"] == 1 and stored["provider"] == "simulator"
     assert stored["accepted_at"] and stored["provider_message_id"]

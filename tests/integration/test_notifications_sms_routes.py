@@ -200,7 +200,7 @@ def test_opt_out_and_in_by_api_and_by_inbound_sms(service_config, run_service, p
 
     metrics = requests.get(f"{base}/metrics")
     assert metrics.headers["Content-Type"].startswith("text/plain")
-    assert 'hocvu_sms_messages{service="notifications",status="suppressed"} 0.0' in metrics.text
+    assert 'hocvu_sms_messages{service="notifications",status="awaiting_contact"} 0.0' in metrics.text
     assert 'hocvu_sms_stuck{service="notifications"} 0.0' in metrics.text
     assert 'hocvu_sms_dispatch_backlog{service="notifications"} 0.0' in metrics.text
     # and the rest of the process's metrics, the requests just made among them

@@ -9,6 +9,7 @@ import pytest
 
 from hocvu.clock import utcnow
 from hocvu_tools.devstack.processes import REPO
+from services.notifications import domain, repository
 
 pytestmark = pytest.mark.integration
 
@@ -23,23 +24,38 @@ def test_stuck_and_failed_messages_with_their_reasons(notifications_store, mongo
     now = utcnow()
     hour_ago = now - timedelta(hours=1)
 
-    def message(_id, status, **extra):
-        return {"_id": _id, "dedupe_key": _id, "template": "enrollment_confirmed",
-                "learner_id": f"lrn-{_id}", "enrollment_id": "enr", "to": "+84912345678",
-                "status": status, "lane": 2, "created_at": hour_ago, "attempts": 0,
-                "next_attempt_at": hour_ago, **extra}
+    db = notifications_store.db
 
-    notifications_store.db.messages.insert_many([
-        message("no-phone", "awaiting_contact", to=None),
-        message("retrying", "queued", attempts=3, last_error="HTTP 503 UNAVAILABLE"),
-        message("no-report", "accepted", provider="speedsms", accepted_at=hour_ago),
-        message("fresh", "queued", created_at=now, next_attempt_at=now),
-        message("refused", "failed", last_error="eSMS 108 number malformed", failed_at=hour_ago),
-        message("opted-out", "suppressed", template="lesson_reminder", last_error="opted_out"),
-        message("lost", "unknown", last_error="no delivery report, and the provider's status "
-                                              "could not be asked"),
-        message("fine", "delivered", delivered_at=hour_ago),
-    ])
+    def message(_id, status, **fields):
+        """A message written as the platform writes it, then taken to `status`."""
+        record = {"_id": _id, "dedupe_key": _id, "template": fields.pop("template",
+                                                                          "enrollment_confirmed"),
+                  "learner_id": f"lrn-{_id}", "enrollment_id": "enr",
+                  "to": None if status == "awaiting_contact" else "+84912345678", "lane": 2,
+                  "created_at": fields.pop("created_at", hour_ago), "attempts": 0}
+        repository.create_documents(db, [record], record["created_at"])
+        if status == "queued":
+            db.sms_queue.update_one({"_id": _id}, {"$set": fields})
+        elif status != "awaiting_contact":
+            kind = domain.GATEWAY_UNDELIVERED if status == "undelivered" else status
+            db.sms_queue.delete_one({"_id": _id})
+            outcomes = [(domain.ACCEPTED, {"provider": "speedsms", "accepted_at": hour_ago})]
+            if status != domain.ACCEPTED:
+                outcomes.append((kind, fields))
+            for done, done_fields in outcomes:
+                repository.record(db, [(record, domain.Settlement(done, done_fields))],
+                                  hour_ago)
+
+    message("no-phone", "awaiting_contact")
+    message("retrying", "queued", attempts=3, last_error="HTTP 503 UNAVAILABLE")
+    message("no-report", "accepted")
+    db.sms_rechecks.insert_one({"_id": "no-report", "next_check_at": now})  # still "pending"
+    message("fresh", "queued", created_at=now)
+    message("refused", "failed", last_error="eSMS 108 number malformed")
+    message("opted-out", "suppressed", template="lesson_reminder", last_error="opted_out")
+    message("lost", "unknown", last_error="no delivery report, and the provider's status "
+                                          "could not be asked")
+    message("fine", "delivered", delivered_at=hour_ago)
     database = notifications_store.db.name
 
     stuck = cli(mongo_uri, database, "stuck", "--json")

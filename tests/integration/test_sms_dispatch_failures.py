@@ -44,20 +44,20 @@ def test_a_429_waits_the_time_the_provider_asked_then_sends_once(
     message_id = queue(notifications_store, clock)
 
     loop.run_once()
-    waiting = notifications_store.db.messages.find_one({"_id": message_id})
+    waiting = repository.view(notifications_store.db, message_id)
     assert waiting["status"] == domain.QUEUED and waiting["attempts"] == 1
     assert "429" in waiting["last_error"]
     # the simulator asks for the rest of its minute; the dispatcher's own backoff would be 2 s
     assert timedelta(seconds=55) <= waiting["next_attempt_at"] - clock() <= timedelta(seconds=61)
     clock.advance(seconds=50)
     loop.run_once()  # not yet: no second request
-    assert notifications_store.db.messages.find_one({"_id": message_id})["attempts"] == 1
+    assert repository.view(notifications_store.db, message_id)["attempts"] == 1
 
     requests.post(f"{gateway}/v1/admin/faults",
                   json={"rate_limit_per_minute": None}).raise_for_status()
     clock.advance(seconds=11)
     loop.run_once()
-    sent = notifications_store.db.messages.find_one({"_id": message_id})
+    sent = repository.view(notifications_store.db, message_id)
     assert sent["status"] == domain.ACCEPTED and sent["attempts"] == 2
     assert [m["request_id"] for m in received(gateway)] == [message_id]
     assert requests.get(f"{gateway}/v1/stats").json()["rate_limited"] == 1
@@ -71,12 +71,12 @@ def test_a_definite_refusal_fails_the_message_at_once_and_for_good(
     message_id = queue(notifications_store, clock, to="+84123")  # no such number: 400
 
     loop.run_once()
-    failed = notifications_store.db.messages.find_one({"_id": message_id})
+    failed = repository.view(notifications_store.db, message_id)
     assert failed["status"] == domain.FAILED and failed["attempts"] == 1
     assert "400" in failed["last_error"]
     clock.advance(hours=1)
     loop.run_once()
-    assert notifications_store.db.messages.find_one({"_id": message_id})["attempts"] == 1
+    assert repository.view(notifications_store.db, message_id)["attempts"] == 1
     assert received(gateway) == []
 
 
@@ -92,7 +92,7 @@ def test_a_provider_that_never_answers_is_retried_with_backoff(
         stuck.run_once()
         stuck.stop()  # hands its lease back, as a stopped instance does
 
-    waiting = notifications_store.db.messages.find_one({"_id": message_id})
+    waiting = repository.view(notifications_store.db, message_id)
     assert waiting["status"] == domain.QUEUED and waiting["attempts"] == 1
     assert "Timeout" in waiting["last_error"]
     assert waiting["next_attempt_at"] - clock() == timedelta(seconds=2)  # 2 ** attempts
@@ -100,7 +100,7 @@ def test_a_provider_that_never_answers_is_retried_with_backoff(
     gateway = start_gateway()  # the provider answers again
     clock.advance(seconds=2)
     dispatcher(notifications_store, gateway, clock).run_once()
-    assert notifications_store.db.messages.find_one({"_id": message_id})["status"] == \
+    assert repository.view(notifications_store.db, message_id)["status"] == \
         domain.ACCEPTED
     assert [m["request_id"] for m in received(gateway)] == [message_id]
 
@@ -115,13 +115,13 @@ def test_a_provider_that_keeps_failing_fails_the_message_after_the_last_attempt(
     attempts = []
     for _ in range(3):
         loop.run_once()
-        stored = notifications_store.db.messages.find_one({"_id": message_id})
+        stored = repository.view(notifications_store.db, message_id)
         attempts.append((stored["status"], stored["attempts"]))
         clock.advance(seconds=300)  # past any backoff
     assert attempts == [(domain.QUEUED, 1), (domain.QUEUED, 2), (domain.FAILED, 3)]
     assert "503" in stored["last_error"] and stored["failed_at"]
     assert domain.reason(stored)  # the learner-facing status says why
     loop.run_once()
-    assert notifications_store.db.messages.find_one({"_id": message_id})["attempts"] == 3
+    assert repository.view(notifications_store.db, message_id)["attempts"] == 3
     assert received(gateway) == []
     assert requests.get(f"{gateway}/v1/stats").json()["unavailable"] == 3

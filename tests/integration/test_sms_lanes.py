@@ -137,7 +137,7 @@ def test_a_sign_in_code_goes_out_while_a_round_of_confirmations_is_under_way(
         express.run_once()
         # sent and recorded while every confirmation of the round still waits
         assert sent_in_order(gateway) == [code["_id"]]
-        assert db.messages.find_one({"_id": code["_id"]})["status"] == domain.ACCEPTED
+        assert repository.view(db, code["_id"])["status"] == domain.ACCEPTED
     finally:
         provider.gate.set()
         round_under_way.join(60)
@@ -151,9 +151,9 @@ def test_a_redelivered_confirmation_whose_first_try_stopped_short_finds_its_numb
     existed. The redelivery must look again, or the welcome waits for a day."""
     db, clock = notifications_store.db, Clock(local(2026, 12, 7, 8, 0))
     [first] = repository.create_many(db, [confirmation(7)], clock(), True)
-    assert first["status"] == domain.AWAITING_CONTACT
+    assert repository.view(db, first["_id"])["status"] == domain.AWAITING_CONTACT
     db.contacts.insert_one({"_id": "lrn-7", "phone": "+84912000777"})  # came meanwhile
 
     assert repository.create_many(db, [confirmation(7)], clock(), True) == [None]  # known
-    released = db.messages.find_one({"_id": first["_id"]})
+    released = repository.view(db, first["_id"])
     assert (released["status"], released["to"]) == (domain.QUEUED, "+84912000777")

@@ -117,8 +117,8 @@ def test_the_dispatcher_defers_and_later_sends_never_drops(
                                 now=clock())
 
     loop.run_once()
-    assert db.messages.find_one({"_id": night_confirmation["_id"]})["status"] == domain.ACCEPTED
-    held = db.messages.find_one({"_id": night_reminder["_id"]})
+    assert repository.view(db, night_confirmation["_id"])["status"] == domain.ACCEPTED
+    held = repository.view(db, night_reminder["_id"])
     assert held["status"] == domain.QUEUED and held["held_reason"] == policy.QUIET_HOURS
     assert held["next_attempt_at"] == local(2026, 11, 26, 7, 0)
     assert domain.reason(held) == policy.QUIET_HOURS
@@ -126,10 +126,10 @@ def test_the_dispatcher_defers_and_later_sends_never_drops(
 
     clock.now = local(2026, 11, 26, 6, 59)
     loop.run_once()
-    assert db.messages.find_one({"_id": night_reminder["_id"]})["status"] == domain.QUEUED
+    assert repository.view(db, night_reminder["_id"])["status"] == domain.QUEUED
     clock.now = local(2026, 11, 26, 7, 0)
     loop.run_once()
-    assert db.messages.find_one({"_id": night_reminder["_id"]})["status"] == domain.ACCEPTED
+    assert repository.view(db, night_reminder["_id"])["status"] == domain.ACCEPTED
     assert len(sms_outbox()) == 2
 
 
@@ -144,7 +144,7 @@ def test_the_dispatcher_holds_the_fourth_reminder_of_the_day_until_tomorrow(
               for n in range(4)]
 
     loop.run_once()
-    statuses = [db.messages.find_one({"_id": m["_id"]}) for m in queued]
+    statuses = [repository.view(db, m["_id"]) for m in queued]
     assert sorted(m["status"] for m in statuses) == [domain.ACCEPTED] * 3 + [domain.QUEUED]
     fourth = next(m for m in statuses if m["status"] == domain.QUEUED)
     assert fourth["held_reason"] == policy.DAILY_CAP
@@ -153,7 +153,7 @@ def test_the_dispatcher_holds_the_fourth_reminder_of_the_day_until_tomorrow(
 
     clock.now = local(2026, 11, 26, 7, 0)
     loop.run_once()
-    assert db.messages.find_one({"_id": fourth["_id"]})["status"] == domain.ACCEPTED
+    assert repository.view(db, fourth["_id"])["status"] == domain.ACCEPTED
 
 
 def test_a_reminder_to_a_number_that_opted_out_is_suppressed(
@@ -168,7 +168,7 @@ def test_a_reminder_to_a_number_that_opted_out_is_suppressed(
     still_sent = _queue(notifications_store, 2, templates.CERTIFICATE_ISSUED, now=clock())
 
     loop.run_once()
-    suppressed = db.messages.find_one({"_id": stopped["_id"]})
+    suppressed = repository.view(db, stopped["_id"])
     assert suppressed["status"] == domain.SUPPRESSED
     assert domain.learner_status(suppressed) == "not_sent"
     assert domain.reason(suppressed) == policy.OPTED_OUT
@@ -325,7 +325,7 @@ def test_our_token_bucket_puts_messages_back_without_counting_an_attempt(
               for n in range(3)]
 
     loop.run_once()
-    stored = [db.messages.find_one({"_id": m["_id"]}) for m in queued]
+    stored = [repository.view(db, m["_id"]) for m in queued]
     assert sorted(m["status"] for m in stored) == [domain.ACCEPTED] + [domain.QUEUED] * 2
     for waiting in (m for m in stored if m["status"] == domain.QUEUED):
         assert waiting["attempts"] == 0
@@ -365,17 +365,17 @@ def test_a_code_sms_that_waited_past_its_expiry_fails_and_is_never_sent(
 
     clock.advance(seconds=300)   # the first code's last moment has passed, not the second's
     loop.run_once()
-    failed = db.messages.find_one({"_id": stale["_id"]})
+    failed = repository.view(db, stale["_id"])
     assert failed["status"] == domain.FAILED and failed["last_error"] == "code expired"
     assert domain.reason(failed) == "code expired" and failed["attempts"] == 0
-    assert db.messages.find_one({"_id": fresh["_id"]})["status"] == domain.ACCEPTED
+    assert repository.view(db, fresh["_id"])["status"] == domain.ACCEPTED
     sent = sms_outbox()
     assert [m["request_id"] for m in sent] == [fresh["_id"]]
     assert "222222" in sent[0]["text"] and not any("111111" in m["text"] for m in sent)
 
     clock.advance(hours=1)       # and a failed code message stays failed
     loop.run_once()
-    assert db.messages.find_one({"_id": stale["_id"]})["status"] == domain.FAILED
+    assert repository.view(db, stale["_id"])["status"] == domain.FAILED
     assert len(sms_outbox()) == 1
 
 
@@ -392,4 +392,4 @@ def test_a_rounds_messages_are_decided_together_within_every_cap(notifications_s
     assert (decided[3].reason, decided[7].reason) == (policy.DAILY_CAP, policy.DAILY_CAP)
     # the slots taken are those a message at a time would have taken
     assert {doc["_id"]: doc["count"] for doc in notifications_store.db.sms_daily_counts.find()} \
-        == {f"{PHONE}|2026-11-25": 3, f"transactional|{PHONE}|2026-11-25": 2}
+        == {f"2026-11-25|{PHONE}": 3, f"2026-11-25|transactional|{PHONE}": 2}

@@ -1,5 +1,6 @@
 """Each provider adapter against the gateway simulator in that provider's mode: success,
 the error paths, 429 with both forms of Retry-After, failover, and reconciliation."""
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -141,12 +142,18 @@ def test_failover_to_the_second_provider_when_the_first_keeps_failing(start_gate
 
 
 def _accepted(store, message_id, provider, provider_message_id, accepted_at):
-    store.db.messages.insert_one({
-        "_id": message_id, "dedupe_key": message_id, "template": "enrollment_confirmed",
-        "learner_id": "lrn-1", "enrollment_id": "enr-1", "to": PHONE, "status": domain.ACCEPTED,
+    """A message sent and accepted, written as the dispatcher writes it."""
+    record = {"_id": message_id, "dedupe_key": message_id, "template": "enrollment_confirmed",
+              "learner_id": "lrn-1", "enrollment_id": "enr-1", "to": PHONE,
+              "created_at": accepted_at, "attempts": 0}
+    store.db.messages.insert_one(record)
+    repository.record(store.db, [(record, domain.Settlement(domain.ACCEPTED, {
         "provider": provider, "provider_message_id": provider_message_id,
-        "created_at": accepted_at, "accepted_at": accepted_at, "attempts": 1,
-        "next_attempt_at": accepted_at})
+        "accepted_at": accepted_at, "attempts": 1}))], accepted_at)
+
+
+def _statuses(db) -> dict:
+    return {m["_id"]: m for m in repository.views(db, list(db.messages.find()))}
 
 
 def test_reconciliation_asks_where_it_can_and_says_unknown_where_it_cannot(
@@ -168,11 +175,10 @@ def test_reconciliation_asks_where_it_can_and_says_unknown_where_it_cannot(
     _accepted(notifications_store, "q-1", "esms", delivered.provider_message_id, sent_at)
     _accepted(notifications_store, "q-2", "esms", pending.provider_message_id, sent_at)
     _accepted(notifications_store, "q-3", "speedsms", silent.provider_message_id, sent_at)
-    db.messages.insert_one({"_id": "q-4", "dedupe_key": "q-4", "template": "certificate_issued",
-                            "learner_id": "lrn-2", "enrollment_id": "enr-2", "to": None,
-                            "province_code": "38", "commune_code": "14845",
-                            "status": domain.AWAITING_CONTACT, "lane": 1,
-                            "created_at": sent_at, "attempts": 0, "next_attempt_at": sent_at})
+    repository.create_documents(db, [{
+        "_id": "q-4", "dedupe_key": "q-4", "template": "certificate_issued",
+        "learner_id": "lrn-2", "enrollment_id": "enr-2", "to": None, "province_code": "38",
+        "commune_code": "14845", "lane": 1, "created_at": sent_at, "attempts": 0}], sent_at)
     wait_for(lambda: received(esms_gateway)[0]["status"] == "delivered", what="eSMS delivery")
     # q-2's status points at the slow gateway; the reconciler asks the configured eSMS account
     slow = esms_provider(slow_esms)
@@ -181,12 +187,12 @@ def test_reconciliation_asks_where_it_can_and_says_unknown_where_it_cannot(
     clock = Clock(sent_at + timedelta(minutes=59))
     reconciler = reconcile.Reconciler(db.messages, provider, settings, clock)
     reconciler.run_once()
-    assert {m["status"] for m in db.messages.find()} == {domain.ACCEPTED,
-                                                         domain.AWAITING_CONTACT}
+    assert {m["status"] for m in _statuses(db).values()} == {domain.ACCEPTED,
+                                                             domain.AWAITING_CONTACT}
 
     clock.advance(minutes=2)
     reconciler.run_once()
-    status = {m["_id"]: m for m in db.messages.find()}
+    status = _statuses(db)
     assert status["q-1"]["status"] == domain.DELIVERED
     # eSMS does not know q-2 on this account (it went through the slow one): still unsettled,
     # asked again later, until the give-up time
@@ -197,13 +203,13 @@ def test_reconciliation_asks_where_it_can_and_says_unknown_where_it_cannot(
 
     clock.advance(days=1)
     reconciler.run_once()
-    status = {m["_id"]: m for m in db.messages.find()}
+    status = _statuses(db)
     assert status["q-2"]["status"] == domain.UNKNOWN
     assert "still says pending" in status["q-2"]["last_error"]
     assert (status["q-4"]["status"], status["q-4"]["last_error"]) == (domain.FAILED,
                                                                       "no phone number")
     # announced like any other end, for reporting to count (hocvu.outbox's field)
-    [outcome] = status["q-4"]["_outbox"]
+    [outcome] = db.sms_outcomes.find_one({"_id": "q-4:failed"})["_outbox"]
     assert (outcome["event_type"], outcome["data"]["status"],
             outcome["data"]["commune_code"]) == ("sms_outcome", "failed", "14845")
     assert {domain.learner_status(m) for m in status.values()} <= set(
@@ -213,8 +219,9 @@ def test_reconciliation_asks_where_it_can_and_says_unknown_where_it_cannot(
     assert repository.apply_reports(db.messages, [{
         "source": "esms", "status": DELIVERED, "request_id": None,
         "provider_message_id": silent.provider_message_id}], clock()) == []  # none unknown
-    assert db.messages.find_one({"_id": "q-3"})["status"] == domain.DELIVERED
+    assert repository.view(db, "q-3")["status"] == domain.DELIVERED
 
+    assert Counter(m["status"] for m in _statuses(db).values()) == {
+        "delivered": 2, "unknown": 1, "failed": 1}
     counts = reconcile.summary(db.messages, clock(), timedelta(minutes=15))
-    assert counts["by_status"] == {"delivered": 2, "unknown": 1, "failed": 1}
-    assert counts["stuck"] == 0
+    assert counts == {"by_status": {"queued": 0, "awaiting_contact": 0}, "stuck": 0}

@@ -8,10 +8,11 @@ T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
 
 
 class Messages:
-    """Enough of a pymongo collection for DueReader: find(range).sort().limit()."""
+    """Enough of the queue collection for DueReader: find(range).sort().limit(); a sent
+    message's entry leaves the queue."""
 
     def __init__(self, times):
-        self.docs = [{"_id": n, "status": "queued", "next_attempt_at": t, "created_at": t}
+        self.docs = [{"_id": n, "lane": 0, "next_attempt_at": t, "created_at": t}
                      for n, t in enumerate(times)]
         self.decoded = 0  # documents a query touched: what the store would decode
 
@@ -19,14 +20,14 @@ class Messages:
         when = query["next_attempt_at"]
         tests = {"$gte": lambda t, v: t >= v, "$lte": lambda t, v: t <= v,
                  "$lt": lambda t, v: t < v}
-        hits = [d for d in self.docs if d["status"] == query["status"]
+        hits = [d for d in self.docs if d["lane"] == query["lane"]
                 and all(tests[op](d["next_attempt_at"], v) for op, v in when.items())]
         self.decoded += len(hits)
         return Cursor(hits)
 
     def send(self, batch):
-        for doc in batch:
-            doc["status"] = "accepted"
+        sent = {doc["_id"] for doc in batch}
+        self.docs = [doc for doc in self.docs if doc["_id"] not in sent]
 
 
 class Cursor:
@@ -88,7 +89,7 @@ def test_a_message_stamped_just_before_the_cursor_passed_is_still_read():
     now = T0 + timedelta(seconds=10)
     assert drain(reader, messages, now) == []
     # written late: stamped half a second before the dispatcher's last look
-    messages.docs.append({"_id": "late", "status": "queued", "created_at": now,
+    messages.docs.append({"_id": "late", "lane": 0, "created_at": now,
                           "next_attempt_at": now - timedelta(milliseconds=500)})
     assert drain(reader, messages, now + timedelta(seconds=0.2)) == ["late"]
 
@@ -99,7 +100,7 @@ def test_the_sweep_finds_what_the_cursor_left_behind():
     reader = DueReader(messages, batch_size=100, monotonic=clock)
     now = T0 + timedelta(minutes=5)
     drain(reader, messages, now)
-    messages.docs.append({"_id": "skewed", "status": "queued", "created_at": now,
+    messages.docs.append({"_id": "skewed", "lane": 0, "created_at": now,
                           "next_attempt_at": now - timedelta(minutes=2)})
     assert drain(reader, messages, now + timedelta(seconds=1)) == []  # behind the margin
     clock.now += 61  # a minute on: the sweep
@@ -113,7 +114,7 @@ def test_a_sweep_that_finds_a_full_batch_sweeps_again_at_once():
     now = T0 + timedelta(minutes=5)
     drain(reader, messages, now)
     # 35 written long after they were stamped, behind the cursor's margin
-    messages.docs += [{"_id": f"late-{n}", "status": "queued", "created_at": now,
+    messages.docs += [{"_id": f"late-{n}", "lane": 0, "created_at": now,
                        "next_attempt_at": now - timedelta(minutes=3)} for n in range(35)]
     clock.now += 61
     sent = []

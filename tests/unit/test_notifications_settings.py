@@ -34,7 +34,9 @@ def test_the_defaults_are_the_ones_the_service_always_had():
         "reminder_batch_size": 100, "reminder_lease": timedelta(seconds=60),
         "reconcile_poll_seconds": 60, "reconcile_batch_size": 100,
         "contact_timeout": timedelta(days=1), "report_timeout": timedelta(hours=1),
-        "report_give_up": timedelta(days=1), "stuck_after": timedelta(seconds=900)}
+        "report_give_up": timedelta(days=1), "stuck_after": timedelta(seconds=900),
+        # new with the append-only SMS path: messages were kept for ever before
+        "retention": timedelta(days=365)}
 
 
 def test_values_as_the_environment_gives_them():
