@@ -73,19 +73,16 @@ class DispatchLoop(WakeableLoop):
         now = self.clock()
         batch, more = self._due(now)
         batch = self._not_yet_sent(batch)
-        sendable, decisions, settled, changes = [], {}, [], []
-        # the round's decisions at once: one read of opt-outs, one write of daily-cap slots
+        sendable, settled, changes = [], [], []
+        # the round's decisions at once: one read of opt-outs, one of what each number got today
         ruled = (self.policy.decide_many(batch) if self.policy and batch else
                  [policy.Decision(policy.SEND)] * len(batch))
         for entry, decision in zip(batch, ruled):
             if decision.action == policy.SEND:
                 sendable.append(entry)
-                decisions[entry["_id"]] = decision
             else:
                 self._hold(entry, decision, settled, changes)
         for entry, result in zip(sendable, self._send_in_order(sendable)):
-            if result.outcome != providers.ACCEPTED and self.policy:
-                self.policy.give_back(decisions[entry["_id"]])
             self._record(entry, result, settled, changes)
         self._write(settled, changes)
         return more
@@ -188,7 +185,8 @@ class DispatchLoop(WakeableLoop):
             settled.append((entry, Settlement(ACCEPTED, {
                 "provider": result.provider or self.provider.name, "attempts": attempts,
                 "provider_message_id": result.provider_message_id, "accepted_at": now,
-                "to": entry["to"]})))
+                "to": entry["to"],  # the daily caps count these (policy.py)
+                "sms_class": entry.get("sms_class") or policy.class_of(entry["template"])})))
             return
         if result.outcome == providers.RETRY and attempts < self.max_attempts:
             delay = result.retry_after or backoff.exponential(attempts, self.max_backoff,

@@ -14,16 +14,17 @@ could make the province pay for (SMS pumping). Over it they wait for the next lo
 Every decision is made against an injected clock, so tests can stand at 21:59 or at
 midnight in Asia/Ho_Chi_Minh without patching anything.
 """
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from pymongo import UpdateOne
-
 from hocvu.clock import utcnow
-from hocvu.store import bulk_write_once
 from services.notifications import optout, templates
+from services.notifications.domain import ACCEPTED
+
+OUTCOMES = "sms_outcomes"  # repository.OUTCOMES (repository imports this module)
 
 TRANSACTIONAL, REMINDER = "transactional", "reminder"
 
@@ -66,19 +67,22 @@ class Window:
     def opening_of(self, day: date) -> datetime:
         return datetime.combine(day, self.opens, tzinfo=self.zone).astimezone(timezone.utc)
 
+    def start_of(self, day: date) -> datetime:
+        """The local day's first moment, in UTC."""
+        return datetime.combine(day, time(0, 0), tzinfo=self.zone).astimezone(timezone.utc)
+
 
 @dataclass(frozen=True)
 class Decision:
     action: str
     reason: str | None = None
     until: datetime | None = None
-    quota_key: str | None = None  # a daily-cap slot taken for this send
 
 
 class SendPolicy:
     def __init__(self, db, settings, clock: Callable[[], datetime] = utcnow):
         """`settings`: the service's (settings.NotificationsSettings)."""
-        self.counts = db.sms_daily_counts
+        self.outcomes = db[OUTCOMES]
         self.optouts = db.sms_optouts
         self.clock = clock
         self.window = Window(settings.window_opens, settings.window_closes, settings.timezone)
@@ -89,15 +93,17 @@ class SendPolicy:
         return self.decide_many([message])[0]
 
     def decide_many(self, messages: list[dict]) -> list[Decision]:
-        """A decision for each of a round's messages, in their order, in at most two store
-        commands whatever their number: the opt-outs of the reminders' numbers read at once,
-        and every daily-cap slot taken in one bulk write."""
+        """A decision for each of a round's messages, in their order, in at most two reads
+        whatever their number: the opt-outs of the reminders' numbers, and what was sent to
+        the numbers the caps apply to since the local day began. Nothing is written: a
+        message counts against its number's cap once the provider has accepted it (its
+        `accepted` outcome), so a send that did not go out takes nothing."""
         now = self.clock()
         day = self.window.local_day(now)
         reminders = [m["to"] for m in messages if self._class(m) == REMINDER]
         opted_out = optout.opted_out_among(self.optouts, reminders) if reminders else set()
         decisions: list[Decision | None] = [None] * len(messages)
-        takes = []  # (position, slot, cap, the decision when over the cap)
+        capped = []  # (position, (number, class), cap, the decision when over the cap)
         for position, message in enumerate(messages):
             if self._class(message) != REMINDER:
                 if not self.transactional_cap:
@@ -105,40 +111,37 @@ class SendPolicy:
                     continue
                 tomorrow = datetime.combine(day + timedelta(days=1), time(0, 0),
                                             tzinfo=self.window.zone)
-                takes.append((position, f"{day.isoformat()}|transactional|{message['to']}",
-                              self.transactional_cap,
-                              Decision(DEFER, DAILY_CAP, until=tomorrow.astimezone(timezone.utc))))
+                capped.append((position, (message["to"], TRANSACTIONAL), self.transactional_cap,
+                               Decision(DEFER, DAILY_CAP, until=tomorrow.astimezone(timezone.utc))))
             elif message["to"] in opted_out:
                 decisions[position] = Decision(SUPPRESS, OPTED_OUT)
             elif (opens := self.window.next_open(now)) > now:
                 decisions[position] = Decision(DEFER, QUIET_HOURS, until=opens)
             else:
-                takes.append((position, f"{day.isoformat()}|{message['to']}", self.daily_cap,
-                              Decision(DEFER, DAILY_CAP,
-                                       until=self.window.opening_of(day + timedelta(days=1)))))
-        full = self._take_many([(slot, cap) for _, slot, cap, _ in takes], day)
-        for taken, (position, slot, _, over) in enumerate(takes):
-            decisions[position] = over if taken in full else Decision(SEND, quota_key=slot)
+                capped.append((position, (message["to"], REMINDER), self.daily_cap,
+                               Decision(DEFER, DAILY_CAP,
+                                        until=self.window.opening_of(day + timedelta(days=1)))))
+        counted = self._sent_since(list({number for _, (number, _), _, _ in capped}),
+                                   self.window.start_of(day))
+        for position, key, cap, over in capped:
+            counted[key] += 1
+            decisions[position] = Decision(SEND) if counted[key] <= cap else over
         return decisions
-
-    def give_back(self, decision: Decision) -> None:
-        """The send did not go out after all: its slot is free again."""
-        if decision.quota_key:
-            self.counts.update_one({"_id": decision.quota_key, "count": {"$gt": 0}},
-                                   {"$inc": {"count": -1}})
 
     @staticmethod
     def _class(message: dict) -> str:
         return message.get("sms_class", class_of(message["template"]))
 
-    def _take_many(self, slots: list[tuple[str, int]], day: date) -> set[int]:
-        """Take a slot for each (key, cap) in one bulk write; the positions refused (full).
-        A key starts with its local day, so the counts of past days are forgotten by a range
-        of _id (repository.retain). Counts of releases before (keyed by number first) are
-        not read: a number's cap starts again once, on the day of the upgrade.
-        Each take is one atomic conditional increment: two dispatchers cannot both take the
-        last slot, and two takes of one key in a batch count twice."""
-        return bulk_write_once(self.counts, [
-            UpdateOne({"_id": key, "count": {"$lt": cap}},
-                      {"$inc": {"count": 1}, "$setOnInsert": {"day": day.isoformat()}},
-                      upsert=True) for key, cap in slots])
+    def _sent_since(self, numbers: list[str], since: datetime) -> Counter:
+        """(number, class) -> SMS the provider accepted for each number since `since`: one
+        read through the outcomes' (number, time) index. Within a round the caller counts
+        what it decides to send; two loops sending to one number in the same moment (the
+        sign-in codes' and the main one) may each send once before seeing the other's."""
+        if not numbers:
+            return Counter()
+        return Counter(
+            (outcome["to"], outcome.get("fields", {}).get("sms_class") or TRANSACTIONAL)
+            for outcome in self.outcomes.find(
+                {"to": {"$in": numbers}, "at": {"$gte": since}},
+                projection={"to": 1, "kind": 1, "fields.sms_class": 1})
+            if outcome["kind"] == ACCEPTED)

@@ -27,7 +27,7 @@ from hocvu.clock import utcnow
 from hocvu.events import new_event
 from hocvu.outbox import with_events
 from hocvu.retention import RetentionRule
-from hocvu.store import Store, bulk_write_once, drop_indexes_if_present, insert_many_once
+from hocvu.store import Store, drop_indexes_if_present, insert_many_once
 from services.notifications import domain, policy, sms, templates
 from services.notifications.domain import (
     ACCEPTED, AWAITING_CONTACT, DELIVERED, FAILED, QUEUED, SCOPE_FIELDS, Settlement, Wanted,
@@ -40,9 +40,10 @@ _MIGRATED = "legacy-statuses-moved"  # a marker in sms_reconciler: prepare's mov
 
 def prepare(store: Store) -> None:
     db = store.db
-    store.ensure_collections("messages", "contacts", "reminders", "sms_optouts",
-                             "sms_daily_counts", QUEUE, WAITING, OUTCOMES, RECHECKS,
-                             "sms_reconciler")
+    store.ensure_collections("messages", "contacts", "reminders", "sms_optouts", QUEUE,
+                             WAITING, OUTCOMES, RECHECKS, "sms_reconciler")
+    # the daily caps' counters of releases before: the caps now count accepted outcomes
+    db.drop_collection("sms_daily_counts")
     db.messages.create_index("dedupe_key", unique=True)
     db.messages.create_index([("commune_code", ASCENDING), ("created_at", ASCENDING)])
     # a province admin's pages (scope: the province only); without it each page read every
@@ -57,6 +58,9 @@ def prepare(store: Store) -> None:
     db[WAITING].create_index("created_at")  # given up after SMS_CONTACT_TIMEOUT_SECONDS
     # reports that name only the provider's id (it is on the `accepted` outcome)
     db[OUTCOMES].create_index("provider_message_id")
+    # what each number was sent today, for the daily caps (policy.py): only accepted
+    # outcomes carry the number
+    db[OUTCOMES].create_index([("to", ASCENDING), ("at", ASCENDING)])
     # the reconciler's walk over accepted messages, and the failures the ops command lists
     db[OUTCOMES].create_index([("kind", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)])
     db[RECHECKS].create_index("next_check_at")
@@ -71,16 +75,12 @@ def prepare(store: Store) -> None:
 
 def retain(store: Store, keep: timedelta) -> None:
     """Forget messages and their outcomes `keep` after they were written, by the hour, each
-    through an index (the outcomes' kind and time); the daily-cap counts after two days,
-    through their _id, which starts with the day (policy.py)."""
+    through an index (the outcomes' kind and time)."""
     store.expire("messages", "created_at", keep)
     store.housekeeping.add(RetentionRule(
         store.db[OUTCOMES], keep=keep,
         expired=lambda cutoff: {"kind": {"$in": list(domain.OUTCOME_KINDS)},
                                 "at": {"$lt": cutoff}}))
-    store.housekeeping.add(RetentionRule(
-        store.db.sms_daily_counts, keep=timedelta(days=2),
-        expired=lambda cutoff: {"_id": {"$lt": cutoff.date().isoformat()}}))
 
 
 def _move_legacy_statuses(db) -> None:
@@ -294,14 +294,20 @@ def remember_contacts(db, contacts: list[tuple[str, str, datetime]], now: dateti
     """`remember_contact` for many (learner_id, phone, as_of) at once: one bulk write of the
     numbers, then one read of the entries waiting for any of them; return how many messages
     were queued."""
-    bulk_write_once(db.contacts, [
-        # "not newer" rather than $or (older, or none): the embedded store answers a top-level
-        # $or by reading every contact (536 ms an update at 20,000 contacts, 0.9 ms so)
-        UpdateOne({"_id": learner_id, "as_of": {"$not": {"$gt": as_of}}},
-                  {"$set": {"phone": phone, "as_of": as_of, "touched_at": now}}, upsert=True)
+    # a learner's first number is inserted (a quarter of what an upsert costs the embedded
+    # store); one known already is replaced only by a newer one: "not newer" rather than $or
+    # (older, or none), which the embedded store answers by reading every contact
+    known = insert_many_once(db.contacts, [
+        {"_id": learner_id, "phone": phone, "as_of": as_of, "touched_at": now}
         for learner_id, phone, as_of in contacts])
-    # a duplicate key above: that contact holds a newer number (an older event arrived
-    # late), which stands; the messages are released with whatever number is stored
+    if known:
+        db.contacts.bulk_write([
+            UpdateOne({"_id": learner_id, "as_of": {"$not": {"$gt": as_of}}},
+                      {"$set": {"phone": phone, "as_of": as_of, "touched_at": now}})
+            for learner_id, phone, as_of in (contacts[position] for position in sorted(known))],
+            ordered=True)
+    # a contact left as it was holds a newer number (an older event arrived late), which
+    # stands; the messages are released with whatever number is stored
     waiting = list(db[WAITING].find(
         {"learner_id": {"$in": list({learner_id for learner_id, _, _ in contacts})}}))
     if not waiting:

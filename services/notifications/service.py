@@ -33,7 +33,8 @@ Publishes  sms_outcome: an SMS about a learner delivered, or failed for good (fo
            broker has the report (hocvu.direct), whatever the store's backlog
 State      its own database: contacts, messages (written once) with sms_waiting, sms_queue
            and sms_outcomes (appended: a message's status is derived from them,
-           repository.py), reminders, sms_optouts, sms_daily_counts, sms_rechecks
+           repository.py; the daily caps count its accepted outcomes), reminders,
+           sms_optouts, sms_rechecks
 
 Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_PROVIDER
            under the send policy (policy.py); the reminder planner (reminders.py); the

@@ -284,7 +284,6 @@ PHONE = re.compile(r"(?<![0-9A-Za-z-])(?:\+?84|0)[35789]\d{8}(?![0-9A-Za-z-])")
 ALLOWED = {("notifications", "contacts"): {"phone"}, ("notifications", "messages"): {"to"},
            ("notifications", "sms_queue"): {"to"}, ("notifications", "sms_waiting"): {"to"},
            ("notifications", "sms_outcomes"): {"to"},
-           ("notifications", "sms_daily_counts"): {"_id"},
            ("notifications", "sms_optouts"): {"_id"}}
 
 

@@ -69,17 +69,18 @@ UNIT_COST = {
         # create_documents (confirm_enrollment, announce_certificate, revocations): the
         # confirmations brought forward (their ids read, their entries moved), contacts read,
         # records, queue and waiting entries inserted, contacts read again and the waiting
-        # released (queued, deleted from waiting); remember_contact: contacts written,
-        # waiting read, contacts read, the waiting released; apply_reports: outcomes read by
+        # released (queued, deleted from waiting); remember_contact: new contacts inserted,
+        # known ones updated, waiting read, contacts read, the waiting released; apply_reports: outcomes read by
         # the provider's id, messages read, their outcomes read, outcomes inserted
         "batch": {**NONE, "insert": 4, "query": 4, "update": 2, "delete": 1},
         # the lease held, each lane read (a slice, or a few empty ones while it catches up),
         # the batch's outcomes looked for (and an entry that outlived its outcome deleted),
-        # the reminders' opt-outs read, the daily-cap slots taken, the outcomes appended, their
-        # entries deleted, retries and holds written (dispatcher.py, due.py, policy.py)
-        "round sms_dispatcher": {**NONE, "update": 3, "query": 10, "insert": 1, "delete": 2},
+        # the reminders' opt-outs read, what the numbers got today read, the outcomes
+        # appended, their entries deleted, retries and holds written (dispatcher.py, due.py,
+        # policy.py)
+        "round sms_dispatcher": {**NONE, "update": 2, "query": 12, "insert": 1, "delete": 2},
         # the sign-in codes' own loop: the same for its one lane
-        "round sms_express": {**NONE, "update": 3, "query": 4, "insert": 1, "delete": 2},
+        "round sms_express": {**NONE, "update": 2, "query": 6, "insert": 1, "delete": 2},
         # the waiting given up (read, outcomes read and appended, deleted); the walk over
         # accepted messages (its cursor, two ranges, their outcomes and records read,
         # outcomes appended, rechecks and cursor written); the rechecks due (read, judged

@@ -1,6 +1,6 @@
 """An SMS's life appended, against a real SecantusDB and the gateway simulator: the message
 record is written once, a send leaves an outcome and no queue entry, an entry that outlived
-its outcome is not sent again, and old messages, outcomes and daily counts are forgotten."""
+its outcome is not sent again, and old messages and outcomes are forgotten."""
 from datetime import timedelta
 
 import pytest
@@ -80,23 +80,18 @@ def test_an_entry_that_outlived_its_outcome_is_not_sent_again(start_gateway,
     assert db.sms_queue.count_documents({}) == 0
 
 
-def test_old_messages_their_outcomes_and_daily_counts_are_forgotten(notifications_store):
+def test_old_messages_and_their_outcomes_are_forgotten(notifications_store):
     db = notifications_store.db
     now = utcnow()
-    day = now.date()
     old, recent = now - timedelta(days=400), now - timedelta(days=10)
     for n, written in ((1, old), (2, recent)):
         record = {"_id": f"m-{n}", "dedupe_key": f"m-{n}", "template": "enrollment_confirmed",
                   "learner_id": f"lrn-{n}", "to": "+84912000001", "created_at": written}
         db.messages.insert_one(record)
         repository.record(db, [(record, domain.Settlement(domain.ACCEPTED, {}))], written)
-    kept = [f"{day - timedelta(days=1)}|transactional|+84912000001", f"{day}|+84912000001"]
-    db.sms_daily_counts.insert_many([{"_id": key, "count": 1} for key in [
-        f"{day - timedelta(days=3)}|+84912000001", *kept]])
     repository.retain(notifications_store, timedelta(days=365))
 
     notifications_store.housekeeping.run_when_due(now)
 
     assert [m["_id"] for m in db.messages.find()] == ["m-2"]
     assert [o["_id"] for o in db.sms_outcomes.find()] == ["m-2:accepted"]
-    assert sorted(c["_id"] for c in db.sms_daily_counts.find()) == kept

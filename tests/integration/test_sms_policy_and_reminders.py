@@ -26,6 +26,14 @@ def confirmation(to=PHONE):
             "sms_class": policy.TRANSACTIONAL, "to": to}
 
 
+def went_out(store, message: dict, n: int, at) -> None:
+    """The provider accepted an SMS like `message` (the dispatcher's record of it): what the
+    daily caps count."""
+    sent = {**message, "_id": f"{message['_id']}-sent-{n}"}
+    repository.record(store.db, [(sent, domain.Settlement(domain.ACCEPTED, {
+        "to": message["to"], "sms_class": message["sms_class"]}))], at)
+
+
 def test_quiet_hours_hold_reminders_but_not_transactional_messages(notifications_store):
     clock = Clock(local(2026, 11, 25, 22, 0))
     rules = policy.SendPolicy(notifications_store.db, sms_settings(), clock)
@@ -45,22 +53,26 @@ def test_at_most_three_reminders_per_number_per_local_day(notifications_store):
     clock = Clock(local(2026, 11, 25, 9, 0))
     rules = policy.SendPolicy(notifications_store.db, sms_settings(), clock)
 
-    decisions = [rules.decide(reminder(n)) for n in range(4)]
+    decisions = rules.decide_many([reminder(n) for n in range(4)])
     assert [d.action for d in decisions] == [policy.SEND] * 3 + [policy.DEFER]
     assert decisions[3].reason == policy.DAILY_CAP
     assert decisions[3].until == local(2026, 11, 26, 7, 0)
+    # two went out; the third did not (refused, or to be retried): it took nothing
+    for n in range(2):
+        went_out(notifications_store, reminder(n), n, clock())
+    assert rules.decide(reminder(4)).action == policy.SEND
+    went_out(notifications_store, reminder(4), 4, clock())
+    assert rules.decide(reminder(5)).action == policy.DEFER
     # another number has its own three; transactional messages are not counted
     assert rules.decide(reminder(9, to=OTHER_PHONE)).action == policy.SEND
     assert rules.decide(confirmation()).action == policy.SEND
-
-    rules.give_back(decisions[0])  # that send did not go out: its slot is free again
-    assert rules.decide(reminder(4)).action == policy.SEND
-    assert rules.decide(reminder(5)).action == policy.DEFER
+    went_out(notifications_store, confirmation(), 0, clock())
+    assert rules.decide(reminder(9, to=OTHER_PHONE)).action == policy.SEND
 
     clock.now = local(2026, 11, 25, 21, 59)  # still the 25th locally (14:59 UTC)
     assert rules.decide(reminder(6)).reason == policy.DAILY_CAP
     clock.now = local(2026, 11, 26, 7, 0)    # the next local day (00:00 UTC): three again
-    assert [rules.decide(reminder(n)).action for n in range(7, 11)] == \
+    assert [d.action for d in rules.decide_many([reminder(n) for n in range(7, 11)])] == \
         [policy.SEND] * 3 + [policy.DEFER]
 
 
@@ -68,18 +80,21 @@ def test_transactional_sms_to_one_number_have_a_daily_ceiling_against_pumping(
         notifications_store):
     clock = Clock(local(2026, 11, 25, 23, 0))   # any hour: transactional
     rules = policy.SendPolicy(notifications_store.db, sms_settings(SMS_TRANSACTIONAL_DAILY_CAP=5),
-                               clock)
-    decisions = [rules.decide(confirmation()) for _ in range(6)]
+                              clock)
+    decisions = rules.decide_many([confirmation()] * 6)
     assert [d.action for d in decisions] == [policy.SEND] * 5 + [policy.DEFER]
     assert decisions[5].reason == policy.DAILY_CAP
     assert decisions[5].until == local(2026, 11, 26, 0, 0)   # the next local day, not 07:00
+    for n in range(5):
+        went_out(notifications_store, confirmation(), n, clock())
+    assert rules.decide(confirmation()).action == policy.DEFER
     assert rules.decide(confirmation(to=OTHER_PHONE)).action == policy.SEND
     assert rules.decide(reminder(1, to=OTHER_PHONE)).action == policy.DEFER  # quiet hours
     clock.now = local(2026, 11, 26, 0, 0)
     assert rules.decide(confirmation()).action == policy.SEND
     unlimited = policy.SendPolicy(notifications_store.db,
                                   sms_settings(SMS_TRANSACTIONAL_DAILY_CAP=0), clock)
-    assert all(unlimited.decide(confirmation()).action == policy.SEND for _ in range(30))
+    assert all(d.action == policy.SEND for d in unlimited.decide_many([confirmation()] * 30))
 
 
 def test_opt_out_and_back_in(notifications_store):
@@ -390,6 +405,4 @@ def test_a_rounds_messages_are_decided_together_within_every_cap(notifications_s
     assert [d.action for d in decided] == [policy.SEND] * 3 + [policy.DEFER] + \
         [policy.SEND, policy.SEND, policy.SUPPRESS, policy.DEFER]
     assert (decided[3].reason, decided[7].reason) == (policy.DAILY_CAP, policy.DAILY_CAP)
-    # the slots taken are those a message at a time would have taken
-    assert {doc["_id"]: doc["count"] for doc in notifications_store.db.sms_daily_counts.find()} \
-        == {f"2026-11-25|{PHONE}": 3, f"2026-11-25|transactional|{PHONE}": 2}
+    assert notifications_store.db.sms_outcomes.count_documents({}) == 0  # nothing written
