@@ -1,16 +1,16 @@
 """Reminders: a learner who makes no progress for N days gets an SMS naming the next lesson.
 
 One document per enrollment in `reminders` holds what the reminder needs (the learner's
-name, the course, its lessons in order, those completed) and when the next one is due:
+name, the course, the lessons completed) and when the next one is due:
 `next_reminder_at` = N days after the later of the last progress and the last reminder, so
 at most one reminder per enrollment per N days. N is REMINDER_DAYS, or the course's entry
 in REMINDER_DAYS_BY_COURSE ("course-id=3,other-course=10").
 
-It is fed by events: learner_enrolled starts it, lessons_assigned tells the lessons and
-their titles, lesson_completed moves the last progress on (one write: the planner, when it
-comes to the enrollment, waits N days from that progress before it sends), course_completed
-ends it. `stop()` ends it for
-any other reason: the `enrollment_cancelled` consumer calls
+It is fed by events: learner_enrolled starts it, lessons_assigned tells the course's lessons
+and their titles (kept once per course, in `course_lessons`: a reminder names the course's
+next lesson the learner has not completed), lesson_completed moves the last progress on (one
+write: the planner, when it comes to the enrollment, waits N days from that progress before
+it sends), course_completed ends it. `stop()` ends it for any other reason: the `enrollment_cancelled` consumer calls
 `stop(db, enrollment_id, "cancelled", now, data)`. A stopped enrollment is never reminded
 again.
 
@@ -53,7 +53,7 @@ class ReminderDays:
 
 def _initial_state(data: dict, now: datetime) -> dict:
     return {"_id": data["enrollment_id"], "learner_id": data["learner_id"],
-            "course_id": data["course_id"], "status": ACTIVE, "lessons": [],
+            "course_id": data["course_id"], "status": ACTIVE,
             "completed_lesson_ids": [], "reminders_sent": 0, "last_progress_at": None,
             "last_reminded_at": None, "next_reminder_at": None, "lease_until": NEVER,
             "touched_at": now}
@@ -134,24 +134,37 @@ def on_lessons_assigned(db, data: dict, now: datetime) -> None:
 
 
 def on_lessons_assigned_many(db, assigned: list[dict], now: datetime) -> None:
-    """The lessons a reminder names, for many enrollments in one bulk write, whether
-    learner_enrolled came first or not."""
-    changes = []
-    for data in assigned:
-        lessons = data.get("lessons")  # only newer lessons services send titles
-        if not lessons:
+    """The lessons a reminder names: a course's, kept once per course (`course_lessons`),
+    written only when a course's list is new or changed (this process remembers what it
+    wrote), so a launch morning's plans cost no write per enrollment."""
+    for course_id, lessons in _course_lists(assigned).items():
+        if _KNOWN_LISTS.get((db.name, course_id)) == lessons:
             continue
-        ordered = sorted(lessons, key=lambda lesson: lesson["position"])
-        titles = {"lessons": [{"id": lesson["id"], "title": lesson["title"]}
-                              for lesson in ordered]}
-        changes.append(({"_id": data["enrollment_id"]},
-                        {"$set": titles, "$setOnInsert": _unset_fields(data, now, titles)}))
-    raced = bulk_write_once(db.reminders, [UpdateOne(which, change, upsert=True)
-                                           for which, change in changes])
-    for position in sorted(raced):
-        # two first events of one enrollment upserted at once: the other one created it
-        which, change = changes[position]
-        db.reminders.update_one(which, {"$set": change["$set"]})
+        db.course_lessons.update_one({"_id": course_id}, {"$set": {
+            "lessons": [dict(lesson) for lesson in lessons], "changed_at": now}}, upsert=True)
+        _KNOWN_LISTS[(db.name, course_id)] = lessons
+
+
+# (database, course) -> the lessons this process last wrote for it
+_KNOWN_LISTS: dict[tuple[str, str], tuple] = {}
+
+
+def _course_lists(assigned: list[dict]) -> dict[str, tuple]:
+    """Each course's lessons, in order, as the last event of the batch about it tells them
+    (only newer lessons services send titles)."""
+    lists = {}
+    for data in assigned:
+        if data.get("lessons"):
+            ordered = sorted(data["lessons"], key=lambda lesson: lesson["position"])
+            lists[data["course_id"]] = tuple({"id": lesson["id"], "title": lesson["title"]}
+                                             for lesson in ordered)
+    return lists
+
+
+def course_lessons(db, course_id: str) -> list[dict]:
+    """The lessons a reminder about this course may name, in order ([] if none is known)."""
+    found = db.course_lessons.find_one({"_id": course_id})
+    return found["lessons"] if found else []
 
 
 def _unset_fields(data: dict, now: datetime, written: dict) -> dict:
@@ -191,9 +204,10 @@ def stop_many(db, stopped: list[dict], why: str, now: datetime) -> None:
         for data in stopped], now)
 
 
-def next_lesson(state: dict) -> dict | None:
+def next_lesson(state: dict, lessons: list[dict]) -> dict | None:
+    """The first of `lessons` (the course's) the enrollment has not completed."""
     done = set(state.get("completed_lesson_ids") or ())
-    return next((lesson for lesson in state.get("lessons") or () if lesson["id"] not in done), None)
+    return next((lesson for lesson in lessons if lesson["id"] not in done), None)
 
 
 class ReminderPlanner(WakeableLoop):
@@ -240,8 +254,10 @@ class ReminderPlanner(WakeableLoop):
                                  {"$set": {**free, **({"next_reminder_at": due} if due else {})},
                                   "$unset": {"lease_owner": ""}})
             return None
-        lesson = next_lesson(state)
-        if state.get("lessons") and lesson is None:
+        # states of releases before kept their enrollment's lessons
+        lessons = state.get("lessons") or course_lessons(db, state["course_id"])
+        lesson = next_lesson(state, lessons)
+        if lessons and lesson is None:
             # every lesson done, course_completed on its way: nothing to remind of
             reminders.update_one({"_id": state["_id"]}, {"$set": {**free, "next_reminder_at": None},
                                                          "$unset": {"lease_owner": ""}})

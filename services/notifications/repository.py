@@ -40,8 +40,8 @@ _MIGRATED = "legacy-statuses-moved"  # a marker in sms_reconciler: prepare's mov
 
 def prepare(store: Store) -> None:
     db = store.db
-    store.ensure_collections("messages", "contacts", "reminders", "sms_optouts", QUEUE,
-                             WAITING, OUTCOMES, RECHECKS, "sms_reconciler")
+    store.ensure_collections("messages", "contacts", "reminders", "course_lessons",
+                             "sms_optouts", QUEUE, WAITING, OUTCOMES, RECHECKS, "sms_reconciler")
     # the daily caps' counters of releases before: the caps now count accepted outcomes
     db.drop_collection("sms_daily_counts")
     db.messages.create_index("dedupe_key", unique=True)

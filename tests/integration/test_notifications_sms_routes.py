@@ -12,6 +12,7 @@ from hocvu import auth, signatures
 from hocvu.clock import utcnow
 from hocvu_tools.devstack.processes import free_port
 from hocvu.events import new_event
+from services.notifications import reminders as reminders_module
 from services.notifications.reminders import due_at
 from services.notifications.service import NotificationsService
 from tests.support.fixtures import CALLBACK_SECRET
@@ -224,15 +225,22 @@ def test_lessons_events_feed_the_reminder_state(service_config, run_service, pik
 
     client = MongoClient(settings["MONGO_URI"], tz_aware=True)
     try:
-        reminders = client[settings["MONGO_DATABASE"]].reminders
+        db = client[settings["MONGO_DATABASE"]]
+        reminders = db.reminders
 
         def moved_on():
             state = reminders.find_one({"_id": ENROLLMENT})
             return state if state and state.get("completed_lesson_ids") == ["l1"] \
-                and state.get("lessons") and state.get("full_name") else None
+                and state.get("full_name") else None
 
         state = wait_for(moved_on, what="the reminder state")
-        assert [lesson["title"] for lesson in state["lessons"]] == ["Bài một", "Bài hai"]
+        # the lessons are the course's, kept once for every enrollment in it
+        wait_for(lambda: db.course_lessons.find_one({"_id": "citizen-digital-basics"}),
+                 what="the course's lessons")
+        assert [lesson["title"] for lesson in reminders_module.course_lessons(
+            db, "citizen-digital-basics")] == ["Bài một", "Bài hai"]
+        assert reminders_module.next_lesson(state, reminders_module.course_lessons(
+            db, "citizen-digital-basics"))["id"] == "l2"
         assert state["status"] == "active"
         # the next reminder is due five days after the progress, whichever event came first
         # (the stored time moves with progress only when the planner comes round: due_at)
