@@ -354,6 +354,10 @@ def check_burst(burst: dict) -> list[str]:
             problems.append(f"burst: {burst[name]} {name}")
     if burst["errors"]:
         problems.append(f"burst: request errors {burst['errors']}")
+    graduated = burst.get("certificate_sms_ms") or {}
+    if graduated.get("certificates", 0) < graduated.get("learners", 0) or graduated.get("missing"):
+        problems.append(f"burst: the class's certificates {graduated.get('certificates')} of "
+                        f"{graduated.get('learners')}, {graduated.get('missing')} without an SMS")
     return problems
 
 

@@ -75,3 +75,61 @@ class SignInProbe:
                 # (seconds into the run, ms to the message, ms to the gateway) of each
                 "each": [[round(at, 1), round(queued * 1000), round(wait * 1000)]
                          for at, queued, wait in timed]}
+
+
+class ClassProbe:
+    """A class that finishes its course while a backlog drains: `size` learners enrolled
+    (and texted) before the workload, whose lessons are all completed `after` seconds into
+    it, through the lessons API as their facilitator would; each certificate is timed from
+    its issue to the gateway accepting its SMS (certificate_sms_ms)."""
+
+    def __init__(self, driver, size: int = 30, after: float = 10.0, tag: str = "class"):
+        self.driver = driver
+        self.after = after
+        enrolled = driver.enrolled(driver.load(f"{tag}-enroll",
+                                               driver.enroll_requests(size, tag),
+                                               concurrency=8))
+        driver.drain(timeout=120.0)
+        self.learners = [(r["tag"], r["id"]) for r in enrolled]
+        self.completed: dict[str, int] = {}  # correlation id -> lessons completed
+        self.refused: list[int] = []
+        self._thread = threading.Thread(target=self._run, name="class probe", daemon=True)
+
+    def start(self) -> "ClassProbe":
+        self._thread.start()
+        return self
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def _run(self) -> None:
+        time.sleep(self.after)
+        base = self.driver.platform.stack.base_url
+        for correlation_id, enrollment_id in self.learners:
+            headers = self.driver.facilitators.headers_for(self.driver.commune_of[correlation_id])
+            lessons = self.driver.courses[self.driver.group_of[correlation_id]]["lessons"]
+            for lesson in lessons:
+                try:
+                    answer = requests.post(
+                        f"{base}/api/lessons/enrollments/{enrollment_id}/lessons/"
+                        f"{lesson['id']}/complete", json={"score": 90}, headers=headers,
+                        timeout=60)
+                except requests.RequestException:
+                    self.refused.append(0)
+                    break
+                if answer.status_code != 200:
+                    self.refused.append(answer.status_code)
+                    break
+                self.completed[correlation_id] = self.completed.get(correlation_id, 0) + 1
+            else:
+                self.driver.expected_sms += 1  # its certificate's SMS: the drain waits for it
+
+    def figures(self, timeline) -> dict:
+        """Certificate issued → its SMS accepted at the gateway (the drain waited for it)."""
+        issued = {c: timeline.issued[c]["occurred"] for c, _ in self.learners
+                  if c in timeline.issued}
+        timed = [timeline.certificate_sms[c]["received"] - at for c, at in issued.items()
+                 if (timeline.certificate_sms.get(c) or {}).get("received") is not None]
+        return {**percentiles(timed), "learners": len(self.learners),
+                "certificates": len(issued), "missing": len(issued) - len(timed),
+                "refused": len(self.refused)}

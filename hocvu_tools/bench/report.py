@@ -150,6 +150,15 @@ def _probe(figures: dict | None) -> str:
             f" {figures.get('refused', 0)} refused)")
 
 
+def _class(figures: dict | None) -> str:
+    if not figures:
+        return "-"
+    return (" / ".join(str(figures.get(k, "-")) for k in ("p50", "p99", "max")) +
+            f" ms ({figures.get('certificates', 0)} certificates of {figures.get('learners', 0)}"
+            f" learners, {figures.get('missing', 0)} without an SMS,"
+            f" {figures.get('refused', 0)} lessons refused)")
+
+
 def _burst(b: dict | None) -> list[str]:
     if not b:
         return []
@@ -165,6 +174,8 @@ def _burst(b: dict | None) -> list[str]:
         ["enroll→SMS received p50/p95/p99", _pcts(b["enroll_to_sms_ms"])],
         ["sign-in code asked → its SMS at the gateway p50/p99/max, during the drain",
          _probe(b.get("sign_in_code_sms_ms"))],
+        ["a class's certificate issued → its SMS at the gateway p50/p99/max, during the drain",
+         _class(b.get("certificate_sms_ms"))],
         ["delivery reports answered p50/p99/max (the gateway's wait)",
          " / ".join(str((b.get("delivery_report_ms") or {}).get(k, "-"))
                     for k in ("p50", "p99", "max")) + " ms"],

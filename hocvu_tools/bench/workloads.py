@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from hocvu_tools.bench.platform import BenchPlatform
-from hocvu_tools.bench.probes import SignInProbe
+from hocvu_tools.bench.probes import ClassProbe, SignInProbe
 from hocvu_tools.bench.timeline import Timeline, percentiles, sms_times
 from hocvu_tools.devstack.accounts import Facilitators
 from hocvu_tools.devstack.population import PROVINCE, learner
@@ -235,6 +235,9 @@ def learning_stage(driver: Driver, rate: float, duration: float,
 def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -> dict:
     """`count` enrollments as fast as the platform takes them from `concurrency` clients;
     the time until every one has its lesson plan and its confirmation SMS, and the counts."""
+    # a class of learners enrolled (and texted) before, who finish their course 10 s into the
+    # burst: their certificates' SMS are timed while the backlog drains
+    graduating = ClassProbe(driver, size=max(10, min(200, count // 100)), after=10.0)
     requests = driver.enroll_requests(count, "burst")
     operations_before = driver.store_operations()
     cpu_before = driver.platform.cpu_seconds()
@@ -242,11 +245,13 @@ def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -
     reports_before = driver.platform.sms_stats()["reports_answered"]
     # a learner asking for a sign-in code every 2 s while the backlog builds and drains
     probe = SignInProbe(driver.platform, every=2.0, tag="burst").start()
+    graduating.start()
     started = time.time()
     try:
         results = driver.load("burst", requests, concurrency=concurrency)
         submitted = time.time() - started
         accepted = driver.enrolled(results)
+        graduating.join()
         driver.drain(timeout=timeout)
     finally:
         probe.stop()
@@ -275,6 +280,9 @@ def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -
         "delivery_report_ms": driver.platform.sms_stats(reports_before)["report_answer_ms"],
         # request -> the code's SMS accepted at the gateway, while the backlog drained
         "sign_in_code_sms_ms": probe.figures(),
+        # a class's certificates issued while the backlog drained -> their SMS at the gateway
+        # (the class's lessons and certificates are in the burst's costs: about 1 % of them)
+        "certificate_sms_ms": graduating.figures(timeline),
         "harness": dict(Counter(driver.harness) - harness_before),
     })
     figures.update(costs)

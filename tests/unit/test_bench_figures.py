@@ -40,6 +40,12 @@ def test_the_burst_check_finds_anything_lost_duplicated_or_dead_lettered():
     assert check_burst(burst(confirmation_sms_duplicated=2, dead_letters=1)) == [
         "burst: 2 confirmation_sms_duplicated", "burst: 1 dead_letters"]
     assert check_burst(burst(errors={"0 TimeoutError": 3}))
+    # a class that finished during the burst: each certificate issued and texted
+    assert check_burst(burst(certificate_sms_ms={"learners": 26, "certificates": 26,
+                                                 "missing": 0})) == []
+    assert check_burst(burst(certificate_sms_ms={"learners": 26, "certificates": 25,
+                                                 "missing": 1})) == [
+        "burst: the class's certificates 25 of 26, 1 without an SMS"]
 
 
 FOLDED = "\n".join([
