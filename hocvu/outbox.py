@@ -9,7 +9,8 @@ one single-document write (atomic in every MongoDB-wire store, with no transacti
 The events sit in the document's `_outbox` field, which holds only the last write's events.
 The relay tails the service database's change stream, keeps the changes that wrote an
 `_outbox`, publishes their events to `<service>.events` with publisher confirms (mandatory
-when the event has subscribers), and saves its resume token only after the broker confirmed
+when the event has subscribers; a read's events sent together, with one wait for their
+confirms: hocvu/confirmed.py), and saves its resume token only after the broker confirmed
 them. A crash between the confirm and the save publishes a few events again: consumers are
 idempotent (natural keys). Nothing polls a backlog: the relay reads each change once, in
 commit order, so an aggregate's events leave in the order they were written.
@@ -26,13 +27,13 @@ import time
 import uuid
 from datetime import datetime, timedelta
 
-from nameko.amqp.publish import Publisher, UndeliverableMessage
 from nameko.standalone.events import get_event_exchange
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from hocvu import backoff, contracts, metrics
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
+from hocvu.confirmed import ConfirmedBatches, Unroutable
 from hocvu.leases import OwnerLease
 from hocvu.topology import known_subscriber_queues
 
@@ -80,8 +81,8 @@ class ChangeStreamRelay(WakeableLoop):
         self.name = f"{service_name}.outbox_relay"
         self.owner = f"{service_name}-{uuid.uuid4().hex[:12]}"
         self.exchange = get_event_exchange(service_name, config)
-        self.publisher = Publisher(
-            config["AMQP_URI"], use_confirms=True,
+        self.publisher = ConfirmedBatches(
+            config["AMQP_URI"], self.exchange,
             declare=[self.exchange, *known_subscriber_queues(service_name, config)])
         self.batch_size = int(config.get("OUTBOX_BATCH_SIZE", 200))
         # how long one read of the stream waits for changes: the relay's latency when idle,
@@ -119,13 +120,6 @@ class ChangeStreamRelay(WakeableLoop):
         super().start(spawn, service_name)
         self.wake()  # the first look at the lease now, not a poll interval after the start
 
-    def stop(self, wait: bool = True) -> None:
-        super().stop(wait)
-        try:
-            self.ownership.release()
-        except PyMongoError:
-            pass  # the store is away: the lease runs out by itself
-
     def run_once(self) -> bool:
         if self.ownership.hold():
             self._relay_while_owner()
@@ -141,7 +135,7 @@ class ChangeStreamRelay(WakeableLoop):
         in their commit order (read once: the collection gets no new events)."""
         legacy = self.db[LEGACY_OUTBOX]
         for doc in legacy.find({"status": "pending"}).sort([("created_at", 1), ("seq", 1)]):
-            self._publish(doc["payload"])
+            self._publish([doc["payload"]])
             legacy.update_one({"_id": doc["_id"]}, {"$set": {"status": "sent",
                                                              "sent_at": utcnow()}})
 
@@ -154,9 +148,8 @@ class ChangeStreamRelay(WakeableLoop):
                            max_await_time_ms=self.await_ms, batch_size=self.batch_size) as stream:
             while not self.stopping:
                 changes = self._read_batch(stream)
-                for change in changes:
-                    for envelope in events_of(change):
-                        self._publish(envelope)
+                self._publish([envelope for change in changes
+                               for envelope in events_of(change)])
                 due = time.monotonic() - renewed >= self.renew_every
                 metrics.relay_read(self.service_name, bool(changes))
                 if changes or due:
@@ -176,28 +169,52 @@ class ChangeStreamRelay(WakeableLoop):
             changes.append(change)
         return changes
 
-    def _publish(self, envelope: dict) -> None:
+    def _publish(self, envelopes: list[dict]) -> None:
+        """Publish a read's events in order, with one wait for their confirms. An event the
+        broker routes nowhere is published again, with those after it, after a backoff:
+        the relay never moves past it (the events behind it wait, in order)."""
         attempts = 0
-        while True:
+        while envelopes:
             try:
-                self.publisher.publish(
-                    envelope, exchange=self.exchange, routing_key=envelope["event_type"],
-                    mandatory=bool(contracts.SUBSCRIBERS.get(envelope["event_type"])),
-                    message_id=envelope["event_id"], type=envelope["event_type"],
-                    app_id=self.service_name)
+                self.publisher.publish(envelopes, _routing_key, self._properties)
                 break
-            except UndeliverableMessage:
-                # publishing the next event first would break the aggregate's order
+            except Unroutable as exc:
+                # those before it went out; it and the rest go again, in order
+                self._published(envelopes[:exc.position])
+                envelopes = envelopes[exc.position:]
                 attempts += 1
                 delay = backoff.exponential(attempts, self.max_backoff_seconds, first=2)
                 log.warning("no queue is bound for %s event %s; retrying in %ss",
-                            envelope["event_type"], envelope["event_id"], delay)
+                            envelopes[0]["event_type"], envelopes[0]["event_id"], delay)
                 self.pause(delay)
                 if self.stopping:
                     raise
-        self.published += 1
-        self.last_lag_seconds = _lag_seconds(envelope)
-        metrics.event_published(self.service_name, envelope["event_type"], self.last_lag_seconds)
+        self._published(envelopes)
+
+    def _properties(self, envelope: dict) -> dict:
+        # mandatory when the event has subscribers: a message routed nowhere comes back
+        return {"mandatory": bool(contracts.SUBSCRIBERS.get(envelope["event_type"])),
+                "message_id": envelope["event_id"], "type": envelope["event_type"],
+                "app_id": self.service_name}
+
+    def _published(self, envelopes: list[dict]) -> None:
+        for envelope in envelopes:
+            self.published += 1
+            self.last_lag_seconds = _lag_seconds(envelope)
+            metrics.event_published(self.service_name, envelope["event_type"],
+                                    self.last_lag_seconds)
+
+    def stop(self, wait: bool = True) -> None:
+        super().stop(wait)
+        try:
+            self.ownership.release()
+        except PyMongoError:
+            pass  # the store is away: the lease runs out by itself
+        self.publisher.close()
+
+
+def _routing_key(envelope: dict) -> str:
+    return envelope["event_type"]
 
 
 def _lag_seconds(envelope: dict) -> float | None:
