@@ -94,8 +94,7 @@ class ConfirmedBatches:
         self.connection.connect()
         channel = self.connection.channel()
         for entity in self.declare:
-            entity.maybe_bind(channel)
-            entity.declare()
+            entity.bind(channel).declare()  # a copy: the entity itself stays unbound
         channel.confirm_select()
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)

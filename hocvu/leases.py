@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from hocvu.clock import utcnow
 
@@ -94,3 +94,10 @@ class OwnerLease:
         self.collection.update_one({"_id": self.job, "owner": self.owner},
                                    {"$set": {"owner": None, self.until_field: utcnow()}})
         self._until = NEVER
+
+    def let_go(self) -> None:
+        """`release`, unless the store is away: the lease then runs out by itself."""
+        try:
+            self.release()
+        except PyMongoError:
+            pass

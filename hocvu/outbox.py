@@ -28,7 +28,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from nameko.standalone.events import get_event_exchange
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from hocvu import backoff, contracts, metrics
 from hocvu.background import WakeableLoop
@@ -206,10 +206,7 @@ class ChangeStreamRelay(WakeableLoop):
 
     def stop(self, wait: bool = True) -> None:
         super().stop(wait)
-        try:
-            self.ownership.release()
-        except PyMongoError:
-            pass  # the store is away: the lease runs out by itself
+        self.ownership.let_go()
         self.publisher.close()
 
 

@@ -23,7 +23,6 @@ from datetime import timedelta
 
 from eventlet import GreenPool
 from pymongo import UpdateOne
-from pymongo.errors import PyMongoError
 
 from hocvu import backoff, metrics
 from hocvu.background import WakeableLoop
@@ -125,10 +124,7 @@ class DispatchLoop(WakeableLoop):
 
     def stop(self, wait: bool = True) -> None:
         super().stop(wait)
-        try:
-            self.owner.release()
-        except PyMongoError:
-            pass  # the store is away: the lease runs out by itself
+        self.owner.let_go()
 
     def _send_in_order(self, messages: list[dict]) -> list[providers.SendResult]:
         """Several numbers at once, each number's messages one after another in the round's

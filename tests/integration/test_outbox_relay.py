@@ -108,6 +108,25 @@ def test_a_relay_resumes_after_the_last_confirmed_event(lessons_db, pika_client)
         relay.stop()
 
 
+def test_a_relay_whose_broker_connection_dropped_publishes_on_a_new_one(lessons_db,
+                                                                      pika_client):
+    """The broker closed the relay's connection (a restart): the next round opens a new
+    one, declares the exchange and queues on it, and publishes what was waiting."""
+    config, db = lessons_db
+    relay = new_relay(config, db)
+    relay.start(spawn)
+    try:
+        before = completed("enr-1", "before the drop")
+        db.plans.insert_one(with_events({"_id": "enr-1"}, [before]))
+        assert received(pika_client, 1) == [before["event_id"]]
+        relay.publisher.connection.collect()  # its socket gone, as the broker's restart does
+        after = completed("enr-2", "after the drop")
+        db.plans.insert_one(with_events({"_id": "enr-2"}, [after]))
+        assert received(pika_client, 1) == [after["event_id"]]
+    finally:
+        relay.stop()
+
+
 def test_one_instance_relays_and_another_takes_over_when_it_stops(lessons_db, pika_client):
     config, db = lessons_db
     first, second = owner_and_standby(config, db)
