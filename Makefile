@@ -86,7 +86,11 @@ $(STAMP): requirements/runtime.lock requirements/dev.lock
 # LOCK_ARGS="--upgrade-package NAME" one package. dev.lock includes the runtime's packages at
 # runtime.lock's versions; both replace the old ones only if all went well.
 LOCK_ARGS ?=
-PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-header \
+# dev.lock keeps the extras its packages ask for (pip-audit's CacheControl[filecache]): stripped,
+# pip --require-hashes refuses the install as soon as PyPI has a newer release of such a package
+# (cachecontrol 0.15.0 did that on 2026-12-07). runtime.lock is stripped: dev.in reads it as a
+# constraints file, which may not name extras.
+PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --no-header \
 	--no-emit-index-url --no-emit-find-links
 lock:
 	$(need_python)
@@ -96,7 +100,8 @@ lock:
 	"$$tmp/venv/bin/pip" install --quiet --disable-pip-version-check pip-tools; \
 	cd "$$tmp"; \
 	for name in runtime dev; do \
-		venv/bin/pip-compile $(PIP_COMPILE_FLAGS) $(LOCK_ARGS) -o $$name.lock $$name.in; \
+		extras=--strip-extras; [ $$name = dev ] && extras=--no-strip-extras; \
+		venv/bin/pip-compile $(PIP_COMPILE_FLAGS) $$extras $(LOCK_ARGS) -o $$name.lock $$name.in; \
 		{ echo "# Written by make lock from requirements/$$name.in; installed with --require-hashes."; \
 		  cat $$name.lock; } > $$name.locked; \
 	done; \
