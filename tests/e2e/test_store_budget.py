@@ -46,11 +46,14 @@ NONE = dict.fromkeys(KINDS, 0)
 # from the metrics in UNITS. Any service:
 GENERIC = {
     "grouped insert": {**NONE, "insert": 1},
-    # the change stream read: a getmore for the changes and one that finds their end, then
-    # the lease renewed with the resume token (hocvu/outbox.py); a read that finds nothing
-    # is one getmore (the embedded store ends its wait at any write, events or not)
-    "relay read events": {**NONE, "getmore": 2, "update": 1},
+    # the change stream read: getmores until one finds the stream's end, then the lease
+    # renewed with the resume token (hocvu/outbox.py); a read that finds nothing is one
+    # getmore (the embedded store ends its wait at any write, events or not). A getmore
+    # answers with whatever changes are there, so while events trickle in a read takes
+    # them in several: at most one per event published, beyond the one that finds the end
+    "relay read events": {**NONE, "getmore": 1, "update": 1},
     "relay read nothing": {**NONE, "getmore": 1},
+    "event published": {**NONE, "getmore": 1},
     # a relay's round is a look at its lease (hold), its state and the legacy outbox
     "round outbox_relay": {**NONE, "update": 1, "query": 1, "command": 1},
 }
@@ -105,6 +108,7 @@ UNIT_COST = {
 # the metric that counts each unit ("round <loop>" and "relay read <found>" units come from
 # hocvu_background_rounds_total and hocvu_outbox_relay_reads_total)
 UNITS = {"batch": "hocvu_event_batches_total", "grouped insert": "hocvu_grouped_inserts_total",
+         "event published": "hocvu_events_published_total",
          "commune recomputed": "hocvu_communes_recomputed_total"}
 
 # Per enrollment, once idle and gathered work is taken off, by store and kind of command:
