@@ -48,6 +48,9 @@ LEARNER_STATUSES = {
 # than we do); and any of them over `accepted`. A message without outcomes is `queued`
 # (in the dispatcher's queue) or `awaiting_contact`.
 GATEWAY_UNDELIVERED = "undelivered_gateway"  # an outcome's kind; shown as undelivered
+# where each part of a message's life is kept (repository.py)
+QUEUE, WAITING, OUTCOMES = "sms_queue", "sms_waiting", "sms_outcomes"
+RECHECKS = "sms_rechecks"  # accepted messages the provider said were pending (reconcile.py)
 RANK = {ACCEPTED: 1, GATEWAY_UNDELIVERED: 2, UNKNOWN: 3, SUPPRESSED: 4, UNDELIVERED: 5,
         FAILED: 6, DELIVERED: 7}
 OUTCOME_KINDS = tuple(RANK)

@@ -22,9 +22,7 @@ from zoneinfo import ZoneInfo
 
 from hocvu.clock import utcnow
 from services.notifications import optout, templates
-from services.notifications.domain import ACCEPTED
-
-OUTCOMES = "sms_outcomes"  # repository.OUTCOMES (repository imports this module)
+from services.notifications.domain import ACCEPTED, OUTCOMES
 
 TRANSACTIONAL, REMINDER = "transactional", "reminder"
 

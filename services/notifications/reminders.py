@@ -10,7 +10,8 @@ It is fed by events: learner_enrolled starts it, lessons_assigned tells the cour
 and their titles (kept once per course, in `course_lessons`: a reminder names the course's
 next lesson the learner has not completed), lesson_completed moves the last progress on (one
 write: the planner, when it comes to the enrollment, waits N days from that progress before
-it sends), course_completed ends it. `stop()` ends it for any other reason: the `enrollment_cancelled` consumer calls
+it sends), course_completed ends it. `stop()` ends it for any other reason: the
+`enrollment_cancelled` consumer calls
 `stop(db, enrollment_id, "cancelled", now, data)`. A stopped enrollment is never reminded
 again.
 
@@ -141,7 +142,7 @@ def on_lessons_assigned_many(db, assigned: list[dict], now: datetime) -> None:
         if _KNOWN_LISTS.get((db.name, course_id)) == lessons:
             continue
         db.course_lessons.update_one({"_id": course_id}, {"$set": {
-            "lessons": [dict(lesson) for lesson in lessons], "changed_at": now}}, upsert=True)
+            "lessons": list(lessons), "changed_at": now}}, upsert=True)
         _KNOWN_LISTS[(db.name, course_id)] = lessons
 
 

@@ -30,11 +30,9 @@ from hocvu.retention import RetentionRule
 from hocvu.store import Store, drop_indexes_if_present, insert_many_once
 from services.notifications import domain, policy, sms, templates
 from services.notifications.domain import (
-    ACCEPTED, AWAITING_CONTACT, DELIVERED, FAILED, QUEUED, SCOPE_FIELDS, Settlement, Wanted,
-    lane_of)
+    ACCEPTED, AWAITING_CONTACT, DELIVERED, FAILED, OUTCOMES, QUEUE, QUEUED, RECHECKS,
+    SCOPE_FIELDS, WAITING, Settlement, Wanted, lane_of)
 
-QUEUE, WAITING, OUTCOMES = "sms_queue", "sms_waiting", "sms_outcomes"
-RECHECKS = "sms_rechecks"  # accepted messages the provider said were pending (reconcile.py)
 _MIGRATED = "legacy-statuses-moved"  # a marker in sms_reconciler: prepare's move is done
 
 
@@ -195,8 +193,9 @@ def create_documents(db, documents: list[dict], now: datetime) -> list[dict | No
     insert_many_once(db[QUEUE], [_entry(document, now) for document in fresh
                                  if document.get("to")])
     waiting = [document for document in fresh if not document.get("to")]
-    insert_many_once(db[WAITING], [_entry(document, now) for document in waiting])
-    entries = [_entry(document, now) for document in waiting] + still_waiting
+    waiting_entries = [_entry(document, now) for document in waiting]
+    insert_many_once(db[WAITING], waiting_entries)
+    entries = waiting_entries + still_waiting
     if entries:
         # the number may have come between our read and our write: remember_contacts writes
         # the number and then looks for waiting entries, we write the entry and then look for
