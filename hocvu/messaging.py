@@ -48,7 +48,7 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.events import EventHandler
 from nameko.messaging import QueueConsumer
 
-from hocvu import logcontext, metrics, topology
+from hocvu import amqpwrite, logcontext, metrics, topology
 from hocvu.clock import isoformat, utcnow
 from hocvu.events import Event, MalformedEvent, parse_event
 from hocvu.store import AlreadyProcessed
@@ -527,13 +527,21 @@ class BatchEventSubscriber(EventSubscriber):
         return result, exc_info
 
     def _acknowledge(self, batch: list[tuple], already_done) -> None:
+        """Each event counted and logged, and the batch's acknowledgements sent to the broker
+        in one write (hocvu/amqpwrite.py); one that cannot be sent is redelivered."""
         already_done = {id(event) for event in already_done or ()}
         now = time.perf_counter()
-        for event, message in batch:
-            with logcontext.bound(correlation_id=event.correlation_id, event_id=event.event_id):
-                self._count("duplicate" if id(event) in already_done else "ok",
-                            now - message.hocvu_received_at)
-            self.queue_consumer.ack_message(message)
+        try:
+            with amqpwrite.one_write(getattr(batch[0][1].channel, "connection", None)):
+                for event, message in batch:
+                    with logcontext.bound(correlation_id=event.correlation_id,
+                                          event_id=event.event_id):
+                        self._count("duplicate" if id(event) in already_done else "ok",
+                                    now - message.hocvu_received_at)
+                    self.queue_consumer.ack_message(message)
+        except OSError as exc:
+            log.warning("could not acknowledge %s messages (%r); the broker will redeliver "
+                        "them", len(batch), exc)
 
 
 subscribe_batch = BatchEventSubscriber.decorator
