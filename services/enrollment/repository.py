@@ -95,16 +95,14 @@ def enroll(store: Store, caller: Principal, course: dict, learner_in: dict,
     """
     db = store.db
     profile = domain.learner_profile(learner_in, subject, now)
-    existing_learner = db.learners.find_one({"national_id_hash": national_id_hash})
-    if existing_learner:
-        update_profile = domain.check_profile(caller, existing_learner, profile)
-        refuse_repeat(db, caller, existing_learner["_id"], course["_id"])
-        learner = {**existing_learner, **profile} if update_profile else existing_learner
-        if update_profile and domain.profile_changed(existing_learner, profile):
-            db.learners.update_one({"_id": existing_learner["_id"]}, {"$set": profile})
-    else:
-        learner = domain.new_learner(national_id_hash, profile, now)
-        store.insert_together("learners", learner)  # a concurrent twin: DuplicateKeyError
+    # a person new to the platform (nearly everyone on a launch morning) is inserted without
+    # a look first: the unique national id refuses one known already, who is then read and
+    # checked (a lookup per request was a tenth of enrollment's CPU in the 2,600 burst)
+    learner = domain.new_learner(national_id_hash, profile, now)
+    try:
+        store.insert_together("learners", learner)
+    except DuplicateKeyError:
+        learner = _known_learner(db, caller, course, national_id_hash, profile)
     enrollment = domain.new_enrollment(caller, course, learner, learner_in, correlation_id, now)
     announced = [
         new_event("learner_enrolled", domain.enrolled(enrollment, learner), correlation_id),
@@ -117,6 +115,21 @@ def enroll(store: Store, caller: Principal, course: dict, learner_in: dict,
         refuse_repeat(db, caller, learner["_id"], course["_id"])
         raise
     return enrollment
+
+
+def _known_learner(db, caller: Principal, course: dict, national_id_hash: str,
+                   profile: dict) -> dict:
+    """The person this national id names, checked as enroll's caller may enroll them again
+    (their profile kept or brought up to date); a repeat of the course refused."""
+    existing = db.learners.find_one({"national_id_hash": national_id_hash})
+    if existing is None:
+        # gone between the insert and this read (an erasure): the request is tried again
+        raise DuplicateKeyError("the learner changed while enrolling")
+    update_profile = domain.check_profile(caller, existing, profile)
+    refuse_repeat(db, caller, existing["_id"], course["_id"])
+    if update_profile and domain.profile_changed(existing, profile):
+        db.learners.update_one({"_id": existing["_id"]}, {"$set": profile})
+    return {**existing, **profile} if update_profile else existing
 
 
 def refuse_repeat(db, caller: Principal, learner_id: str, course_id: str) -> None:
