@@ -88,3 +88,24 @@ def test_a_parsed_key_is_what_its_parser_makes_and_its_error_is_the_keys_problem
         settings.load(ParsedSettings, {"REPORT_SCHEDULE": "soon"})
     assert "REPORT_SCHEDULE: 'soon' is not a number of minutes" in str(raised.value)
     assert "SEALING_KEY: must be set" in str(raised.value)
+
+
+@pytest.mark.parametrize("service", ["certificates", "enrollment", "identity", "lessons",
+                                     "notifications", "reporting"])
+def test_every_key_a_service_checks_can_be_set_from_the_environment(service):
+    """A service reads its settings from its config file only (nameko's configuration): a key
+    the file does not name cannot be set by the environment an operations team deploys with,
+    whatever docs/configuration.md says. The provider's rate was such a key."""
+    import importlib
+    import inspect
+    import re
+    from pathlib import Path
+
+    module = importlib.import_module(f"services.{service}.settings")
+    schemas = [value for value in vars(module).values() if inspect.isclass(value)
+               and issubclass(value, settings.SettingsSchema)
+               and value is not settings.SettingsSchema]
+    keys = {field.data_key for schema in schemas for field in schema._declared_fields.values()}
+    config = (Path(__file__).parents[2] / "services" / service / "config.yaml").read_text()
+    settable = set(re.findall(r"^([A-Z][A-Z0-9_]*): \$\{\1:", config, re.M))
+    assert schemas and sorted(keys - settable) == []
