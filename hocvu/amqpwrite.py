@@ -40,7 +40,9 @@ def one_write(connection):
     # the private names: py-amqp's `transport` property connects a connection not open
     transport = getattr(connection, "_transport", None)
     lock = _frame_lock(connection)
-    if lock is None or "_write" not in vars(transport) or hasattr(transport, _GATHERING):
+    # a closed connection keeps its frame writer but has no transport
+    if transport is None or lock is None or "_write" not in vars(transport) \
+            or hasattr(transport, _GATHERING):
         yield  # nothing to gather on, or an enclosing block gathers already
         return
     send = transport._write

@@ -78,7 +78,12 @@ def test_acknowledgements_in_a_block_acknowledge_every_message(connection):
     assert queue.bind(connection.channel()).queue_declare(passive=True).message_count == 0
 
 
-def test_a_connection_not_open_is_left_alone():
-    for connection in (None, amqp.Connection(host="127.0.0.1:1")):  # never connected
+def test_a_connection_not_open_is_left_alone(amqp_uri):
+    with kombu.Connection(amqp_uri) as conn:
+        conn.connect()
+        closed = conn.connection
+        closed.close()  # its frame writer stays, its transport is gone
+    never_connected = amqp.Connection(host="127.0.0.1:1")
+    for connection in (None, never_connected, closed):
         with amqpwrite.one_write(connection):
             pass
