@@ -12,7 +12,7 @@ class Preset:
     stage_seconds: float                    # each sustained stage
     burst_learners: int                     # the launch burst, before --scale
     burst_concurrency: int
-    scaling_instances: tuple[int, ...]      # processes of lessons and of notifications
+    scaling_instances: tuple[int, ...]      # processes of lessons, notifications and reporting
     scaling_rates: tuple[float, ...]
     scaling_seconds: float
     broker_messages: int

@@ -6,6 +6,7 @@ and a correlation id of its own, by which the timeline finds its SMS afterwards.
 platform raises identity's per-address limit for the run (all the load comes from one
 address); nothing else about the platform changes.
 """
+import itertools
 import threading
 import time
 
@@ -17,6 +18,10 @@ from services.notifications.templates import SIGN_IN_CODE
 
 class SignInProbe:
     """Asks for a sign-in code every `every` seconds from start() to stop()."""
+
+    # every probe of a run draws its numbers from here: identity limits the codes a number
+    # may have in a day, and a run has a probe per workload
+    _numbers = itertools.count(1)
 
     def __init__(self, platform, every: float = 2.0, tag: str = "probe"):
         self.platform = platform
@@ -37,9 +42,8 @@ class SignInProbe:
 
     def _run(self) -> None:
         url = self.platform.stack.url("identity", "learners/code")
-        n = 0
         while not self._stopped.is_set():
-            n += 1
+            n = next(self._numbers)
             correlation = f"{self.tag}-signin-{n}"
             started = time.time()
             try:
@@ -136,3 +140,42 @@ class ClassProbe:
         return {**percentiles(timed), "learners": len(self.learners),
                 "certificates": len(issued), "missing": len(issued) - len(timed),
                 "refused": len(self.refused)}
+
+
+class BacklogWatch:
+    """What learners and the provider wait for while a workload's backlog drains: a sign-in
+    code asked for every 2 s (sign_in_code_sms_ms), a class completing its course 10 s in
+    (certificate_sms_ms), and the gateway's wait for our answer to each delivery report
+    (delivery_report_ms). The class is enrolled (and texted) when this is made, before the
+    workload's costs are counted; its lessons and certificates, about 1 % of a burst's
+    work, are in them."""
+
+    def __init__(self, driver, tag: str, class_size: int):
+        self.driver = driver
+        self.graduating = ClassProbe(driver, size=class_size, after=10.0, tag=f"{tag}-class")
+        self.sign_in = SignInProbe(driver.platform, every=2.0, tag=tag)
+        self._reports_before = 0
+
+    def start(self) -> "BacklogWatch":
+        self._reports_before = self.driver.platform.sms_stats()["reports_answered"]
+        self.sign_in.start()
+        self.graduating.start()
+        return self
+
+    def class_done(self) -> None:
+        """Wait for the class's lessons; their certificates' SMS are then owed."""
+        self.graduating.join()
+
+    def stop(self) -> None:
+        self.sign_in.stop()
+
+    def figures(self, timeline) -> dict:
+        return {
+            "delivery_report_ms":
+                self.driver.platform.sms_stats(self._reports_before)["report_answer_ms"],
+            # request -> the code's SMS accepted at the gateway, while the backlog drained
+            "sign_in_code_sms_ms": self.sign_in.figures(),
+            # a class's certificates issued while the backlog drained -> their SMS at the
+            # gateway
+            "certificate_sms_ms": self.graduating.figures(timeline),
+        }

@@ -141,9 +141,21 @@ def _bulk(bulk: dict | None) -> list[str]:
                      b["learners_per_s"], f"{b['enrolled']:,}", f"{b['lesson_plans']:,}",
                      f"{b['confirmation_sms']:,}", b["confirmation_sms_duplicated"],
                      b["dead_letters"], _pcts(b["http_latency_ms"])])
-    return out + _table(["case", "files × rows", "clients", "errors", "uploaded s", "drained s",
-                         "learners/s", "enrolled", "plans", "SMS", "SMS duplicated",
-                         "dead letters", "upload p50 / p95 / p99 ms"], rows)
+    out += _table(["case", "files × rows", "clients", "errors", "uploaded s", "drained s",
+                   "learners/s", "enrolled", "plans", "SMS", "SMS duplicated",
+                   "dead letters", "upload p50 / p95 / p99 ms"], rows)
+    out += ["", "While each case drained:", ""]
+    return out + _table(
+        ["case", "sign-in code asked → its SMS at the gateway p50/p99/max",
+         "a class's certificate issued → its SMS p50/p99/max",
+         "delivery reports answered p50/p99/max"],
+        [[case.replace("_", " "), _probe(b.get("sign_in_code_sms_ms")),
+          _class(b.get("certificate_sms_ms")), _reports(b.get("delivery_report_ms"))]
+         for case, b in bulk.items()])
+
+
+def _reports(figures: dict | None) -> str:
+    return " / ".join(str((figures or {}).get(k, "-")) for k in ("p50", "p99", "max")) + " ms"
 
 
 def _probe(figures: dict | None) -> str:
@@ -181,8 +193,7 @@ def _burst(b: dict | None) -> list[str]:
         ["a class's certificate issued → its SMS at the gateway p50/p99/max, during the drain",
          _class(b.get("certificate_sms_ms"))],
         ["delivery reports answered p50/p99/max (the gateway's wait)",
-         " / ".join(str((b.get("delivery_report_ms") or {}).get(k, "-"))
-                    for k in ("p50", "p99", "max")) + " ms"],
+         _reports(b.get("delivery_report_ms"))],
         ["enrollments / lesson plans / confirmation SMS",
          f"{b['enrollments']:,} / {b['lesson_plans']:,} / {b['confirmation_sms']:,}"],
         ["duplicated SMS / dead letters / request errors",
@@ -210,7 +221,7 @@ def _burst(b: dict | None) -> list[str]:
 def _scaling(rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    out = ["## Scaling out: instances of lessons and of notifications", ""]
+    out = ["## Scaling out: instances of lessons, notifications and reporting", ""]
     out += _table(["instances", "offered/s", "accepted/s", "errors",
                    "enroll→assigned p50/p99", "enroll→SMS p50/p99", "store CPU ms/enrollment",
                    "vs ceiling"],

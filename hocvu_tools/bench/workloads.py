@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from hocvu_tools.bench.platform import BenchPlatform
-from hocvu_tools.bench.probes import ClassProbe, SignInProbe
+from hocvu_tools.bench.probes import BacklogWatch
 from hocvu_tools.bench.timeline import Timeline, percentiles, sms_times
 from hocvu_tools.devstack.accounts import Facilitators
 from hocvu_tools.devstack.population import PROVINCE, learner
@@ -238,26 +238,23 @@ def learning_stage(driver: Driver, rate: float, duration: float,
 def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -> dict:
     """`count` enrollments as fast as the platform takes them from `concurrency` clients;
     the time until every one has its lesson plan and its confirmation SMS, and the counts."""
-    # a class of learners enrolled (and texted) before, who finish their course 10 s into the
-    # burst: their certificates' SMS are timed while the backlog drains
-    graduating = ClassProbe(driver, size=max(10, min(200, count // 100)), after=10.0)
+    # a class enrolled (and texted) before, who finish their course 10 s into the burst, and a
+    # learner asking for a sign-in code every 2 s, timed while the backlog builds and drains
+    watch = BacklogWatch(driver, "burst", class_size=max(10, min(200, count // 100)))
     requests = driver.enroll_requests(count, "burst")
     operations_before = driver.store_operations()
     cpu_before = driver.platform.cpu_seconds()
     harness_before = Counter(driver.harness)
-    reports_before = driver.platform.sms_stats()["reports_answered"]
-    # a learner asking for a sign-in code every 2 s while the backlog builds and drains
-    probe = SignInProbe(driver.platform, every=2.0, tag="burst").start()
-    graduating.start()
+    watch.start()
     started = time.time()
     try:
         results = driver.load("burst", requests, concurrency=concurrency)
         submitted = time.time() - started
         accepted = driver.enrolled(results)
-        graduating.join()
+        watch.class_done()
         driver.drain(timeout=timeout)
     finally:
-        probe.stop()
+        watch.stop()
     costs = _costs(driver, operations_before, cpu_before, len(accepted), "enrollment")
     timeline = Timeline(driver.platform)
     ours = {r["tag"] for r in accepted}
@@ -279,13 +276,7 @@ def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -
         "dead_letters": sum(driver.platform.dead_letters().values()),
         "enroll_to_sms_ms": _since({r["tag"]: r["due"] for r in accepted},
                                    timeline.confirmation_sms, "received"),
-        # what the gateway waited for our answer to each delivery report while it drained
-        "delivery_report_ms": driver.platform.sms_stats(reports_before)["report_answer_ms"],
-        # request -> the code's SMS accepted at the gateway, while the backlog drained
-        "sign_in_code_sms_ms": probe.figures(),
-        # a class's certificates issued while the backlog drained -> their SMS at the gateway
-        # (the class's lessons and certificates are in the burst's costs: about 1 % of them)
-        "certificate_sms_ms": graduating.figures(timeline),
+        **watch.figures(timeline),
         "harness": dict(Counter(driver.harness) - harness_before),
     })
     figures.update(costs)
@@ -382,25 +373,17 @@ def bulk_import(driver: Driver, files: int, rows_per_file: int, concurrency: int
             "data": _site_file(driver, rows_per_file, commune, group),
             "headers": {"Content-Type": "text/csv",
                         **driver.facilitators.headers_for(commune)}})
+    learners = files * rows_per_file
+    watch = BacklogWatch(driver, f"bulk-{label}", class_size=max(10, min(200, learners // 100)))
     operations_before = driver.store_operations()
     cpu_before = driver.platform.cpu_seconds()
+    watch.start()
     started = time.time()
-    # a site's browser waits for its upload's answer as long as the edge waits for the
-    # service (nginx's proxy_read_timeout, 60 s): with 1,018 files at once some answers take
-    # longer than the load generator's usual 30 s (http_latency_ms says how long)
-    results = driver.load(f"bulk-{label}", requests, concurrency=concurrency,
-                          timeout=EDGE_TIMEOUT_S)
-    submitted = time.time() - started
-    accepted = [r for r in results if r["status"] == 202]
-    jobs = [r["id"] for r in accepted]
-    # every row of every accepted file is owed a plan and an SMS, under its row's id
-    rows_owed = {f"imp-{job}-{row}" for job in jobs for row in range(2, rows_per_file + 2)}
-    driver.owed.update(rows_owed)
-    driver.expected_sms += len(rows_owed)
-    # the plans owed are looked up by enrollment id, which a row has once the job enrolled it
-    _wait_for_jobs(driver, jobs, timeout)
-    driver.plans_owed.update(_enrolled_ids(driver, jobs))
-    driver.drain(timeout=timeout)
+    try:
+        rows_owed, jobs, results = _upload_and_drain(driver, requests, rows_per_file,
+                                                     concurrency, timeout, label, watch)
+    finally:
+        watch.stop()
     timeline = Timeline(driver.platform)
     assigned = [timeline.assigned[c]["occurred"] for c in rows_owed if c in timeline.assigned]
     sms = [timeline.confirmation_sms[c] for c in rows_owed if c in timeline.confirmation_sms]
@@ -409,12 +392,12 @@ def bulk_import(driver: Driver, files: int, rows_per_file: int, concurrency: int
     counts = Counter()
     for job in driver.platform.db("enrollment").imports.find({"_id": {"$in": jobs}}):
         counts.update(job["counts"])
-    learners = files * rows_per_file
+    accepted = [r for r in results if r["status"] == 202]
     figures = _request_figures(results, accepted, offered_rate=None)
     figures.update({
         "files": files, "rows_per_file": rows_per_file, "learners": learners,
         "concurrency": concurrency,
-        "uploaded_in_s": round(submitted, 1),
+        "uploaded_in_s": round(max(r["done"] for r in results) - started, 1),
         "drained_in_s": round(last_consequence - first_sent, 1),
         "learners_per_s": round(learners / max(0.001, last_consequence - first_sent), 1),
         "enrolled": counts["enrolled"], "already_enrolled": counts["already_enrolled"],
@@ -425,9 +408,33 @@ def bulk_import(driver: Driver, files: int, rows_per_file: int, concurrency: int
         "confirmation_sms_duplicated": sum(1 for s in sms if s["copies"] > 1),
         "dead_letters": sum(driver.platform.dead_letters().values()),
         "upload_to_sms_ms": percentiles([s["received"] - first_sent for s in sms]),
+        **watch.figures(timeline),
     })
     figures.update(_costs(driver, operations_before, cpu_before, learners, "learner"))
     return figures
+
+
+def _upload_and_drain(driver: Driver, requests: list[dict], rows_per_file: int,
+                      concurrency: int, timeout: float, label: str,
+                      watch: BacklogWatch) -> tuple[set[str], list[str], list[dict]]:
+    """Upload the files and wait until every row they hold has had its consequences; the
+    rows owed, the jobs accepted and the load generator's record of each upload."""
+    # a site's browser waits for its upload's answer as long as the edge waits for the
+    # service (nginx's proxy_read_timeout, 60 s): with 1,018 files at once some answers take
+    # longer than the load generator's usual 30 s (http_latency_ms says how long)
+    results = driver.load(f"bulk-{label}", requests, concurrency=concurrency,
+                          timeout=EDGE_TIMEOUT_S)
+    jobs = [r["id"] for r in results if r["status"] == 202]
+    # every row of every accepted file is owed a plan and an SMS, under its row's id
+    rows_owed = {f"imp-{job}-{row}" for job in jobs for row in range(2, rows_per_file + 2)}
+    driver.owed.update(rows_owed)
+    driver.expected_sms += len(rows_owed)
+    watch.class_done()
+    # the plans owed are looked up by enrollment id, which a row has once the job enrolled it
+    _wait_for_jobs(driver, jobs, timeout)
+    driver.plans_owed.update(_enrolled_ids(driver, jobs))
+    driver.drain(timeout=timeout)
+    return rows_owed, jobs, results
 
 
 def _wait_for_jobs(driver: Driver, jobs: list[str], timeout: float) -> None:

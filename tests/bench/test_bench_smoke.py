@@ -42,6 +42,12 @@ def test_bulk_enrollment_lost_and_duplicated_nothing(smoke_run):
         assert figures["already_enrolled"] == figures["invalid"] == 0
         assert figures["confirmation_sms_duplicated"] == figures["dead_letters"] == 0
         assert figures["errors"] == {} and figures["drained_in_s"] > 0
+        # timed while it drained: a class's certificates, sign-in codes, delivery reports
+        graduated = figures["certificate_sms_ms"]
+        assert graduated["certificates"] == graduated["learners"] == graduated["n"] > 0
+        assert figures["sign_in_code_sms_ms"]["asked"] >= 1
+        assert figures["sign_in_code_sms_ms"]["missing"] == 0
+        assert figures["delivery_report_ms"]["n"] > 0
 
 
 def test_the_burst_lost_and_duplicated_nothing(smoke_run):

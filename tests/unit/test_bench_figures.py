@@ -1,6 +1,7 @@
 """The benchmark's arithmetic: percentiles, the sustainable rate, the count checks and the
 profile summary. Pure functions; the harness itself runs in tests/bench."""
-from hocvu_tools.bench.__main__ import check_burst, derive, sustainable_rate, targets
+from hocvu_tools.bench.__main__ import (check_bulk, check_burst, derive, sustainable_rate,
+                                        targets)
 from hocvu_tools.bench.profiling import hottest
 from hocvu_tools.bench.timeline import percentiles
 
@@ -46,6 +47,21 @@ def test_the_burst_check_finds_anything_lost_duplicated_or_dead_lettered():
     assert check_burst(burst(certificate_sms_ms={"learners": 26, "certificates": 25,
                                                  "missing": 1})) == [
         "burst: the class's certificates 25 of 26, 1 without an SMS"]
+
+
+def test_a_bulk_case_checks_its_class_and_is_judged_on_what_waited_while_it_drained():
+    bulk = {**burst(), "enrolled": 300, "already_enrolled": 0, "invalid": 0, "files": 6,
+            "drained_in_s": 12.0,
+            "certificate_sms_ms": {"learners": 10, "certificates": 9, "missing": 0, "p99": 900},
+            "sign_in_code_sms_ms": {"p99": 1200}, "delivery_report_ms": {"p99": 40}}
+    assert check_bulk("sites", bulk) == [
+        "bulk sites: the class's certificates 9 of 10, 0 without an SMS"]
+    judged = targets({"bulk": {"sites": bulk}})["bulk sites while draining"]
+    assert judged["met"] and judged["measured"] == "1200 ms, 900 ms, 40 ms"
+    slow = {**bulk, "delivery_report_ms": {"p99": 501}}
+    assert not targets({"bulk": {"sites": slow}})["bulk sites while draining"]["met"]
+    unmeasured = {**bulk, "sign_in_code_sms_ms": {}}
+    assert not targets({"bulk": {"sites": unmeasured}})["bulk sites while draining"]["met"]
 
 
 FOLDED = "\n".join([
