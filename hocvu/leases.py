@@ -81,6 +81,11 @@ class OwnerLease:
         self._until = until if taken and (taken.matched_count or taken.upserted_id) else NEVER
         return self._until is not NEVER
 
+    def last_held(self) -> bool:
+        """Whether this instance held the lease when it last looked (it may have run out
+        since: the next hold() says)."""
+        return self._until is not NEVER
+
     def renew(self, **fields) -> bool:
         """False once another instance took the lease over: stop the job and stand by."""
         until = utcnow() + self.lease

@@ -4,6 +4,9 @@
 - One durable queue per subscribing handler, `evt-<source>-<event_type>--<service>.<method>`,
   shared by every instance of that service.
 - Its dead-letter queue `<queue>.dlq`: what failed for good, with the reason in headers.
+- Exchanges `<service>.nudges` (fanout, transient): an instance wakes a job in the instance
+  that holds its lease (hocvu.nudges); each instance reads them from an exclusive queue
+  `<service>.nudges.<32 hex digits>`, deleted with its connection.
 - Delay queues `hocvu.retry.<N>s` (each behind a fanout exchange of the same name): a
   message to retry waits there N seconds (queue TTL), then RabbitMQ dead-letters it through
   the default exchange with its routing key, the name of the queue it came from. One queue
@@ -22,6 +25,18 @@ from nameko.standalone.events import get_event_exchange
 from hocvu import contracts
 
 DEFAULT_RETRY_DELAYS = (1, 2, 5, 15, 60, 300)
+
+
+def nudge_exchange(service: str) -> str:
+    return f"{service}.nudges"
+
+
+def nudge_queue(service: str, instance: str) -> str:
+    return f"{nudge_exchange(service)}.{instance}"
+
+
+# the names nudge_queue gives, as a regular expression (broker users' permissions)
+NUDGE_INSTANCE = "[0-9a-f]{32}"
 
 
 def queue_arguments(config: dict) -> dict:

@@ -406,14 +406,18 @@ def service_permissions(service: str) -> dict[str, str]:
     declare the exchanges of the events they consume (nameko does; declaring an existing
     exchange changes nothing). It publishes to its own exchange, to the delay exchanges
     and, for dead letters and retries, to the default exchange. It reads its own queues.
-    Binding a queue needs write on the queue and read on the exchange. Nothing else: not
-    another service's queue, not another service's exchange to publish to.
+    Binding a queue needs write on the queue and read on the exchange. Its instances nudge
+    one another (hocvu.nudges) on its own exchange `<service>.nudges`, each from a queue of
+    its own (`<service>.nudges.<32 hex digits>`). Nothing else: not another service's queue,
+    not another service's exchange to publish to.
     """
     consumed = consumed_queues(service)
     sources = sorted({name.split("-")[1] for name in consumed})
     fed = [queue.name for queue in topology.known_subscriber_queues(service, {})]
     own = f"{service}.events"
     source_exchanges = [f"{source}.events" for source in sources]
+    nudges = topology.nudge_exchange(service)
+    nudge_queues = re.escape(topology.nudge_queue(service, "")) + topology.NUDGE_INSTANCE
 
     def exactly(*names: str, patterns: tuple[str, ...] = ()) -> str:
         return "^(" + "|".join([*(re.escape(name) for name in names), *patterns]) + ")$"
@@ -421,9 +425,11 @@ def service_permissions(service: str) -> dict[str, str]:
     return {
         "configure": exactly(own, *source_exchanges, *consumed,
                              *(topology.dead_letter_queue_name(q) for q in consumed), *fed,
-                             patterns=(RETRY_RESOURCES,)),
-        "write": exactly(own, DEFAULT_EXCHANGE, *consumed, *fed, patterns=(RETRY_RESOURCES,)),
-        "read": exactly(own, *source_exchanges, *consumed, patterns=(RETRY_RESOURCES,)),
+                             nudges, patterns=(RETRY_RESOURCES, nudge_queues)),
+        "write": exactly(own, DEFAULT_EXCHANGE, *consumed, *fed, nudges,
+                         patterns=(RETRY_RESOURCES, nudge_queues)),
+        "read": exactly(own, *source_exchanges, *consumed, nudges,
+                        patterns=(RETRY_RESOURCES, nudge_queues)),
     }
 
 

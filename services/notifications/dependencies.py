@@ -6,6 +6,7 @@ from nameko.extensions import DependencyProvider
 
 from hocvu import metrics
 from hocvu.events import MalformedEvent
+from hocvu.nudges import nudges_of
 from hocvu.sealing import CannotOpen
 from hocvu.settings import settings_of
 from hocvu.store import dependency
@@ -73,6 +74,11 @@ class SmsDispatcher(DependencyProvider):
         self.planner = reminders.ReminderPlanner(store, settings, self.loop.reminder_days,
                                                  on_message=self.loop.wake)
         self.reconciler = reconcile.Reconciler(store.db.messages, self.provider, settings)
+        nudges = nudges_of(self.container)
+        if nudges is not None:
+            for loop in (self.loop, self.express):
+                nudges.on(loop.owner.job, loop.nudged)
+                loop.nudge = nudges.send
         for loop in self._loops():
             loop.start(self.container.spawn_managed_thread, self.container.service_name)
         metrics.on_scrape(self.container.service_name, "sms", partial(

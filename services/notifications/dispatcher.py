@@ -65,6 +65,22 @@ class DispatchLoop(WakeableLoop):
         self.batch_size = settings.batch_size
         self.lanes = [DueReader(self.queue, settings.batch_size, lane) for lane in lanes]
         self.opener = settings.opener
+        # how to wake the instance that holds this job's lease, when it is another one
+        # (hocvu.nudges); None: wake this loop, whoever holds it
+        self.nudge = None
+
+    def wake(self) -> None:
+        """A worker stored work for this loop: wake it here if this instance holds the lease,
+        else nudge the instance that does (its poll would find the work a second later)."""
+        if self.nudge is None or self.owner.last_held():
+            super().wake()
+        else:
+            self.nudge(self.owner.job)
+
+    def nudged(self) -> None:
+        """Another instance stored work: a round, if this instance holds the lease."""
+        if self.owner.last_held():
+            super().wake()
 
     def run_once(self) -> bool:
         if not self.owner.hold():

@@ -37,8 +37,10 @@ State      its own database: contacts, messages (written once) with sms_waiting,
            sms_optouts, sms_rechecks
 
 Background the SMS dispatcher (dispatcher.py) sends queued messages through SMS_PROVIDER
-           under the send policy (policy.py); the reminder planner (reminders.py); the
-           reconciler (reconcile.py) settles messages that wait too long
+           under the send policy (policy.py), in one instance at a time; another instance
+           that queued messages nudges it (hocvu.nudges, exchange notifications.nudges);
+           the reminder planner (reminders.py); the reconciler (reconcile.py) settles
+           messages that wait too long
 """
 
 import hmac
@@ -53,6 +55,7 @@ from hocvu.direct import DirectPublisher, NotPublished
 from hocvu.http import (NotFound, ServiceUnavailable, ValidationFailed, http, load_body,
                         load_query, read_json)
 from hocvu.messaging import subscribe, subscribe_batch
+from hocvu.nudges import NudgeChannel
 from hocvu.operations import OPERATIONS_ACCESS, operations_routes
 from hocvu.settings import Settings
 from hocvu.store import ServiceStore
@@ -100,6 +103,8 @@ class NotificationsService(operations_routes("notifications")):
     settings = Settings(NotificationsSettings)
     store = ServiceStore(prepare=repository.prepare)
     dispatcher = SmsDispatcher(store="store")
+    # wakes the dispatcher in the instance that holds its lease (hocvu.nudges)
+    nudges = NudgeChannel()
     sealed = SealedValues()
     publish = DirectPublisher()
 

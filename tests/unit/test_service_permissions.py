@@ -21,6 +21,11 @@ def allowed(service: str, permission: str, resource: str) -> bool:
     ("write", "lessons.events"), ("write", "amq.default"), ("write", "hocvu.retry.1s"),
     ("read", "evt-enrollment-learner_enrolled--lessons.assign_lessons"),
     ("read", "enrollment.events"), ("read", "lessons.events"),
+    # its instances' nudges (hocvu.nudges): its own exchange, a queue per instance
+    ("configure", "lessons.nudges"), ("write", "lessons.nudges"), ("read", "lessons.nudges"),
+    ("configure", "lessons.nudges.0123456789abcdef0123456789abcdef"),
+    ("write", "lessons.nudges.0123456789abcdef0123456789abcdef"),
+    ("read", "lessons.nudges.0123456789abcdef0123456789abcdef"),
 ])
 def test_lessons_may_do_its_job(permission, resource):
     assert allowed("lessons", permission, resource)
@@ -36,6 +41,9 @@ def test_lessons_may_do_its_job(permission, resource):
     ("configure", "evt-enrollment-learner_enrolled--notifications.confirm_enrollment"),
     ("configure", "xlessons.events"), ("configure", "lessons.eventsx"),
     ("configure", "hocvu.retry.300sx"),
+    ("write", "notifications.nudges"),
+    ("read", "notifications.nudges.0123456789abcdef0123456789abcdef"),
+    ("configure", "lessons.nudges.anything"), ("read", "lessons.nudges.x"),
 ])
 def test_lessons_may_do_nothing_else(permission, resource):
     assert not allowed("lessons", permission, resource)
