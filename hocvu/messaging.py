@@ -19,6 +19,13 @@ between delivers the event twice, which the idempotent handlers absorb. A retry 
 published `mandatory`: if no delay queue is bound to take it, the broker says so and the
 original goes back to its queue instead of the copy vanishing.
 
+Instances of a service share each queue, but not evenly: each consumes with a priority
+(RabbitMQ's `x-priority`), CONSUMER_PRIORITY or else a number drawn once per process, and
+RabbitMQ hands every message to the highest-priority instance until its prefetch is full
+(it is behind), only then to the next. Below that, events stay in one process, in full
+batches: two instances on one machine cost no more than one (docs/performance.md, "More
+instances on the same 2 cores"), and a second one takes the overflow of a backlog.
+
 A delay queue that an earlier release declared with other arguments (before at-least-once
 dead-lettering, hocvu.topology) is used as it is, with a warning, rather than failing every
 retry on RabbitMQ's PRECONDITION_FAILED; `python -m hocvu_tools.ops delay-queues migrate`
@@ -35,6 +42,7 @@ is handled again alone, and only one that fails alone takes the retry path above
 message never holds the others back.
 """
 import logging
+import random
 import time
 import weakref
 from contextlib import contextmanager
@@ -244,6 +252,24 @@ class ResilientQueueConsumer(QueueConsumer):
         message.reject(requeue=False)
 
 
+# this process's consumer priority when CONSUMER_PRIORITY is not set: drawn once, so that
+# every queue of the process ranks the instances alike (ties, one in a million, share)
+_DRAWN_PRIORITY = random.SystemRandom().randint(1, 1_000_000)
+PRIORITY_LIMIT = 2**31 - 1  # x-priority is a signed 32-bit integer
+
+
+def consumer_priority(config: dict) -> int:
+    """The priority this instance consumes with: CONSUMER_PRIORITY, or one drawn at random
+    for the process (module docstring)."""
+    given = config.get("CONSUMER_PRIORITY")
+    if given in (None, ""):
+        return _DRAWN_PRIORITY
+    priority = int(given)
+    if not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:
+        raise ValueError(f"CONSUMER_PRIORITY must be within ±{PRIORITY_LIMIT}, not {given}")
+    return priority
+
+
 class EventSubscriber(EventHandler):
     queue_consumer = ResilientQueueConsumer()
 
@@ -258,6 +284,7 @@ class EventSubscriber(EventHandler):
         self.queue = topology.subscriber_queue(self.source_service, self.event_type,
                                                self.container.service_name, self.method_name,
                                                config)
+        self.queue.consumer_arguments = {"x-priority": consumer_priority(config)}
         self.delays = topology.retry_delays(config)
         self.dead_letters = topology.dead_letter_queue(self.queue.name, config)
         self.failures = Publisher(config["AMQP_URI"], use_confirms=True, declare=[
