@@ -8,7 +8,12 @@ dispatcher (one at a time, under its lease) keeps a cursor on `next_attempt_at` 
 one slice after it: one second's worth of messages, twice as wide after each empty slice so
 that it catches up quickly over a quiet stretch. Once caught up it keeps a margin of 10 s
 behind "now", so a message written a while after it was stamped (a busy machine) is still
-read; the margin costs little, as only messages still queued have an entry. A sweep
+read; the margin costs little, as only messages still queued have an entry, and it is read
+in one query. The cursor never moves past that margin, not even after a full round or a
+slice of a backlog: before, a round of 100 moved it to its last message's stamp, and a
+message another instance stamped earlier but wrote a moment later waited up to a minute for
+the sweep (seen as 12 to 52 s outliers with two and four instances, docs/performance.md).
+A sweep
 over everything due, once a minute, at the start, and again at once while it finds a full
 batch, picks up whatever the cursor missed (a writer slower than the margin, a skewed clock).
 
@@ -43,16 +48,23 @@ class DueReader:
         limit = min(limit or self.batch_size, self.batch_size)
         if self.cursor is None or self.monotonic() >= self.next_sweep:
             return self._sweep(now, limit)
+        # the cursor never passes "now" less the margin: a message stamped within it and
+        # written after this read (another instance's, a busy writer's) is read next round
+        settled = now - self.margin
         while True:
-            low, high = self.cursor, min(now, self.cursor + self.width)
+            low = self.cursor
+            # within the margin of now, the rest is read at once: what is still queued there
+            # is at most the margin's worth of messages, and each round reads it again
+            high = now if low >= settled - self.base_width else min(now, low + self.width)
             batch = self._find({"$gte": low, "$lte": high}, limit)
             if len(batch) == limit:
-                self.cursor, self.width = batch[-1]["next_attempt_at"], self.base_width
+                self.cursor = min(batch[-1]["next_attempt_at"], max(low, settled))
+                self.width = self.base_width
                 return batch, True
             if high >= now:
-                self.cursor, self.width = max(low, now - self.margin), self.base_width
+                self.cursor, self.width = max(low, settled), self.base_width
                 return batch, False
-            self.cursor = high
+            self.cursor = min(high, max(low, settled))
             if batch:
                 self.width = self.base_width
                 return batch, True
@@ -65,7 +77,8 @@ class DueReader:
         batch = self._find({"$lte": now} if first else {"$lt": self.cursor}, limit)
         full = len(batch) == limit
         if first:
-            self.cursor = batch[-1]["next_attempt_at"] if full else now - self.margin
+            settled = now - self.margin
+            self.cursor = min(batch[-1]["next_attempt_at"], settled) if full else settled
         # a full sweep behind the cursor means more may be there: sweep again next round
         self.next_sweep = self.monotonic() + (0 if full and not first else self.sweep_every)
         return batch, full

@@ -123,3 +123,35 @@ def test_a_sweep_that_finds_a_full_batch_sweeps_again_at_once():
         messages.send(batch)
         sent += [d["_id"] for d in batch]
     assert sorted(sent) == sorted(f"late-{n}" for n in range(35))
+
+
+def test_a_full_round_does_not_move_the_cursor_past_a_message_written_a_moment_late():
+    # another instance stamped its message before this round's read and wrote it after
+    # (docs/performance.md, "More instances on the same 2 cores"): a full round must not
+    # leave it behind for the next minute's sweep
+    clock = Clock()
+    times = [T0 + timedelta(milliseconds=10 * n) for n in range(150)]
+    messages = Messages(times)
+    reader = DueReader(messages, batch_size=100, monotonic=clock)
+    now = T0 + timedelta(seconds=2)
+    batch, more = reader.read(now)
+    messages.send(batch)
+    assert len(batch) == 100 and more
+    messages.docs.append({"_id": "late", "lane": 0, "created_at": now,
+                          "next_attempt_at": T0 + timedelta(milliseconds=5)})
+    clock.now += 1
+    assert "late" in drain(reader, messages, now + timedelta(seconds=1))
+
+
+def test_a_read_within_the_margin_does_not_pass_a_message_written_a_moment_late():
+    clock = Clock()
+    messages = Messages([T0 + timedelta(milliseconds=100 * n) for n in range(1, 6)])
+    reader = DueReader(messages, batch_size=100, monotonic=clock)
+    reader.cursor, reader.next_sweep = T0, 1e9  # 5 s behind "now", within the margin
+    now = T0 + timedelta(seconds=5)
+    batch, _ = reader.read(now)
+    messages.send(batch)
+    assert len(batch) == 5
+    messages.docs.append({"_id": "late", "lane": 0, "created_at": now,
+                          "next_attempt_at": T0 + timedelta(milliseconds=900)})
+    assert drain(reader, messages, now + timedelta(seconds=0.2)) == ["late"]
