@@ -13,7 +13,7 @@ import time
 import requests
 
 from hocvu_tools.bench.timeline import percentiles, sms_times
-from services.notifications.templates import SIGN_IN_CODE
+from services.notifications.templates import CERTIFICATE_ISSUED, SIGN_IN_CODE
 
 
 class SignInProbe:
@@ -131,8 +131,22 @@ class ClassProbe:
             else:
                 self.finished += 1
 
+    def wait_for_sms(self, timeout: float = 120.0) -> None:
+        """Until every learner who finished has their certificate's SMS at the gateway. The
+        drain counts the gateway's SMS, not whose they are: a sign-in probe's codes count
+        too, and could end it before the class's certificates were sent."""
+        deadline = time.time() + timeout
+        correlation_ids = [correlation_id for correlation_id, _ in self.learners]
+        while time.time() < deadline:
+            received = sms_times(self.driver.platform.db("notifications"),
+                                 self.driver.platform.sms_record, CERTIFICATE_ISSUED)
+            if sum(1 for c in correlation_ids
+                   if (received.get(c) or {}).get("received") is not None) >= self.finished:
+                return
+            time.sleep(0.5)
+
     def figures(self, timeline) -> dict:
-        """Certificate issued → its SMS accepted at the gateway (the drain waited for it)."""
+        """Certificate issued → its SMS accepted at the gateway (waited for: wait_for_sms)."""
         issued = {c: timeline.issued[c]["occurred"] for c, _ in self.learners
                   if c in timeline.issued}
         timed = [timeline.certificate_sms[c]["received"] - at for c, at in issued.items()
@@ -165,6 +179,10 @@ class BacklogWatch:
     def class_done(self) -> None:
         """Wait for the class's lessons; their certificates' SMS are then owed."""
         self.graduating.join()
+
+    def class_texted(self) -> None:
+        """After the drain: until the class's certificates' SMS are at the gateway."""
+        self.graduating.wait_for_sms()
 
     def stop(self) -> None:
         self.sign_in.stop()

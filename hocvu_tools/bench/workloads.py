@@ -253,6 +253,7 @@ def launch_burst(driver: Driver, count: int, concurrency: int, timeout: float) -
         accepted = driver.enrolled(results)
         watch.class_done()
         driver.drain(timeout=timeout)
+        watch.class_texted()
     finally:
         watch.stop()
     costs = _costs(driver, operations_before, cpu_before, len(accepted), "enrollment")
@@ -434,6 +435,7 @@ def _upload_and_drain(driver: Driver, requests: list[dict], rows_per_file: int,
     _wait_for_jobs(driver, jobs, timeout)
     driver.plans_owed.update(_enrolled_ids(driver, jobs))
     driver.drain(timeout=timeout)
+    watch.class_texted()
     return rows_owed, jobs, results
 
 
