@@ -2,7 +2,6 @@
 woken through them: work stored by an instance that does not hold the dispatcher's lease is
 sent by the one that does, without waiting for its poll."""
 import threading
-import time
 import uuid
 
 import eventlet
@@ -13,6 +12,7 @@ from services.notifications import domain, repository, templates
 from services.notifications.dispatcher import DispatchLoop
 from services.notifications.providers import SimulatorProvider
 from tests.support.sms import Clock, local, sms_settings
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,15 +37,6 @@ def instances(amqp_uri):
     for nudges, thread in started:
         nudges.stop()
         thread.wait()
-
-
-def until(condition, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        eventlet.sleep(0.05)
-    return False
 
 
 def listening(nudges: Nudges, job: str) -> threading.Event:
@@ -105,13 +96,15 @@ def test_a_standby_instance_nudges_the_owner_which_sends_at_once(
         db.contacts.insert_one({"_id": "lrn-1", "phone": "+84912000001"})
         message = repository.create_many(db, [confirmation(1)], clock(), True)[0]
         standby.wake()  # as the standby's worker does once it stored the message
-        assert until(lambda: repository.view(db, message["_id"])["status"] == domain.ACCEPTED)
+        wait_for(lambda: repository.view(db, message["_id"])["status"] == domain.ACCEPTED,
+                 what="the standby's message sent by the owner")
         assert standby_nudges.sent == 1 and owner_nudges.sent == 0
         # the owner wakes itself for work it stored: no nudge
         db.contacts.insert_one({"_id": "lrn-2", "phone": "+84912000002"})
         message = repository.create_many(db, [confirmation(2)], clock(), True)[0]
         owner.wake()
-        assert until(lambda: repository.view(db, message["_id"])["status"] == domain.ACCEPTED)
+        wait_for(lambda: repository.view(db, message["_id"])["status"] == domain.ACCEPTED,
+                 what="the owner's own message sent")
         assert owner_nudges.sent == 0
     finally:
         for loop in loops:
