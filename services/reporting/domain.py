@@ -100,6 +100,20 @@ def enrollment_change(event_type: str, fact: dict) -> dict:
     return change
 
 
+def created_by(enrollment_id: str, change: dict) -> dict:
+    """The document that upserting `change` (enrollment_change) on a new enrollment's id
+    creates: what the first fact of an enrollment inserts instead (repository.apply_many)."""
+    document: dict = {"_id": enrollment_id}
+    for operator in ("$set", "$min"):
+        for path, value in change.get(operator, {}).items():
+            *parents, name = path.split(".")
+            target = document
+            for parent in parents:
+                target = target.setdefault(parent, {})
+            target[name] = value
+    return document
+
+
 # --- facts -> figures ------------------------------------------------------------------
 
 def _days_from(first: str, count: int) -> list[str]:

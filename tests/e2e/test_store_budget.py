@@ -94,9 +94,10 @@ UNIT_COST = {
     },
     "reporting": {
         **GENERIC,
-        # record: facts inserted (SMS outcomes into `sms` too), enrollments folded in one
-        # bulk write, the place of lessons that came before their enrollment read
-        "batch": {**NONE, "insert": 2, "query": 1, "update": 1},
+        # record: facts inserted (SMS outcomes into `sms` too), new enrollments inserted and
+        # the facts of known ones folded in one bulk write, the place of lessons that came
+        # before their enrollment read
+        "batch": {**NONE, "insert": 3, "query": 1, "update": 1},
         # the communes of the campaign listed, at a sweep
         "round refresher": {**NONE, "command": 1},
         # recompute_commune: the commune's enrollments, SMS outcomes, days and totals read
