@@ -47,7 +47,7 @@ def test_bulk_enrollment_lost_and_duplicated_nothing(smoke_run):
         assert graduated["certificates"] == graduated["learners"] == graduated["n"] > 0
         assert figures["sign_in_code_sms_ms"]["asked"] >= 1
         assert figures["sign_in_code_sms_ms"]["missing"] == 0
-        assert figures["delivery_report_ms"]["n"] > 0
+        assert figures["delivery_report_ms"]["count"] > 0
 
 
 def test_the_burst_lost_and_duplicated_nothing(smoke_run):
