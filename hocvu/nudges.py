@@ -115,7 +115,7 @@ class Nudges:
                 self._publisher.release()
             except Exception:  # closing a broken connection: nothing more to do
                 pass
-            self._publisher = None
+            self._publisher = self._producer = None
 
 
 class NudgeChannel(DependencyProvider):

@@ -13,7 +13,7 @@ import time
 import requests
 
 from hocvu_tools.bench.timeline import percentiles, sms_times
-from services.notifications.templates import CERTIFICATE_ISSUED, SIGN_IN_CODE
+from services.notifications.templates import SIGN_IN_CODE
 
 
 class SignInProbe:
@@ -95,7 +95,9 @@ class ClassProbe:
                                                concurrency=8))
         driver.drain(timeout=120.0)
         self.learners = [(r["tag"], r["id"]) for r in enrolled]
-        self.finished = 0  # learners whose every lesson was completed: a certificate SMS each
+        # correlation ids of the learners whose every lesson was completed: a certificate
+        # SMS each
+        self.finished: list[str] = []
         self.refused: list[int] = []
         self._thread = threading.Thread(target=self._run, name="class probe", daemon=True)
 
@@ -105,10 +107,11 @@ class ClassProbe:
 
     def join(self) -> None:
         """Wait until the class is done; its certificates' SMS are then owed (the drain
-        waits for them). Counted here, on the caller's thread, which owns the driver's
+        waits for each). Counted here, on the caller's thread, which owns the driver's
         totals."""
         self._thread.join()
-        self.driver.expected_sms += self.finished
+        self.driver.expected_sms += len(self.finished)
+        self.driver.certificates_owed.update(self.finished)
 
     def _run(self) -> None:
         time.sleep(self.after)
@@ -129,24 +132,10 @@ class ClassProbe:
                     self.refused.append(answer.status_code)
                     break
             else:
-                self.finished += 1
-
-    def wait_for_sms(self, timeout: float = 120.0) -> None:
-        """Until every learner who finished has their certificate's SMS at the gateway. The
-        drain counts the gateway's SMS, not whose they are: a sign-in probe's codes count
-        too, and could end it before the class's certificates were sent."""
-        deadline = time.time() + timeout
-        correlation_ids = [correlation_id for correlation_id, _ in self.learners]
-        while time.time() < deadline:
-            received = sms_times(self.driver.platform.db("notifications"),
-                                 self.driver.platform.sms_record, CERTIFICATE_ISSUED)
-            if sum(1 for c in correlation_ids
-                   if (received.get(c) or {}).get("received") is not None) >= self.finished:
-                return
-            time.sleep(0.5)
+                self.finished.append(correlation_id)
 
     def figures(self, timeline) -> dict:
-        """Certificate issued → its SMS accepted at the gateway (waited for: wait_for_sms)."""
+        """Certificate issued → its SMS accepted at the gateway (the drain waited for it)."""
         issued = {c: timeline.issued[c]["occurred"] for c, _ in self.learners
                   if c in timeline.issued}
         timed = [timeline.certificate_sms[c]["received"] - at for c, at in issued.items()
@@ -179,10 +168,6 @@ class BacklogWatch:
     def class_done(self) -> None:
         """Wait for the class's lessons; their certificates' SMS are then owed."""
         self.graduating.join()
-
-    def class_texted(self) -> None:
-        """After the drain: until the class's certificates' SMS are at the gateway."""
-        self.graduating.wait_for_sms()
 
     def stop(self) -> None:
         self.sign_in.stop()

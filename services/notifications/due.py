@@ -13,9 +13,9 @@ in one query. The cursor never moves past that margin, not even after a full rou
 slice of a backlog: before, a round of 100 moved it to its last message's stamp, and a
 message another instance stamped earlier but wrote a moment later waited up to a minute for
 the sweep (seen as 12 to 52 s outliers with two and four instances, docs/performance.md).
-A sweep
-over everything due, once a minute, at the start, and again at once while it finds a full
-batch, picks up whatever the cursor missed (a writer slower than the margin, a skewed clock).
+A sweep over everything due, once a minute, at the start, and again at once while it finds
+a full batch, picks up whatever the cursor missed (a writer slower than the margin, a skewed
+clock).
 
 The dispatcher keeps one reader per lane (domain.LANES) and asks each, in the lanes' order,
 for at most the room left in its round.
@@ -57,14 +57,15 @@ class DueReader:
             # is at most the margin's worth of messages, and each round reads it again
             high = now if low >= settled - self.base_width else min(now, low + self.width)
             batch = self._find({"$gte": low, "$lte": high}, limit)
+            farthest = max(low, settled)  # where the cursor may go this round
             if len(batch) == limit:
-                self.cursor = min(batch[-1]["next_attempt_at"], max(low, settled))
+                self.cursor = min(batch[-1]["next_attempt_at"], farthest)
                 self.width = self.base_width
                 return batch, True
             if high >= now:
-                self.cursor, self.width = max(low, settled), self.base_width
+                self.cursor, self.width = farthest, self.base_width
                 return batch, False
-            self.cursor = min(high, max(low, settled))
+            self.cursor = min(high, farthest)
             if batch:
                 self.width = self.base_width
                 return batch, True
