@@ -26,6 +26,7 @@ from hocvu.reference import communes_of
 
 # the client's backoff: a request failing for `seconds` is retried at most this often
 FIRST_PAUSE, LONGEST_PAUSE = 0.1, 2.0
+LAST_SHARE = 0.1  # of the journeys, held back until every fault has ended
 
 
 def progress(message: str) -> None:
@@ -104,13 +105,27 @@ class JourneyDriver:
         self.finished = 0
 
     def run(self, faults: list[Fault] = ()) -> DriveReport:
-        """Drive every journey; run the `faults` beside them, in turn."""
+        """Drive every journey; run the `faults` beside them, in turn.
+
+        The last LAST_SHARE of the journeys start only once every fault has ended: on a slow
+        machine the faults before them can take longer than the rest of the load, and a
+        fault that runs after the load proves nothing."""
+        assert all(f.after < 1 - LAST_SHARE for f in faults), "a fault starts too late"
         started = time.monotonic()
         all_done = threading.Event()
+        faults_ended = threading.Event()
+        if not faults:
+            faults_ended.set()
         injections: list[Injection] = []
         errors = []
 
         def inject():
+            try:
+                inject_each()
+            finally:
+                faults_ended.set()
+
+        def inject_each():
             for fault in faults:
                 while self.finished < self.count * fault.after and not all_done.is_set():
                     time.sleep(0.05)
@@ -129,7 +144,9 @@ class JourneyDriver:
 
         with ThreadPoolExecutor(self.concurrency + 1) as pool:
             injector = pool.submit(inject) if faults else None
-            futures = [pool.submit(self.journey, n) for n in range(self.count)]
+            last = int(self.count * (1 - LAST_SHARE))
+            futures = [pool.submit(self.journey, n, faults_ended if n >= last else None)
+                       for n in range(self.count)]
             journeys = []
             for future in futures:
                 try:
@@ -144,7 +161,9 @@ class JourneyDriver:
         return DriveReport(journeys, time.monotonic() - started, self.concurrency, injections,
                            self.retried, self.retry_causes, self.most_retries, errors)
 
-    def journey(self, n: int) -> Journey:
+    def journey(self, n: int, wait_for: threading.Event | None = None) -> Journey:
+        if wait_for is not None:
+            wait_for.wait()
         person = learner(n, self.seed)
         course = self.courses[person.group]
         journey = Journey(n, person.phone)
