@@ -62,8 +62,9 @@ def prepare(store: Store) -> None:
     # the reconciler's walk over accepted messages, and the failures the ops command lists
     db[OUTCOMES].create_index([("kind", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)])
     db[RECHECKS].create_index("next_check_at")
-    # the reminder planner's claim of due enrollments (reminders.py)
-    db.reminders.create_index([("status", ASCENDING), ("next_reminder_at", ASCENDING)])
+    # the reminder planner's claim of due enrollments (reminders.py, ReminderPlanner)
+    db.reminders.create_index("next_reminder_at")
+    drop_indexes_if_present(db.reminders, "status_1_next_reminder_at_1")
     _move_legacy_statuses(db)
     drop_indexes_if_present(db.messages, "lease_owner_1", "status_1_created_at_1",
                             "enrollment_id_1", "status_1_next_attempt_at_1",
