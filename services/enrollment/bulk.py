@@ -56,6 +56,7 @@ from services.enrollment.schemas import EnrollmentIn
 log = logging.getLogger(__name__)
 
 JOBS, CHUNKS = "imports", "import_chunks"
+REPORT_PAGE = 100  # chunks read at once for a job's report
 PENDING, DONE = "pending", "done"
 # outcomes of a row
 ENROLLED, ALREADY, INVALID = "enrolled", "already_enrolled", "invalid"
@@ -303,14 +304,17 @@ class BulkImports(DependencyProvider):
         enroller = RowEnroller(store, keys, self.enroll)
         self.box = RowBox(keys.national_id_key)
         self.loop = ImportLoop(self.db, enroller, self.box, self.settings)
-        # the store's hourly purge, each through an index (a chunk's leads with its status)
+        # the store's hourly purge, each through one range of an index: a chunk's leads with
+        # its status, so one rule per status (a `$in` of them beside the range made the
+        # embedded store read every chunk of both)
         store.housekeeping.add(RetentionRule(
             self.db[JOBS], expired=lambda cutoff: {"created_at": {"$lt": cutoff}},
             keep=self.settings.bulk_retention))
-        store.housekeeping.add(RetentionRule(
-            self.db[CHUNKS], keep=self.settings.bulk_retention,
-            expired=lambda cutoff: {"status": {"$in": [PENDING, DONE]},
-                                    "created_at": {"$lt": cutoff}}))
+        for status in (PENDING, DONE):
+            store.housekeeping.add(RetentionRule(
+                self.db[CHUNKS], keep=self.settings.bulk_retention,
+                expired=lambda cutoff, status=status: {"status": status,
+                                                       "created_at": {"$lt": cutoff}}))
         self.loop.start(self.container.spawn_managed_thread,
                         self.container.service_name)
 
@@ -358,7 +362,7 @@ class BulkImports(DependencyProvider):
         # crash before the last write leaves a job that says "interrupted" (its rows that
         # were stored are still enrolled; uploading again reports them as repeats)
         self.db[JOBS].insert_one(job)
-        chunks = [{"_id": f"{job_id}:{number:05d}", "job_id": job_id, "chunk_no": number,
+        chunks = [{"_id": chunk_id(job_id, number), "job_id": job_id, "chunk_no": number,
                    "rows": [row for row, _ in rows[start:start + chunk_rows]],
                    "sealed_rows": self.box.seal(
                        [cells for _, cells in rows[start:start + chunk_rows]]),
@@ -384,15 +388,21 @@ class BulkImports(DependencyProvider):
     def report(self, job: dict) -> str:
         """Every row that was not simply enrolled, with why, in row order (CSV)."""
         problems = []
-        # a chunk's _id is "<job>:<number>": the job's chunks are one range of _id
-        cursor = self.db[CHUNKS].find(
-            {"_id": {"$gt": f"{job['_id']}:", "$lt": f"{job['_id']};"}},
-            projection={"rows": 1, "outcomes": 1}).sort("_id", 1)
-        for chunk in cursor:
-            for row, outcome in zip(chunk["rows"], chunk.get("outcomes") or []):
-                for field_name, message in outcome.get("e", []):
-                    problems.append((row, outcome["o"], field_name, message))
+        # the job's chunks by their _ids, a page at a time: the embedded store looks _id up by
+        # value only, and a range of _id read every chunk of every import
+        ids = [chunk_id(job["_id"], number) for number in range(job["chunk_count"])]
+        for start in range(0, len(ids), REPORT_PAGE):
+            page = self.db[CHUNKS].find({"_id": {"$in": ids[start:start + REPORT_PAGE]}},
+                                        projection={"rows": 1, "outcomes": 1}).sort("_id", 1)
+            for chunk in page:
+                for row, outcome in zip(chunk["rows"], chunk.get("outcomes") or []):
+                    for field_name, message in outcome.get("e", []):
+                        problems.append((row, outcome["o"], field_name, message))
         return bulk_csv.report_lines(problems)
+
+
+def chunk_id(job_id: str, number: int) -> str:
+    return f"{job_id}:{number:05d}"
 
 
 def _commune_like(rows, commune_code) -> set[str]:
