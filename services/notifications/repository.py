@@ -74,12 +74,13 @@ def prepare(store: Store) -> None:
 
 def retain(store: Store, keep: timedelta) -> None:
     """Forget messages and their outcomes `keep` after they were written, by the hour, each
-    through an index (the outcomes' kind and time)."""
+    through one range of an index: the outcomes' of each kind by time (a `$in` of the kinds
+    beside the range made the embedded store read every outcome, two a message)."""
     store.expire("messages", "created_at", keep)
-    store.housekeeping.add(RetentionRule(
-        store.db[OUTCOMES], keep=keep,
-        expired=lambda cutoff: {"kind": {"$in": list(domain.OUTCOME_KINDS)},
-                                "at": {"$lt": cutoff}}))
+    for kind in domain.OUTCOME_KINDS:
+        store.housekeeping.add(RetentionRule(
+            store.db[OUTCOMES], keep=keep,
+            expired=lambda cutoff, kind=kind: {"kind": kind, "at": {"$lt": cutoff}}))
 
 
 def _move_legacy_statuses(db) -> None:
@@ -138,13 +139,36 @@ def view(db, message_id: str) -> dict | None:
     return views(db, [message])[0] if message else None
 
 
-def outcomes_of(db, message_ids: list[str]) -> dict[str, list[dict]]:
-    """The outcomes of these messages, by message id: one read of their possible _ids."""
+def outcomes_of(db, message_ids: list[str],
+                kinds=domain.OUTCOME_KINDS) -> dict[str, list[dict]]:
+    """The outcomes of these messages (of these `kinds` only, if given), by message id: one
+    read of their possible _ids."""
     found: dict[str, list[dict]] = {}
-    if message_ids:
-        for outcome in db[OUTCOMES].find({"_id": {"$in": domain.outcome_ids(message_ids)}}):
+    ids = domain.outcome_ids(message_ids, kinds)
+    if ids:
+        for outcome in db[OUTCOMES].find({"_id": {"$in": ids}}):
             found.setdefault(outcome["message_id"], []).append(outcome)
     return found
+
+
+def _outcomes_above(db, settled: list[tuple[dict, Settlement]]) -> dict[str, list[dict]]:
+    """What `record` must know of these messages: their outcomes that rank above the lowest
+    it is to record for each. Only those can keep an outcome from changing a status, and one
+    of the same kind is refused by its _id; so the deliveries, the top rank and nearly every
+    report, need no read at all (each message's seven possible _ids were read before)."""
+    lowest: dict[str, int] = {}
+    for message, settlement in settled:
+        rank = domain.RANK[settlement.kind]
+        lowest[message["_id"]] = min(rank, lowest.get(message["_id"], rank))
+    by_kinds: dict[tuple, list[str]] = {}
+    for message_id, rank in lowest.items():
+        above = tuple(kind for kind, other in domain.RANK.items() if other > rank)
+        by_kinds.setdefault(above, []).append(message_id)
+    known: dict[str, list[dict]] = {}
+    for kinds, message_ids in by_kinds.items():
+        if kinds:
+            known.update(outcomes_of(db, message_ids, kinds))
+    return known
 
 
 def learner_scope(db, learner_id: str) -> dict | None:
@@ -353,7 +377,7 @@ def record(db, settled: list[tuple[dict, Settlement]], now: datetime,
     if not settled:
         return []
     if known is None:
-        known = outcomes_of(db, list({message["_id"] for message, _ in settled}))
+        known = _outcomes_above(db, settled)
     written = []
     for message, settlement in settled:
         had = known.setdefault(message["_id"], [])

@@ -56,10 +56,21 @@ def test_a_message_is_written_once_and_its_life_appended(start_gateway, notifica
     repository.apply_reports(db.messages, [report, report], clock())
     repository.apply_reports(db.messages, [{**report, "status": domain.UNDELIVERED,
                                             "detail": "expired"}], clock())
+    # a delivery is the top rank: recorded without reading the outcomes, so the same report
+    # in a later batch is refused by its _id and announced no more
+    repository.apply_reports(db.messages, [report], clock())
     delivered = db.sms_outcomes.find_one({"_id": f"{ids[0]}:delivered"})
     assert [e["data"]["status"] for e in delivered["_outbox"]] == ["delivered"]
     assert db.sms_outcomes.count_documents({"message_id": ids[0]}) == 2
     assert repository.view(db, ids[0])["status"] == domain.DELIVERED
+
+    # a failure, then the delivery after all: both recorded, the delivery shown
+    failed = {**report, "request_id": ids[1], "status": domain.FAILED, "detail": "busy"}
+    repository.apply_reports(db.messages, [failed], clock())
+    repository.apply_reports(db.messages, [{**failed, "status": domain.DELIVERED}], clock())
+    assert {o["kind"] for o in db.sms_outcomes.find({"message_id": ids[1]})} == {
+        domain.ACCEPTED, domain.GATEWAY_UNDELIVERED, domain.DELIVERED}  # the gateway's failure
+    assert repository.view(db, ids[1])["status"] == domain.DELIVERED
 
 
 def test_an_entry_that_outlived_its_outcome_is_not_sent_again(start_gateway,
