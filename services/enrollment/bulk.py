@@ -49,14 +49,13 @@ from hocvu.leases import NEVER, claim_batch
 from hocvu.reference import province_of
 from hocvu.retention import RetentionRule
 from hocvu.settings import settings_of
-from hocvu.store import dependency
+from hocvu.store import dependency, find_by_ids
 from services.enrollment import bulk_csv, domain
 from services.enrollment.schemas import EnrollmentIn
 
 log = logging.getLogger(__name__)
 
 JOBS, CHUNKS = "imports", "import_chunks"
-REPORT_PAGE = 100  # chunks read at once for a job's report
 PENDING, DONE = "pending", "done"
 # outcomes of a row
 ENROLLED, ALREADY, INVALID = "enrolled", "already_enrolled", "invalid"
@@ -388,16 +387,13 @@ class BulkImports(DependencyProvider):
     def report(self, job: dict) -> str:
         """Every row that was not simply enrolled, with why, in row order (CSV)."""
         problems = []
-        # the job's chunks by their _ids, a page at a time: the embedded store looks _id up by
-        # value only, and a range of _id read every chunk of every import
+        # the job's chunks by their _ids, in order: the embedded store looks _id up by value
+        # only, and a range of _id read every chunk of every import
         ids = [chunk_id(job["_id"], number) for number in range(job["chunk_count"])]
-        for start in range(0, len(ids), REPORT_PAGE):
-            page = self.db[CHUNKS].find({"_id": {"$in": ids[start:start + REPORT_PAGE]}},
-                                        projection={"rows": 1, "outcomes": 1}).sort("_id", 1)
-            for chunk in page:
-                for row, outcome in zip(chunk["rows"], chunk.get("outcomes") or []):
-                    for field_name, message in outcome.get("e", []):
-                        problems.append((row, outcome["o"], field_name, message))
+        for chunk in find_by_ids(self.db[CHUNKS], ids, {"rows": 1, "outcomes": 1}):
+            for row, outcome in zip(chunk["rows"], chunk.get("outcomes") or []):
+                for field_name, message in outcome.get("e", []):
+                    problems.append((row, outcome["o"], field_name, message))
         return bulk_csv.report_lines(problems)
 
 

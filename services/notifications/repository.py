@@ -153,22 +153,12 @@ def outcomes_of(db, message_ids: list[str],
 
 def _outcomes_above(db, settled: list[tuple[dict, Settlement]]) -> dict[str, list[dict]]:
     """What `record` must know of these messages: their outcomes that rank above the lowest
-    it is to record for each. Only those can keep an outcome from changing a status, and one
-    of the same kind is refused by its _id; so the deliveries, the top rank and nearly every
-    report, need no read at all (each message's seven possible _ids were read before)."""
-    lowest: dict[str, int] = {}
-    for message, settlement in settled:
-        rank = domain.RANK[settlement.kind]
-        lowest[message["_id"]] = min(rank, lowest.get(message["_id"], rank))
-    by_kinds: dict[tuple, list[str]] = {}
-    for message_id, rank in lowest.items():
-        above = tuple(kind for kind, other in domain.RANK.items() if other > rank)
-        by_kinds.setdefault(above, []).append(message_id)
-    known: dict[str, list[dict]] = {}
-    for kinds, message_ids in by_kinds.items():
-        if kinds:
-            known.update(outcomes_of(db, message_ids, kinds))
-    return known
+    it is to record. Only those can keep an outcome from changing a status, and one of the
+    same kind is refused by its _id; so a round of deliveries, the top rank and nearly every
+    report, needs no read at all (each message's seven possible _ids were read before)."""
+    lowest = min(domain.RANK[settlement.kind] for _, settlement in settled)
+    above = [kind for kind, rank in domain.RANK.items() if rank > lowest]
+    return outcomes_of(db, list({message["_id"] for message, _ in settled}), above)
 
 
 def learner_scope(db, learner_id: str) -> dict | None:

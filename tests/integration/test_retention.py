@@ -1,12 +1,13 @@
 """What expires, per store profile, against a real SecantusDB: on the embedded store an hourly
-purge through a plain index; on MongoDB a TTL index. Switching profile swaps the index."""
+purge through a plain index; on MongoDB a TTL index. Switching profile swaps the index. Also
+the store layer's counters, and its reads by _id a page at a time."""
 from datetime import timedelta
 
 import pymongo
 import pytest
 
 from hocvu.clock import utcnow
-from hocvu.store import Store
+from hocvu.store import Store, find_by_ids
 from hocvu.storeprofile import EMBEDDED, MONGODB, StoreProfile
 
 pytestmark = pytest.mark.integration
@@ -70,3 +71,15 @@ def test_concurrent_callers_never_share_a_counter_value(client):
     with ThreadPoolExecutor(10) as pool:
         values = list(pool.map(lambda _: store.next_value("serial-concurrent"), range(200)))
     assert sorted(values) == list(range(1, 201))
+
+
+def test_documents_are_read_by_id_a_page_at_a_time_in_the_order_asked(client):
+    store = store_with(client, EMBEDDED)
+    chunks = store.db.find_by_ids_chunks
+    chunks.insert_many([{"_id": f"job:{n:05d}", "n": n} for n in range(7)])
+    asked = ["job:00005", "job:00000", "nowhere", "job:00003", "job:00006", "job:00001"]
+
+    found = list(find_by_ids(chunks, asked, {"n": 1}, at_once=2))
+
+    assert [d["_id"] for d in found] == [i for i in asked if i != "nowhere"]
+    assert [d["n"] for d in found] == [5, 0, 3, 6, 1]
